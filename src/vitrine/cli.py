@@ -1,0 +1,309 @@
+"""The ``vitrine`` command line (Typer + Rich). Every command that prints results takes --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vitrine.errors import VitrineError
+
+app = typer.Typer(
+    help="vitrine: index, search and explore image collections with deep vision models, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ProjectDir = Annotated[Path, typer.Argument(help="project folder (holds images/ and ontology/)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def _fail(exc: VitrineError, code: int = 2):
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _emit_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+class _Guard:
+    """Turn VitrineError into a clean message and exit code 2 (no traceback)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and isinstance(exc, VitrineError):
+            _fail(exc)
+        return False
+
+
+@app.command()
+def init(
+    project_dir: ProjectDir,
+    keyword: Annotated[list[str] | None, typer.Option("--keyword", "-k", help='"Keyword=description", repeatable')] = None,
+):
+    """Create a project folder: images/ and ontology/<name>_ontology.txt."""
+    from vitrine.collection.layout import init_project
+
+    with _Guard():
+        keywords = {}
+        for item in keyword or []:
+            if "=" not in item:
+                raise VitrineError(f"--keyword {item!r} must look like Keyword=description")
+            k, d = item.split("=", 1)
+            keywords[k.strip()] = d.strip()
+        paths = init_project(project_dir, keywords=keywords or None)
+    out.print(f"project [bold]{paths.name}[/] ready at {paths.project_dir}")
+    out.print(f"  put images in   {paths.images_dir}/<subfolder>/")
+    out.print(f"  edit keywords in {paths.ontology_file}")
+    out.print(f"  then run        vitrine index {project_dir}")
+
+
+@app.command()
+def check(project_dir: ProjectDir, as_json: JsonOpt = False):
+    """Validate the project layout and the ontology; report every problem with its line."""
+    from vitrine.collection.layout import validate_layout
+    from vitrine.collection.ontology import load_ontology
+    from vitrine.project import CheckReport, project_paths
+
+    with _Guard():
+        paths = project_paths(project_dir)
+        report = CheckReport(layout=validate_layout(project_dir), ontology=load_ontology(paths.ontology_file))
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for p in report.layout:
+            colour = "red" if p.severity == "error" else "yellow"
+            out.print(f"[{colour}]{p.severity}[/]: {p.path}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""),
+                      highlight=False)
+        for p in report.ontology.problems:
+            out.print(f"[red]ontology[/] {p.file}:{p.line}: {p.message}\n  {p.text!r}", highlight=False)
+        n = len(report.ontology.entries)
+        out.print(f"{'[green]ok[/]' if report.ok else '[red]problems found[/]'}: {n} ontology entries")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<6}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("•"), TimeElapsedColumn(), TextColumn("• ETA"), TimeRemainingColumn(),
+        console=err, transient=False,
+    )
+
+
+@app.command()
+def index(
+    project_dir: ProjectDir,
+    model: Annotated[str | None, typer.Option(help="embedding model (see `vitrine models`)")] = None,
+    weights: Annotated[str | None, typer.Option(help="local weights file for hub models")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=1024)] = None,
+    as_json: JsonOpt = False,
+):
+    """Embed new or changed images and update the search index (incremental, resumable)."""
+    from vitrine.project import Project
+
+    cancel = threading.Event()
+    with _Guard():
+        proj = Project(project_dir)
+        bar = _progress_bar()
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        try:
+            with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
+                report = proj.index(model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume")
+            raise typer.Exit(130) from None
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    out.print(f"model [bold]{report.model}[/] ({report.model_reason})", highlight=False)
+    table = Table(show_header=False, box=None)
+    table.add_row("embedded", str(report.embedded))
+    table.add_row("unchanged", str(report.unchanged))
+    table.add_row("removed", str(report.removed))
+    table.add_row("failed", str(len(report.failed)))
+    table.add_row("images/s", f"{report.images_per_second:.1f}")
+    out.print(table)
+    for f in report.failed:
+        out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+@app.command()
+def search(
+    project_dir: ProjectDir,
+    text: Annotated[str | None, typer.Argument(help="free-text query")] = None,
+    keyword: Annotated[str | None, typer.Option(help="an ontology keyword")] = None,
+    image: Annotated[Path | None, typer.Option(help="an example image (any file)")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="number of results")] = 10,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    folder: Annotated[str | None, typer.Option(help="restrict to a subfolder of images/")] = None,
+    model: Annotated[str | None, typer.Option(help="must match the model the project was indexed with")] = None,
+    as_json: JsonOpt = False,
+):
+    """Search a project by text, ontology keyword, or example image."""
+    from vitrine.project import Project
+
+    with _Guard():
+        given = [x for x in (text, keyword, image) if x is not None]
+        if len(given) != 1:
+            raise VitrineError("give exactly one query: TEXT, --keyword K, or --image PATH")
+        proj = Project(project_dir)
+        kw = dict(k=k, offset=offset, folder=folder, model=model)
+        if text is not None:
+            result = proj.search(text, **kw)
+        elif keyword is not None:
+            result = proj.search_keyword(keyword, **kw)
+        else:
+            result = proj.search_image(image, **kw)
+    if as_json:
+        _emit_json([{"path": h.path, "score": h.score, "folder": h.folder, "duplicates": h.duplicates}
+                    for h in result.hits])
+        return
+    q = result.query
+    title = {"text": lambda: f"“{q['text']}”", "keyword": lambda: f"{q['keyword']} — {q['description']}",
+             "image": lambda: f"like {q['image']}"}[q["kind"]]()
+    table = Table(title=f"{title}  [dim](model {result.model})[/]")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("image")
+    for i, h in enumerate(result.hits, offset + 1):
+        table.add_row(str(i), f"{h.score:.3f}", h.path + (f"  (+{len(h.duplicates)} same)" if h.duplicates else ""))
+    out.print(table)
+
+
+@app.command()
+def status(project_dir: ProjectDir, as_json: JsonOpt = False):
+    """Show what is indexed, with which model, and what failed."""
+    from vitrine.project import Project
+
+    with _Guard():
+        st = Project(project_dir).status()
+    if as_json:
+        _emit_json(st)
+        return
+    out.print(f"[bold]{st['name']}[/]: {st['files']} images, model {st['model'] or '(not indexed)'}")
+    for folder, n in st["folders"].items():
+        out.print(f"  {folder or '(top level)'}: {n}")
+    if st["failed"]:
+        out.print(f"  [yellow]{st['failed']} unreadable[/] (see `vitrine index` output)")
+
+
+@app.command()
+def models(as_json: JsonOpt = False, probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False):
+    """List the models vitrine knows, where their weights come from, and whether they are available."""
+    from vitrine.models import registry
+
+    rows = [s.describe(probe_hub=probe_hub) for s in registry.list_models()]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="models")
+    for col in ("name", "task", "weights", "available", "summary"):
+        table.add_column(col)
+    for r in rows:
+        avail = f"[green]yes[/] ({r['availability']})" if r["available"] else f"[red]no[/] ({r['availability_detail']})"
+        table.add_row(r["name"], r["task"], r["weights_source"], avail, r["summary"])
+    out.print(table)
+
+
+@app.command()
+def export(
+    project_dir: ProjectDir,
+    what: Annotated[str, typer.Argument(help="catalog or ontology")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="CSV file (default: stdout)")] = None,
+):
+    """Export the catalog (path, folder, size, hash) or the ontology as CSV."""
+    from vitrine.collection.ontology import ontology_to_csv
+    from vitrine.project import Project
+
+    with _Guard():
+        if what not in ("catalog", "ontology"):
+            raise VitrineError(f"cannot export {what!r}", hint="choose catalog or ontology")
+        proj = Project(project_dir)
+        fh = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+        try:
+            if what == "catalog":
+                proj.export_catalog_csv(fh)
+            else:
+                ontology_to_csv(proj.ontology, fh)
+        finally:
+            if output:
+                fh.close()
+    if output:
+        err.print(f"wrote {output}")
+
+
+@app.command()
+def serve(
+    root: Annotated[Path, typer.Argument(help="a project, or a folder of projects")] = Path("."),
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    root_path: Annotated[str, typer.Option(help="path prefix when behind a reverse proxy, e.g. /proxy/8000")] = "",
+):
+    """Serve the web UI and the REST API."""
+    import uvicorn
+
+    from vitrine.server.app import create_app
+
+    with _Guard():
+        if not root.is_dir():
+            raise VitrineError(f"{root} is not a folder", hint="give a project folder or a folder of projects")
+        application = create_app(root, root_path=root_path)
+    err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command()
+def demo(
+    root: Annotated[Path, typer.Argument(help="where to build the demo projects")] = Path("demo"),
+    index_it: Annotated[bool, typer.Option("--index/--no-index")] = True,
+):
+    """Build a demo project from real photos that ship with scikit-image and scikit-learn."""
+    from vitrine.demo import build_demo
+
+    with _Guard():
+        project_dir = build_demo(root)
+        out.print(f"demo project at {project_dir}")
+        if index_it:
+            from vitrine.project import Project
+
+            report = Project(project_dir).index(model="offline-concepts")
+            out.print(f"indexed {report.embedded} new, {report.unchanged} unchanged with {report.model}")
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

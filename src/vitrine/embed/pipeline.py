@@ -1,0 +1,100 @@
+"""Batch embedding: decode (thread pool) -> preprocess -> model -> vectors, with bounded prefetch.
+
+Decoding and preprocessing run in worker threads (PIL and torchvision release the GIL for most of
+the work) while the model runs on the main thread; at most ``prefetch`` batches are decoded ahead,
+so memory stays flat on any collection size. A file that cannot be decoded is reported through
+``on_failure`` and the batch goes on without it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vitrine.collection.imageio import open_image
+from vitrine.errors import Cancelled, ImageError
+from vitrine.models.base import Embedder
+
+
+@dataclass(frozen=True)
+class EmbedItem:
+    content_id: int
+    path: Path
+    relpath: str
+
+
+def default_workers() -> int:
+    return int(os.environ.get("VITRINE_DECODE_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2)))
+
+
+def _decode(model: Embedder, item: EmbedItem):
+    try:
+        image = open_image(item.path)
+        info = {"width": image.width, "height": image.height}
+        return item, model.preprocess(image), info, None
+    except ImageError as exc:
+        return item, None, None, exc.message
+    except Exception as exc:  # a preprocessing bug must not stop the run; report it
+        return item, None, None, f"could not preprocess: {type(exc).__name__}: {exc}"
+
+
+def embed_items(
+    model: Embedder,
+    items: Sequence[EmbedItem],
+    on_batch: Callable[[list[int], dict[str, np.ndarray], dict[int, dict]], None],
+    on_failure: Callable[[EmbedItem, str], None],
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    prefetch: int = 2,
+) -> None:
+    """Embed ``items`` batch by batch; ``on_batch`` stores each batch (it is the commit point)."""
+    import torch
+
+    batch_size = batch_size or model.batch_size
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    done = 0
+    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+        pending: list[list[Future]] = []
+        next_batch = 0
+
+        def submit_next():
+            nonlocal next_batch
+            if next_batch < len(batches):
+                pending.append([pool.submit(_decode, model, it) for it in batches[next_batch]])
+                next_batch += 1
+
+        for _ in range(prefetch + 1):
+            submit_next()
+        try:
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("indexing was cancelled; what was embedded so far is kept")
+                futures = pending.pop(0)
+                submit_next()
+                ids, tensors, info = [], [], {}
+                for fut in futures:
+                    item, tensor, meta, error = fut.result()
+                    if error is not None:
+                        on_failure(item, error)
+                    else:
+                        ids.append(item.content_id)
+                        tensors.append(tensor)
+                        info[item.content_id] = meta
+                if ids:
+                    vectors = model.embed_batch(torch.stack(tensors))
+                    on_batch(ids, vectors, info)
+                done += len(futures)
+                if progress:
+                    progress(done, len(items))
+        finally:
+            for futures in pending:
+                for fut in futures:
+                    fut.cancel()

@@ -1,0 +1,120 @@
+"""The one registry of models: name -> weights source, card, loader, availability.
+
+Every model vitrine can use is a :class:`ModelSpec` registered here (embedding models now;
+classifiers and detectors register under other ``task`` values). Loaded models are cached per
+process, so a server loads each model once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vitrine.errors import ModelError
+from vitrine.models.base import Embedder, ModelCard
+
+WEIGHT_SOURCES = ("package", "hub", "local")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a model's weights can be had now, and where from (``cached``, ``local``, ``package``,
+    ``downloadable``), or why not."""
+
+    ok: bool
+    where: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str  # "embedding" | "classification" | "detection" | "segmentation"
+    source: str  # one of WEIGHT_SOURCES: where the weights come from by default
+    card: ModelCard
+    loader: Callable[..., Embedder]  # loader(weights: str | None = None, device: str | None = None)
+    availability: Callable[..., Availability]  # availability(weights: str | None = None, probe_hub: bool)
+
+    def __post_init__(self):
+        if self.source not in WEIGHT_SOURCES:
+            raise ValueError(f"model {self.name}: weights source must be one of {WEIGHT_SOURCES}")
+
+    def describe(self, probe_hub: bool = False) -> dict:
+        av = self.availability(probe_hub=probe_hub)
+        return {
+            "name": self.name,
+            "task": self.task,
+            "weights_source": self.source,
+            "available": av.ok,
+            "availability": av.where,
+            "availability_detail": av.detail,
+            "summary": self.card.summary,
+            "license": self.card.license,
+            "languages": list(self.card.languages),
+            "reference": self.card.reference,
+            "notes": self.card.notes,
+        }
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_LOADED: dict[tuple, Embedder] = {}
+_LOCK = threading.Lock()
+_BUILTINS_LOADED = False
+
+
+def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    for key in [k for k in _LOADED if k[0] == name]:
+        _LOADED.pop(key, None)
+
+
+def _ensure_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from vitrine.models import clip, offline_concepts  # noqa: F401  (they register themselves)
+
+
+def get(name: str) -> ModelSpec:
+    _ensure_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ModelError(
+            f"unknown model {name!r}", hint=f"known models: {known} (see `vitrine models`)"
+        ) from None
+
+
+def list_models(task: str | None = None) -> list[ModelSpec]:
+    _ensure_builtins()
+    return [s for s in _REGISTRY.values() if task is None or s.task == task]
+
+
+def load(name: str, weights: str | None = None, device: str | None = None) -> Embedder:
+    """Load (once per process) and return a model. Raises :class:`ModelError` with a hint."""
+    spec = get(name)
+    key = (name, weights, device)
+    with _LOCK:
+        model = _LOADED.get(key)
+        if model is None:
+            model = spec.loader(weights=weights, device=device)
+            _LOADED[key] = model
+        return model
+
+
+def default_embedding_model(probe_hub: bool = True) -> tuple[str, str]:
+    """The model a new project uses, and why: CLIP when its weights can be had, else offline."""
+    clip_spec = get("clip-vit-b-32")
+    av = clip_spec.availability(probe_hub=probe_hub)
+    if av.ok:
+        return clip_spec.name, f"clip-vit-b-32 weights are {av.where}" + (f" ({av.detail})" if av.detail else "")
+    return "offline-concepts", f"clip-vit-b-32 is not available ({av.detail}); offline-concepts works offline"

@@ -1,0 +1,382 @@
+"""A project: the Python API over one collection (``<project>/images`` + ontology).
+
+    >>> import vitrine
+    >>> p = vitrine.Project("archive")           # or vitrine.init_project("archive")
+    >>> report = p.index()                       # incremental; resumes after an interruption
+    >>> p.search("a cat", k=5).hits[0].path
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+from vitrine.collection.imageio import make_thumbnail, open_image, open_image_bytes
+from vitrine.collection.layout import Problem, ProjectPaths, init_project, project_paths, resolve_inside, validate_layout
+from vitrine.collection.ontology import Ontology, OntologyCache
+from vitrine.collection.scan import scan_project
+from vitrine.embed.pipeline import EmbedItem, embed_items
+from vitrine.errors import IndexMismatch, LayoutError, NotFound, VitrineError
+from vitrine.index.maintain import refresh_index
+from vitrine.models import registry
+from vitrine.models.base import Embedder, embed_images
+from vitrine.search.engine import SearchResult, run_query
+from vitrine.store.catalog import Catalog
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total); stages: scan, embed, index
+
+_ONTOLOGIES = OntologyCache()
+
+
+@dataclass
+class IndexReport:
+    model: str
+    model_reason: str
+    embedded: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["images_per_second"] = round(self.images_per_second, 2)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass
+class CheckReport:
+    layout: list[Problem]
+    ontology: Ontology
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.layout) and not self.ontology.problems
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "layout": [asdict(p) for p in self.layout],
+            "ontology": {
+                "file": self.ontology.source,
+                "entries": len(self.ontology.entries),
+                "problems": [asdict(p) for p in self.ontology.problems],
+            },
+        }
+
+
+class Project:
+    def __init__(self, project_dir: str | Path, data_dir: str | Path | None = None):
+        self.paths: ProjectPaths = project_paths(project_dir, data_dir=data_dir)
+        if not self.paths.images_dir.is_dir():
+            raise LayoutError(
+                f"{self.paths.project_dir} is not a vitrine project: no images/ folder",
+                hint=f"run `vitrine init {self.paths.project_dir}` or `vitrine check` to see what is missing",
+            )
+        self._catalog: Catalog | None = None
+        self._catalog_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.paths.name
+
+    @property
+    def catalog(self) -> Catalog:
+        with self._catalog_lock:
+            if self._catalog is None:
+                self._catalog = Catalog(self.paths.catalog_db)
+            return self._catalog
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    # --- layout and ontology ----------------------------------------------------------------
+    @property
+    def ontology(self) -> Ontology:
+        """Parsed afresh whenever the file changes, so edits need no restart."""
+        return _ONTOLOGIES.get(self.paths.ontology_file)
+
+    def check(self) -> CheckReport:
+        return CheckReport(layout=validate_layout(self.paths.project_dir), ontology=self.ontology)
+
+    # --- models -----------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str | None:
+        """The model the project's searches use (the one it was last indexed with)."""
+        return self.catalog.get_meta("model")
+
+    def _resolve_query_model(self, model: str | None) -> str:
+        active = self.model_name
+        if active is None:
+            raise NotFound(
+                f"project {self.name!r} has not been indexed yet",
+                hint=f"run `vitrine index {self.paths.project_dir}` first",
+            )
+        if model is None or model == active:
+            return active
+        indexed = self.catalog.models()
+        if model not in indexed:
+            raise IndexMismatch(
+                f"project {self.name!r} is indexed with {active!r}, not {model!r}: "
+                "vectors of different models cannot be compared",
+                hint=f"search with --model {active}, or re-index with `vitrine index --model {model}` "
+                "(it builds a separate index)",
+            )
+        return model
+
+    def _load_model(self, name: str) -> Embedder:
+        weights = self.catalog.get_meta(f"weights:{name}")
+        return registry.load(name, weights=weights)
+
+    # --- indexing ---------------------------------------------------------------------------
+    @contextmanager
+    def _exclusive(self):
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.data_dir / "index.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise VitrineError(
+                    f"project {self.name!r} is already being indexed by another process",
+                    hint="wait for it to finish (its progress shows in the UI), or stop it",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def index(
+        self,
+        model: str | None = None,
+        weights: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        batch_size: int | None = None,
+    ) -> IndexReport:
+        """Scan images/, embed new or changed images, drop removed ones, update the index.
+
+        Safe to interrupt: vectors are committed batch by batch and the index file is replaced
+        atomically, so the next run carries on where this one stopped."""
+        start = time.perf_counter()
+        if model is not None:
+            registry.get(model)  # unknown names fail before any work
+            reason = "chosen by the user"
+        elif self.model_name is not None:
+            model, reason = self.model_name, "the model this project was indexed with"
+        else:
+            model, reason = registry.default_embedding_model(probe_hub=True)
+        with self._exclusive():
+            embedder = registry.load(model, weights=weights)
+            cat = self.catalog
+            report = IndexReport(model=model, model_reason=reason)
+            scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
+            report.removed = len(scan.removed)
+            report.failed = [{"path": s.relpath, "reason": s.reason} for s in scan.skipped]
+            todo = cat.contents_to_embed(model)
+            files = cat.files()
+            report.files = len(files)
+            todo_ids = {cid for cid, _ in todo}
+            report.unchanged = sum(1 for f in files.values() if f.content_id not in todo_ids)
+            failures: dict[int, str] = {}
+
+            def on_failure(item: EmbedItem, reason: str) -> None:
+                failures[item.content_id] = reason
+                report.failed.append({"path": item.relpath, "reason": reason})
+
+            def on_batch(ids, vectors, info):
+                cat.add_vectors(model, ids, vectors, info)
+                report.embedded += len(ids)
+
+            items = [EmbedItem(cid, self.paths.images_dir / rel, rel) for cid, rel in todo]
+            try:
+                embed_items(
+                    embedder, items, on_batch, on_failure, progress=_stage(progress, "embed"),
+                    cancel=cancel, batch_size=batch_size,
+                )
+            finally:
+                cat.record_failures(failures)
+            cat.set_meta("model", model)
+            if weights:
+                cat.set_meta(f"weights:{model}", weights)
+            if progress:
+                progress("index", 0, 1)
+            for space, dim in embedder.spaces.dims.items():
+                refresh_index(cat, self.paths.indexes_dir, model, space, dim)
+            if progress:
+                progress("index", 1, 1)
+            report.failed.sort(key=lambda f: f["path"])
+            report.seconds = time.perf_counter() - start
+            cat.set_meta("last_index", report.to_dict() | {"finished_at": time.time()})
+            return report
+
+    # --- search -----------------------------------------------------------------------------
+    def _search_vector(self, model_name, embedder, space, vector, query, k, offset, folder, exclude=None):
+        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
+        has_more, hits = run_query(
+            index, self.catalog, vector, limit=k, offset=offset, folder=folder, exclude=exclude
+        )
+        return SearchResult(
+            query=query, model=model_name, space=space, offset=offset, limit=k, has_more=has_more, hits=hits
+        )
+
+    def search(
+        self, text: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+    ) -> SearchResult:
+        """Free-text search."""
+        text = (text or "").strip()
+        if not text:
+            raise VitrineError("the search text is empty", hint="type a few words, e.g. 'a cat'")
+        name = self._resolve_query_model(model)
+        embedder = self._load_model(name)
+        space = embedder.spaces.text_space
+        if space is None:
+            raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
+        vector = embedder.embed_texts([text])[0]
+        return self._search_vector(name, embedder, space, vector, {"kind": "text", "text": text}, k, offset, folder)
+
+    def search_keyword(
+        self, keyword: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+    ) -> SearchResult:
+        """Search with an ontology keyword: its description builds the query."""
+        entry = self.ontology.get(keyword)
+        text = entry.description or entry.keyword
+        name = self._resolve_query_model(model)
+        embedder = self._load_model(name)
+        space = embedder.spaces.text_space
+        if space is None:
+            raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
+        vector = embedder.embed_texts([text])[0]
+        query = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
+        return self._search_vector(name, embedder, space, vector, query, k, offset, folder)
+
+    def search_similar(
+        self, relpath: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+    ) -> SearchResult:
+        """More like this: images close to one of the collection's images (by its stored vector)."""
+        name = self._resolve_query_model(model)
+        embedder = self._load_model(name)
+        info = self.catalog.file_info(relpath)
+        if info is None:
+            raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
+        space = embedder.spaces.image_space
+        _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
+        if len(vectors) == 0:
+            raise NotFound(
+                f"{relpath} has no vector for {name!r} ({info.get('error') or 'not indexed yet'})",
+                hint="run `vitrine index` to embed it",
+            )
+        query = {"kind": "image", "image": relpath}
+        return self._search_vector(
+            name, embedder, space, vectors[0], query, k, offset, folder, exclude={info["content_id"]}
+        )
+
+    def search_image(
+        self, image: str | Path | bytes, k: int = 20, offset: int = 0, folder: str | None = None,
+        model: str | None = None,
+    ) -> SearchResult:
+        """Search by an example image given as a file path or as uploaded bytes."""
+        name = self._resolve_query_model(model)
+        embedder = self._load_model(name)
+        if isinstance(image, bytes):
+            pil, label = open_image_bytes(image), "upload"
+        else:
+            pil, label = open_image(Path(image)), str(image)
+        space = embedder.spaces.image_space
+        vector = embed_images(embedder, [pil])[space][0]
+        return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, k, offset, folder)
+
+    # --- browsing ---------------------------------------------------------------------------
+    def image_path(self, relpath: str) -> Path:
+        """Absolute path of a catalogued image; refuses anything outside images/."""
+        path = resolve_inside(self.paths.images_dir, relpath)
+        if self.catalog.file_info(relpath) is None or not path.is_file():
+            raise NotFound(f"no image {relpath!r} in project {self.name!r}")
+        return path
+
+    def image_info(self, relpath: str) -> dict:
+        info = self.catalog.file_info(relpath)
+        if info is None:
+            raise NotFound(f"no image {relpath!r} in project {self.name!r}")
+        info["duplicates"] = [p for p in self.catalog.paths_for([info["content_id"]])[info["content_id"]] if p != relpath]
+        return info
+
+    def thumbnail(self, relpath: str, size: int = 320) -> Path:
+        """A cached JPEG thumbnail (made on first request) under the project's data dir."""
+        info = self.image_info(relpath)
+        path = self.image_path(relpath)
+        sha = info["sha256"]
+        thumb = self.paths.thumbs_dir / sha[:2] / f"{sha}-{size}.jpg"
+        if not thumb.exists():
+            data = make_thumbnail(open_image(path), size=size)
+            thumb.parent.mkdir(parents=True, exist_ok=True)
+            tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, thumb)
+        return thumb
+
+    def status(self) -> dict:
+        cat = self.catalog
+        counts = cat.counts()
+        models = cat.models()
+        return {
+            "name": self.name,
+            "project_dir": str(self.paths.project_dir),
+            "model": self.model_name,
+            "indexed_models": models,
+            "files": counts["files"],
+            "failed": counts["failed"],
+            "folders": cat.folders(),
+            "last_index": cat.get_meta("last_index"),
+            "ontology": {"file": str(self.paths.ontology_file), "entries": len(self.ontology.entries),
+                         "problems": len(self.ontology.problems)},
+        }
+
+    # --- exports ----------------------------------------------------------------------------
+    def export_catalog_csv(self, fp) -> int:
+        """Write relpath, folder, size, sha256, width, height, error as CSV; returns rows written."""
+        import csv
+
+        writer = csv.writer(fp)
+        writer.writerow(["path", "folder", "size_bytes", "sha256", "width", "height", "error"])
+        n, offset = 0, 0
+        while True:
+            _, rows = self.catalog.list_files(offset=offset, limit=5000)
+            if not rows:
+                return n
+            for r in rows:
+                writer.writerow([r["relpath"], r["folder"], r["size"], r["sha256"], r["width"], r["height"], r["error"] or ""])
+                n += 1
+            offset += len(rows)
+
+
+def _stage(progress: Progress | None, stage: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def open_project(project_dir: str | Path, data_dir: str | Path | None = None) -> Project:
+    return Project(project_dir, data_dir=data_dir)
+
+
+def create_project(project_dir: str | Path, keywords: dict[str, str] | None = None) -> Project:
+    init_project(project_dir, keywords=keywords)
+    return Project(project_dir)
+
+
+__all__ = ["Project", "IndexReport", "CheckReport", "open_project", "create_project"]

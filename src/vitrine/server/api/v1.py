@@ -1,0 +1,214 @@
+"""REST API, version 1. Thin: every route calls the core (vitrine.project) and returns JSON."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.models import registry
+from vitrine.project import Project
+from vitrine.search.engine import MAX_RESULTS
+from vitrine.server.state import AppState
+
+router = APIRouter(prefix="/api/v1")
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.vitrine
+
+
+def project(name: str, st: Annotated[AppState, Depends(state)]) -> Project:
+    return st.project(name)
+
+
+ProjectDep = Annotated[Project, Depends(project)]
+StateDep = Annotated[AppState, Depends(state)]
+K = Annotated[int, Query(ge=1, le=200, description="results per page")]
+Offset = Annotated[int, Query(ge=0, le=MAX_RESULTS, description="results to skip (pagination)")]
+
+
+@router.get("/health")
+def health():
+    return {"status": "ok"}
+
+
+@router.get("/models")
+def models():
+    return [spec.describe(probe_hub=False) for spec in registry.list_models()]
+
+
+@router.get("/projects")
+def list_projects(st: StateDep):
+    out = []
+    for name in sorted(st.project_dirs()):
+        try:
+            status = st.project(name).status()
+            out.append({"name": name, "model": status["model"], "files": status["files"]})
+        except VitrineError as exc:
+            out.append({"name": name, "error": exc.to_dict()})
+    return out
+
+
+@router.get("/projects/{name}")
+def project_status(p: ProjectDep, st: StateDep):
+    status = p.status()
+    jobs = st.jobs.list(target=p.name)
+    status["job"] = jobs[0].to_dict() if jobs else None
+    return status
+
+
+@router.get("/projects/{name}/check")
+def project_check(p: ProjectDep):
+    return p.check().to_dict()
+
+
+@router.get("/projects/{name}/ontology")
+def ontology(p: ProjectDep):
+    onto = p.ontology
+    return {
+        "file": onto.source,
+        "entries": [{"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries],
+        "problems": [
+            {"line": pr.line, "text": pr.text, "message": pr.message} for pr in onto.problems
+        ],
+    }
+
+
+def _csv_response(write, filename: str) -> Response:
+    buf = io.StringIO()
+    write(buf)
+    return Response(
+        buf.getvalue().encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/projects/{name}/ontology.csv")
+def ontology_csv(p: ProjectDep):
+    from vitrine.collection.ontology import ontology_to_csv
+
+    return _csv_response(lambda fp: ontology_to_csv(p.ontology, fp), f"{p.name}_ontology.csv")
+
+
+@router.get("/projects/{name}/catalog.csv")
+def catalog_csv(p: ProjectDep):
+    return _csv_response(p.export_catalog_csv, f"{p.name}_catalog.csv")
+
+
+@router.post("/projects/{name}/index", status_code=202)
+def start_index(p: ProjectDep, st: StateDep, model: Annotated[str | None, Form()] = None):
+    if model is not None:
+        registry.get(model)  # 400 now rather than a failed job later
+
+    def work(job):
+        return p.index(model=model, progress=job.progress, cancel=job.cancel_event).to_dict()
+
+    return st.jobs.submit("index", p.name, work).to_dict()
+
+
+@router.get("/jobs")
+def list_jobs(st: StateDep, project: str | None = None):
+    return [j.to_dict() for j in st.jobs.list(target=project)]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, st: StateDep):
+    return st.jobs.get(job_id).to_dict()
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, st: StateDep):
+    return st.jobs.cancel(job_id).to_dict()
+
+
+@router.get("/projects/{name}/search")
+def search(
+    p: ProjectDep,
+    q: Annotated[str | None, Query(description="free text")] = None,
+    keyword: Annotated[str | None, Query(description="an ontology keyword")] = None,
+    similar: Annotated[str | None, Query(description="path of a collection image (relative to images/)")] = None,
+    k: K = 20,
+    offset: Offset = 0,
+    folder: Annotated[str | None, Query(description="restrict to one subfolder of images/")] = None,
+    model: str | None = None,
+):
+    given = [x for x in (q, keyword, similar) if x is not None]
+    if len(given) != 1:
+        raise VitrineError("give exactly one of q (text), keyword, or similar (an image path)")
+    if q is not None:
+        result = p.search(q, k=k, offset=offset, folder=folder, model=model)
+    elif keyword is not None:
+        result = p.search_keyword(keyword, k=k, offset=offset, folder=folder, model=model)
+    else:
+        result = p.search_similar(similar, k=k, offset=offset, folder=folder, model=model)
+    return result.to_dict()
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"upload {upload.filename!r} is larger than the limit of {limit // (1024 * 1024)} MiB",
+                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
+            )
+        chunks.append(chunk)
+    if not size:
+        raise VitrineError(f"upload {upload.filename!r} is empty")
+    return b"".join(chunks)
+
+
+@router.post("/projects/{name}/search/image")
+async def search_by_upload(
+    p: ProjectDep,
+    st: StateDep,
+    file: Annotated[UploadFile, File(description="an example image")],
+    k: Annotated[int, Form(ge=1, le=200)] = 20,
+    offset: Annotated[int, Form(ge=0, le=MAX_RESULTS)] = 0,
+    folder: Annotated[str | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+):
+    data = await read_upload(file, st.settings.max_upload_bytes)
+    from starlette.concurrency import run_in_threadpool
+
+    result = await run_in_threadpool(p.search_image, data, k=k, offset=offset, folder=folder or None, model=model)
+    out = result.to_dict()
+    out["query"]["image"] = file.filename or "upload"
+    return out
+
+
+@router.get("/projects/{name}/images")
+def list_images(
+    p: ProjectDep,
+    folder: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+):
+    total, rows = p.catalog.list_files(folder=folder, offset=offset, limit=limit)
+    return {"total": total, "offset": offset, "limit": limit, "images": rows}
+
+
+@router.get("/projects/{name}/meta/{path:path}")
+def image_meta(p: ProjectDep, path: str):
+    return p.image_info(path)
+
+
+@router.get("/projects/{name}/files/{path:path}")
+def image_file(p: ProjectDep, path: str):
+    return FileResponse(p.image_path(path))
+
+
+@router.get("/projects/{name}/thumbs/{path:path}")
+def image_thumb(p: ProjectDep, path: str, size: Annotated[int, Query(ge=32, le=1024)] = 320):
+    return FileResponse(p.thumbnail(path, size=size), media_type="image/jpeg",
+                        headers={"Cache-Control": "max-age=86400"})
+
+
+def error_response(exc: VitrineError) -> JSONResponse:
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)

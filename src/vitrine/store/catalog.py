@@ -1,0 +1,346 @@
+"""The catalog: one row per image file, one per distinct content (by SHA-256), and the vectors.
+
+SQLAlchemy Core over SQLite in WAL mode by default (a file in the project's data dir); any
+SQLAlchemy URL works. Content ids are never reused (AUTOINCREMENT), so they can serve as stable
+FAISS ids. Every write is a transaction: a killed indexing run leaves the catalog consistent,
+and the next run carries on from what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+contents = Table(
+    "contents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("size", Integer, nullable=False),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("format", String(16)),
+    Column("error", Text),  # why decoding failed on the last attempt; NULL when the image is fine
+    sqlite_autoincrement=True,
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("relpath", Text, nullable=False, unique=True),  # POSIX, relative to images/
+    Column("folder", Text, nullable=False, index=True),
+    Column("size", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("content_id", Integer, ForeignKey("contents.id"), nullable=False, index=True),
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("content_id", Integer, ForeignKey("contents.id"), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("space", String(64), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),  # float32, L2-normalised
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class FileRow:
+    relpath: str
+    folder: str
+    size: int
+    mtime_ns: int
+    content_id: int
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Catalog:
+    """Catalog of one project. Thread-safe for the server (one engine, short transactions)."""
+
+    def __init__(self, url_or_path: str | Path):
+        url = str(url_or_path)
+        if "://" not in url:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{url}"
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        self._lock = threading.Lock()
+        with self.engine.begin() as conn:
+            if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        with self.engine.connect() as conn:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == key)).first()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        with self.engine.begin() as conn:
+            self._set_meta(conn, key, value)
+
+    @staticmethod
+    def _set_meta(conn, key: str, value) -> None:
+        text = json.dumps(value)
+        if conn.execute(update(meta).where(meta.c.key == key).values(value=text)).rowcount == 0:
+            conn.execute(meta.insert().values(key=key, value=text))
+
+    def generation(self, model: str) -> int:
+        """A counter bumped on every change to ``model``'s vectors; indexes record the one they saw."""
+        return int(self.get_meta(f"generation:{model}", 0))
+
+    def _bump(self, conn, model: str) -> None:
+        row = conn.execute(select(meta.c.value).where(meta.c.key == f"generation:{model}")).first()
+        self._set_meta(conn, f"generation:{model}", (json.loads(row[0]) if row else 0) + 1)
+
+    # --- files and contents -----------------------------------------------------------------
+    def files(self) -> dict[str, FileRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(files.c.relpath, files.c.folder, files.c.size, files.c.mtime_ns, files.c.content_id))
+            return {r.relpath: FileRow(*r) for r in rows}
+
+    def content_ids_by_sha(self, shas: Iterable[str]) -> dict[str, int]:
+        shas = list(shas)
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(shas), 500):
+                chunk = shas[i : i + 500]
+                out.update(dict(conn.execute(select(contents.c.sha256, contents.c.id).where(contents.c.sha256.in_(chunk))).all()))
+        return out
+
+    def apply_scan(
+        self,
+        upserts: list[tuple[str, str, int, int, str]],
+        removed: Iterable[str],
+    ) -> list[int]:
+        """Record new/changed files ``(relpath, folder, size, mtime_ns, sha256)`` and drop removed
+        paths, in one transaction. Contents no file points to any more are deleted with their
+        vectors. Returns the ids of deleted contents."""
+        removed = list(removed)
+        with self._lock, self.engine.begin() as conn:
+            shas = {u[4]: u[2] for u in upserts}
+            existing = dict(conn.execute(select(contents.c.sha256, contents.c.id)).all()) if shas else {}
+            for sha, size in shas.items():
+                if sha not in existing:
+                    existing[sha] = conn.execute(contents.insert().values(sha256=sha, size=size)).inserted_primary_key[0]
+            for relpath, folder, size, mtime_ns, sha in upserts:
+                values = dict(folder=folder, size=size, mtime_ns=mtime_ns, content_id=existing[sha])
+                if conn.execute(update(files).where(files.c.relpath == relpath).values(**values)).rowcount == 0:
+                    conn.execute(files.insert().values(relpath=relpath, **values))
+            for i in range(0, len(removed), 500):
+                conn.execute(delete(files).where(files.c.relpath.in_(removed[i : i + 500])))
+            orphans = [
+                r[0]
+                for r in conn.execute(
+                    select(contents.c.id).where(~contents.c.id.in_(select(files.c.content_id).distinct()))
+                )
+            ]
+            if orphans:
+                models = [
+                    r[0]
+                    for r in conn.execute(
+                        select(embeddings.c.model).where(embeddings.c.content_id.in_(orphans)).distinct()
+                    )
+                ]
+                for i in range(0, len(orphans), 500):
+                    chunk = orphans[i : i + 500]
+                    conn.execute(delete(embeddings).where(embeddings.c.content_id.in_(chunk)))
+                    conn.execute(delete(contents).where(contents.c.id.in_(chunk)))
+                for model in models:
+                    self._bump(conn, model)
+            return orphans
+
+    def contents_to_embed(self, model: str) -> list[tuple[int, str]]:
+        """(content id, one relpath) for contents that have no vector for ``model`` yet."""
+        have = select(embeddings.c.content_id).where(embeddings.c.model == model).distinct()
+        q = (
+            select(files.c.content_id, func.min(files.c.relpath))
+            .where(~files.c.content_id.in_(have))
+            .group_by(files.c.content_id)
+            .order_by(files.c.content_id)
+        )
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(q)]
+
+    def record_failures(self, failures: dict[int, str]) -> None:
+        if not failures:
+            return
+        with self._lock, self.engine.begin() as conn:
+            for cid, reason in failures.items():
+                conn.execute(update(contents).where(contents.c.id == cid).values(error=reason))
+
+    def failures(self) -> dict[str, str]:
+        """relpath -> reason, for files whose content failed to decode."""
+        q = select(files.c.relpath, contents.c.error).join(contents, files.c.content_id == contents.c.id)
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(q.where(contents.c.error.is_not(None)))}
+
+    def add_vectors(
+        self, model: str, ids: list[int], vectors: dict[str, np.ndarray], info: dict[int, dict] | None = None
+    ) -> None:
+        """Store a batch of vectors (all spaces) in one transaction, with image size/format."""
+        info = info or {}
+        with self._lock, self.engine.begin() as conn:
+            rows = [
+                {"content_id": int(cid), "model": model, "space": space, "vector": np.asarray(vecs[j], np.float32).tobytes()}
+                for space, vecs in vectors.items()
+                for j, cid in enumerate(ids)
+            ]
+            conn.execute(delete(embeddings).where(embeddings.c.model == model, embeddings.c.content_id.in_([int(c) for c in ids])))
+            if rows:
+                conn.execute(embeddings.insert(), rows)
+            for cid in ids:
+                extra = info.get(int(cid), {})
+                conn.execute(update(contents).where(contents.c.id == int(cid)).values(error=None, **extra))
+            self._bump(conn, model)
+
+    def iter_vectors(self, model: str, space: str, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64, vectors float32) chunks of every stored vector of a model/space."""
+        q = (
+            select(embeddings.c.content_id, embeddings.c.vector)
+            .where(embeddings.c.model == model, embeddings.c.space == space)
+            .order_by(embeddings.c.content_id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(q)
+            while rows := result.fetchmany(batch):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+                yield ids, vecs
+
+    def vector_ids(self, model: str, space: str) -> np.ndarray:
+        q = select(embeddings.c.content_id).where(embeddings.c.model == model, embeddings.c.space == space)
+        with self.engine.connect() as conn:
+            return np.array(sorted(r[0] for r in conn.execute(q)), dtype=np.int64)
+
+    def vectors_for(self, model: str, space: str, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        q = select(embeddings.c.content_id, embeddings.c.vector).where(
+            embeddings.c.model == model, embeddings.c.space == space, embeddings.c.content_id.in_([int(i) for i in ids])
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(embeddings.c.content_id)).all()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids_out = np.array([r[0] for r in rows], np.int64)
+        return ids_out, np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), -1)
+
+    def models(self) -> dict[str, int]:
+        """model name -> number of contents with vectors."""
+        q = select(embeddings.c.model, func.count(func.distinct(embeddings.c.content_id))).group_by(embeddings.c.model)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(q).all())
+
+    # --- lookups for search results and pages -----------------------------------------------
+    def content_ids_in_folder(self, folder: str) -> np.ndarray:
+        with self.engine.connect() as conn:
+            ids = {r[0] for r in conn.execute(select(files.c.content_id).where(files.c.folder == folder))}
+        return np.array(sorted(ids), dtype=np.int64)
+
+    def paths_for(self, ids: Iterable[int]) -> dict[int, list[str]]:
+        ids = [int(i) for i in ids]
+        out: dict[int, list[str]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        with self.engine.connect() as conn:
+            for cid, relpath in conn.execute(
+                select(files.c.content_id, files.c.relpath).where(files.c.content_id.in_(ids)).order_by(files.c.relpath)
+            ):
+                out[cid].append(relpath)
+        return out
+
+    def file_info(self, relpath: str) -> dict | None:
+        q = (
+            select(
+                files.c.relpath, files.c.folder, files.c.size, files.c.mtime_ns, files.c.content_id,
+                contents.c.sha256, contents.c.width, contents.c.height, contents.c.format, contents.c.error,
+            )
+            .join(contents, files.c.content_id == contents.c.id)
+            .where(files.c.relpath == relpath)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return dict(row._mapping) if row else None
+
+    def content_info(self, ids: Iterable[int]) -> dict[int, dict]:
+        ids = [int(i) for i in ids]
+        q = select(contents.c.id, contents.c.sha256, contents.c.width, contents.c.height, contents.c.format).where(
+            contents.c.id.in_(ids)
+        )
+        with self.engine.connect() as conn:
+            return {r.id: dict(r._mapping) for r in conn.execute(q)}
+
+    def list_files(self, folder: str | None = None, offset: int = 0, limit: int = 100) -> tuple[int, list[dict]]:
+        q = select(
+            files.c.relpath, files.c.folder, files.c.size, files.c.content_id,
+            contents.c.sha256, contents.c.width, contents.c.height, contents.c.error,
+        ).join(
+            contents, files.c.content_id == contents.c.id
+        )
+        count = select(func.count()).select_from(files)
+        if folder is not None:
+            q = q.where(files.c.folder == folder)
+            count = count.where(files.c.folder == folder)
+        with self.engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(q.order_by(files.c.relpath).offset(offset).limit(limit)).all()
+        return total, [dict(r._mapping) for r in rows]
+
+    def folders(self) -> dict[str, int]:
+        q = select(files.c.folder, func.count()).group_by(files.c.folder).order_by(files.c.folder)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(q).all())
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
+            n_contents = conn.execute(select(func.count()).select_from(contents)).scalar_one()
+            n_failed = conn.execute(select(func.count()).select_from(contents).where(contents.c.error.is_not(None))).scalar_one()
+        return {"files": n_files, "contents": n_contents, "failed": n_failed}
