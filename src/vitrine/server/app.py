@@ -12,15 +12,76 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vitrine import __version__
 from vitrine.errors import PayloadTooLarge, VitrineError
-from vitrine.server.api.v1 import error_response
+from vitrine.server.api.v1 import error_response, human_size
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.state import AppState, Settings
 
 log = logging.getLogger("vitrine.server")
+
+FRAMING_BYTES = 64 * 1024  # allowance for multipart headers and boundaries
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_upload_bytes`` (plus multipart framing) with a 413 JSON body:
+    at once when Content-Length says so, else as soon as a streamed (chunked) body goes over the
+    limit, without reading (and spooling to disk) the rest of it."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app = app
+        self.settings = settings
+
+    def _error(self, size: str) -> JSONResponse:
+        return error_response(PayloadTooLarge(
+            f"request body of {size} is over the limit of {human_size(self.settings.max_upload_bytes)}",
+            hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.settings.max_upload_bytes + FRAMING_BYTES
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            await self._error(f"{int(length)} bytes")(scope, receive, send)
+            return
+        received, over, started = 0, False, False
+
+        async def limited_receive() -> Message:
+            nonlocal received, over
+            if over:
+                raise _BodyTooLarge
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return  # whatever the app made of the aborted read, the answer is the 413 below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await self._error(f"at least {received} bytes")(scope, receive, send)
 
 
 def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | None = None,
@@ -37,15 +98,7 @@ def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | Non
     )
     app.state.vitrine = AppState(settings)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + 64 * 1024  # multipart framing
-        if length and length.isdigit() and int(length) > limit:
-            return error_response(PayloadTooLarge(
-                f"request body of {int(length)} bytes is over the limit of {settings.max_upload_bytes} bytes",
-                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server"))
-        return await call_next(request)
+    app.add_middleware(BodyLimit, settings=settings)
 
     @app.exception_handler(VitrineError)
     async def vitrine_error(_request: Request, exc: VitrineError):

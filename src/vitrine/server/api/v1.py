@@ -71,7 +71,9 @@ def ontology(p: ProjectDep):
     onto = p.ontology
     return {
         "file": onto.source,
-        "entries": [{"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries],
+        "entries": [
+            {"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries
+        ],
         "problems": [
             {"line": pr.line, "text": pr.text, "message": pr.message} for pr in onto.problems
         ],
@@ -131,7 +133,9 @@ def search(
     p: ProjectDep,
     q: Annotated[str | None, Query(description="free text")] = None,
     keyword: Annotated[str | None, Query(description="an ontology keyword")] = None,
-    similar: Annotated[str | None, Query(description="path of a collection image (relative to images/)")] = None,
+    similar: Annotated[
+        str | None, Query(description="path of a collection image (relative to images/)")
+    ] = None,
     k: K = 20,
     offset: Offset = 0,
     folder: Annotated[str | None, Query(description="restrict to one subfolder of images/")] = None,
@@ -140,6 +144,8 @@ def search(
     given = [x for x in (q, keyword, similar) if x is not None]
     if len(given) != 1:
         raise VitrineError("give exactly one of q (text), keyword, or similar (an image path)")
+    if model is not None:
+        registry.get(model)  # an unknown name is a 400, not a model mismatch
     if q is not None:
         result = p.search(q, k=k, offset=offset, folder=folder, model=model)
     elif keyword is not None:
@@ -149,13 +155,21 @@ def search(
     return result.to_dict()
 
 
+def human_size(n: int) -> str:
+    """``n`` bytes for a message: "512 bytes", "48.8 KiB", "20 MiB"."""
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
     chunks, size = [], 0
     while chunk := await upload.read(1 << 20):
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(
-                f"upload {upload.filename!r} is larger than the limit of {limit // (1024 * 1024)} MiB",
+                f"upload {upload.filename!r} is larger than the limit of {human_size(limit)}",
                 hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
             )
         chunks.append(chunk)
@@ -174,10 +188,14 @@ async def search_by_upload(
     folder: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
 ):
+    if model is not None:
+        registry.get(model)  # an unknown name is a 400, not a model mismatch
     data = await read_upload(file, st.settings.max_upload_bytes)
     from starlette.concurrency import run_in_threadpool
 
-    result = await run_in_threadpool(p.search_image, data, k=k, offset=offset, folder=folder or None, model=model)
+    result = await run_in_threadpool(
+        p.search_image, data, k=k, offset=offset, folder=folder or None, model=model
+    )
     out = result.to_dict()
     out["query"]["image"] = file.filename or "upload"
     return out

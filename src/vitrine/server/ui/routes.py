@@ -1,0 +1,112 @@
+"""HTML routes of the web UI and its static files.
+
+The pages are thin shells: the server renders the frame (project name, links, where the API is)
+and ``static/app.js`` fills them from ``/api/v1``. Every URL is built from ``base``, the request's
+``root_path``, so that the UI works unchanged behind a proxy that mounts it under a prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from vitrine import __version__
+from vitrine.errors import NotFound, VitrineError
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES_DIR = HERE / "templates"
+STATIC_DIR = HERE / "static"
+
+
+def quote_segment(value: object) -> str:
+    """Percent-encode one URL path segment (slashes included)."""
+    return quote(str(value), safe="")
+
+
+def quote_path(value: object) -> str:
+    """Percent-encode a relative path, keeping its slashes."""
+    return quote(str(value), safe="/")
+
+
+def base_of(request: Request) -> str:
+    """The path prefix the app is served under ('' when at the root), without a trailing slash."""
+    return (request.scope.get("root_path") or "").rstrip("/")
+
+
+def static_file(path: str) -> Path:
+    """A file of the static folder; anything else (missing, a folder, outside) is a 404."""
+    target = (STATIC_DIR / path).resolve()
+    if not path or not target.is_relative_to(STATIC_DIR) or not target.is_file():
+        raise NotFound(f"no static file {path!r}")
+    return target
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    templates.env.filters["qs"] = quote_segment
+    templates.env.filters["qp"] = quote_path
+    templates.env.globals["version"] = __version__
+    return templates
+
+
+def _project_summaries(request: Request) -> list[dict]:
+    st = request.app.state.vitrine
+    out = []
+    for name in sorted(st.project_dirs()):
+        try:
+            status = st.project(name).status()
+            out.append({"name": name, "model": status["model"], "files": status["files"],
+                        "failed": status["failed"], "folders": len(status["folders"]), "error": None})
+        except VitrineError as exc:
+            out.append({"name": name, "model": None, "files": None, "failed": None, "folders": None,
+                        "error": exc.to_dict()})
+    return out
+
+
+def mount_ui(app: FastAPI) -> None:
+    templates = make_templates()
+
+    # A route rather than ``app.mount(StaticFiles)``: a mounted app resolves files from
+    # scope["path"] minus scope["root_path"], which breaks when a proxy strips the prefix but the
+    # app still carries a root_path (FastAPI(root_path=...)); routes match either way.
+    @app.get("/static/{path:path}", name="static", include_in_schema=False)
+    def static(path: str):
+        return FileResponse(static_file(path), headers={"Cache-Control": "no-cache"})
+
+    def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+        context.setdefault("page", template.removesuffix(".html"))
+        context["base"] = base_of(request)
+        return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+    def error_page(request: Request, exc: VitrineError, title: str) -> HTMLResponse:
+        return render(request, "error.html", status_code=exc.status, page="error", title=title,
+                      error=exc.to_dict())
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request):
+        st = request.app.state.vitrine
+        try:
+            projects = _project_summaries(request)
+        except VitrineError as exc:
+            return error_page(request, exc, "vitrine")
+        return render(request, "index.html", projects=projects, root=st.settings.root.name)
+
+    @app.get("/p/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def project_page(request: Request, name: str):
+        try:
+            request.app.state.vitrine.project(name)
+        except VitrineError as exc:
+            return error_page(request, exc, name)
+        return render(request, "project.html", name=name)
+
+    @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
+    def image_page(request: Request, name: str, path: str):
+        try:
+            request.app.state.vitrine.project(name)
+        except VitrineError as exc:
+            return error_page(request, exc, name)
+        return render(request, "image.html", name=name, path=path)

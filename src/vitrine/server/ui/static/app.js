@@ -1,0 +1,679 @@
+/* vitrine web UI: a small client of the REST API (/api/v1). No build step, no dependencies.
+ *
+ * Every URL is built from the prefix the server gave in <body data-base>, so the UI works behind a
+ * reverse proxy that serves it under a path (e.g. /proxy/8000). Data from the API is always put in
+ * the page with textContent or attributes, never parsed as HTML.
+ */
+(() => {
+  "use strict";
+
+  const body = document.body;
+  const BASE = (body.dataset.base || "").replace(/\/+$/, "");
+  const PAGE = body.dataset.page || "";
+  const PROJECT = body.dataset.project || "";
+  const PAGE_SIZE = 24;
+  const POLL_MS = 500;
+
+  // ---------------------------------------------------------------------------- URLs
+  const enc = encodeURIComponent;
+  const encPath = (path) => String(path).split("/").map(enc).join("/");
+  const apiUrl = (rest) => `${BASE}/api/v1${rest}`;
+  const projectApi = (rest = "") => apiUrl(`/projects/${enc(PROJECT)}${rest}`);
+  const projectPage = (query = "") => `${BASE}/p/${enc(PROJECT)}${query}`;
+  const imagePage = (path) => `${BASE}/p/${enc(PROJECT)}/image/${encPath(path)}`;
+  const thumbUrl = (path, size) => projectApi(`/thumbs/${encPath(path)}`) + (size ? `?size=${size}` : "");
+  const fileUrl = (path) => projectApi(`/files/${encPath(path)}`);
+
+  // ---------------------------------------------------------------------------- DOM helpers
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  /** Make an element. attrs: properties/attributes; children: nodes or strings (as text). */
+  function h(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function formatBytes(n) {
+    if (n === null || n === undefined) return "";
+    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    let i = 0;
+    let v = Number(n);
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  }
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
+    if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
+    const s = Math.round(seconds);
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+  }
+
+  function timeAgo(epochSeconds) {
+    const diff = epochSeconds - Date.now() / 1000; // negative: in the past
+    const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+    const abs = Math.abs(diff);
+    if (abs < 60) return rtf.format(Math.round(diff), "second");
+    if (abs < 3600) return rtf.format(Math.round(diff / 60), "minute");
+    if (abs < 86400) return rtf.format(Math.round(diff / 3600), "hour");
+    return rtf.format(Math.round(diff / 86400), "day");
+  }
+
+  const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+  const basename = (path) => String(path || "").split(/[\\/]/).pop();
+
+  // ---------------------------------------------------------------------------- API and errors
+  class ApiError extends Error {
+    constructor(message, hint, status, code) {
+      super(message);
+      this.hint = hint || null;
+      this.status = status;
+      this.code = code || null;
+    }
+  }
+
+  async function api(url, options) {
+    let res;
+    try {
+      res = await fetch(url, options);
+    } catch (err) {
+      throw new ApiError(`cannot reach the vitrine server (${err.message})`,
+        "check that the server is still running and reload the page", 0, "network");
+    }
+    const type = res.headers.get("content-type") || "";
+    let data = null;
+    let text = "";
+    if (type.includes("json")) {
+      try { data = await res.json(); } catch (err) { text = `unreadable JSON (${err.message})`; }
+    } else {
+      text = await res.text();
+    }
+    if (!res.ok) {
+      const e = (data && data.error) || {};
+      const message = e.message || `${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`;
+      throw new ApiError(message, e.hint, res.status, e.code);
+    }
+    return data;
+  }
+
+  function showError(err, context) {
+    const box = $("#error");
+    const message = (err && err.message) || String(err);
+    if (!box) { window.alert(message); return; }
+    $(".error-message", box).textContent = context ? `${context}: ${message}` : message;
+    const hint = $(".error-hint", box);
+    hint.textContent = err && err.hint ? `Hint: ${err.hint}` : "";
+    hint.hidden = !(err && err.hint);
+    box.hidden = false;
+    if (window.console) console.error(context || "vitrine", err);
+  }
+
+  function clearError() {
+    const box = $("#error");
+    if (box) box.hidden = true;
+  }
+
+  // Nothing fails silently: anything not caught elsewhere ends up in the error box.
+  window.addEventListener("unhandledrejection", (event) => showError(event.reason));
+  window.addEventListener("error", (event) => {
+    if (event.error) showError(event.error, "unexpected error in the page");
+  });
+
+  function wireErrorBox() {
+    const close = $("#error .error-close");
+    if (close) close.addEventListener("click", clearError);
+  }
+
+  // ---------------------------------------------------------------------------- result grid
+  /** A path as text nodes with line-break opportunities after each slash (textContent unchanged). */
+  function pathWithBreaks(path) {
+    const parts = String(path).split("/");
+    const out = [];
+    parts.forEach((part, i) => {
+      out.push(i < parts.length - 1 ? `${part}/` : part);
+      if (i < parts.length - 1) out.push(h("wbr"));
+    });
+    return out;
+  }
+
+  function resultItem(hit) {
+    const path = hit.path;
+    const img = h("img", {
+      src: thumbUrl(path), alt: path, loading: "lazy", decoding: "async",
+      onerror: (event) => {
+        event.currentTarget.closest(".thumb").classList.add("broken");
+        event.currentTarget.alt = "no preview";
+      },
+    });
+    const bits = [];
+    if (typeof hit.score === "number") {
+      bits.push(h("span", { class: "score", title: "similarity score (higher is closer)" }, hit.score.toFixed(3)));
+    }
+    if (hit.width && hit.height) bits.push(h("span", { class: "dims" }, `${hit.width}×${hit.height}`));
+    if (hit.duplicates && hit.duplicates.length) {
+      bits.push(h("span", { class: "dups", title: hit.duplicates.join("\n") },
+        `+${plural(hit.duplicates.length, "copy", "copies")}`));
+    }
+    if (hit.error) bits.push(h("span", { class: "badge badge-error", title: hit.error }, "failed"));
+    return h("li", { class: "result", dataset: { path } },
+      h("a", { class: "result-link", href: imagePage(path), title: path },
+        h("div", { class: "thumb" }, img),
+        h("div", { class: "result-text" },
+          h("span", { class: "caption" }, pathWithBreaks(path)),
+          bits.length ? h("span", { class: "result-meta" }, bits) : null)));
+  }
+
+  function fillGrid(list, hits) {
+    list.replaceChildren(...hits.map(resultItem));
+  }
+
+  // ============================================================================ project page
+  function projectPageMain() {
+    const form = $("#search-form");
+    const input = $("#search-input");
+    const folderSelect = $("#folder-select");
+    const uploadInput = $("#upload-input");
+    const resultsSection = $("#results-section");
+    const resultsList = $("#results");
+    const prev = $("#prev");
+    const next = $("#next");
+    let runSeq = 0;
+    let upload = null; // {file, offset} while the results shown come from an uploaded image
+    let current = { mode: "browse", offset: 0, hasMore: false };
+    let previewUrl = null;
+
+    // ------------------------------------------------------------ state in the URL
+    function readUrl() {
+      const p = new URLSearchParams(window.location.search);
+      const offset = Math.max(0, parseInt(p.get("offset") || "0", 10) || 0);
+      return { q: (p.get("q") || "").trim(), keyword: p.get("keyword") || "", folder: p.get("folder") || "", offset };
+    }
+
+    function urlFor(s) {
+      const p = new URLSearchParams();
+      if (s.q) p.set("q", s.q);
+      else if (s.keyword) p.set("keyword", s.keyword);
+      if (s.folder) p.set("folder", s.folder);
+      if (s.offset) p.set("offset", String(s.offset));
+      const qs = p.toString();
+      return projectPage(qs ? `?${qs}` : "");
+    }
+
+    function go(s) {
+      upload = null;
+      window.history.pushState(null, "", urlFor(s));
+      return runFromUrl();
+    }
+
+    function setFolderValue(folder) {
+      if (folder && ![...folderSelect.options].some((o) => o.value === folder)) {
+        folderSelect.append(h("option", { value: folder }, folder));
+      }
+      folderSelect.value = folder || "";
+    }
+
+    function markChip(keyword) {
+      for (const chip of document.querySelectorAll("#chips .chip")) {
+        const on = keyword && chip.dataset.keyword === keyword;
+        chip.classList.toggle("active", Boolean(on));
+        if (on) chip.setAttribute("aria-current", "true"); else chip.removeAttribute("aria-current");
+      }
+    }
+
+    // ------------------------------------------------------------ running queries
+    function setPreview(file) {
+      const img = $("#query-preview");
+      if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+      if (file) {
+        previewUrl = URL.createObjectURL(file);
+        img.src = previewUrl;
+        img.hidden = false;
+      } else {
+        img.removeAttribute("src");
+        img.hidden = true;
+      }
+    }
+
+    function setHeader(title, description, meta) {
+      const t = $("#results-title");
+      t.replaceChildren(...(Array.isArray(title) ? title : [title]));
+      const d = $("#results-description");
+      d.textContent = description || "";
+      d.hidden = !description;
+      $("#results-meta").textContent = meta || "";
+    }
+
+    function showPage(hits, offset, hasMore, emptyText) {
+      fillGrid(resultsList, hits);
+      const empty = $("#no-results");
+      empty.textContent = emptyText || "No image matches.";
+      empty.hidden = hits.length > 0;
+      prev.disabled = offset <= 0;
+      next.disabled = !hasMore;
+      $("#page-info").textContent = hits.length ? `${offset + 1}–${offset + hits.length}` : "";
+      $("#pager").hidden = offset <= 0 && !hasMore;
+      current.offset = offset;
+      current.hasMore = hasMore;
+    }
+
+    function rangeText(result) {
+      return `model ${result.model}`;
+    }
+
+    async function runFromUrl() {
+      const seq = ++runSeq;
+      const s = readUrl();
+      input.value = s.q;
+      setFolderValue(s.folder);
+      markChip(s.q ? "" : s.keyword);
+      setPreview(null);
+      clearError();
+      resultsSection.setAttribute("aria-busy", "true");
+      const params = new URLSearchParams({ k: String(PAGE_SIZE), offset: String(s.offset) });
+      if (s.folder) params.set("folder", s.folder);
+      try {
+        if (s.q || s.keyword) {
+          if (s.q) params.set("q", s.q); else params.set("keyword", s.keyword);
+          current = { mode: s.q ? "text" : "keyword", offset: s.offset, hasMore: false };
+          setHeader(s.q ? ["Results for ", h("q", { id: "results-query" }, s.q)] : ["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, s.keyword)],
+            "", "Searching…");
+          const result = await api(projectApi(`/search?${params}`));
+          if (seq !== runSeq) return;
+          const query = result.query || {};
+          if (query.kind === "keyword") {
+            setHeader(["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, query.keyword)],
+              query.description || "(no description: the keyword itself is searched)", rangeText(result));
+          } else {
+            setHeader(["Results for ", h("q", { id: "results-query" }, query.text || s.q)], "", rangeText(result));
+          }
+          showPage(result.hits, s.offset, result.has_more);
+        } else {
+          current = { mode: "browse", offset: s.offset, hasMore: false };
+          params.delete("k");
+          params.set("limit", String(PAGE_SIZE));
+          const data = await api(projectApi(`/images?${params}`));
+          if (seq !== runSeq) return;
+          const hits = data.images.map((row) => ({ path: row.relpath, width: row.width, height: row.height, error: row.error }));
+          setHeader(s.folder ? ["Folder ", h("span", { id: "results-folder" }, s.folder)] : "All images", "",
+            plural(data.total, "image"));
+          showPage(hits, s.offset, s.offset + hits.length < data.total,
+            s.folder ? "No image in this folder." : "No image catalogued yet: click “Index now”.");
+        }
+      } catch (err) {
+        if (seq !== runSeq) return;
+        showPage([], s.offset, false, "");
+        $("#no-results").hidden = true;
+        $("#results-meta").textContent = "";
+        showError(err);
+      } finally {
+        if (seq === runSeq) resultsSection.setAttribute("aria-busy", "false");
+      }
+    }
+
+    async function runUpload() {
+      const seq = ++runSeq;
+      clearError();
+      markChip("");
+      input.value = "";
+      setPreview(upload.file);
+      resultsSection.setAttribute("aria-busy", "true");
+      current = { mode: "upload", offset: upload.offset, hasMore: false };
+      setHeader("Similar to the uploaded image", upload.file.name, "Searching…");
+      const fd = new FormData();
+      fd.append("file", upload.file, upload.file.name);
+      fd.append("k", String(PAGE_SIZE));
+      fd.append("offset", String(upload.offset));
+      if (folderSelect.value) fd.append("folder", folderSelect.value);
+      try {
+        const result = await api(projectApi("/search/image"), { method: "POST", body: fd });
+        if (seq !== runSeq) return;
+        setHeader("Similar to the uploaded image", upload.file.name, rangeText(result));
+        showPage(result.hits, upload.offset, result.has_more);
+      } catch (err) {
+        if (seq !== runSeq) return;
+        showPage([], upload.offset, false, "");
+        $("#no-results").hidden = true;
+        $("#results-meta").textContent = "";
+        showError(err, `search with ${upload.file.name}`);
+      } finally {
+        if (seq === runSeq) resultsSection.setAttribute("aria-busy", "false");
+      }
+    }
+
+    // ------------------------------------------------------------ controls
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      go({ q: input.value.trim(), keyword: "", folder: folderSelect.value, offset: 0 });
+    });
+
+    folderSelect.addEventListener("change", () => {
+      if (upload) {
+        upload.offset = 0;
+        window.history.pushState(null, "", urlFor({ folder: folderSelect.value }));
+        runUpload();
+        return;
+      }
+      const s = readUrl();
+      go({ ...s, folder: folderSelect.value, offset: 0 });
+    });
+
+    uploadInput.addEventListener("change", () => {
+      const file = uploadInput.files && uploadInput.files[0];
+      if (!file) return;
+      uploadInput.value = ""; // choosing the same file again searches again
+      upload = { file, offset: 0 };
+      window.history.pushState(null, "", urlFor({ folder: folderSelect.value }));
+      runUpload();
+    });
+
+    function turnPage(delta) {
+      const offset = Math.max(0, current.offset + delta * PAGE_SIZE);
+      if (upload) {
+        upload.offset = offset;
+        runUpload();
+      } else {
+        go({ ...readUrl(), offset });
+      }
+      resultsSection.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+    prev.addEventListener("click", () => turnPage(-1));
+    next.addEventListener("click", () => turnPage(1));
+
+    window.addEventListener("popstate", () => {
+      upload = null;
+      runFromUrl();
+    });
+
+    // ------------------------------------------------------------ ontology
+    async function loadOntology() {
+      const onto = await api(projectApi("/ontology"));
+      const box = $("#keywords");
+      const chips = $("#chips");
+      $("#ontology-file").textContent = onto.file ? `(${basename(onto.file)})` : "";
+      if (onto.entries.length) {
+        chips.replaceChildren(...onto.entries.map((entry) => h("li", {},
+          h("a", {
+            class: "chip", href: urlFor({ keyword: entry.keyword }), title: entry.description || entry.keyword,
+            dataset: { keyword: entry.keyword },
+            onclick: (event) => {
+              if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+              event.preventDefault();
+              go({ q: "", keyword: entry.keyword, folder: folderSelect.value, offset: 0 });
+            },
+          }, entry.keyword))));
+      } else {
+        chips.replaceChildren(h("li", { class: "muted" },
+          "No keywords yet: add lines like \"Keyword\": \"description\" to the ontology file."));
+      }
+      box.hidden = false;
+      const s = readUrl();
+      markChip(s.q ? "" : s.keyword);
+      const problems = onto.problems || [];
+      const pbox = $("#ontology-problems");
+      if (problems.length) {
+        $("#ontology-problems-title").textContent =
+          `${plural(problems.length, "problem")} in the ontology file ${basename(onto.file)}`;
+        $("#ontology-problem-list").replaceChildren(...problems.map((p) => h("li", { class: "problem" },
+          h("span", { class: "line-no" }, p.line ? `line ${p.line}` : "file"),
+          p.severity === "warning" ? " (warning, the line is used)" : "", ": ",
+          h("span", { class: "problem-message" }, p.message),
+          p.text ? h("code", { class: "problem-text" }, p.text) : null)));
+        pbox.hidden = false;
+      } else {
+        pbox.hidden = true;
+      }
+    }
+
+    // ------------------------------------------------------------ index status and jobs
+    const STAGES = { scan: "Scanning files", embed: "Embedding images", index: "Building the index" };
+    let polling = null;
+
+    function renderStatus(st) {
+      const box = $("#index-status");
+      const last = st.last_index || null;
+      const lines = [];
+      if (st.model) {
+        lines.push(h("p", { class: "status-model" }, "Model ", h("strong", { id: "status-model" }, st.model),
+          last && last.model_reason ? h("span", { class: "muted", id: "status-reason" }, ` — ${last.model_reason}`) : null));
+      } else {
+        lines.push(h("p", { class: "status-model" }, h("span", { class: "badge badge-warn" }, "Not indexed yet"),
+          " Click “Index now” to scan and embed the images."));
+      }
+      const facts = [
+        h("span", { id: "status-files" }, plural(st.files, "image")),
+        h("span", {}, plural(Object.keys(st.folders || {}).length, "folder")),
+        h("span", { id: "status-failed", class: st.failed ? "text-warn" : "" }, `${st.failed} failed`),
+      ];
+      if (last && last.finished_at) {
+        const when = new Date(last.finished_at * 1000);
+        facts.push(h("span", { id: "status-when" }, "indexed ",
+          h("time", { datetime: when.toISOString(), title: when.toLocaleString() }, timeAgo(last.finished_at))));
+      }
+      const joined = [];
+      facts.forEach((f, i) => { if (i) joined.push(h("span", { class: "dot", "aria-hidden": "true" }, "·")); joined.push(f); });
+      lines.push(h("p", { class: "status-facts" }, joined));
+      box.replaceChildren(...lines);
+
+      const failures = (last && last.failed) || [];
+      const details = $("#failures");
+      if (st.failed || failures.length) {
+        const n = Math.max(st.failed, failures.length);
+        $("#failures-summary").textContent = `${plural(n, "image")} could not be indexed`;
+        $("#failure-list").replaceChildren(...(failures.length
+          ? failures.map((f) => h("li", {}, h("code", { class: "failure-path" }, f.path), " — ",
+            h("span", { class: "failure-reason" }, f.reason)))
+          : [h("li", { class: "muted" }, "The reasons were reported by an earlier indexing run.")]));
+        details.hidden = false;
+      } else {
+        details.hidden = true;
+      }
+
+      const folders = st.folders || {};
+      const keep = folderSelect.value || readUrl().folder;
+      folderSelect.replaceChildren(h("option", { value: "" }, "All folders"),
+        ...Object.entries(folders).map(([name, count]) => h("option", { value: name }, `${name || "(top level)"} (${count})`)));
+      setFolderValue(keep);
+    }
+
+    async function loadStatus() {
+      const st = await api(projectApi());
+      renderStatus(st);
+      const job = st.job;
+      if (job && (job.state === "queued" || job.state === "running")) followJob(job);
+      else if (job && (job.state === "failed" || job.state === "cancelled")) renderJob(job);
+      return st;
+    }
+
+    function renderJob(job) {
+      const box = $("#job");
+      box.hidden = false;
+      box.dataset.state = job.state;
+      box.dataset.jobId = job.id;
+      const badge = $("#job-state");
+      badge.textContent = job.state;
+      badge.className = `badge state-${job.state}`;
+      const progress = $("#job-progress");
+      const active = job.state === "queued" || job.state === "running";
+      let text = "";
+      if (active) {
+        text = STAGES[job.stage] || (job.state === "queued" ? "Waiting to start" : "Starting");
+        if (job.total) text += ` ${job.done}/${job.total}`;
+        if (job.eta_seconds !== null && job.eta_seconds !== undefined && job.stage === "embed") {
+          text += ` · about ${formatDuration(job.eta_seconds)} left`;
+        }
+        if (job.message) text += ` · ${job.message}`;
+        if (job.fraction === null || job.fraction === undefined) progress.removeAttribute("value");
+        else progress.value = job.fraction;
+      } else if (job.state === "done") {
+        const r = job.result || {};
+        const took = job.finished_at && job.started_at ? formatDuration(job.finished_at - job.started_at) : "";
+        text = `Indexed with ${r.model || "?"}: ${r.embedded || 0} new, ${r.unchanged || 0} unchanged, ` +
+          `${r.removed || 0} removed, ${(r.failed || []).length} failed${took ? ` in ${took}` : ""}`;
+        progress.value = 1;
+      } else if (job.state === "cancelled") {
+        text = job.message || "Cancelled; the next run carries on where this one stopped.";
+        progress.value = job.fraction || 0;
+      } else if (job.state === "failed") {
+        text = (job.error && job.error.message) || "the indexing failed";
+        progress.value = job.fraction || 0;
+      }
+      progress.hidden = !active;
+      $("#job-text").textContent = text;
+      $("#job-cancel").hidden = !active;
+      $("#index-button").disabled = active;
+    }
+
+    function followJob(job) {
+      renderJob(job);
+      if (polling) clearTimeout(polling);
+      const tick = async () => {
+        polling = null;
+        let fresh;
+        try {
+          fresh = await api(apiUrl(`/jobs/${enc(job.id)}`));
+        } catch (err) {
+          showError(err, "following the indexing job");
+          $("#index-button").disabled = false;
+          return;
+        }
+        renderJob(fresh);
+        if (fresh.state === "queued" || fresh.state === "running") {
+          polling = setTimeout(tick, POLL_MS);
+          return;
+        }
+        if (fresh.state === "failed") showError(new ApiError(fresh.error.message, fresh.error.hint), "indexing failed");
+        try {
+          await loadStatus();
+          if (!upload) await runFromUrl(); // the catalogue changed, even when cancelled
+        } catch (err) {
+          showError(err);
+        }
+      };
+      polling = setTimeout(tick, POLL_MS);
+    }
+
+    $("#index-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const fd = new FormData();
+      const model = $("#index-model").value;
+      if (model) fd.append("model", model);
+      const button = $("#index-button");
+      button.disabled = true;
+      try {
+        followJob(await api(projectApi("/index"), { method: "POST", body: fd }));
+      } catch (err) {
+        button.disabled = false;
+        showError(err, "cannot start indexing");
+      }
+    });
+
+    $("#job-cancel").addEventListener("click", async () => {
+      const id = $("#job").dataset.jobId;
+      if (!id) return;
+      try {
+        renderJob(await api(apiUrl(`/jobs/${enc(id)}/cancel`), { method: "POST" }));
+      } catch (err) {
+        showError(err, "cannot cancel");
+      }
+    });
+
+    async function loadModels() {
+      const models = await api(apiUrl("/models"));
+      const select = $("#index-model");
+      for (const m of models.filter((x) => x.task === "embedding")) {
+        select.append(h("option", {
+          value: m.name, disabled: !m.available, title: m.available ? m.summary : m.availability_detail,
+        }, m.available ? m.name : `${m.name} (not available offline)`));
+      }
+    }
+
+    // ------------------------------------------------------------ start
+    const report = (context) => (err) => showError(err, context);
+    loadStatus().catch(report("project status"));
+    loadOntology().catch(report("ontology"));
+    // The model list comes after the first query: describing models imports the model libraries,
+    // and the server should not import them in two threads at once.
+    runFromUrl().finally(() => loadModels().catch(report("models")));
+  }
+
+  // ============================================================================ image page
+  function imagePageMain() {
+    const path = body.dataset.path || "";
+    const main = $("#main-image");
+    let fellBack = false;
+    main.addEventListener("error", () => {
+      // Browsers cannot show every format an archive holds (TIFF...): fall back to a large JPEG preview.
+      if (fellBack) return;
+      fellBack = true;
+      main.src = thumbUrl(path, 1024);
+    });
+
+    function row(label, value, id) {
+      return [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
+    }
+
+    async function loadMeta() {
+      const dl = $("#meta");
+      try {
+        const m = await api(projectApi(`/meta/${encPath(path)}`));
+        const items = [
+          ...row("Path", h("code", {}, m.relpath || path), "meta-path"),
+          ...row("Folder", m.folder ? h("a", { href: projectPage(`?folder=${enc(m.folder)}`) }, m.folder) : "(top level)", "meta-folder"),
+          ...row("File size", formatBytes(m.size), "meta-size"),
+          ...row("Dimensions", m.width && m.height ? `${m.width} × ${m.height} px` : "unknown", "meta-dims"),
+        ];
+        if (m.format) items.push(...row("Format", m.format, "meta-format"));
+        items.push(...row("SHA-256", h("code", { class: "hash" }, m.sha256 || ""), "meta-sha256"));
+        const dups = m.duplicates || [];
+        items.push(...row("Duplicates", dups.length
+          ? h("ul", { class: "dup-list" }, dups.map((d) => h("li", {}, h("a", { href: imagePage(d) }, d))))
+          : h("span", { class: "muted" }, "none"), "meta-duplicates"));
+        if (m.error) items.push(...row("Problem", h("span", { class: "text-warn" }, m.error), "meta-error"));
+        dl.replaceChildren(...items);
+      } catch (err) {
+        dl.replaceChildren();
+        showError(err, "image details");
+      } finally {
+        dl.setAttribute("aria-busy", "false");
+      }
+    }
+
+    async function loadSimilar() {
+      const list = $("#similar-results");
+      const params = new URLSearchParams({ similar: path, k: "12" });
+      try {
+        const result = await api(projectApi(`/search?${params}`));
+        const hits = result.hits.filter((hit) => hit.path !== path);
+        fillGrid(list, hits);
+        $("#no-similar").hidden = hits.length > 0;
+        $("#similar-meta").textContent = `model ${result.model}`;
+      } catch (err) {
+        showError(err, "more like this");
+      }
+    }
+
+    loadMeta();
+    loadSimilar();
+  }
+
+  // ---------------------------------------------------------------------------- start
+  wireErrorBox();
+  if (PAGE === "project") projectPageMain();
+  else if (PAGE === "image") imagePageMain();
+})();

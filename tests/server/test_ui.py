@@ -1,0 +1,320 @@
+"""End-to-end tests of the web UI in headless Chromium (Playwright, sync API).
+
+A small real project (photos from scikit-image) is indexed with the offline model, served by
+uvicorn in a thread, and driven through a browser: search by text, keyword, image upload, the
+image page, errors, indexing from the page, and the whole UI behind a path-prefix proxy.
+
+Screenshots go to ``$VITRINE_SCREENSHOTS`` when set (else a pytest temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ui_helpers import (  # noqa: E402
+    CHROMIUM_ARGS,
+    DEMO_BROKEN,
+    DEMO_IMAGES,
+    ServerThread,
+    build_demo_project,
+    chromium_path,
+    make_prefix_proxy,
+)
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+
+IN_CI = bool(os.environ.get("CI"))
+CHROMIUM = chromium_path()
+if CHROMIUM is None and not IN_CI:
+    pytest.skip("Chromium is not installed (e.g. `apt-get install chromium`): UI tests skipped",
+                allow_module_level=True)
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:
+    if IN_CI:
+        raise
+    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+
+from vitrine.server.app import create_app  # noqa: E402
+
+PREFIX = "/proxy/8000"
+TIMEOUT_MS = 20_000
+ACCENTED = "animals/cheval été.jpg"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    import vitrine
+
+    root = tmp_path_factory.mktemp("ui") / "root"
+    project = build_demo_project(root)
+    report = vitrine.open_project(project).index(model="offline-concepts")
+    assert report.embedded == len(DEMO_IMAGES), report.to_dict()
+    assert [f["path"] for f in report.failed] == [DEMO_BROKEN]
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(demo_root):
+    with ServerThread(create_app(demo_root), health_path="/api/v1/health") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    env = os.environ.get("VITRINE_SCREENSHOTS")
+    folder = Path(env) if env else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("Chromium is required for the UI tests in CI (install the chromium package)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; any uncaught JavaScript error fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    js_errors: list[str] = []
+    pg.on("pageerror", lambda exc: js_errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not js_errors, f"JavaScript errors in the page: {js_errors}"
+
+
+def wait_results(page, selector: str = "#results .result"):
+    page.wait_for_selector(selector, state="visible")
+    page.wait_for_function("() => document.querySelector('#results-section').getAttribute('aria-busy') === 'false'")
+
+
+def thumbs_loaded(page, selector: str = "#results .result img") -> bool:
+    return page.eval_on_selector_all(
+        selector, "imgs => imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+
+def captions(page, selector: str = "#results .result .caption") -> list[str]:
+    return page.locator(selector).all_text_contents()
+
+
+def page_url(base: str, name: str = "demo", query: str = "") -> str:
+    return f"{base}/p/{quote(name, safe='')}{query}"
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_home_lists_the_project(server, page, shots):
+    page.goto(server.url + "/")
+    card = page.locator('.project-card[data-project="demo"]')
+    expect(card).to_be_visible()
+    expect(card.locator(".project-files")).to_have_text(str(len(DEMO_IMAGES) + 1))
+    expect(card.locator(".project-model")).to_have_text("offline-concepts")
+    card.locator("a").click()
+    expect(page).to_have_url(re.compile(r"/p/demo$"))
+    expect(page).to_have_title(re.compile("demo"))
+    page.goto(server.url + "/")
+    page.screenshot(path=str(shots / "home.png"), full_page=True)
+
+
+def test_project_status_and_text_search(server, page, shots):
+    page.goto(page_url(server.url))
+    status = page.locator("#index-status")
+    expect(status).to_contain_text("offline-concepts")
+    expect(status).to_contain_text("chosen by the user")  # why this model
+    expect(page.locator("#status-failed")).to_have_text("1 failed")
+    page.locator("#failures summary").click()
+    expect(page.locator("#failure-list")).to_contain_text(DEMO_BROKEN)
+    expect(page.locator("#failure-list")).to_contain_text("corrupt")
+    # with no query the page browses the catalogue
+    wait_results(page)
+
+    page.fill("#search-input", "a cat")
+    page.press("#search-input", "Enter")
+    expect(page).to_have_url(re.compile(r"\?q=a(\+|%20)cat$"))
+    expect(page.locator("#results-query")).to_have_text("a cat")
+    wait_results(page)
+    assert captions(page)[0] == "animals/cat.jpg"
+    expect(page.locator("#results .result .score").first).to_have_text(re.compile(r"^0\.\d{3}$"))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)")
+    assert thumbs_loaded(page)
+    page.screenshot(path=str(shots / "project-search.png"), full_page=True)
+
+    # the state is in the URL: reloading it runs the same search, and the back button works
+    page.goto(page_url(server.url, query="?q=a%20cat&folder=objects"))
+    wait_results(page)
+    expect(page.locator("#folder-select")).to_have_value("objects")
+    assert all(c.startswith("objects/") for c in captions(page))
+    page.go_back()
+    wait_results(page)
+    assert captions(page)[0] == "animals/cat.jpg"
+
+
+def test_keyword_chip(server, page):
+    page.goto(page_url(server.url))
+    chips = page.locator("#chips .chip")
+    expect(chips).to_have_count(3)
+    expect(chips).to_have_text(["Chat", "Café", "Fusée"])
+    page.locator("#chips .chip", has_text="Chat").click()
+    expect(page.locator("#results-keyword")).to_have_text("Chat")
+    expect(page.locator("#results-description")).to_have_text("a cat")
+    wait_results(page)
+    assert captions(page)[0] == "animals/cat.jpg"
+    expect(page).to_have_url(re.compile(r"\?keyword=Chat$"))
+    expect(page.locator("#chips .chip.active")).to_have_text("Chat")
+    # an accented keyword goes through the URL and back
+    page.locator("#chips .chip", has_text="Fusée").click()
+    expect(page.locator("#results-description")).to_have_text("a rocket launch")
+    expect(page).to_have_url(re.compile(r"\?keyword=Fus%C3%A9e$"))
+
+
+def test_image_page_and_more_like_this(server, page, shots):
+    page.goto(page_url(server.url, query="?q=a%20cat"))
+    wait_results(page)
+    page.locator("#results .result a").first.click()
+    expect(page).to_have_url(re.compile(r"/p/demo/image/animals/cat\.jpg$"))
+    expect(page).to_have_title(re.compile("cat.jpg"))
+    expect(page.locator("#meta-path")).to_have_text("animals/cat.jpg")
+    expect(page.locator("#meta-folder")).to_have_text("animals")
+    expect(page.locator("#meta-dims")).to_have_text("451 × 300 px")
+    expect(page.locator("#meta-sha256")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
+    expect(page.locator("#meta-duplicates")).to_have_text("none")
+    page.wait_for_function("() => document.querySelector('#main-image').naturalWidth > 0")
+    similar = page.locator("#more-like-this .result")
+    expect(similar.first).to_be_visible()
+    paths = similar.locator(".caption").all_text_contents()
+    assert paths and "animals/cat.jpg" not in paths
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#more-like-this .result img')].every(i => i.complete)")
+    assert thumbs_loaded(page, "#more-like-this .result img")
+    page.screenshot(path=str(shots / "image-page.png"), full_page=True)
+
+    target = paths[0]
+    similar.first.locator("a").click()
+    expect(page.locator("#meta-path")).to_have_text(target)
+    assert page.url.endswith("/image/" + quote(target))
+
+    # a path with a space and an accent
+    page.goto(f"{server.url}/p/demo/image/{quote(ACCENTED)}")
+    expect(page.locator("#meta-path")).to_have_text(ACCENTED)
+    page.wait_for_function("() => document.querySelector('#main-image').naturalWidth > 0")
+    expect(page.locator("#more-like-this .result").first).to_be_visible()
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_search_by_uploaded_image(server, page, demo_root, shots):
+    page.goto(page_url(server.url))
+    page.set_input_files("#upload-input", str(demo_root / "demo" / "images" / "objects" / "rocket.jpg"))
+    expect(page.locator("#results-title")).to_have_text("Similar to the uploaded image")
+    expect(page.locator("#results-description")).to_have_text("rocket.jpg")
+    expect(page.locator("#results-meta")).to_contain_text("offline-concepts")
+    wait_results(page)
+    assert captions(page)[0] == "objects/rocket.jpg"  # the same photo comes first
+    expect(page.locator("#query-preview")).to_be_visible()
+    page.screenshot(path=str(shots / "project-upload.png"), full_page=True)
+
+
+def test_api_errors_are_shown(server, page, shots):
+    page.goto(page_url(server.url, query="?keyword=Nope"))
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error.locator(".error-message")).to_contain_text("unknown keyword 'Nope'")
+    expect(error.locator(".error-hint")).to_contain_text("Chat")  # the hint lists the known keywords
+    page.screenshot(path=str(shots / "error.png"), full_page=True)
+    error.locator(".error-close").click()
+    expect(error).to_be_hidden()
+
+    page.goto(f"{server.url}/p/demo/image/{quote('nowhere/missing.jpg')}")
+    expect(page.locator("#error .error-message")).to_contain_text("no image 'nowhere/missing.jpg'")
+
+    resp = page.goto(page_url(server.url, "nope"))
+    assert resp is not None and resp.status == 404
+    expect(page.locator("#page-error")).to_contain_text("no project 'nope'")
+
+
+def test_behind_a_path_prefix_proxy(demo_root, page, shots):
+    app = create_app(demo_root, root_path=PREFIX)
+    with ServerThread(app, health_path="/api/v1/health") as backend:
+        proxy_app, escaped = make_prefix_proxy(backend.url, PREFIX)
+        with ServerThread(proxy_app, health_path=PREFIX + "/api/v1/health") as proxy:
+            base = proxy.url + PREFIX
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+
+            page.goto(base + "/")
+            card = page.locator('.project-card[data-project="demo"] a')
+            expect(card).to_have_attribute("href", PREFIX + "/p/demo")
+            card.click()
+            expect(page).to_have_url(base + "/p/demo")
+            # style.css was served and applied (through the prefix)
+            assert page.eval_on_selector(".topbar", "e => getComputedStyle(e).position") == "sticky"
+            wait_results(page)
+
+            page.fill("#search-input", "a cat")
+            page.click("#search-form button[type=submit]")
+            expect(page).to_have_url(base + "/p/demo?q=a+cat")
+            wait_results(page)
+            assert captions(page)[0] == "animals/cat.jpg"
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)")
+            assert thumbs_loaded(page)
+
+            page.locator("#chips .chip", has_text="Chat").click()
+            expect(page.locator("#results-description")).to_have_text("a cat")
+
+            page.goto(base + "/p/demo?q=a%20horse")
+            wait_results(page)
+            page.locator("#results .result a", has_text=ACCENTED).click()
+            expect(page.locator("#meta-path")).to_have_text(ACCENTED)
+            page.wait_for_function("() => document.querySelector('#main-image').naturalWidth > 0")
+            expect(page.locator("#more-like-this .result").first).to_be_visible()
+            page.locator("#more-like-this .result a").first.click()
+            expect(page.locator("#meta-path")).not_to_have_text(ACCENTED)
+            expect(page.locator("#error")).to_be_hidden()
+            page.screenshot(path=str(shots / "proxy-image-page.png"), full_page=True)
+
+            outside = [u for u in requests if not u.startswith(base + "/")]
+            assert not outside, f"requests escaped the prefix: {outside}"
+            assert not escaped, f"the proxy saw requests outside {PREFIX}: {escaped}"
+            assert any("/api/v1/projects/demo/thumbs/" in u for u in requests)
+
+
+def test_index_now_button(server, page, shots):
+    page.goto(page_url(server.url))
+    expect(page.locator("#index-status")).to_contain_text("offline-concepts")
+    expect(page.locator("#index-model option[value='offline-concepts']")).to_have_count(1)
+    page.click("#index-button")
+    job = page.locator("#job")
+    expect(job).to_be_visible()
+    expect(job).to_have_attribute("data-state", "done", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_text("done")
+    expect(page.locator("#job-text")).to_contain_text(f"{len(DEMO_IMAGES)} unchanged")
+    # the status was refreshed in place: the reason is now that of a re-index
+    expect(page.locator("#status-reason")).to_contain_text("the model this project was indexed with")
+    expect(page.locator("#index-button")).to_be_enabled()
+    expect(page.locator("#error")).to_be_hidden()
+    page.screenshot(path=str(shots / "project-indexed.png"), full_page=True)
+
+
+def test_static_files_stay_inside_their_folder(server):
+    import httpx
+
+    assert httpx.get(server.url + "/static/style.css").headers["content-type"].startswith("text/css")
+    for path in ("/static/%2e%2e/routes.py", "/static/..%2Froutes.py", "/static/", "/static/nope.js"):
+        assert httpx.get(server.url + path).status_code == 404, path
