@@ -31,9 +31,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JS
 
 
 def _fail(exc: VitrineError, code: int = 2):
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    # soft_wrap: never break messages at the console width (80 columns when piped)
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -91,9 +92,11 @@ def check(project_dir: ProjectDir, as_json: JsonOpt = False):
         for p in report.layout:
             colour = "red" if p.severity == "error" else "yellow"
             out.print(f"[{colour}]{p.severity}[/]: {p.path}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""),
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         for p in report.ontology.problems:
-            out.print(f"[red]ontology[/] {p.file}:{p.line}: {p.message}\n  {p.text!r}", highlight=False)
+            colour = "red" if p.severity == "error" else "yellow"
+            out.print(f"[{colour}]ontology {p.severity}[/] {p.file}:{p.line}: {p.message}\n  {p.text!r}",
+                      highlight=False, soft_wrap=True)
         n = len(report.ontology.entries)
         out.print(f"{'[green]ok[/]' if report.ok else '[red]problems found[/]'}: {n} ontology entries")
     raise typer.Exit(0 if report.ok else 1)
@@ -133,7 +136,8 @@ def index(
             with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
                 report = proj.index(model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size)
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume")
+            err.print("[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume",
+                      soft_wrap=True)
             raise typer.Exit(130) from None
     if as_json:
         _emit_json(report.to_dict())
@@ -147,7 +151,7 @@ def index(
     table.add_row("images/s", f"{report.images_per_second:.1f}")
     out.print(table)
     for f in report.failed:
-        out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False)
+        out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
 
 
 class _nullcontext:
@@ -279,7 +283,8 @@ def serve(
         if not root.is_dir():
             raise VitrineError(f"{root} is not a folder", hint="give a project folder or a folder of projects")
         application = create_app(root, root_path=root_path)
-    err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False)
+    err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False,
+              soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
 
 

@@ -44,16 +44,18 @@ class IndexReport:
     removed: int = 0
     failed: list[dict] = field(default_factory=list)  # {"path", "reason"}
     files: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run: model load, scan, embedding, index update
+    embed_seconds: float = 0.0  # decoding and embedding only
 
     @property
     def images_per_second(self) -> float:
-        return self.embedded / self.seconds if self.seconds else 0.0
+        return self.embedded / self.embed_seconds if self.embed_seconds else 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["images_per_second"] = round(self.images_per_second, 2)
         d["seconds"] = round(self.seconds, 3)
+        d["embed_seconds"] = round(self.embed_seconds, 3)
         return d
 
 
@@ -64,7 +66,8 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.layout) and not self.ontology.problems
+        # warnings (layout or ontology lines that were still used) do not make a project fail
+        return not any(p.severity == "error" for p in self.layout) and self.ontology.ok
 
     def to_dict(self) -> dict:
         return {
@@ -129,6 +132,7 @@ class Project:
             )
         if model is None or model == active:
             return active
+        registry.get(model)  # an unknown name is reported as such, with the known ones
         indexed = self.catalog.models()
         if model not in indexed:
             raise IndexMismatch(
@@ -178,6 +182,10 @@ class Project:
             reason = "chosen by the user"
         elif self.model_name is not None:
             model, reason = self.model_name, "the model this project was indexed with"
+        elif partial := self.catalog.models():
+            # a first run was interrupted: resume with its model, whatever the default is now
+            model = max(partial, key=partial.get)
+            reason = "the model of the interrupted run this one resumes"
         else:
             model, reason = registry.default_embedding_model(probe_hub=True)
         with self._exclusive():
@@ -196,13 +204,16 @@ class Project:
 
             def on_failure(item: EmbedItem, reason: str) -> None:
                 failures[item.content_id] = reason
-                report.failed.append({"path": item.relpath, "reason": reason})
+                # every file with this content failed, not only the one that was decoded
+                for rel in cat.paths_for([item.content_id])[item.content_id] or [item.relpath]:
+                    report.failed.append({"path": rel, "reason": reason})
 
             def on_batch(ids, vectors, info):
                 cat.add_vectors(model, ids, vectors, info)
                 report.embedded += len(ids)
 
             items = [EmbedItem(cid, self.paths.images_dir / rel, rel) for cid, rel in todo]
+            embed_start = time.perf_counter()
             try:
                 embed_items(
                     embedder, items, on_batch, on_failure, progress=_stage(progress, "embed"),
@@ -210,6 +221,7 @@ class Project:
                 )
             finally:
                 cat.record_failures(failures)
+                report.embed_seconds = time.perf_counter() - embed_start
             cat.set_meta("model", model)
             if weights:
                 cat.set_meta(f"weights:{model}", weights)
@@ -269,10 +281,10 @@ class Project:
     ) -> SearchResult:
         """More like this: images close to one of the collection's images (by its stored vector)."""
         name = self._resolve_query_model(model)
-        embedder = self._load_model(name)
         info = self.catalog.file_info(relpath)
         if info is None:
             raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
+        embedder = self._load_model(name)
         space = embedder.spaces.image_space
         _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
         if len(vectors) == 0:
@@ -291,11 +303,11 @@ class Project:
     ) -> SearchResult:
         """Search by an example image given as a file path or as uploaded bytes."""
         name = self._resolve_query_model(model)
-        embedder = self._load_model(name)
-        if isinstance(image, bytes):
+        if isinstance(image, bytes):  # decoded first: a bad image fails without loading the model
             pil, label = open_image_bytes(image), "upload"
         else:
             pil, label = open_image(Path(image)), str(image)
+        embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
         return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, k, offset, folder)

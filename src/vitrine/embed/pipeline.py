@@ -39,7 +39,9 @@ def _decode(model: Embedder, item: EmbedItem):
         info = {"width": image.width, "height": image.height}
         return item, model.preprocess(image), info, None
     except ImageError as exc:
-        return item, None, None, exc.message
+        # the reason without the file name: a content may have several names (duplicates), and
+        # reasons from the scan (empty file, broken symlink...) carry no file name either
+        return item, None, None, getattr(exc, "reason", None) or exc.message
     except Exception as exc:  # a preprocessing bug must not stop the run; report it
         return item, None, None, f"could not preprocess: {type(exc).__name__}: {exc}"
 

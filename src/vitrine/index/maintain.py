@@ -17,8 +17,19 @@ from vitrine.errors import VitrineError
 from vitrine.index.faiss_index import VectorIndex
 from vitrine.store.catalog import Catalog
 
-_CACHE: dict[str, tuple[int, VectorIndex]] = {}
+# path -> (catalog generation, index, signature of the file it was saved to). The signature makes
+# a cached index invalid once its file is gone or replaced, e.g. when the data dir was deleted and
+# the project indexed again: the new catalog counts generations from the start again.
+_CACHE: dict[str, tuple[int, VectorIndex, tuple | None]] = {}
 _LOCK = threading.Lock()
+
+
+def _signature(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def index_path(indexes_dir: Path, model: str, space: str) -> Path:
@@ -40,7 +51,7 @@ def refresh_index(catalog: Catalog, indexes_dir: Path, model: str, space: str, d
     with _LOCK:
         generation = catalog.generation(model)
         cached = _CACHE.get(str(path))
-        if cached and cached[0] == generation:
+        if cached and cached[0] == generation and cached[2] is not None and cached[2] == _signature(path):
             return cached[1]
         meta = VectorIndex.read_meta(path) or {}
         index = None
@@ -50,7 +61,7 @@ def refresh_index(catalog: Catalog, indexes_dir: Path, model: str, space: str, d
             except VitrineError:
                 index = None  # unreadable: rebuilt from the catalog below
         if index is not None and meta.get("generation") == generation and index.dim == dim:
-            _CACHE[str(path)] = (generation, index)
+            _CACHE[str(path)] = (generation, index, _signature(path))
             return index
         if index is None or index.dim != dim:
             index = _build(catalog, model, space, dim)
@@ -69,7 +80,7 @@ def refresh_index(catalog: Catalog, indexes_dir: Path, model: str, space: str, d
                 index = _build(catalog, model, space, dim)
         path.parent.mkdir(parents=True, exist_ok=True)
         index.save(path, meta={"model": model, "space": space, "generation": generation})
-        _CACHE[str(path)] = (generation, index)
+        _CACHE[str(path)] = (generation, index, _signature(path))
         return index
 
 

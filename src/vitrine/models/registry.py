@@ -41,7 +41,8 @@ class ModelSpec:
             raise ValueError(f"model {self.name}: weights source must be one of {WEIGHT_SOURCES}")
 
     def describe(self, probe_hub: bool = False) -> dict:
-        av = self.availability(probe_hub=probe_hub)
+        with _LOCK:  # availability may import torch libraries: never at the same time as a load
+            av = self.availability(probe_hub=probe_hub)
         return {
             "name": self.name,
             "task": self.task,
@@ -59,7 +60,10 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _LOADED: dict[tuple, Embedder] = {}
-_LOCK = threading.Lock()
+# Held while loading a model or checking availability. Both may import torch, torchvision or
+# open_clip for the first time, and two threads importing torchvision at once deadlock or see a
+# half-initialised module.
+_LOCK = threading.RLock()
 _BUILTINS_LOADED = False
 
 
@@ -114,7 +118,9 @@ def load(name: str, weights: str | None = None, device: str | None = None) -> Em
 def default_embedding_model(probe_hub: bool = True) -> tuple[str, str]:
     """The model a new project uses, and why: CLIP when its weights can be had, else offline."""
     clip_spec = get("clip-vit-b-32")
-    av = clip_spec.availability(probe_hub=probe_hub)
+    with _LOCK:
+        av = clip_spec.availability(probe_hub=probe_hub)
     if av.ok:
-        return clip_spec.name, f"clip-vit-b-32 weights are {av.where}" + (f" ({av.detail})" if av.detail else "")
+        detail = f" ({av.detail})" if av.detail else ""
+        return clip_spec.name, f"clip-vit-b-32 weights are {av.where}{detail}"
     return "offline-concepts", f"clip-vit-b-32 is not available ({av.detail}); offline-concepts works offline"

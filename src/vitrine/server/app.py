@@ -84,6 +84,47 @@ class BodyLimit:
             await self._error(f"at least {received} bytes")(scope, receive, send)
 
 
+class RootPath:
+    """Give every request the configured path prefix as its ``root_path`` (unless the ASGI server
+    already set one, e.g. ``uvicorn --root-path``), so the UI builds prefixed links. Starlette
+    routes both a proxy that strips the prefix and one that keeps it."""
+
+    def __init__(self, app: ASGIApp, root_path: str):
+        self.app = app
+        self.root_path = root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not scope.get("root_path"):
+            scope = dict(scope, root_path=self.root_path)
+        await self.app(scope, receive, send)
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-bundle package instead of a CDN: /docs works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import FileResponse
+    from swagger_ui_bundle import swagger_ui_path
+
+    assets = Path(swagger_ui_path)
+    allowed = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        base = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{base}/openapi.json", title="vitrine API",
+            swagger_js_url=f"{base}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{base}/docs-assets/favicon-32x32.png",
+        )
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_asset(name: str):
+        if name not in allowed:
+            raise StarletteHTTPException(404, f"no docs asset {name!r}")
+        return FileResponse(assets / name, headers={"Cache-Control": "max-age=86400"})
+
+
 def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | None = None,
                max_upload_bytes: int | None = None) -> FastAPI:
     settings = Settings(root=Path(root).resolve(), root_path=root_path.rstrip("/"),
@@ -94,11 +135,15 @@ def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | Non
         title="vitrine",
         version=__version__,
         description="Search, classify and detect over image collections.",
-        root_path=settings.root_path,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.vitrine = AppState(settings)
 
     app.add_middleware(BodyLimit, settings=settings)
+    if settings.root_path:
+        app.add_middleware(RootPath, root_path=settings.root_path)
+    _offline_docs(app)
 
     @app.exception_handler(VitrineError)
     async def vitrine_error(_request: Request, exc: VitrineError):

@@ -75,7 +75,8 @@ def ontology(p: ProjectDep):
             {"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries
         ],
         "problems": [
-            {"line": pr.line, "text": pr.text, "message": pr.message} for pr in onto.problems
+            {"line": pr.line, "text": pr.text, "message": pr.message, "severity": pr.severity}
+            for pr in onto.problems
         ],
     }
 
