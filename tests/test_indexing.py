@@ -194,8 +194,8 @@ def test_data_dir_deleted_and_rebuilt_in_the_same_process(indexed_demo, tmp_path
 
 
 def test_interrupted_first_run_resumes_with_its_model(fresh_demo, monkeypatch):
-    """A first run stopped part-way has not recorded its model yet: a plain re-run must resume
-    with the model whose vectors are there, not switch to whatever the default is now."""
+    """A first run stopped part-way records its model as soon as it is loaded (so status shows it);
+    a plain re-run resumes with that model, not whatever the default is now."""
     p = Project(fresh_demo)
     cancel = threading.Event()
 
@@ -205,7 +205,7 @@ def test_interrupted_first_run_resumes_with_its_model(fresh_demo, monkeypatch):
 
     with pytest.raises(Cancelled):
         p.index(model=OFFLINE, progress=progress, cancel=cancel, batch_size=2)
-    assert p.model_name is None
+    assert p.model_name == OFFLINE
     committed = p.catalog.models()[OFFLINE]
     assert 4 <= committed < N_DEMO
 
@@ -214,7 +214,8 @@ def test_interrupted_first_run_resumes_with_its_model(fresh_demo, monkeypatch):
 
     monkeypatch.setattr(registry, "default_embedding_model", other_default)
     report = p.index()
-    assert report.model == OFFLINE and "interrupted" in report.model_reason
+    assert report.model == OFFLINE and "indexed with" in report.model_reason
+    assert "chosen by the user" in report.model_reason  # the first reason is kept
     assert (report.embedded, report.unchanged) == (N_DEMO - committed, committed)
     assert p.model_name == OFFLINE
 

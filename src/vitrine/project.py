@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -177,20 +178,25 @@ class Project:
         Safe to interrupt: vectors are committed batch by batch and the index file is replaced
         atomically, so the next run carries on where this one stopped."""
         start = time.perf_counter()
+        cat = self.catalog
         if model is not None:
             registry.get(model)  # unknown names fail before any work
             reason = "chosen by the user"
         elif self.model_name is not None:
             model, reason = self.model_name, "the model this project was indexed with"
-        elif partial := self.catalog.models():
-            # a first run was interrupted: resume with its model, whatever the default is now
-            model = max(partial, key=partial.get)
-            reason = "the model of the interrupted run this one resumes"
         else:
             model, reason = registry.default_embedding_model(probe_hub=True)
+        first_reason = cat.get_meta(f"model_reason:{model}")
+        if first_reason and reason != "chosen by the user":
+            reason = f"{reason}; first chosen because {first_reason}"
         with self._exclusive():
             embedder = registry.load(model, weights=weights)
-            cat = self.catalog
+            # recorded before any work: an interrupted or cancelled run still shows its model
+            cat.set_meta("model", model)
+            if first_reason is None:
+                cat.set_meta(f"model_reason:{model}", reason)
+            if weights:
+                cat.set_meta(f"weights:{model}", weights)
             report = IndexReport(model=model, model_reason=reason)
             scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
             report.removed = len(scan.removed)
@@ -222,9 +228,6 @@ class Project:
             finally:
                 cat.record_failures(failures)
                 report.embed_seconds = time.perf_counter() - embed_start
-            cat.set_meta("model", model)
-            if weights:
-                cat.set_meta(f"weights:{model}", weights)
             if progress:
                 progress("index", 0, 1)
             for space, dim in embedder.spaces.dims.items():
@@ -331,8 +334,12 @@ class Project:
         """A cached JPEG thumbnail (made on first request) under the project's data dir."""
         info = self.image_info(relpath)
         path = self.image_path(relpath)
-        sha = info["sha256"]
-        thumb = self.paths.thumbs_dir / sha[:2] / f"{sha}-{size}.jpg"
+        st = path.stat()
+        if (st.st_size, st.st_mtime_ns) == (info["size"], info["mtime_ns"]):
+            key = info["sha256"]
+        else:  # changed on disk since the last index: never show (or cache under) the old content
+            key = hashlib.sha256(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+        thumb = self.paths.thumbs_dir / key[:2] / f"{key}-{size}.jpg"
         if not thumb.exists():
             data = make_thumbnail(open_image(path), size=size)
             thumb.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrine.collection.imageio import open_image
+from vitrine.collection.imageio import image_info, open_image
 from vitrine.errors import Cancelled, ImageError
 from vitrine.models.base import Embedder
 
@@ -33,10 +33,17 @@ def default_workers() -> int:
     return int(os.environ.get("VITRINE_DECODE_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2)))
 
 
+def _format_of(path: Path) -> str | None:
+    try:
+        return image_info(path).get("format")
+    except ImageError:
+        return None
+
+
 def _decode(model: Embedder, item: EmbedItem):
     try:
         image = open_image(item.path)
-        info = {"width": image.width, "height": image.height}
+        info = {"width": image.width, "height": image.height, "format": _format_of(item.path)}
         return item, model.preprocess(image), info, None
     except ImageError as exc:
         # the reason without the file name: a content may have several names (duplicates), and

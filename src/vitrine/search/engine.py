@@ -41,6 +41,14 @@ class SearchResult:
         return asdict(self)
 
 
+def normalize_folder(folder: str | None) -> str | None:
+    """None or "" mean every folder; "/" or "." mean the files directly under images/."""
+    if folder is None or folder.strip() == "":
+        return None
+    folder = folder.strip()
+    return "" if folder in ("/", ".") else folder.strip("/")
+
+
 def run_query(
     index: VectorIndex,
     catalog: Catalog,
@@ -53,6 +61,7 @@ def run_query(
 ) -> tuple[bool, list[Hit]]:
     """Top results for one query vector: (whether a next page exists, hits of the requested page)."""
     exclude = exclude or set()
+    folder = normalize_folder(folder)
     allowed = catalog.content_ids_in_folder(folder) if folder is not None else None
     if allowed is not None and len(allowed) == 0:
         return False, []
@@ -68,7 +77,7 @@ def run_query(
         cpaths = paths.get(cid) or []
         if not cpaths:
             continue  # removed between the search and this lookup
-        if folder is not None:
+        if folder:
             cpaths = sorted(cpaths, key=lambda p: not p.startswith(folder + "/"))
         meta = info.get(cid, {})
         primary = cpaths[0]

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from vitrine.errors import PayloadTooLarge, VitrineError
 from vitrine.models import registry
 from vitrine.project import Project
-from vitrine.search.engine import MAX_RESULTS
+from vitrine.search.engine import MAX_RESULTS, normalize_folder
 from vitrine.server.state import AppState
 
 router = APIRouter(prefix="/api/v1")
@@ -139,7 +139,7 @@ def search(
     ] = None,
     k: K = 20,
     offset: Offset = 0,
-    folder: Annotated[str | None, Query(description="restrict to one subfolder of images/")] = None,
+    folder: Annotated[str | None, Query(description="restrict to one subfolder of images/ ('/' for files directly in images/)")] = None,
     model: str | None = None,
 ):
     given = [x for x in (q, keyword, similar) if x is not None]
@@ -209,7 +209,7 @@ def list_images(
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
-    total, rows = p.catalog.list_files(folder=folder, offset=offset, limit=limit)
+    total, rows = p.catalog.list_files(folder=normalize_folder(folder), offset=offset, limit=limit)
     return {"total": total, "offset": offset, "limit": limit, "images": rows}
 
 
