@@ -411,7 +411,7 @@ def test_ctrl_c_stops_cleanly_and_resume_works(demo_source, tmp_path):
     committed = cli.committed_vectors(p.paths.catalog_db)
     assert 4 <= committed < N_DEMO, f"{committed} vectors: the run was not stopped part-way"
     _assert_index_files_sound(p)
-    assert p.model_name is None  # not recorded until a run completes
+    assert p.model_name == OFFLINE  # recorded as soon as the model was loaded
 
     report = p.index()  # the lock was released: resuming works at once
     assert report.model == OFFLINE

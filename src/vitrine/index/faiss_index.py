@@ -59,14 +59,19 @@ __all__ = [
 
 # Collections of up to EXACT_MAX vectors use the exact flat index. Measured with
 # benchmarks/search_latency.py (512-d, single queries, k=10, 1 FAISS thread on a shared 2-core
-# machine): the flat index answers in 1.3 ms p50 at 10k vectors, 11.5 ms at 50k, 22 ms at 100k
-# and 155 ms at 1M (~0.1-0.2 ms per 1k vectors). Up to 50k that is interactive, exact, needs no
-# training and updates for free; above it IVF answers in ~0.6-2 ms at 100k (recall@10 0.98).
+# machine): the flat index answers in 0.6 ms p50 at 10k vectors, 7.0 ms at 50k, 15 ms at 100k and
+# 110 ms at 1M (~0.11-0.15 ms per 1k vectors). Up to 50k that is interactive (< 10 ms), exact,
+# needs no training and updates for free; at 100k the chosen IVF answers in 0.7 ms (recall@10
+# 0.981, 23x faster), and the gap widens with n (1M: 2.2 ms, recall@10 0.999, 50x faster).
+# (With FAISS's default 2 OpenMP threads on a busy machine, flat single queries were 10-40x
+# slower still: 24 ms at 10k, 48 ms at 100k; see VITRINE_FAISS_THREADS.)
 EXACT_MAX: int = 50_000
 
 # Filtered searches (allowed_ids) on an IVF index whose allowed subset holds at most this many
-# vectors are answered exactly, by reconstructing the subset's vectors: an IVF probe with a
-# selector could find fewer than k hits when a small subset lies outside the probed lists.
+# vectors probe every list, which makes them exact over the subset: with nprobe lists a small
+# subset could leave fewer than k hits. The ID selector is checked before any distance is
+# computed, so this stays cheap (measured at 200k x 512-d, 1 thread: 2.2 ms for a 2k subset,
+# 5.7 ms for 10k, vs 6 / 24 ms to reconstruct the subset's vectors and brute-force them).
 SUBSET_EXACT_MAX: int = 20_000
 
 # IVF parameters, chosen by measurement with benchmarks/search_latency.py (see ivf_plan()).
@@ -90,10 +95,10 @@ class IndexFileError(VitrineError):
 
 
 def _apply_thread_setting() -> None:
-    """Honour VITRINE_FAISS_THREADS when set; otherwise leave FAISS's default (all cores)."""
-    raw = os.environ.get("VITRINE_FAISS_THREADS", "").strip()
-    if not raw:
-        return
+    """One FAISS thread by default: single queries were 40x faster with 1 thread than with
+    OpenMP's default on a busy 2-core machine (0.6 vs 24 ms at 10k), and a server gets its
+    parallelism from concurrent requests. VITRINE_FAISS_THREADS=N overrides (e.g. for bulk builds)."""
+    raw = os.environ.get("VITRINE_FAISS_THREADS", "").strip() or "1"
     try:
         n = int(raw)
         if n < 1:
@@ -134,7 +139,10 @@ class IndexPlan:
                        factory=str(d["factory"]))
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFileError(f"invalid index plan {d!r}: {e}") from None
-        plan.validate()
+        try:
+            plan.validate()
+        except VitrineError as e:
+            raise IndexFileError(e.message, hint="rebuild the index") from None
         return plan
 
     def validate(self) -> None:
@@ -223,12 +231,42 @@ def _as_vectors(vectors, dim: int, what: str = "vectors") -> np.ndarray:
     return arr
 
 
+# Sorted-array set operations. (np.unique / union1d / setdiff1d took ~1 s per million ids with
+# the installed numpy, which would make every incremental add() at 1M vectors cost a second.)
+
+
+def _unique_sorted(ids: np.ndarray) -> np.ndarray:
+    """Sorted unique copy of ``ids``."""
+    s = np.sort(ids)
+    if len(s) < 2:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def _member(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``ids`` are in the sorted unique array ``sorted_ids``."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), dtype=bool)
+    pos = np.searchsorted(sorted_ids, ids)
+    pos[pos == len(sorted_ids)] = 0
+    return sorted_ids[pos] == ids
+
+
 def _dedupe_last(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the last occurrence of each id within one batch."""
-    if len(np.unique(ids)) == len(ids):
+    """Keep the last occurrence of each id within one batch (input order otherwise kept)."""
+    if len(ids) < 2:
         return ids, vectors
-    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
-    keep = np.sort(len(ids) - 1 - first_in_reversed)
+    order = np.argsort(ids, kind="stable")
+    s = ids[order]
+    last = np.empty(len(s), dtype=bool)
+    last[-1] = True
+    np.not_equal(s[:-1], s[1:], out=last[:-1])
+    if last.all():
+        return ids, vectors
+    keep = np.sort(order[last])
     return ids[keep], vectors[keep]
 
 
@@ -418,7 +456,7 @@ class VectorIndex:
         """Boolean mask: which of ``ids`` are in the index."""
         arr = _as_ids(ids)
         with self._lock:
-            return np.isin(arr, self._ids, assume_unique=False)
+            return _member(self._ids, arr)
 
     def __contains__(self, id_) -> bool:
         with self._lock:
@@ -429,7 +467,7 @@ class VectorIndex:
         """Stored vectors for ``ids`` (all must be present); decoded values for quantized codes."""
         arr = _as_ids(ids)
         with self._lock:
-            missing = arr[~np.isin(arr, self._ids)]
+            missing = arr[~_member(self._ids, arr)]
             if len(missing):
                 raise NotFound(f"{len(missing)} id(s) not in the index, e.g. {int(missing[0])}")
             if len(arr) == 0:
@@ -448,7 +486,7 @@ class VectorIndex:
             return
         ids_arr, vecs = _dedupe_last(ids_arr, vecs)
         with self._lock:
-            present = ids_arr[np.isin(ids_arr, self._ids)]
+            present = ids_arr[_member(self._ids, ids_arr)]
             if len(present):
                 self._remove_present(present)
             self._add_new(ids_arr, vecs)
@@ -457,26 +495,27 @@ class VectorIndex:
         if len(ids) == 0:
             return
         self._index.add_with_ids(vecs, ids)
-        self._ids = np.union1d(self._ids, ids)
+        new = np.sort(ids)  # unique and absent from the index (deduped, replaced ids removed)
+        self._ids = np.insert(self._ids, np.searchsorted(self._ids, new), new)
 
     def remove(self, ids) -> int:
         """Remove ``ids``; ids not present are ignored. Returns how many were removed."""
-        arr = np.unique(_as_ids(ids))
+        arr = _unique_sorted(_as_ids(ids))
         with self._lock:
-            present = arr[np.isin(arr, self._ids, assume_unique=True)]
+            present = arr[_member(self._ids, arr)]
             if len(present) == 0:
                 return 0
             return self._remove_present(present)
 
     def _remove_present(self, present: np.ndarray) -> int:
-        present = np.ascontiguousarray(np.unique(present), dtype=np.int64)
+        present = np.ascontiguousarray(_unique_sorted(present), dtype=np.int64)
         before = self.ntotal
         removed = int(self._index.remove_ids(present))
         if removed != len(present) or self.ntotal != before - removed:
             raise VitrineError(  # would be a FAISS/bookkeeping bug; never silently diverge
                 f"index removal removed {removed} vectors for {len(present)} ids"
             )
-        self._ids = np.setdiff1d(self._ids, present, assume_unique=True)
+        self._ids = np.delete(self._ids, np.searchsorted(self._ids, present))
         return removed
 
     # ---- search
@@ -503,18 +542,15 @@ class VectorIndex:
                 return scores, out_ids
             allowed = None
             if allowed_ids is not None:
-                allowed = np.unique(_as_ids(allowed_ids, "allowed_ids"))
-                allowed = allowed[np.isin(allowed, self._ids, assume_unique=True)]
+                allowed = _unique_sorted(_as_ids(allowed_ids, "allowed_ids"))
+                allowed = allowed[_member(self._ids, allowed)]
                 if len(allowed) == 0:
                     return scores, out_ids
                 if len(allowed) == n:
                     allowed = None  # everything is allowed: no selector needed
             limit = n if allowed is None else len(allowed)
             kk = min(k, limit)
-            if self.plan.kind == "ivf" and allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
-                dist, labels = self._search_subset(q, kk, allowed)
-            else:
-                dist, labels = self._search_faiss(q, kk, allowed)
+            dist, labels = self._search_faiss(q, kk, allowed)
         labels = labels.astype(np.int64, copy=False)
         scores[:, :kk] = np.where(labels < 0, -np.inf, dist)
         out_ids[:, :kk] = labels
@@ -525,9 +561,12 @@ class VectorIndex:
         if self.plan.kind == "ivf":
             nprobe = self.plan.nprobe
             if allowed is not None:
-                # a subset holding a fraction f of the vectors needs ~1/f more lists probed to
-                # see as many candidates; conservative (semantic subsets are usually clustered).
-                nprobe = math.ceil(nprobe * self.ntotal / len(allowed))
+                if len(allowed) <= SUBSET_EXACT_MAX:
+                    nprobe = self.plan.nlist  # exhaustive over the (small) subset: exact
+                else:
+                    # a subset holding a fraction f of the vectors needs ~1/f more lists probed to
+                    # see as many candidates; conservative (semantic subsets are usually clustered)
+                    nprobe = math.ceil(nprobe * self.ntotal / len(allowed))
             nprobe = max(1, min(self.plan.nlist, nprobe))
             params = faiss.SearchParametersIVF(nprobe=nprobe)
             if sel is not None:
@@ -537,18 +576,6 @@ class VectorIndex:
         dist, labels = self._index.search(q, k, params=params)
         del sel  # kept alive until the search returned: params only hold a raw pointer
         return dist, labels
-
-    def _search_subset(self, q: np.ndarray, k: int, allowed: np.ndarray):
-        vecs = self._index.reconstruct_batch(allowed)
-        sims = q @ vecs.T  # (m, s)
-        if k < sims.shape[1]:
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            part = np.broadcast_to(np.arange(sims.shape[1]), (len(q), sims.shape[1]))
-        top = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        idx = np.take_along_axis(part, order, axis=1)
-        return np.take_along_axis(sims, idx, axis=1), allowed[idx]
 
     # ---- maintenance
 
@@ -685,7 +712,7 @@ class VectorIndex:
                     parts.append(faiss.rev_swig_ptr(ptr, ls).copy())
                     invlists.release_ids(lst, ptr)
             ids = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
-        uniq = np.unique(ids)
+        uniq = _unique_sorted(ids)
         if len(uniq) != len(ids):
             raise IndexFileError("vector index holds duplicate ids", hint="rebuild the index")
         return uniq

@@ -1,0 +1,361 @@
+"""Search latency and recall of vitrine's vector index vs the exact (flat) baseline.
+
+For each size, synthetic 512-d L2-normalised vectors are generated (float32, in chunks) and two
+indexes are built through vitrine.index.VectorIndex: the exact flat index (the baseline, measured
+in the same run) and the index choose_index_kind() picks. Single queries (k=10) are timed one at a
+time; recall@10 is measured against the exact index's answers for the same queries.
+
+Usage:
+    python benchmarks/search_latency.py [--sizes 10000,100000,1000000] [--queries 200]
+        [--data clustered|isotropic|both] [--candidates] [--sweep-nprobe 8,16,32,64]
+
+--data isotropic is the adversarial case (uniform on the sphere: no structure for IVF to use).
+--candidates also builds the alternative encodings considered for large collections (IVF-SQ8 with
+the same lists, and HNSW32 up to --hnsw-max vectors) so the choice can be re-checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+try:
+    from vitrine.index import EXACT_MAX, IndexPlan, VectorIndex, choose_index_kind
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from vitrine.index import EXACT_MAX, IndexPlan, VectorIndex, choose_index_kind
+
+DIM = 512
+K = 10
+CHUNK = 65_536
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+@dataclasses.dataclass
+class Mixture:
+    """Two-level Gaussian mixture: components grouped under topics, so neighbouring components
+    overlap (clusters with structure, not isolated blobs)."""
+
+    centres: np.ndarray  # (c, d) unit vectors
+    weights: np.ndarray  # (c,)
+    spread: np.ndarray  # (c,) noise norm relative to the unit centre
+
+    @classmethod
+    def make(cls, n: int, dim: int, seed: int, per_component: int) -> Mixture:
+        rng = np.random.default_rng(seed)
+        n_comp = max(8, n // per_component)
+        n_topics = max(4, int(math.sqrt(n_comp)))
+        topics = _normalise(rng.standard_normal((n_topics, dim), dtype=np.float32))
+        topic_of = rng.integers(0, n_topics, n_comp)
+        centres = topics[topic_of] + rng.standard_normal((n_comp, dim), dtype=np.float32) / math.sqrt(dim)
+        weights = rng.lognormal(0.0, 0.75, n_comp)
+        spread = rng.uniform(0.9, 1.5, n_comp).astype(np.float32)
+        return cls(_normalise(centres), weights / weights.sum(), spread)
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        out = np.empty((n, self.centres.shape[1]), dtype=np.float32)
+        dim = self.centres.shape[1]
+        for i, start in enumerate(range(0, n, CHUNK)):
+            stop = min(n, start + CHUNK)
+            rng = np.random.default_rng([seed, i])
+            comp = rng.choice(len(self.weights), size=stop - start, p=self.weights)
+            block = rng.standard_normal((stop - start, dim), dtype=np.float32)
+            block *= (self.spread[comp] / math.sqrt(dim))[:, None]
+            block += self.centres[comp]
+            out[start:stop] = _normalise(block)
+        return out
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def isotropic(n: int, dim: int, seed: int) -> np.ndarray:
+    out = np.empty((n, dim), dtype=np.float32)
+    for i, start in enumerate(range(0, n, CHUNK)):
+        stop = min(n, start + CHUNK)
+        rng = np.random.default_rng([seed, i])
+        out[start:stop] = _normalise(rng.standard_normal((stop - start, dim), dtype=np.float32))
+    return out
+
+
+def dataset(kind: str, n: int, n_queries: int, seed: int, per_component: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Base vectors and queries drawn from the same distribution (queries are not in the base)."""
+    if kind == "clustered":
+        mix = Mixture.make(n, DIM, seed, per_component)
+        return mix.sample(n, seed + 1), mix.sample(n_queries, seed + 2)
+    return isotropic(n, DIM, seed + 1), isotropic(n_queries, DIM, seed + 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# measurements
+
+
+@dataclasses.dataclass
+class Row:
+    n: int
+    data: str
+    index: str
+    build_s: float
+    p50_ms: float
+    p99_ms: float
+    qps: float
+    recall: float
+    speedup: float
+    mb_per_m: float
+
+
+def serialized_bytes(index: faiss.Index) -> int:
+    size = 0
+
+    def count(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+
+    writer = faiss.PyCallbackIOWriter(count)
+    faiss.write_index(index, writer)
+    del writer
+    return size
+
+
+def time_single_queries(vi: VectorIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query latencies (ms) and the (m, K) ids, searching one query at a time."""
+    vi.search(queries[0], K)  # warm-up
+    lat = np.empty(len(queries))
+    ids = np.empty((len(queries), K), dtype=np.int64)
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter()
+        _, found = vi.search(q, K)
+        lat[i] = (time.perf_counter() - t0) * 1e3
+        ids[i] = found[0]
+    return lat, ids
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth, strict=True))
+    return hits / truth.size
+
+
+def measure(label: str, vi: VectorIndex, build_s: float, n: int, data: str, queries: np.ndarray,
+            truth: np.ndarray | None, exact_p50: float | None) -> tuple[Row, np.ndarray]:
+    lat, found = time_single_queries(vi, queries)
+    p50 = float(np.percentile(lat, 50))
+    row = Row(
+        n=n, data=data, index=label, build_s=build_s, p50_ms=p50,
+        p99_ms=float(np.percentile(lat, 99)), qps=len(lat) / (lat.sum() / 1e3),
+        recall=1.0 if truth is None else recall_at_k(found, truth),
+        speedup=1.0 if exact_p50 is None else exact_p50 / p50,
+        mb_per_m=serialized_bytes(vi._index) / n * 1e6 / 1e6,
+    )
+    return row, found
+
+
+def plan_label(plan: IndexPlan) -> str:
+    if plan.kind == "flat":
+        return "exact Flat"
+    enc = plan.factory.split(",", 1)[1]
+    return f"IVF{plan.nlist},{enc} np={plan.nprobe}"
+
+
+def run_size(n: int, data: str, n_queries: int, args, emit) -> list[Row]:
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    base, queries = dataset(data, n, n_queries, seed=args.seed, per_component=args.per_component)
+    ids = np.arange(n, dtype=np.int64) * 7 + 3  # non-contiguous external ids
+    gen_s = time.perf_counter() - t0
+    print(f"  n={n:,}: generated {data} vectors in {gen_s:.1f}s", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    exact = VectorIndex.build(ids, base, plan=IndexPlan.flat())
+    exact_build = time.perf_counter() - t0
+    _, truth = exact.search(queries, K)  # batched exact ground truth
+    timed = queries[: args.exact_timing_queries]
+    row, _ = measure("exact Flat (baseline)", exact, exact_build, n, data, timed, None, None)
+    emit(row)
+    rows.append(row)
+    exact_p50 = row.p50_ms
+    del exact
+
+    plan = choose_index_kind(n, DIM)
+    if plan.kind == "flat":
+        rows.append(dataclasses.replace(row, index="chosen: exact Flat (same index)"))
+        emit(rows[-1])
+    else:
+        t0 = time.perf_counter()
+        chosen = VectorIndex.build(ids, base, seed=args.seed)
+        build = time.perf_counter() - t0
+        row, _ = measure(f"chosen: {plan_label(plan)}", chosen, build, n, data, queries, truth, exact_p50)
+        emit(row)
+        rows.append(row)
+        rows.extend(sweep(chosen, args, n, data, queries, truth, exact_p50, emit))
+        del chosen
+
+    if args.candidates and n > EXACT_MAX:
+        nlist = plan.nlist
+        for enc in ("SQ8", "SQfp16"):
+            alt = IndexPlan(kind="ivf", nlist=nlist, nprobe=plan.nprobe, factory=f"IVF{nlist},{enc}")
+            t0 = time.perf_counter()
+            vi = VectorIndex.build(ids, base, plan=alt, seed=args.seed)
+            build = time.perf_counter() - t0
+            row, _ = measure(f"alt: {plan_label(alt)}", vi, build, n, data, queries, truth, exact_p50)
+            emit(row)
+            rows.append(row)
+            rows.extend(sweep(vi, args, n, data, queries, truth, exact_p50, emit))
+            del vi
+        if n <= args.hnsw_max:
+            rows.append(measure_hnsw(base, ids, queries, truth, exact_p50, n, data))
+            emit(rows[-1])
+    return rows
+
+
+def sweep(vi: VectorIndex, args, n, data, queries, truth, exact_p50, emit) -> list[Row]:
+    """The same IVF index searched with the other --sweep-nprobe values."""
+    plan, rows = vi.plan, []
+    for nprobe in args.sweep_nprobe:
+        if nprobe == plan.nprobe or nprobe > plan.nlist:
+            continue
+        vi.plan = dataclasses.replace(plan, nprobe=nprobe)  # nprobe is applied per search
+        row, _ = measure(f"  same, nprobe={nprobe}", vi, 0.0, n, data, queries, truth, exact_p50)
+        row.build_s = float("nan")
+        emit(row)
+        rows.append(row)
+    vi.plan = plan
+    return rows
+
+
+def measure_hnsw(base, ids, queries, truth, exact_p50, n, data) -> Row:
+    """HNSW32 (efSearch 64) for reference only: it cannot remove ids, which vitrine needs."""
+    t0 = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 40
+    index = faiss.IndexIDMap2(hnsw)
+    index.add_with_ids(base, ids)
+    hnsw.hnsw.efSearch = 64
+    build = time.perf_counter() - t0
+    lat = np.empty(len(queries))
+    found = np.empty((len(queries), K), dtype=np.int64)
+    for i, q in enumerate(queries):
+        t1 = time.perf_counter()
+        found[i] = index.search(q[None, :], K)[1][0]
+        lat[i] = (time.perf_counter() - t1) * 1e3
+    p50 = float(np.percentile(lat, 50))
+    return Row(n, data, "alt: HNSW32 efS=64 (no remove)", build, p50, float(np.percentile(lat, 99)),
+               len(lat) / (lat.sum() / 1e3), recall_at_k(found, truth), exact_p50 / p50,
+               serialized_bytes(index) / n)
+
+
+# ------------------------------------------------------------------------------------------------
+# output
+
+HEADERS = ["n", "data", "index", "build s", "p50 ms", "p99 ms", "QPS", "recall@10", "speed-up",
+           "MB / 1M vec"]
+
+
+def cells(r: Row) -> list[str]:
+    build = "-" if math.isnan(r.build_s) else f"{r.build_s:.1f}"
+    return [f"{r.n:,}", r.data, r.index, build, f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.qps:,.0f}",
+            f"{r.recall:.3f}", f"{r.speedup:.1f}x", f"{r.mb_per_m:,.0f}"]
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        table = [HEADERS] + [cells(r) for r in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+        print(title)
+        for j, line in enumerate(table):
+            print("  ".join(c.rjust(w) if i != 2 else c.ljust(w) for i, (c, w) in
+                            enumerate(zip(line, widths, strict=True))))
+            if j == 0:
+                print("  ".join("-" * w for w in widths))
+        return
+    table = Table(title=title)
+    for i, h in enumerate(HEADERS):
+        table.add_column(h, justify="left" if i in (1, 2) else "right")
+    for r in rows:
+        table.add_row(*cells(r))
+    Console(width=170).print(table)
+
+
+def conclusion(rows: list[Row]) -> str:
+    chosen = [r for r in rows if r.index.startswith("chosen: IVF")]
+    if not chosen:
+        return (f"Conclusion: every size ran on the exact flat index (EXACT_MAX={EXACT_MAX:,}); "
+                "add sizes above it to exercise IVF.")
+    worst = min(chosen, key=lambda r: r.recall)
+    big = max(chosen, key=lambda r: r.n)
+    return (f"Conclusion: above EXACT_MAX={EXACT_MAX:,} the chosen IVF index keeps recall@10 >= "
+            f"{worst.recall:.3f} (worst: n={worst.n:,}, {worst.data}) and at n={big.n:,} answers a "
+            f"single query in {big.p50_ms:.2f} ms p50, {big.speedup:.0f}x faster than exact.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--data", choices=["clustered", "isotropic", "both"], default="clustered")
+    ap.add_argument("--candidates", action="store_true", help="also measure IVF-SQ8 and HNSW32")
+    ap.add_argument("--hnsw-max", type=int, default=100_000, help="largest n to build HNSW at")
+    ap.add_argument("--sweep-nprobe", default="", help="extra nprobe values to measure, e.g. 8,16,64")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-component", type=int, default=5000,
+                    help="mean points per mixture component (clustered data); fewer is easier for IVF")
+    ap.add_argument("--exact-timing-queries", type=int, default=50,
+                    help="single queries timed on the exact index (it is slow at 1M); ground truth "
+                    "uses all queries")
+    ap.add_argument("--threads", type=int, default=0, help="FAISS threads (0: FAISS default)")
+    args = ap.parse_args(argv)
+    if args.threads > 0:
+        faiss.omp_set_num_threads(args.threads)
+    sizes = [int(s) for s in args.sizes.replace("_", "").split(",") if s.strip()]
+    args.sweep_nprobe = [int(s) for s in args.sweep_nprobe.split(",") if s.strip()]
+    kinds = ["clustered", "isotropic"] if args.data == "both" else [args.data]
+
+    threads = faiss.omp_get_max_threads()
+    print(f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
+          f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
+          f"{os.cpu_count()} CPUs, {platform.machine()}")
+    for kind in kinds:
+        if kind == "clustered":
+            print(f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
+                  "component, components grouped in topics), normalised; queries drawn from the same "
+                  "mixture, not from the base set")
+        else:
+            print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
+    print(f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
+          f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
+          f"load average at start {os.getloadavg()[0]:.1f}")
+
+    rows: list[Row] = []
+    t_start = time.perf_counter()
+
+    def emit(r: Row) -> None:
+        print("  " + " | ".join(cells(r)), file=sys.stderr, flush=True)
+
+    for kind in kinds:
+        for n in sizes:
+            rows.extend(run_size(n, kind, args.queries, args, emit))
+    print()
+    print_table(rows, f"single-query search, k={K} (total {time.perf_counter() - t_start:.0f} s)")
+    print(conclusion(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
