@@ -58,9 +58,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.Completed
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(
-            f"{proc.args} did not finish in {timeout} s\nstdout:\n{out}\nstderr:\n{err}"
-        ) from None
+        raise AssertionError(f"{proc.args} did not finish in {timeout} s\nstdout:\n{out}\nstderr:\n{err}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -159,8 +157,7 @@ def wait_for_lock(proc: subprocess.Popen, lock_file: Path, catalog_db: Path, tim
         if proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(
-                f"{proc.args} ended (exit {proc.returncode}) before taking the lock"
-                f"\nstdout:\n{out}\nstderr:\n{err}"
+                f"{proc.args} ended (exit {proc.returncode}) before taking the lock\nstdout:\n{out}\nstderr:\n{err}"
             )
         time.sleep(0.02)
     proc.kill()

@@ -62,7 +62,7 @@ def test_init_then_check_good_and_bad_ontology(tmp_path):
     assert [(p["line"], p["severity"]) for p in good["ontology"]["problems"]] == [(3, "warning")]
 
     with open(paths.ontology_file, "a", encoding="utf-8") as fh:
-        fh.write("Lune: \"la lune\"\n")  # line 4: keyword not quoted
+        fh.write('Lune: "la lune"\n')  # line 4: keyword not quoted
         fh.write('"Croix": "une croix"\n')  # line 5: fine
         fh.write("\u201cTour\u201d: \u201cune tour\u201d\n")  # line 6: curly quotes
         fh.write('"Nef" "la nef"\n')  # line 7: no colon
@@ -76,8 +76,7 @@ def test_init_then_check_good_and_bad_ontology(tmp_path):
     report = json.loads(_ok(as_json, 1).stdout)
     assert report["ok"] is False
     problems = report["ontology"]["problems"]
-    assert [(p["line"], p["severity"]) for p in problems] == [(3, "warning"), (4, "error"), (6, "error"),
-                                                             (7, "error")]
+    assert [(p["line"], p["severity"]) for p in problems] == [(3, "warning"), (4, "error"), (6, "error"), (7, "error")]
     assert "curly" in problems[2]["message"] and "colon" in problems[3]["message"]
     assert problems[1]["text"] == 'Lune: "la lune"'
 

@@ -37,7 +37,12 @@ import hostile_corpus as hc  # noqa: E402
 OFFLINE = cli.OFFLINE
 N_DEMO = 20
 QUERIES = [
-    "a cat", "a rocket launch", "a cup of coffee", "a page of printed text", "a flower", "a motorcycle",
+    "a cat",
+    "a rocket launch",
+    "a cup of coffee",
+    "a page of printed text",
+    "a flower",
+    "a motorcycle",
 ]
 
 
@@ -297,7 +302,7 @@ def test_ontology_edit_is_picked_up_without_restart(indexed_demo, tmp_path):
     assert p.check().ok
 
     with open(ontology, "a", encoding="utf-8") as fh:
-        fh.write("Lune: \"la lune\"\n")  # keyword not quoted
+        fh.write('Lune: "la lune"\n')  # keyword not quoted
         fh.write('"Théière": "a teapot"\n')  # fine
         fh.write('"Brique" "a brick wall"\n')  # no colon
     bad_unquoted, bad_colon = len(lines) + 2, len(lines) + 4
@@ -361,7 +366,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(demo_source, indexed_d
     report = json.loads(result.stdout)
     assert report["model"] == OFFLINE
     assert (report["embedded"], report["unchanged"], report["removed"], report["failed"]) == (
-        N_DEMO - committed, committed, 0, [])
+        N_DEMO - committed,
+        committed,
+        0,
+        [],
+    )
     _assert_index_files_sound(p)
 
     # the same as the uninterrupted run (the session's indexed_demo): contents, vectors, results

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +56,9 @@ class _Guard:
 @app.command()
 def init(
     project_dir: ProjectDir,
-    keyword: Annotated[list[str] | None, typer.Option("--keyword", "-k", help='"Keyword=description", repeatable')] = None,
+    keyword: Annotated[
+        list[str] | None, typer.Option("--keyword", "-k", help='"Keyword=description", repeatable')
+    ] = None,
 ):
     """Create a project folder: images/ and ontology/<name>_ontology.txt."""
     from vitrine.collection.layout import init_project
@@ -91,12 +92,18 @@ def check(project_dir: ProjectDir, as_json: JsonOpt = False):
     else:
         for p in report.layout:
             colour = "red" if p.severity == "error" else "yellow"
-            out.print(f"[{colour}]{p.severity}[/]: {p.path}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""),
-                      highlight=False, soft_wrap=True)
+            out.print(
+                f"[{colour}]{p.severity}[/]: {p.path}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
         for p in report.ontology.problems:
             colour = "red" if p.severity == "error" else "yellow"
-            out.print(f"[{colour}]ontology {p.severity}[/] {p.file}:{p.line}: {p.message}\n  {p.text!r}",
-                      highlight=False, soft_wrap=True)
+            out.print(
+                f"[{colour}]ontology {p.severity}[/] {p.file}:{p.line}: {p.message}\n  {p.text!r}",
+                highlight=False,
+                soft_wrap=True,
+            )
         n = len(report.ontology.entries)
         out.print(f"{'[green]ok[/]' if report.ok else '[red]problems found[/]'}: {n} ontology entries")
     raise typer.Exit(0 if report.ok else 1)
@@ -104,9 +111,15 @@ def check(project_dir: ProjectDir, as_json: JsonOpt = False):
 
 def _progress_bar() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description:<6}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("•"), TimeElapsedColumn(), TextColumn("• ETA"), TimeRemainingColumn(),
-        console=err, transient=False,
+        TextColumn("[bold]{task.description:<6}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("•"),
+        TimeElapsedColumn(),
+        TextColumn("• ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
     )
 
 
@@ -134,10 +147,14 @@ def index(
 
         try:
             with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
-                report = proj.index(model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size)
+                report = proj.index(
+                    model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
+                )
         except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume",
-                      soft_wrap=True)
+            err.print(
+                "[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume",
+                soft_wrap=True,
+            )
             raise typer.Exit(130) from None
     if as_json:
         _emit_json(report.to_dict())
@@ -190,12 +207,16 @@ def search(
         else:
             result = proj.search_image(image, **kw)
     if as_json:
-        _emit_json([{"path": h.path, "score": h.score, "folder": h.folder, "duplicates": h.duplicates}
-                    for h in result.hits])
+        _emit_json(
+            [{"path": h.path, "score": h.score, "folder": h.folder, "duplicates": h.duplicates} for h in result.hits]
+        )
         return
     q = result.query
-    title = {"text": lambda: f"“{q['text']}”", "keyword": lambda: f"{q['keyword']} — {q['description']}",
-             "image": lambda: f"like {q['image']}"}[q["kind"]]()
+    title = {
+        "text": lambda: f"“{q['text']}”",
+        "keyword": lambda: f"{q['keyword']} — {q['description']}",
+        "image": lambda: f"like {q['image']}",
+    }[q["kind"]]()
     table = Table(title=f"{title}  [dim](model {result.model})[/]")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
@@ -223,7 +244,9 @@ def status(project_dir: ProjectDir, as_json: JsonOpt = False):
 
 
 @app.command()
-def models(as_json: JsonOpt = False, probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False):
+def models(
+    as_json: JsonOpt = False, probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False
+):
     """List the models vitrine knows, where their weights come from, and whether they are available."""
     from vitrine.models import registry
 
@@ -283,8 +306,7 @@ def serve(
         if not root.is_dir():
             raise VitrineError(f"{root} is not a folder", hint="give a project folder or a folder of projects")
         application = create_app(root, root_path=root_path)
-    err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False,
-              soft_wrap=True)
+    err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False, soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
 
 

@@ -63,8 +63,8 @@ def _to_pil(array):
 
 def build_demo(root: str | Path, name: str = "demo-photos") -> Path:
     """Create ``<root>/<name>`` with images/<subfolders>/ and a French ontology; returns its path."""
-    from sklearn.datasets import load_sample_images
     from skimage import data
+    from sklearn.datasets import load_sample_images
 
     project_dir = Path(root) / name
     paths = init_project(project_dir, keywords=ONTOLOGY)
@@ -74,7 +74,7 @@ def build_demo(root: str | Path, name: str = "demo-photos") -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             _to_pil(getattr(data, func)()).save(target, quality=92)
     samples = load_sample_images()
-    for (rel, fname) in SKLEARN_PHOTOS.items():
+    for rel, fname in SKLEARN_PHOTOS.items():
         target = paths.images_dir / rel
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

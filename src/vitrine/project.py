@@ -1,9 +1,9 @@
 """A project: the Python API over one collection (``<project>/images`` + ontology).
 
-    >>> import vitrine
-    >>> p = vitrine.Project("archive")           # or vitrine.init_project("archive")
-    >>> report = p.index()                       # incremental; resumes after an interruption
-    >>> p.search("a cat", k=5).hits[0].path
+>>> import vitrine
+>>> p = vitrine.Project("archive")           # or vitrine.init_project("archive")
+>>> report = p.index()                       # incremental; resumes after an interruption
+>>> p.search("a cat", k=5).hits[0].path
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 from vitrine.collection.imageio import make_thumbnail, open_image, open_image_bytes
-from vitrine.collection.layout import Problem, ProjectPaths, init_project, project_paths, resolve_inside, validate_layout
+from vitrine.collection.layout import (
+    Problem,
+    ProjectPaths,
+    init_project,
+    project_paths,
+    resolve_inside,
+    validate_layout,
+)
 from vitrine.collection.ontology import Ontology, OntologyCache
 from vitrine.collection.scan import scan_project
 from vitrine.embed.pipeline import EmbedItem, embed_items
@@ -222,8 +228,13 @@ class Project:
             embed_start = time.perf_counter()
             try:
                 embed_items(
-                    embedder, items, on_batch, on_failure, progress=_stage(progress, "embed"),
-                    cancel=cancel, batch_size=batch_size,
+                    embedder,
+                    items,
+                    on_batch,
+                    on_failure,
+                    progress=_stage(progress, "embed"),
+                    cancel=cancel,
+                    batch_size=batch_size,
                 )
             finally:
                 cat.record_failures(failures)
@@ -242,9 +253,7 @@ class Project:
     # --- search -----------------------------------------------------------------------------
     def _search_vector(self, model_name, embedder, space, vector, query, k, offset, folder, exclude=None):
         index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
-        has_more, hits = run_query(
-            index, self.catalog, vector, limit=k, offset=offset, folder=folder, exclude=exclude
-        )
+        has_more, hits = run_query(index, self.catalog, vector, limit=k, offset=offset, folder=folder, exclude=exclude)
         return SearchResult(
             query=query, model=model_name, space=space, offset=offset, limit=k, has_more=has_more, hits=hits
         )
@@ -301,7 +310,11 @@ class Project:
         )
 
     def search_image(
-        self, image: str | Path | bytes, k: int = 20, offset: int = 0, folder: str | None = None,
+        self,
+        image: str | Path | bytes,
+        k: int = 20,
+        offset: int = 0,
+        folder: str | None = None,
         model: str | None = None,
     ) -> SearchResult:
         """Search by an example image given as a file path or as uploaded bytes."""
@@ -327,7 +340,9 @@ class Project:
         info = self.catalog.file_info(relpath)
         if info is None:
             raise NotFound(f"no image {relpath!r} in project {self.name!r}")
-        info["duplicates"] = [p for p in self.catalog.paths_for([info["content_id"]])[info["content_id"]] if p != relpath]
+        info["duplicates"] = [
+            p for p in self.catalog.paths_for([info["content_id"]])[info["content_id"]] if p != relpath
+        ]
         return info
 
     def thumbnail(self, relpath: str, size: int = 320) -> Path:
@@ -361,8 +376,11 @@ class Project:
             "failed": counts["failed"],
             "folders": cat.folders(),
             "last_index": cat.get_meta("last_index"),
-            "ontology": {"file": str(self.paths.ontology_file), "entries": len(self.ontology.entries),
-                         "problems": len(self.ontology.problems)},
+            "ontology": {
+                "file": str(self.paths.ontology_file),
+                "entries": len(self.ontology.entries),
+                "problems": len(self.ontology.problems),
+            },
         }
 
     # --- exports ----------------------------------------------------------------------------
@@ -378,7 +396,9 @@ class Project:
             if not rows:
                 return n
             for r in rows:
-                writer.writerow([r["relpath"], r["folder"], r["size"], r["sha256"], r["width"], r["height"], r["error"] or ""])
+                writer.writerow(
+                    [r["relpath"], r["folder"], r["size"], r["sha256"], r["width"], r["height"], r["error"] or ""]
+                )
                 n += 1
             offset += len(rows)
 

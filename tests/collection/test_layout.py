@@ -64,10 +64,7 @@ def test_data_dir_from_env_or_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("VITRINE_DATA_DIR", str(tmp_path / "state"))
     assert project_paths(project).data_dir == tmp_path / "state" / f"abbaye-{digest}"
     monkeypatch.delenv("VITRINE_DATA_DIR")
-    assert (
-        project_paths(project, data_dir=tmp_path / "other").data_dir
-        == tmp_path / "other" / f"abbaye-{digest}"
-    )
+    assert project_paths(project, data_dir=tmp_path / "other").data_dir == tmp_path / "other" / f"abbaye-{digest}"
     # same name elsewhere: different state folder
     twin = tmp_path / "b" / "abbaye"
     twin.mkdir(parents=True)

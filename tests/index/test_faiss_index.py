@@ -115,7 +115,7 @@ def test_add_remove_incremental(kind):
     if kind == "flat":
         vi = VectorIndex.empty(D)
         for start in range(0, 4000, 1000):
-            vi.add(ids[start:start + 1000], vecs[start:start + 1000])
+            vi.add(ids[start : start + 1000], vecs[start : start + 1000])
     else:  # IVF with nprobe == nlist scans every list: must then be exact
         enc = "SQfp16" if kind == "ivf-sqfp16" else "Flat"
         vi = VectorIndex.build(ids[:2000], vecs[:2000], plan=ivf_small(enc=enc), seed=0)

@@ -227,17 +227,13 @@ def test_real_spec_sees_cached_file(clean_env, tmp_path, monkeypatch):
     dummy = tmp_path / "dummy"
     dummy.write_bytes(b"x")
     spec = clip.make_spec(clip.CLIP_VIT_B_32)
-    populate_hf_cache(
-        clean_env, "timm/vit_base_patch32_clip_224.openai", {"open_clip_model.safetensors": dummy}
-    )
+    populate_hf_cache(clean_env, "timm/vit_base_patch32_clip_224.openai", {"open_clip_model.safetensors": dummy})
     av = spec.availability()
     assert av.ok and av.where == "cached" and "open_clip_model.safetensors" in av.detail
     monkeypatch.setenv("VITRINE_CLIP_PRETRAINED", "laion2b_s34b_b79k")
     av = spec.availability()
     assert not av.ok and "laion/CLIP-ViT-B-32-laion2B-s34B-b79K" in av.detail
-    populate_hf_cache(
-        clean_env, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", {"open_clip_pytorch_model.bin": dummy}
-    )
+    populate_hf_cache(clean_env, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", {"open_clip_pytorch_model.bin": dummy})
     assert spec.availability().where == "cached"
     assert not spec.availability(pretrained="openai_nope").ok
 
@@ -388,9 +384,7 @@ def test_registered_specs():
 def test_download_when_hub_reachable(tmp_path, tiny_spec, monkeypatch):
     monkeypatch.delenv("VITRINE_OFFLINE")
     src = save_tiny_clip_weights(tmp_path / "w.bin", seed=9)
-    with tiny_clip.FakeHub(
-        {"vitrine-test/tiny-clip": {"open_clip_pytorch_model.bin": src.read_bytes()}}
-    ) as hub:
+    with tiny_clip.FakeHub({"vitrine-test/tiny-clip": {"open_clip_pytorch_model.bin": src.read_bytes()}}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         assert not tiny_spec.availability().ok  # not probed
         av = tiny_spec.availability(probe_hub=True)

@@ -138,8 +138,7 @@ TINY_ML_CONFIG = {
     },
 }
 _WORDS = (
-    "a photo of the un une chat chien dog cat voiture car maison house rouge red bleu blue "
-    "rose pink vert green"
+    "a photo of the un une chat chien dog cat voiture car maison house rouge red bleu blue rose pink vert green"
 ).split()
 
 
@@ -201,9 +200,7 @@ def tiny_multilingual_variant(
         pretrained_env=None,
         text_repos=(text_repo,),
         hub_files={tag: (repo_id, OPEN_CLIP_WEIGHT_FILES)},
-        card=ModelCard(
-            summary="tiny random multilingual CLIP for tests", license="MIT", languages=("en", "fr")
-        ),
+        card=ModelCard(summary="tiny random multilingual CLIP for tests", license="MIT", languages=("en", "fr")),
     )
 
 

@@ -323,8 +323,7 @@ def test_ontology_csv(any_client):
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8"))))
     assert rows[0] == ["keyword", "description", "line"]
     expected = [
-        [e["keyword"], e["description"], str(e["line"])]
-        for e in any_client.get(f"{P}/ontology").json()["entries"]
+        [e["keyword"], e["description"], str(e["line"])] for e in any_client.get(f"{P}/ontology").json()["entries"]
     ]
     assert rows[1:] == expected
     assert ["Fusée", "a rocket launch", "3"] in rows
@@ -530,9 +529,7 @@ def test_search_empty_text_is_400(client, q):
     error_of(client.get(f"{P}/search", params={"q": q}), 400, "bad_request", "empty")
 
 
-@pytest.mark.parametrize(
-    "path", ["nope.jpg", "animaux/nope.jpg", "../animaux/chat.jpg", "/etc/passwd", "animaux"]
-)
+@pytest.mark.parametrize("path", ["nope.jpg", "animaux/nope.jpg", "../animaux/chat.jpg", "/etc/passwd", "animaux"])
 def test_search_similar_unknown_image_is_404(client, path):
     error_of(client.get(f"{P}/search", params={"similar": path}), 404, "not_found", "no image")
 
@@ -552,9 +549,7 @@ def test_search_before_indexing_is_404(fresh_demo):
 
 def test_upload_search(any_client, indexed_demo):
     data = (indexed_demo / "images" / "animaux" / "chat.jpg").read_bytes()
-    r = any_client.post(
-        f"{P}/search/image", files={"file": ("ma photo.jpg", data, "image/jpeg")}, data={"k": "4"}
-    )
+    r = any_client.post(f"{P}/search/image", files={"file": ("ma photo.jpg", data, "image/jpeg")}, data={"k": "4"})
     assert r.status_code == 200
     result = r.json()
     assert result["query"] == {"kind": "image", "image": "ma photo.jpg"}
@@ -612,9 +607,7 @@ def test_upload_bad_numbers_are_422(client, indexed_demo, form):
 def test_upload_model_checks(client, indexed_demo):
     data = (indexed_demo / "images" / "animaux" / "chat.jpg").read_bytes()
     files = {"file": ("chat.jpg", data, "image/jpeg")}
-    error_of(
-        client.post(f"{P}/search/image", files=files, data={"model": "clip-vit-b-32"}), 409, "model_mismatch"
-    )
+    error_of(client.post(f"{P}/search/image", files=files, data={"model": "clip-vit-b-32"}), 409, "model_mismatch")
     error_of(client.post(f"{P}/search/image", files=files, data={"model": "nope"}), 400, "model_unavailable")
 
 
@@ -643,9 +636,7 @@ def test_upload_too_large_streamed_is_413_without_reading_it_all(small_client):
     body, content_type = multipart("big.jpg", b"\xff" * 1_000_000)
     chunks = [body[i : i + 10_000] for i in range(0, len(body), 10_000)]
     headers = [(b"content-type", content_type.encode()), (b"transfer-encoding", b"chunked")]
-    status, answer, read = asyncio.run(
-        _raw_request(small_client.app, f"{P}/search/image", "POST", headers, chunks)
-    )
+    status, answer, read = asyncio.run(_raw_request(small_client.app, f"{P}/search/image", "POST", headers, chunks))
     assert status == 413, answer
     error = json.loads(answer)["error"]
     assert error["code"] == "payload_too_large" and "over the limit of 48.8 KiB" in error["message"]
@@ -656,9 +647,7 @@ def test_upload_streamed_under_the_limit_works(small_client, indexed_demo):
     body, content_type = multipart("chat.jpg", (indexed_demo / "images/animaux/chat.jpg").read_bytes())
     chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
     headers = [(b"content-type", content_type.encode()), (b"transfer-encoding", b"chunked")]
-    status, answer, read = asyncio.run(
-        _raw_request(small_client.app, f"{P}/search/image", "POST", headers, chunks)
-    )
+    status, answer, read = asyncio.run(_raw_request(small_client.app, f"{P}/search/image", "POST", headers, chunks))
     assert status == 200, answer
     assert json.loads(answer)["hits"][0]["path"] == "animaux/chat.jpg"
     assert read == len(chunks)
@@ -797,9 +786,7 @@ def test_thumbs_bad_size_is_422(client, size):
 
 
 @pytest.mark.parametrize("kind", ["meta", "files", "thumbs"])
-@pytest.mark.parametrize(
-    "relpath", ["animaux/nope.jpg", "nope.jpg", "animaux", "", "espace/fuse\u0301e.jpeg"]
-)
+@pytest.mark.parametrize("relpath", ["animaux/nope.jpg", "nope.jpg", "animaux", "", "espace/fuse\u0301e.jpeg"])
 def test_unknown_image_is_404(any_client, kind, relpath):
     error_of(any_client.get(f"{P}/{kind}/{quote(relpath)}"), 404, "not_found")
 
@@ -943,10 +930,7 @@ def test_index_job(fresh_demo):
         assert status["files"] == 20 and status["model"] == "offline-concepts"
         assert status["folders"] == FOLDERS
         assert status["job"]["id"] == job["id"] and status["job"]["state"] == "done"
-        assert (
-            c.get(f"{P}/search", params={"q": "a cat", "k": 1}).json()["hits"][0]["path"]
-            == "animaux/chat.jpg"
-        )
+        assert c.get(f"{P}/search", params={"q": "a cat", "k": 1}).json()["hits"][0]["path"] == "animaux/chat.jpg"
 
         r = c.post(f"{P}/index")  # no model: the one the project was indexed with
         assert r.status_code == 202

@@ -33,8 +33,9 @@ pytestmark = [pytest.mark.ui, pytest.mark.slow]
 IN_CI = bool(os.environ.get("CI"))
 CHROMIUM = chromium_path()
 if CHROMIUM is None and not IN_CI:
-    pytest.skip("Chromium is not installed (e.g. `apt-get install chromium`): UI tests skipped",
-                allow_module_level=True)
+    pytest.skip(
+        "Chromium is not installed (e.g. `apt-get install chromium`): UI tests skipped", allow_module_level=True
+    )
 try:
     from playwright.sync_api import expect, sync_playwright
 except ImportError:
@@ -151,8 +152,7 @@ def test_project_status_and_text_search(server, page, shots):
     wait_results(page)
     assert captions(page)[0] == "animals/cat.jpg"
     expect(page.locator("#results .result .score").first).to_have_text(re.compile(r"^0\.\d{3}$"))
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)")
+    page.wait_for_function("() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)")
     assert thumbs_loaded(page)
     page.screenshot(path=str(shots / "project-search.png"), full_page=True)
 
@@ -200,8 +200,7 @@ def test_image_page_and_more_like_this(server, page, shots):
     expect(similar.first).to_be_visible()
     paths = similar.locator(".caption").all_text_contents()
     assert paths and "animals/cat.jpg" not in paths
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#more-like-this .result img')].every(i => i.complete)")
+    page.wait_for_function("() => [...document.querySelectorAll('#more-like-this .result img')].every(i => i.complete)")
     assert thumbs_loaded(page, "#more-like-this .result img")
     page.screenshot(path=str(shots / "image-page.png"), full_page=True)
 
@@ -272,7 +271,8 @@ def test_behind_a_path_prefix_proxy(demo_root, page, shots):
             wait_results(page)
             assert captions(page)[0] == "animals/cat.jpg"
             page.wait_for_function(
-                "() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)")
+                "() => [...document.querySelectorAll('#results .result img')].every(i => i.complete)"
+            )
             assert thumbs_loaded(page)
 
             page.locator("#chips .chip", has_text="Chat").click()

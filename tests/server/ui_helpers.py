@@ -86,8 +86,9 @@ class ServerThread:
         self.health_path = health_path
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       name=f"uvicorn-{self.port}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name=f"uvicorn-{self.port}", daemon=True
+        )
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         self.thread.start()
@@ -118,8 +119,18 @@ class ServerThread:
         self.stop()
 
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-              "proxy-authorization", "proxy-authenticate", "content-length", "host"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+    "host",
+}
 
 
 def make_prefix_proxy(backend: str, prefix: str) -> tuple[Starlette, list[str]]:
@@ -142,16 +153,17 @@ def make_prefix_proxy(backend: str, prefix: str) -> tuple[Starlette, list[str]]:
         if path != prefix and not path.startswith(prefix + "/"):
             escaped.append(path)
             return PlainTextResponse(f"{path} is outside the proxy prefix {prefix}", status_code=404)
-        rest = path[len(prefix):] or "/"
+        rest = path[len(prefix) :] or "/"
         query = request.scope.get("query_string", b"").decode("latin-1")
         url = rest + (f"?{query}" if query else "")
-        headers = [(k, v) for k, v in request.headers.items()
-                   if k.lower() not in HOP_BY_HOP and k.lower() != "accept-encoding"]
+        headers = [
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "accept-encoding"
+        ]
         headers.append(("x-forwarded-prefix", prefix))
-        upstream = await holder["client"].request(request.method, url, headers=headers,
-                                                  content=await request.body())
-        out_headers = {k: v for k, v in upstream.headers.items()
-                       if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"}
+        upstream = await holder["client"].request(request.method, url, headers=headers, content=await request.body())
+        out_headers = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"
+        }
         return Response(upstream.content, status_code=upstream.status_code, headers=out_headers)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -48,9 +48,7 @@ __all__ = [
     "open_image_bytes",
 ]
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-)
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 # Pillow format names the suffixes above may contain (content decides, not the name). MPO (the
 # multi-picture JPEG of phones) has no opener of its own: the JPEG one returns it.
 _WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
@@ -232,9 +230,7 @@ def _open_header(fp, name: str, limit: int, path: str | None) -> Image.Image:
                     path=path,
                 ) from None
             except EOFError:
-                raise _fail(
-                    name, "truncated or corrupt image data: no image frame in the file", path=path
-                ) from None
+                raise _fail(name, "truncated or corrupt image data: no image frame in the file", path=path) from None
             except MemoryError:
                 raise _fail(name, "not enough memory to read the image header", path=path) from None
             except _DATA_ERRORS as exc:
@@ -315,9 +311,7 @@ def _decode(fp, name: str, limit: int, path: str | None) -> Image.Image:
     _check_size(im, name, limit, path)
     if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
         # Somebody switched Pillow to "decode what you can": truncation would go unnoticed.
-        raise _fail(
-            name, "cannot check for truncated data: ImageFile.LOAD_TRUNCATED_IMAGES is set", path=path
-        )
+        raise _fail(name, "cannot check for truncated data: ImageFile.LOAD_TRUNCATED_IMAGES is set", path=path)
     try:
         im.load()  # first frame only
         orientation = _orientation(im)

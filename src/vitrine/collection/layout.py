@@ -121,17 +121,13 @@ def _loose_images(images_dir: Path) -> list[str]:
             return sorted(
                 e.name
                 for e in it
-                if not e.name.startswith(".")
-                and Path(e.name).suffix.lower() in SUPPORTED_SUFFIXES
-                and e.is_file()
+                if not e.name.startswith(".") and Path(e.name).suffix.lower() in SUPPORTED_SUFFIXES and e.is_file()
             )
     except OSError:
         return []
 
 
-def validate_layout(
-    project_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
-) -> list[Problem]:
+def validate_layout(project_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[Problem]:
     """Everything wrong with a project's layout (empty list: all good). Never raises."""
     paths = project_paths(project_dir, data_dir)
     project = paths.project_dir
@@ -152,8 +148,7 @@ def validate_layout(
 
     expected_ontology = paths.ontology_file.name
     layout_hint = (
-        f"a project looks like {paths.name}/images/<subfolder>/<images> and "
-        f"{paths.name}/ontology/{expected_ontology}"
+        f"a project looks like {paths.name}/images/<subfolder>/<images> and {paths.name}/ontology/{expected_ontology}"
     )
 
     # --- images/
@@ -188,8 +183,7 @@ def validate_layout(
     if not ont_dir.exists():
         error(
             ont_file,
-            f"ontology file missing: expected ontology/{expected_ontology} (the ontology/ folder "
-            "does not exist)",
+            f"ontology file missing: expected ontology/{expected_ontology} (the ontology/ folder does not exist)",
             'create it with one line per keyword, e.g. "Église": "photographie d\'une église"',
         )
     elif not ont_dir.is_dir():
@@ -292,9 +286,7 @@ def is_project(path: str | os.PathLike) -> bool:
     return Path(path, "images").is_dir()
 
 
-def discover_projects(
-    root: str | os.PathLike, data_dir: str | os.PathLike | None = None
-) -> list[ProjectPaths]:
+def discover_projects(root: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[ProjectPaths]:
     """``root`` itself when it is a project, else its direct (non-hidden) children that are."""
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -334,9 +326,7 @@ def resolve_inside(base: str | os.PathLike, relpath: str) -> Path:
             hint="give a path relative to the project",
         )
     if ".." in relpath.replace("\\", "/").split("/"):
-        raise VitrineError(
-            f"invalid path {relpath!r}: '..' is not allowed", hint="give a path inside the project"
-        )
+        raise VitrineError(f"invalid path {relpath!r}: '..' is not allowed", hint="give a path inside the project")
     parts = [p for p in relpath.split("/") if p not in ("", ".")]
     candidate = base.joinpath(*parts) if parts else base
     try:

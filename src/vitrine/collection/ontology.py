@@ -199,9 +199,7 @@ def _read_string(s: str, i: int, what: str) -> tuple[str, int]:
                 raise _BadLine(_smart_quote_message(s)) from None
             raise _BadLine(f'the {what} has no closing double quote ("): expected {EXAMPLE_LINE}') from None
         if "escape" in exc.msg:
-            bad = (
-                s[exc.pos : exc.pos + 2] if s[exc.pos : exc.pos + 1] == "\\" else s[exc.pos - 1 : exc.pos + 1]
-            )
+            bad = s[exc.pos : exc.pos + 2] if s[exc.pos : exc.pos + 1] == "\\" else s[exc.pos - 1 : exc.pos + 1]
             raise _BadLine(
                 f"invalid backslash escape {bad} in the {what}: write \\\\ for a "
                 'literal backslash and \\" for a double quote inside the text'
@@ -218,12 +216,8 @@ def _not_quoted(s: str, i: int, what: str) -> _BadLine:
     if rest[0] in _SMART_DOUBLE or _has_smart_quotes(rest):
         return _BadLine(_smart_quote_message(s))
     if rest[0] in "'" + _SMART_SINGLE:
-        return _BadLine(
-            f'the {what} is in single quotes; use straight double quotes ("), e.g. {EXAMPLE_LINE}'
-        )
-    return _BadLine(
-        f'the {what} is not enclosed in double quotes ("): expected {EXAMPLE_LINE}, found {_excerpt(rest)}'
-    )
+        return _BadLine(f'the {what} is in single quotes; use straight double quotes ("), e.g. {EXAMPLE_LINE}')
+    return _BadLine(f'the {what} is not enclosed in double quotes ("): expected {EXAMPLE_LINE}, found {_excerpt(rest)}')
 
 
 def _excerpt(text: str, limit: int = 40) -> str:
@@ -248,15 +242,12 @@ def _parse_line(s: str) -> tuple[str, str]:
         rest = s[i:]
         if ":" in keyword and rest.rstrip(",").rstrip().endswith('"'):
             raise _BadLine(
-                "the keyword seems to be missing its closing double quote before the colon: "
-                f"expected {EXAMPLE_LINE}"
+                f"the keyword seems to be missing its closing double quote before the colon: expected {EXAMPLE_LINE}"
             )
         if not rest:
             raise _BadLine(f"missing colon and description after the keyword: expected {EXAMPLE_LINE}")
         if rest[0] in "=\u2013\u2014-" or rest[0] == ",":
-            raise _BadLine(
-                f"expected a colon (:) after the keyword, found {rest[0]!r}: expected {EXAMPLE_LINE}"
-            )
+            raise _BadLine(f"expected a colon (:) after the keyword, found {rest[0]!r}: expected {EXAMPLE_LINE}")
         raise _BadLine(f"missing colon (:) between the keyword and the description: expected {EXAMPLE_LINE}")
     i = _skip_ws(s, i + 1)
     # --- description

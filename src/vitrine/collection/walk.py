@@ -131,14 +131,10 @@ def iter_images(images_dir: str | os.PathLike):
             with os.scandir(dir_path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except PermissionError:
-            yield SkippedFile(
-                _printable(prefix.rstrip("/")) or ".", "permission denied: cannot list this folder"
-            )
+            yield SkippedFile(_printable(prefix.rstrip("/")) or ".", "permission denied: cannot list this folder")
             continue
         except OSError as exc:
-            yield SkippedFile(
-                _printable(prefix.rstrip("/")) or ".", f"cannot list this folder: {exc.strerror or exc}"
-            )
+            yield SkippedFile(_printable(prefix.rstrip("/")) or ".", f"cannot list this folder: {exc.strerror or exc}")
             continue
         subdirs: list[_Dir] = []
         for entry in entries:
@@ -168,15 +164,11 @@ def iter_images(images_dir: str | os.PathLike):
                     shown = _printable(prefix + name)
                     key = (st.st_dev, st.st_ino)
                     if key in ancestors:
-                        yield SkippedFile(
-                            shown, "symlink loop (the link points to a folder that contains it)"
-                        )
+                        yield SkippedFile(shown, "symlink loop (the link points to a folder that contains it)")
                         continue
                     if is_link:
                         if key in followed:
-                            yield SkippedFile(
-                                shown, "symlink to a folder already walked through another link"
-                            )
+                            yield SkippedFile(shown, "symlink to a folder already walked through another link")
                             continue
                         followed.add(key)
                     if not (name.isascii() or _valid_utf8(name)):

@@ -135,8 +135,7 @@ class IndexPlan:
     @classmethod
     def from_dict(cls, d: dict) -> IndexPlan:
         try:
-            plan = cls(kind=str(d["kind"]), nlist=int(d["nlist"]), nprobe=int(d["nprobe"]),
-                       factory=str(d["factory"]))
+            plan = cls(kind=str(d["kind"]), nlist=int(d["nlist"]), nprobe=int(d["nprobe"]), factory=str(d["factory"]))
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFileError(f"invalid index plan {d!r}: {e}") from None
         try:
@@ -330,8 +329,7 @@ def _read_sidecar(path: Path) -> dict:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise IndexFileError(f"metadata file {side} is not valid JSON ({e})",
-                             hint="rebuild the index") from None
+        raise IndexFileError(f"metadata file {side} is not valid JSON ({e})", hint="rebuild the index") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT_NAME:
         raise IndexFileError(f"{side} is not a vitrine index metadata file", hint="rebuild the index")
     version = data.get("version")
@@ -372,8 +370,7 @@ class VectorIndex:
         return cls(cls._new_faiss_index(int(dim), plan), int(dim), plan, np.empty(0, np.int64))
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan | None = None,
-              seed: int = 0) -> VectorIndex:
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, plan: IndexPlan | None = None, seed: int = 0) -> VectorIndex:
         """Build an index over ``vectors`` (n, dim). ``plan`` None: :func:`choose_index_kind`.
 
         IVF plans are trained on a seeded random sample of at most IVF_TRAIN_PER_LIST * nlist
@@ -397,8 +394,7 @@ class VectorIndex:
             n = len(vecs)
             if n < plan.nlist:
                 raise VitrineError(
-                    f"an IVF index with {plan.nlist} lists needs at least {plan.nlist} vectors "
-                    f"to train, got {n}",
+                    f"an IVF index with {plan.nlist} lists needs at least {plan.nlist} vectors to train, got {n}",
                     hint="use a flat plan (or choose_index_kind) for small collections",
                 )
             n_train = min(n, IVF_TRAIN_PER_LIST * plan.nlist)
@@ -428,8 +424,7 @@ class VectorIndex:
             raise VitrineError(f"invalid FAISS factory string {plan.factory!r}: {e}") from None
         if not isinstance(index, faiss.IndexIVF) or index.nlist != plan.nlist:
             raise VitrineError(
-                f"IVF plan factory {plan.factory!r} must describe a plain IVF index with "
-                f"{plan.nlist} lists"
+                f"IVF plan factory {plan.factory!r} must describe a plain IVF index with {plan.nlist} lists"
             )
         index.set_direct_map_type(faiss.DirectMap.Hashtable)
         return index
@@ -520,8 +515,9 @@ class VectorIndex:
 
     # ---- search
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar vectors to each query, best first.
 
         ``queries`` is (m, dim), or (dim,) which is treated as m=1. Returns ``(scores, ids)``,
@@ -675,8 +671,7 @@ class VectorIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as e:
-            raise IndexFileError(f"FAISS cannot read vector index {path}: {e}",
-                                 hint="rebuild the index") from None
+            raise IndexFileError(f"FAISS cannot read vector index {path}: {e}", hint="rebuild the index") from None
         dim = int(side["dim"])
         problem = None
         if index.d != dim:

@@ -92,8 +92,12 @@ class JobManager:
             job.state, job.error = "failed", exc.to_dict()
         except Exception as exc:  # report, never lose the thread silently
             job.state = "failed"
-            job.error = {"code": "internal", "message": f"{type(exc).__name__}: {exc}", "hint": None,
-                         "traceback": traceback.format_exc(limit=5)}
+            job.error = {
+                "code": "internal",
+                "message": f"{type(exc).__name__}: {exc}",
+                "hint": None,
+                "traceback": traceback.format_exc(limit=5),
+            }
         finally:
             job.finished_at = time.time()
 

@@ -381,9 +381,7 @@ def resolve_weights(variant: ClipVariant, weights: str | None, tag: str) -> tupl
     return W.download_hf_file(repo, names, model_name=variant.name), "downloaded"
 
 
-def build_open_clip(
-    variant: ClipVariant, checkpoint: Path | None, tag: str, device: str, text_dir: Path | None = None
-):
+def build_open_clip(variant: ClipVariant, checkpoint: Path | None, tag: str, device: str, text_dir: Path | None = None):
     """``(model, eval preprocess, tokenizer)`` from a local checkpoint file; nothing is downloaded."""
     import open_clip
 
@@ -401,9 +399,7 @@ def build_open_clip(
     if text_dir is not None:
         base = open_clip.get_model_config(variant.arch) or {}
         text_cfg = dict(base.get("text_cfg", {}))
-        text_cfg.update(
-            hf_model_name=str(text_dir), hf_tokenizer_name=str(text_dir), hf_model_pretrained=False
-        )
+        text_cfg.update(hf_model_name=str(text_dir), hf_tokenizer_name=str(text_dir), hf_model_pretrained=False)
         kwargs["text_cfg"] = text_cfg
         tokenizer = open_clip.tokenizer.HFTokenizer(
             str(text_dir),

@@ -93,9 +93,7 @@ def get(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ModelError(
-            f"unknown model {name!r}", hint=f"known models: {known} (see `vitrine models`)"
-        ) from None
+        raise ModelError(f"unknown model {name!r}", hint=f"known models: {known} (see `vitrine models`)") from None
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:

@@ -55,9 +55,7 @@ def local_weights_hint(model_name: str | None) -> str:
 
 def hub_unreachable_error(model_name: str | None, what: str) -> ModelError:
     """The error raised when ``what`` (weights, a tokenizer...) is neither on disk nor downloadable."""
-    why = (
-        "offline mode is on (HF_HUB_OFFLINE / VITRINE_OFFLINE)" if is_offline() else "the hub is unreachable"
-    )
+    why = "offline mode is on (HF_HUB_OFFLINE / VITRINE_OFFLINE)" if is_offline() else "the hub is unreachable"
     subject = f"model {model_name!r}: " if model_name else ""
     return ModelError(
         f"{subject}{what} not found locally or in the Hugging Face cache, and {why} ({hf_endpoint()})",
@@ -255,9 +253,7 @@ def download_hf_file(
                 raise hub_unreachable_error(model_name, what) from e
             missing.append(name)
         except HfHubHTTPError as e:
-            raise ModelError(
-                f"downloading {repo_id}/{name} failed: {e}", hint=local_weights_hint(model_name)
-            ) from e
+            raise ModelError(f"downloading {repo_id}/{name} failed: {e}", hint=local_weights_hint(model_name)) from e
         except Exception as e:
             if _is_network_error(e):
                 raise hub_unreachable_error(model_name, what) from e

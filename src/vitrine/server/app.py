@@ -41,9 +41,12 @@ class BodyLimit:
         self.settings = settings
 
     def _error(self, size: str) -> JSONResponse:
-        return error_response(PayloadTooLarge(
-            f"request body of {size} is over the limit of {human_size(self.settings.max_upload_bytes)}",
-            hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server"))
+        return error_response(
+            PayloadTooLarge(
+                f"request body of {size} is over the limit of {human_size(self.settings.max_upload_bytes)}",
+                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
+            )
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +115,8 @@ def _offline_docs(app: FastAPI) -> None:
     def docs(request: Request):
         base = request.scope.get("root_path", "").rstrip("/")
         return get_swagger_ui_html(
-            openapi_url=f"{base}/openapi.json", title="vitrine API",
+            openapi_url=f"{base}/openapi.json",
+            title="vitrine API",
             swagger_js_url=f"{base}/docs-assets/swagger-ui-bundle.js",
             swagger_css_url=f"{base}/docs-assets/swagger-ui.css",
             swagger_favicon_url=f"{base}/docs-assets/favicon-32x32.png",
@@ -125,10 +129,12 @@ def _offline_docs(app: FastAPI) -> None:
         return FileResponse(assets / name, headers={"Cache-Control": "max-age=86400"})
 
 
-def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | None = None,
-               max_upload_bytes: int | None = None) -> FastAPI:
-    settings = Settings(root=Path(root).resolve(), root_path=root_path.rstrip("/"),
-                        data_dir=Path(data_dir) if data_dir else None)
+def create_app(
+    root: str | Path, root_path: str = "", data_dir: str | Path | None = None, max_upload_bytes: int | None = None
+) -> FastAPI:
+    settings = Settings(
+        root=Path(root).resolve(), root_path=root_path.rstrip("/"), data_dir=Path(data_dir) if data_dir else None
+    )
     if max_upload_bytes is not None:
         settings.max_upload_bytes = max_upload_bytes
     app = FastAPI(
@@ -152,20 +158,26 @@ def create_app(root: str | Path, root_path: str = "", data_dir: str | Path | Non
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError):
         details = [
-            {"where": ".".join(str(x) for x in e.get("loc", ())), "message": e.get("msg", "")}
-            for e in exc.errors()
+            {"where": ".".join(str(x) for x in e.get("loc", ())), "message": e.get("msg", "")} for e in exc.errors()
         ]
         text = "; ".join(f"{d['where']}: {d['message']}" for d in details)
         return JSONResponse(
-            {"error": {"code": "invalid_request", "message": f"invalid request: {text}", "hint": None,
-                       "details": details}},
+            {
+                "error": {
+                    "code": "invalid_request",
+                    "message": f"invalid request: {text}",
+                    "hint": None,
+                    "details": details,
+                }
+            },
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": {"code": "http_error", "message": str(exc.detail), "hint": None}},
-                            status_code=exc.status_code)
+        return JSONResponse(
+            {"error": {"code": "http_error", "message": str(exc.detail), "hint": None}}, status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):

@@ -144,7 +144,9 @@ class Catalog:
     # --- files and contents -----------------------------------------------------------------
     def files(self) -> dict[str, FileRow]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(files.c.relpath, files.c.folder, files.c.size, files.c.mtime_ns, files.c.content_id))
+            rows = conn.execute(
+                select(files.c.relpath, files.c.folder, files.c.size, files.c.mtime_ns, files.c.content_id)
+            )
             return {r.relpath: FileRow(*r) for r in rows}
 
     def content_ids_by_sha(self, shas: Iterable[str]) -> dict[str, int]:
@@ -153,7 +155,11 @@ class Catalog:
         with self.engine.connect() as conn:
             for i in range(0, len(shas), 500):
                 chunk = shas[i : i + 500]
-                out.update(dict(conn.execute(select(contents.c.sha256, contents.c.id).where(contents.c.sha256.in_(chunk))).all()))
+                out.update(
+                    dict(
+                        conn.execute(select(contents.c.sha256, contents.c.id).where(contents.c.sha256.in_(chunk))).all()
+                    )
+                )
         return out
 
     def apply_scan(
@@ -170,7 +176,9 @@ class Catalog:
             existing = dict(conn.execute(select(contents.c.sha256, contents.c.id)).all()) if shas else {}
             for sha, size in shas.items():
                 if sha not in existing:
-                    existing[sha] = conn.execute(contents.insert().values(sha256=sha, size=size)).inserted_primary_key[0]
+                    existing[sha] = conn.execute(contents.insert().values(sha256=sha, size=size)).inserted_primary_key[
+                        0
+                    ]
             for relpath, folder, size, mtime_ns, sha in upserts:
                 values = dict(folder=folder, size=size, mtime_ns=mtime_ns, content_id=existing[sha])
                 if conn.execute(update(files).where(files.c.relpath == relpath).values(**values)).rowcount == 0:
@@ -230,11 +238,20 @@ class Catalog:
         info = info or {}
         with self._lock, self.engine.begin() as conn:
             rows = [
-                {"content_id": int(cid), "model": model, "space": space, "vector": np.asarray(vecs[j], np.float32).tobytes()}
+                {
+                    "content_id": int(cid),
+                    "model": model,
+                    "space": space,
+                    "vector": np.asarray(vecs[j], np.float32).tobytes(),
+                }
                 for space, vecs in vectors.items()
                 for j, cid in enumerate(ids)
             ]
-            conn.execute(delete(embeddings).where(embeddings.c.model == model, embeddings.c.content_id.in_([int(c) for c in ids])))
+            conn.execute(
+                delete(embeddings).where(
+                    embeddings.c.model == model, embeddings.c.content_id.in_([int(c) for c in ids])
+                )
+            )
             if rows:
                 conn.execute(embeddings.insert(), rows)
             for cid in ids:
@@ -299,8 +316,16 @@ class Catalog:
     def file_info(self, relpath: str) -> dict | None:
         q = (
             select(
-                files.c.relpath, files.c.folder, files.c.size, files.c.mtime_ns, files.c.content_id,
-                contents.c.sha256, contents.c.width, contents.c.height, contents.c.format, contents.c.error,
+                files.c.relpath,
+                files.c.folder,
+                files.c.size,
+                files.c.mtime_ns,
+                files.c.content_id,
+                contents.c.sha256,
+                contents.c.width,
+                contents.c.height,
+                contents.c.format,
+                contents.c.error,
             )
             .join(contents, files.c.content_id == contents.c.id)
             .where(files.c.relpath == relpath)
@@ -319,11 +344,15 @@ class Catalog:
 
     def list_files(self, folder: str | None = None, offset: int = 0, limit: int = 100) -> tuple[int, list[dict]]:
         q = select(
-            files.c.relpath, files.c.folder, files.c.size, files.c.content_id,
-            contents.c.sha256, contents.c.width, contents.c.height, contents.c.error,
-        ).join(
-            contents, files.c.content_id == contents.c.id
-        )
+            files.c.relpath,
+            files.c.folder,
+            files.c.size,
+            files.c.content_id,
+            contents.c.sha256,
+            contents.c.width,
+            contents.c.height,
+            contents.c.error,
+        ).join(contents, files.c.content_id == contents.c.id)
         count = select(func.count()).select_from(files)
         if folder is not None:
             q = q.where(files.c.folder == folder)
@@ -342,5 +371,7 @@ class Catalog:
         with self.engine.connect() as conn:
             n_files = conn.execute(select(func.count()).select_from(files)).scalar_one()
             n_contents = conn.execute(select(func.count()).select_from(contents)).scalar_one()
-            n_failed = conn.execute(select(func.count()).select_from(contents).where(contents.c.error.is_not(None))).scalar_one()
+            n_failed = conn.execute(
+                select(func.count()).select_from(contents).where(contents.c.error.is_not(None))
+            ).scalar_one()
         return {"files": n_files, "contents": n_contents, "failed": n_failed}

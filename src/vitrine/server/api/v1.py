@@ -71,12 +71,9 @@ def ontology(p: ProjectDep):
     onto = p.ontology
     return {
         "file": onto.source,
-        "entries": [
-            {"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries
-        ],
+        "entries": [{"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries],
         "problems": [
-            {"line": pr.line, "text": pr.text, "message": pr.message, "severity": pr.severity}
-            for pr in onto.problems
+            {"line": pr.line, "text": pr.text, "message": pr.message, "severity": pr.severity} for pr in onto.problems
         ],
     }
 
@@ -134,12 +131,12 @@ def search(
     p: ProjectDep,
     q: Annotated[str | None, Query(description="free text")] = None,
     keyword: Annotated[str | None, Query(description="an ontology keyword")] = None,
-    similar: Annotated[
-        str | None, Query(description="path of a collection image (relative to images/)")
-    ] = None,
+    similar: Annotated[str | None, Query(description="path of a collection image (relative to images/)")] = None,
     k: K = 20,
     offset: Offset = 0,
-    folder: Annotated[str | None, Query(description="restrict to one subfolder of images/ ('/' for files directly in images/)")] = None,
+    folder: Annotated[
+        str | None, Query(description="restrict to one subfolder of images/ ('/' for files directly in images/)")
+    ] = None,
     model: str | None = None,
 ):
     given = [x for x in (q, keyword, similar) if x is not None]
@@ -194,9 +191,7 @@ async def search_by_upload(
     data = await read_upload(file, st.settings.max_upload_bytes)
     from starlette.concurrency import run_in_threadpool
 
-    result = await run_in_threadpool(
-        p.search_image, data, k=k, offset=offset, folder=folder or None, model=model
-    )
+    result = await run_in_threadpool(p.search_image, data, k=k, offset=offset, folder=folder or None, model=model)
     out = result.to_dict()
     out["query"]["image"] = file.filename or "upload"
     return out
@@ -225,8 +220,9 @@ def image_file(p: ProjectDep, path: str):
 
 @router.get("/projects/{name}/thumbs/{path:path}")
 def image_thumb(p: ProjectDep, path: str, size: Annotated[int, Query(ge=32, le=1024)] = 320):
-    return FileResponse(p.thumbnail(path, size=size), media_type="image/jpeg",
-                        headers={"Cache-Control": "max-age=86400"})
+    return FileResponse(
+        p.thumbnail(path, size=size), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def error_response(exc: VitrineError) -> JSONResponse:

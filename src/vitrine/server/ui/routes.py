@@ -59,11 +59,20 @@ def _project_summaries(request: Request) -> list[dict]:
     for name in sorted(st.project_dirs()):
         try:
             status = st.project(name).status()
-            out.append({"name": name, "model": status["model"], "files": status["files"],
-                        "failed": status["failed"], "folders": len(status["folders"]), "error": None})
+            out.append(
+                {
+                    "name": name,
+                    "model": status["model"],
+                    "files": status["files"],
+                    "failed": status["failed"],
+                    "folders": len(status["folders"]),
+                    "error": None,
+                }
+            )
         except VitrineError as exc:
-            out.append({"name": name, "model": None, "files": None, "failed": None, "folders": None,
-                        "error": exc.to_dict()})
+            out.append(
+                {"name": name, "model": None, "files": None, "failed": None, "folders": None, "error": exc.to_dict()}
+            )
     return out
 
 
@@ -83,8 +92,7 @@ def mount_ui(app: FastAPI) -> None:
         return templates.TemplateResponse(request, template, context, status_code=status_code)
 
     def error_page(request: Request, exc: VitrineError, title: str) -> HTMLResponse:
-        return render(request, "error.html", status_code=exc.status, page="error", title=title,
-                      error=exc.to_dict())
+        return render(request, "error.html", status_code=exc.status, page="error", title=title, error=exc.to_dict())
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request):
