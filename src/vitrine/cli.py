@@ -325,7 +325,11 @@ def demo(
             from vitrine.project import Project
 
             report = Project(project_dir).index(model="offline-concepts")
-            out.print(f"indexed {report.embedded} new, {report.unchanged} unchanged with {report.model}")
+            out.print(
+                f"indexed {report.embedded} new, {report.unchanged} unchanged with {report.model} "
+                "(the demo uses the offline model, so it runs with no model hub)"
+            )
+            out.print('try: "a cat", "a cup of coffee", "a rocket launch", "a motorcycle", or the keyword chips')
 
 
 def main():  # pragma: no cover
