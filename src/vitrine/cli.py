@@ -332,6 +332,16 @@ def demo(
             out.print('try: "a cat", "a cup of coffee", "a rocket launch", "a motorcycle", or the keyword chips')
 
 
+def _register_subcommands() -> None:
+    from vitrine import cli_data, cli_predict, cli_train
+
+    for module in (cli_data, cli_train, cli_predict):
+        module.register(app)
+
+
+_register_subcommands()
+
+
 def main():  # pragma: no cover
     app()
 

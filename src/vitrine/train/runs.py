@@ -1,0 +1,119 @@
+"""A training run: one folder under ``<workspace>/runs/<id>/`` with everything it produced.
+
+    run.json          id, kind, dataset, model, config, state, progress, metrics, classes, times
+    checkpoints/      last.pt and best.pt (fine-tuning), written atomically
+    classifier.*      what a linear probe or zero-shot classifier needs to predict
+    metrics.json, per_class.csv, per_class.json, confusion.csv   (evaluation)
+    tb/               TensorBoard event files
+
+``run.json`` is rewritten atomically on every update, so a crashed run keeps a readable record
+and its last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitrine.errors import NotFound, VitrineError
+from vitrine.workspace import Workspace, check_name
+
+RUN_KINDS = ("finetune", "linear-probe", "zero-shot")
+RUN_STATES = ("created", "running", "done", "failed", "cancelled")
+
+
+def new_run_id(kind: str, dataset: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{dataset}-{uuid.uuid4().hex[:4]}"[:100]
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=2, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    dir: Path
+    record: dict
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    @property
+    def kind(self) -> str:
+        return self.record["kind"]
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.dir / "tb"
+
+    def update(self, **fields) -> None:
+        self.record.update(fields)
+        self.record["updated_at"] = time.time()
+        atomic_write_json(self.dir / "run.json", self.record)
+
+    @classmethod
+    def create(
+        cls, workspace: Workspace, kind: str, dataset: str, model: str, config: dict, run_id: str | None = None
+    ) -> Run:
+        if kind not in RUN_KINDS:
+            raise VitrineError(f"unknown run kind {kind!r}", hint=f"one of {', '.join(RUN_KINDS)}")
+        run_id = check_name(run_id or new_run_id(kind, dataset), "run id")
+        directory = workspace.run_dir(run_id)
+        if (directory / "run.json").exists():
+            raise VitrineError(f"run {run_id!r} already exists", hint="pick another --name, or --resume it")
+        directory.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        run = cls(
+            directory,
+            {
+                "id": run_id,
+                "kind": kind,
+                "dataset": dataset,
+                "model": model,
+                "config": config,
+                "state": "created",
+                "progress": {},
+                "metrics": {},
+                "classes": [],
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        run.update()
+        return run
+
+    @classmethod
+    def load(cls, workspace: Workspace, run_id: str) -> Run:
+        directory = workspace.run_dir(run_id)
+        try:
+            record = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotFound(f"no run {run_id!r}", hint="see `vitrine runs` for the list") from None
+        except ValueError as exc:
+            raise VitrineError(f"run {run_id!r} has a damaged run.json: {exc}") from None
+        return cls(directory, record)
+
+
+def list_runs(workspace: Workspace) -> list[Run]:
+    runs = []
+    for run_id in workspace.run_ids():
+        try:
+            runs.append(Run.load(workspace, run_id))
+        except VitrineError:
+            continue
+    return sorted(runs, key=lambda r: r.record.get("created_at", 0), reverse=True)
