@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vitrine import __version__
 from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.v1 import error_response, human_size
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.state import AppState, Settings
@@ -188,6 +189,7 @@ def create_app(
         )
 
     app.include_router(api_router)
+    app.include_router(classification_router)
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)

@@ -34,7 +34,7 @@ def load_classifier(run: Run) -> Classifier:
     if run.record.get("state") not in ("done", "cancelled") and not (run.checkpoints_dir / "best.pt").exists():
         if run.kind != "zero-shot":
             raise VitrineError(f"run {run.id!r} has no trained model yet (state: {run.record.get('state')})")
-    if not _LOADERS:
+    if run.kind not in _LOADERS:
         from vitrine.train import finetune, linear_probe, zero_shot  # noqa: F401  (they register)
     loader = _LOADERS.get(run.kind)
     if loader is None:

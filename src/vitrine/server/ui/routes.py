@@ -79,6 +79,14 @@ def _project_summaries(request: Request) -> list[dict]:
 def mount_ui(app: FastAPI) -> None:
     templates = make_templates()
 
+    # Plotly for the classification charts, from the installed plotly package (no CDN). Declared
+    # before the static route, which would otherwise answer (404) for this path.
+    @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
+    def plotly_js():
+        from vitrine.server.api.classification import plotly_js_response
+
+        return plotly_js_response()
+
     # A route rather than ``app.mount(StaticFiles)``: a mounted app resolves files from
     # scope["path"] minus scope["root_path"], which breaks when a proxy strips the prefix but the
     # app still carries a root_path (FastAPI(root_path=...)); routes match either way.
@@ -118,3 +126,57 @@ def mount_ui(app: FastAPI) -> None:
         except VitrineError as exc:
             return error_page(request, exc, name)
         return render(request, "image.html", name=name, path=path)
+
+    # ---------------------------------------------------------------- classification
+    @app.get("/datasets", response_class=HTMLResponse, include_in_schema=False)
+    def datasets_page(request: Request):
+        st = request.app.state.vitrine
+        try:
+            datasets = _dataset_summaries(request)
+        except VitrineError as exc:
+            return error_page(request, exc, "Datasets")
+        return render(request, "datasets.html", datasets=datasets, root=st.settings.root.name)
+
+    @app.get("/datasets/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def dataset_page(request: Request, name: str):
+        from vitrine.workspace import Workspace
+
+        ws = Workspace(request.app.state.vitrine.settings.root)
+        if name not in ws.dataset_names():
+            return error_page(request, NotFound(f"no dataset {name!r}"), name)
+        return render(request, "dataset.html", name=name)
+
+    @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
+    def runs_page(request: Request):
+        return render(request, "runs.html", dataset=request.query_params.get("dataset") or "")
+
+    def run_page(request: Request, run_id: str, focus: str) -> HTMLResponse:
+        from vitrine.train.runs import Run
+        from vitrine.workspace import Workspace
+
+        ws = Workspace(request.app.state.vitrine.settings.root)
+        if run_id not in ws.run_ids():
+            return error_page(request, NotFound(f"no run {run_id!r}"), run_id)
+        try:
+            record = Run.load(ws, run_id).record
+        except VitrineError as exc:
+            return error_page(request, exc, run_id)
+        return render(
+            request, "predict.html", page="run", run_id=run_id, dataset=record.get("dataset") or "", focus=focus
+        )
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def run_details_page(request: Request, run_id: str):
+        return run_page(request, run_id, "run")
+
+    @app.get("/runs/{run_id}/predict", response_class=HTMLResponse, include_in_schema=False)
+    def predict_page(request: Request, run_id: str):
+        return run_page(request, run_id, "predict")
+
+
+def _dataset_summaries(request: Request) -> list[dict]:
+    from vitrine.server.api.classification import cache, dataset_row
+    from vitrine.workspace import Workspace
+
+    ws = Workspace(request.app.state.vitrine.settings.root)
+    return [dataset_row(ws, name, cache(request)) for name in ws.dataset_names()]
