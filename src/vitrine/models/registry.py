@@ -85,6 +85,7 @@ def _ensure_builtins() -> None:
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
         from vitrine.models import clip, offline_concepts  # noqa: F401  (they register themselves)
+        from vitrine.train import backbones  # noqa: F401  (fine-tunable classifiers)
 
 
 def get(name: str) -> ModelSpec:
