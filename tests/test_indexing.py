@@ -343,7 +343,10 @@ def test_search_with_another_model_is_a_mismatch(indexed_demo, tmp_path):
 
 
 def _start_index(project_dir: Path, *extra):
-    return cli.start("index", project_dir, "--batch-size", "2", *extra)
+    # a pause after each batch of 2 keeps the run going long enough to be interrupted part-way,
+    # however fast or loaded the machine is (the vectors and results do not depend on it)
+    env = cli.cli_env() | {"VITRINE_THROTTLE_BATCH_SECONDS": "0.3"}
+    return cli.start("index", project_dir, "--batch-size", "2", *extra, env=env)
 
 
 @pytest.mark.slow

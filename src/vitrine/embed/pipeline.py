@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ def embed_items(
     import torch
 
     batch_size = batch_size or model.batch_size
+    # seconds to pause after each committed batch: lets tests (and people trying out resume)
+    # interrupt a run part-way on any machine, however fast
+    throttle = float(os.environ.get("VITRINE_THROTTLE_BATCH_SECONDS") or 0)
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     done = 0
     with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
@@ -100,6 +104,8 @@ def embed_items(
                 if ids:
                     vectors = model.embed_batch(torch.stack(tensors))
                     on_batch(ids, vectors, info)
+                    if throttle:
+                        time.sleep(throttle)
                 done += len(futures)
                 if progress:
                     progress(done, len(items))
