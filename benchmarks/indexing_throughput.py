@@ -5,7 +5,7 @@ and tone changes of the photos that ship inside scikit-image and scikit-learn (n
 on the same files and in the same process, these are measured:
 
   (a) baseline: the plain open_clip loop vitrine is compared to -- PIL decode, open_clip's eval
-      preprocess, ViT-B-32 in fp32, --batch-size images per batch, no threads; vectors are
+      preprocess, ViT-B-32 in fp32, --batch-size images per batch, no decode threads; vectors are
       L2-normalised into a NumPy array that is saved to disk at the end;
   (b) vitrine: Project.index on a fresh project holding the images, with the clip-vit-b-32
       architecture (open_clip ViT-B-32) through a temporary registry entry whose loader wraps
@@ -21,11 +21,14 @@ Models are loaded before timing (load times are reported apart). Every method is
 few images, then its timed part runs --repeats times (methods interleaved, so that a change in
 machine load hits all of them alike); the table reports the median. The CLIP models use RANDOM
 weights (pretrained=None): same compute cost as the real ones, so the numbers measure speed only,
-never quality.
+never quality. Next to wall time, the table gives the CPU time of this process and the cores that
+other processes used meanwhile: on a shared machine, read the ratios with those in view (see
+benchmarks/README.md, and --omp-passive).
 
 Usage:
     python benchmarks/indexing_throughput.py [--n 256] [--repeats 2] [--device cpu|cuda]
-        [--batch-size 32] [--methods a,b,c,d] [--torch-threads T] [--omp-passive] [--json results.json]
+        [--batch-size 32] [--methods a,b,c,d] [--warmup 8] [--torch-threads T] [--omp-passive]
+        [--seed 0] [--json results.json]
 """
 
 from __future__ import annotations
@@ -167,22 +170,18 @@ def build_open_clip(device: str, seed: int):
     return model.eval(), preprocess, open_clip.get_tokenizer(ARCH)
 
 
-def register_bench_models(bench_device: str, seed: int) -> None:
-    """Temporary registry entries: ViT-B-32 with random weights, offline-concepts, both pinned to
-    ``bench_device`` (Project.index loads models with the registry's default device)."""
+def register_bench_models(bench_device: str, seed: int, offline_too: bool) -> None:
+    """Temporary registry entries: ViT-B-32 with random weights and (``offline_too``)
+    offline-concepts, both pinned to ``bench_device`` (Project.index loads models with the
+    registry's default device)."""
     from vitrine.models import registry
     from vitrine.models.base import ModelCard
     from vitrine.models.clip import OpenClipEmbedder
     from vitrine.models.registry import Availability, ModelSpec
 
-    offline = registry.get("offline-concepts")
-
     def clip_loader(weights=None, device=None, **_):
         model, preprocess, tokenizer = build_open_clip(bench_device, seed)
         return OpenClipEmbedder.from_open_clip(CLIP_NAME, model, preprocess, tokenizer, device=bench_device)
-
-    def offline_loader(weights=None, device=None, **_):
-        return offline.loader(weights=None, device=bench_device)
 
     def available(**_):
         return Availability(True, "local", "benchmark entry")
@@ -191,6 +190,13 @@ def register_bench_models(bench_device: str, seed: int) -> None:
         name=CLIP_NAME, task="embedding", source="local", availability=available, loader=clip_loader,
         card=ModelCard(summary=f"benchmark only: open_clip {ARCH} (clip-vit-b-32 architecture), random weights"),
     ), replace=True)
+    if not offline_too:
+        return
+    offline = registry.get("offline-concepts")
+
+    def offline_loader(weights=None, device=None, **_):
+        return offline.loader(weights=None, device=bench_device)
+
     registry.register(ModelSpec(
         name=OFFLINE_NAME, task="embedding", source="package", availability=available, loader=offline_loader,
         card=ModelCard(summary="benchmark only: offline-concepts pinned to the benchmark's device"),
@@ -420,7 +426,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{mean_kb:.0f} KiB on average, generated in {time.perf_counter() - t0:.1f} s "
               "(files are in the page cache for every method)")
 
-        register_bench_models(device, args.seed)
+        if "c" in wanted:
+            av = registry.get("offline-concepts").availability(probe_hub=False)
+            if not av.ok:
+                print(f"(c) skipped: offline-concepts is not available ({av.detail})")
+                wanted.discard("c")
+        register_bench_models(device, args.seed, offline_too="c" in wanted)
         loads: dict[str, float] = {}
         methods: list[Method] = []
         counter = iter(range(1_000_000))
@@ -494,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
                     lambda w=workers: pipeline(w, warm_items),
                 ))
 
+        if not methods:
+            print("nothing to measure")
+            return 1
         print("model load (before timing): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
         for m in methods:
             m.warmup()
