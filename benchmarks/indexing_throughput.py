@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             print("--omp-passive: torch is already imported, OMP_WAIT_POLICY cannot change now", file=sys.stderr)
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when torch's OpenMP runtime loads
 
+    if os.environ.pop("VITRINE_THROTTLE_BATCH_SECONDS", None):  # a test hook that sleeps between batches
+        print("VITRINE_THROTTLE_BATCH_SECONDS ignored: it would add sleeps to vitrine's timings", file=sys.stderr)
+
     import torch
 
     from vitrine.embed.pipeline import EmbedItem, default_workers, embed_items

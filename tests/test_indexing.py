@@ -346,7 +346,17 @@ def _start_index(project_dir: Path, *extra):
     # a pause after each batch of 2 keeps the run going long enough to be interrupted part-way,
     # however fast or loaded the machine is (the vectors and results do not depend on it)
     env = cli.cli_env() | {"VITRINE_THROTTLE_BATCH_SECONDS": "0.3"}
-    return cli.start("index", project_dir, "--batch-size", "2", *extra, env=env)
+    # a shell running this suite in the background (`cmd &` without job control) starts it with
+    # SIGINT ignored, and children inherit that: give the CLI the default Ctrl-C behaviour back
+    return cli.start(
+        "index",
+        project_dir,
+        "--batch-size",
+        "2",
+        *extra,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 @pytest.mark.slow
