@@ -206,6 +206,9 @@ def train(
     freeze_backbone: Annotated[
         bool | None, typer.Option("--freeze-backbone/--full", help="finetune: train the head only, or everything")
     ] = None,
+    freeze_stages: Annotated[
+        int | None, typer.Option(min=0, help="finetune: freeze the stem and the first N stages (faster steps)")
+    ] = None,
     augment: Annotated[str | None, typer.Option(help="finetune: none, light or strong")] = None,
     class_weights: Annotated[
         bool | None, typer.Option("--class-weights/--no-class-weights", help="finetune: balanced loss weights")
@@ -248,6 +251,7 @@ def train(
         "schedule": schedule,
         "warmup_epochs": warmup_epochs,
         "freeze_backbone": freeze_backbone,
+        "freeze_stages": freeze_stages,
         "augment": augment,
         "class_weights": class_weights,
         "label_smoothing": label_smoothing,

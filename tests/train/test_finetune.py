@@ -251,6 +251,19 @@ def test_early_stopping_stops_on_a_val_loss_plateau(shapes, ws):
     assert m["best_epoch"] == 1 and run.record["state"] == "done" and "test" in m
 
 
+def test_freeze_stages_keeps_the_stem_and_first_stages_unchanged(shapes, ws):
+    run = ft.train_finetune(ws, shapes, tiny(epochs=1, freeze_stages=2, pretrained=False, seed=3))
+    trained = ft.load_checkpoint(run.checkpoints_dir / "last.pt")["model"]
+    torch.manual_seed(3)  # the run's initial weights (same seed, same construction order)
+    initial, _ = backbones.build_classifier("efficientnet-lite0", 3, pretrained=False)
+    initial = initial.state_dict()
+    for key in ("conv_stem.weight", "bn1.running_mean", "blocks.0.0.conv_dw.weight", "blocks.1.0.conv_pw.weight"):
+        assert torch.equal(trained[key], initial[key]), key
+    assert not torch.equal(trained["blocks.3.0.conv_pw.weight"], initial["blocks.3.0.conv_pw.weight"])
+    with pytest.raises(VitrineError, match="freeze_stages"):
+        ft.train_finetune(ws, shapes, tiny(freeze_stages=12))
+
+
 def test_time_budget_stops_cleanly_and_still_evaluates(shapes, ws):
     run = ft.train_finetune(ws, shapes, tiny(epochs=50, max_minutes=0.0001))
     m = run.record["metrics"]

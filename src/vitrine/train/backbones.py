@@ -334,6 +334,20 @@ def classifier_head(model):
     raise ModelError(f"cannot find the classification head of {type(model).__name__}")
 
 
+def stem_and_stages(model) -> list:
+    """The backbone's input stem, then its stages in order (what ``freeze_stages`` freezes from
+    the input side). Empty when the architecture is not one vitrine knows."""
+    import torch.nn as nn
+
+    if hasattr(model, "conv_stem") and hasattr(model, "blocks"):  # timm EfficientNet / MobileNet
+        stem = nn.ModuleList([model.conv_stem, *([model.bn1] if hasattr(model, "bn1") else [])])
+        return [stem, *model.blocks]
+    features = getattr(model, "features", None)
+    if isinstance(features, nn.Sequential) and len(features) > 2:  # torchvision EfficientNet
+        return list(features)[:-1]  # the last one is the 1x1 head convolution
+    return []
+
+
 class BackboneFactory:
     """What a classification spec's loader returns: builds fresh networks with a new head."""
 

@@ -87,6 +87,7 @@ class FinetuneConfig:
     schedule: str = "cosine"  # cosine | onecycle | step | constant
     warmup_epochs: float = 0.0
     freeze_backbone: bool = False  # True: train the new head only (backbone frozen, BN stats too)
+    freeze_stages: int = 0  # freeze the stem and the first N stages (input side): faster steps
     augment: str = "light"  # none | light | strong
     label_smoothing: float = 0.0
     early_stopping_patience: int | None = 3  # epochs without a lower val loss; None or 0: off
@@ -135,6 +136,8 @@ class FinetuneConfig:
             bad("label_smoothing", "in [0, 1)")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
             bad("early_stopping_patience", ">= 0 (0 or None: off)")
+        if self.freeze_stages < 0:
+            bad("freeze_stages", ">= 0")
         if self.num_workers < 0:
             bad("num_workers", ">= 0")
         if self.threads is not None and self.threads < 1:
@@ -266,6 +269,12 @@ def _set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         with contextlib.suppress(Exception):
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def _to_tuple(x):
@@ -554,10 +563,8 @@ class _Trainer:
         from vitrine.train.augment import eval_transform, train_transform
 
         cfg = self.cfg
-        if resume_state is None:
-            random.seed(cfg.seed)
-            np.random.seed(cfg.seed % 2**32)
-            torch.manual_seed(cfg.seed)
+        if resume_state is None and prebuilt is None:
+            _seed_everything(cfg.seed)
         self.device = _device(cfg)
         self._threads_before = torch.get_num_threads()
         if cfg.threads:
@@ -578,11 +585,23 @@ class _Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.to(self.device)
         self.head = backbones.classifier_head(self.model)
+        self.frozen_modules = []
         if cfg.freeze_backbone:
             for p in self.model.parameters():
                 p.requires_grad_(False)
             for p in self.head.parameters():
                 p.requires_grad_(True)
+        elif cfg.freeze_stages:
+            stages = backbones.stem_and_stages(self.model)
+            if cfg.freeze_stages > len(stages) - 1:
+                raise VitrineError(
+                    f"freeze_stages={cfg.freeze_stages}: {cfg.backbone} has a stem and {len(stages) - 1} stages",
+                    hint=f"freeze at most {len(stages) - 1} stages, or use freeze_backbone",
+                )
+            self.frozen_modules = stages[: cfg.freeze_stages + 1]  # the stem, then N stages
+            for module in self.frozen_modules:
+                for p in module.parameters():
+                    p.requires_grad_(False)
         decay, no_decay = [], []
         for p in self.model.parameters():
             if p.requires_grad:
@@ -756,6 +775,8 @@ class _Trainer:
             self.head.train()
         else:
             self.model.train()
+            for module in self.frozen_modules:
+                module.eval()
 
     def _out_of_time(self) -> bool:
         if not self.cfg.max_minutes:
@@ -1027,7 +1048,9 @@ def train_finetune(
             raise VitrineError(f"dataset {ds.name!r} has {len(ds.classes)} class(es): a classifier needs 2 or more")
         if run_id and (ws.run_dir(run_id) / "run.json").exists():
             raise VitrineError(f"run {run_id!r} already exists", hint="pick another name, or resume it")
-        # built before the run folder exists: unknown backbones and missing weights leave no run behind
+        # built before the run folder exists: unknown backbones and missing weights leave no run behind;
+        # seeded first, so that the new head (and a random initialisation) are reproducible
+        _seed_everything(cfg.seed)
         prebuilt = backbones.build_classifier(
             cfg.backbone, len(ds.classes), pretrained=cfg.pretrained, weights=cfg.weights
         )
