@@ -716,10 +716,7 @@ class _Trainer:
         per_step = self.session_train_seconds / done
         remaining_steps = self.total_steps - self.step
         remaining_epochs = self.cfg.epochs - self.epoch
-        val_seconds = self.last_val_seconds
-        if val_seconds is None:
-            val_seconds = per_step * len(self.splits.val) / self.cfg.batch_size / 3
-        eta = remaining_steps * per_step + remaining_epochs * val_seconds
+        eta = remaining_steps * per_step + remaining_epochs * self._expected_val_seconds()
         if self.cfg.max_minutes:
             eta = min(eta, max(0.0, 60 * self.cfg.max_minutes - self._train_seconds()))
         return eta
@@ -781,8 +778,16 @@ class _Trainer:
     def _out_of_time(self) -> bool:
         if not self.cfg.max_minutes:
             return False
-        val_seconds = self.last_val_seconds or 0.0
-        return self._train_seconds() + val_seconds >= 60 * self.cfg.max_minutes
+        return self._train_seconds() + self._expected_val_seconds() >= 60 * self.cfg.max_minutes
+
+    def _expected_val_seconds(self) -> float:
+        """How long a validation pass takes: the last one measured, or before the first, an estimate
+        from the training speed (a forward pass costs about a third of a training step), so that the
+        time budget keeps room for it and the first cut does not overrun."""
+        if self.last_val_seconds is not None:
+            return self.last_val_seconds
+        per_image = self.session_train_seconds / self.session_images if self.session_images else 0.0
+        return len(self.splits.val) * per_image / 3
 
     def _predict(self, indexes: list[int], stage: str):
         """(probs n x C float64, labels, mean loss) over ``indexes`` (unreadable images skipped)."""
