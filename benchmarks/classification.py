@@ -513,17 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     from vitrine.train.embeddings import dataset_cache_dir, embed_dataset
     from vitrine.workspace import Workspace
 
-    threads_as_imported = torch.get_num_threads()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     t_all = time.perf_counter()
     print("vitrine classification benchmark: Fashion-MNIST", flush=True)
     print(machine_facts())
-    if threads_as_imported != (os.cpu_count() or 1) and not args.torch_threads:
-        print(
-            f"note: torch runs with {threads_as_imported} intra-op thread(s) once vitrine is imported (its FAISS "
-            "module sets the OpenMP thread count, which torch shares); --torch-threads N changes it"
-        )
     print(f"load average at start (1/5/15 min): {load_average()}", flush=True)
     temp = args.work is None
     args.work = args.work or tempfile.mkdtemp(prefix="vitrine-bench-cls-")

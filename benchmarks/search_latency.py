@@ -30,9 +30,11 @@ import numpy as np
 
 try:
     from vitrine.index import EXACT_MAX, IndexPlan, VectorIndex, choose_index_kind
+    from vitrine.index.faiss_index import faiss_thread_count
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from vitrine.index import EXACT_MAX, IndexPlan, VectorIndex, choose_index_kind
+    from vitrine.index.faiss_index import faiss_thread_count
 
 DIM = 512
 K = 10
@@ -319,15 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-timing-queries", type=int, default=50,
                     help="single queries timed on the exact index (it is slow at 1M); ground truth "
                     "uses all queries")
-    ap.add_argument("--threads", type=int, default=0, help="FAISS threads (0: FAISS default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="FAISS threads (0: vitrine's default, VITRINE_FAISS_THREADS or 1)")
     args = ap.parse_args(argv)
     if args.threads > 0:
-        faiss.omp_set_num_threads(args.threads)
+        os.environ["VITRINE_FAISS_THREADS"] = str(args.threads)  # what vitrine's index uses for each call
+        faiss.omp_set_num_threads(args.threads)  # and raw FAISS calls (the exact baseline)
+    else:
+        faiss.omp_set_num_threads(faiss_thread_count())
     sizes = [int(s) for s in args.sizes.replace("_", "").split(",") if s.strip()]
     args.sweep_nprobe = [int(s) for s in args.sweep_nprobe.split(",") if s.strip()]
     kinds = ["clustered", "isotropic"] if args.data == "both" else [args.data]
 
-    threads = faiss.omp_get_max_threads()
+    threads = faiss_thread_count()
     print(f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
           f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
           f"{os.cpu_count()} CPUs, {platform.machine()}")

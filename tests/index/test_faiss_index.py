@@ -459,14 +459,27 @@ def test_ivf_recall_on_clustered_data():
     np.testing.assert_array_equal(again.search(queries, 10)[1], found)
 
 
-def test_thread_env_var(monkeypatch):
-    before = faiss.omp_get_max_threads()
+def test_faiss_threads_are_set_per_call_and_leave_torch_alone(monkeypatch):
+    """FAISS and torch share one OpenMP runtime: vitrine's FAISS thread setting must not leak."""
+    import torch
+
+    torch_before = torch.get_num_threads()
     try:
+        torch.set_num_threads(2)
         monkeypatch.setenv("VITRINE_FAISS_THREADS", "1")
-        fi._apply_thread_setting()
-        assert faiss.omp_get_max_threads() == 1
-        monkeypatch.setenv("VITRINE_FAISS_THREADS", "lots")
-        fi._apply_thread_setting()  # ignored with a warning
-        assert faiss.omp_get_max_threads() == 1
+        assert fi.faiss_thread_count() == 1
+        seen = []
+        with fi.faiss_threads():
+            seen.append(faiss.omp_get_max_threads())
+        assert seen == [1] and torch.get_num_threads() == 2
+        rng = np.random.default_rng(0)
+        index = VectorIndex.build(np.arange(50), unit(rng, 50))
+        index.search(unit(rng, 1), 3)
+        assert torch.get_num_threads() == 2 and faiss.omp_get_max_threads() == 2
+        monkeypatch.setenv("VITRINE_FAISS_THREADS", "3")
+        with fi.faiss_threads():
+            assert faiss.omp_get_max_threads() == 3
+        monkeypatch.setenv("VITRINE_FAISS_THREADS", "lots")  # ignored with a warning: the CPU count
+        assert fi.faiss_thread_count() >= 1
     finally:
-        faiss.omp_set_num_threads(before)
+        torch.set_num_threads(torch_before)

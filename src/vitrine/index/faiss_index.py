@@ -28,6 +28,7 @@ reported as :class:`IndexFileError` before FAISS ever parses them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -94,8 +95,8 @@ class IndexFileError(VitrineError):
 # threads
 
 
-def _apply_thread_setting() -> None:
-    """One FAISS thread by default: single queries were 40x faster with 1 thread than with
+def faiss_thread_count() -> int:
+    """FAISS's OpenMP threads: 1 by default. Single queries were 40x faster with 1 thread than with
     OpenMP's default on a busy 2-core machine (0.6 vs 24 ms at 10k), and a server gets its
     parallelism from concurrent requests. VITRINE_FAISS_THREADS=N overrides (e.g. for bulk builds)."""
     raw = os.environ.get("VITRINE_FAISS_THREADS", "").strip() or "1"
@@ -105,11 +106,28 @@ def _apply_thread_setting() -> None:
             raise ValueError
     except ValueError:
         log.warning("ignoring VITRINE_FAISS_THREADS=%r: expected a positive integer", raw)
+        return max(1, os.cpu_count() or 1)
+    return n
+
+
+@contextlib.contextmanager
+def faiss_threads():
+    """Run FAISS calls with :func:`faiss_thread_count` threads, then restore the previous count.
+
+    FAISS and PyTorch share one OpenMP runtime: a process-wide ``omp_set_num_threads`` at import
+    would also change torch's thread count (it did, silently, before). The count is an OpenMP
+    per-thread setting, so setting it around each call affects only the calling thread, for that call.
+    """
+    before = faiss.omp_get_max_threads()
+    wanted = faiss_thread_count()
+    if wanted == before:
+        yield
         return
-    faiss.omp_set_num_threads(n)
-
-
-_apply_thread_setting()
+    faiss.omp_set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,7 +425,8 @@ class VectorIndex:
             ivf.cp.seed = int(seed) & 0x7FFFFFFF
             ivf.cp.niter = IVF_NITER
             ivf.cp.spherical = True  # centroids on the unit sphere suit cosine similarity
-            index.train(train)
+            with faiss_threads():
+                index.train(train)
             del train
         out = cls(index, dim, plan, np.empty(0, np.int64))
         out._add_new(ids_arr, vecs)
@@ -489,7 +508,8 @@ class VectorIndex:
     def _add_new(self, ids: np.ndarray, vecs: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        self._index.add_with_ids(vecs, ids)
+        with faiss_threads():
+            self._index.add_with_ids(vecs, ids)
         new = np.sort(ids)  # unique and absent from the index (deduped, replaced ids removed)
         self._ids = np.insert(self._ids, np.searchsorted(self._ids, new), new)
 
@@ -569,7 +589,8 @@ class VectorIndex:
                 params.sel = sel
         else:
             params = faiss.SearchParameters(sel=sel) if sel is not None else None
-        dist, labels = self._index.search(q, k, params=params)
+        with faiss_threads():
+            dist, labels = self._index.search(q, k, params=params)
         del sel  # kept alive until the search returned: params only hold a raw pointer
         return dist, labels
 
