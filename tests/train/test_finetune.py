@@ -273,6 +273,22 @@ def test_time_budget_stops_cleanly_and_still_evaluates(shapes, ws):
     assert (run.checkpoints_dir / "last.pt").is_file() and (run.checkpoints_dir / "best.pt").is_file()
 
 
+def test_training_time_leaves_out_the_final_evaluation(shapes, ws, monkeypatch):
+    import time as _time
+
+    real_evaluate = ft._Trainer.evaluate
+
+    def slow_evaluate(self):
+        _time.sleep(1.0)
+        return real_evaluate(self)
+
+    monkeypatch.setattr(ft._Trainer, "evaluate", slow_evaluate)
+    started = _time.perf_counter()
+    run = ft.train_finetune(ws, shapes, tiny(epochs=1))
+    wall = _time.perf_counter() - started
+    assert run.record["metrics"]["train_seconds"] < wall - 1.0
+
+
 # ------------------------------------------------------------------------------------------------
 # pieces
 

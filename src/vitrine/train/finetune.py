@@ -504,6 +504,7 @@ class _Trainer:
         self.session_train_seconds = 0.0
         self.session_images = 0
         self.seconds_before = 0.0
+        self.train_finished_seconds: float | None = None  # set when train() returns
 
     # -- helpers ------------------------------------------------------------------------------
     def progress(self, stage: str, done: int, total: int, info: dict | None = None) -> None:
@@ -555,6 +556,9 @@ class _Trainer:
         return frac
 
     def _train_seconds(self) -> float:
+        """Training time so far (validation passes included, the final evaluation not)."""
+        if self.train_finished_seconds is not None:
+            return self.train_finished_seconds
         return self.seconds_before + (time.perf_counter() - self.session_start)
 
     # -- setup ----------------------------------------------------------------------------------
@@ -1093,6 +1097,7 @@ def train_finetune(
             if len(good) < 2:
                 raise VitrineError(f"dataset {ds.name!r}: fewer than 2 readable train images")
         stop = trainer.train()
+        trainer.train_finished_seconds = trainer._train_seconds()  # the test evaluation is not training
         trainer.record("evaluate", force=True, stopped=stop)
         report = trainer.evaluate()
         metrics = trainer._metrics()
