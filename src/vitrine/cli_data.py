@@ -14,7 +14,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-data_app = typer.Typer(help="Labelled datasets for classification: import, list, statistics.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Labelled datasets: import, list, statistics; detection scenes and annotation conversion.",
+    no_args_is_help=True,
+)
 import_app = typer.Typer(help="Import a labelled dataset into the workspace.", no_args_is_help=True)
 data_app.add_typer(import_app, name="import")
 
@@ -456,6 +459,145 @@ def fashion_mnist(
         return
     cli.out.print(f"wrote {files} images to {escape(str(path))} in {elapsed:.1f} s", highlight=False, soft_wrap=True)
     cli.out.print(f"import it with: {escape(command)}", highlight=False, soft_wrap=True)
+
+
+def _print_problems(problems, what: str = "problems") -> None:
+    out = _cli().out
+    if not problems:
+        return
+    out.print(f"[yellow]{len(problems)} {what}[/]:", highlight=False)
+    for p in problems[:MAX_SHOWN_PROBLEMS]:
+        out.print(f"  [yellow]![/] {escape(str(p))}", highlight=False, soft_wrap=True)
+    if len(problems) > MAX_SHOWN_PROBLEMS:
+        out.print(f"  ... and {len(problems) - MAX_SHOWN_PROBLEMS} more (all of them with --json)")
+
+
+@data_app.command("scenes")
+def scenes(
+    out_dir: Annotated[Path, typer.Argument(help="new folder to write the scenes into")],
+    train: Annotated[int, typer.Option("--train", min=0, help="train scenes")] = 200,
+    val: Annotated[int, typer.Option("--val", min=0, help="validation scenes")] = 50,
+    test: Annotated[int, typer.Option("--test", min=0, help="test scenes")] = 50,
+    size: Annotated[int, typer.Option("--size", min=16, max=4096, help="image side in pixels")] = 128,
+    min_objects: Annotated[int, typer.Option("--min-objects", min=1, help="fewest items per scene")] = 1,
+    max_objects: Annotated[int, typer.Option("--max-objects", min=1, help="most items per scene")] = 4,
+    classes: Annotated[
+        str | None, typer.Option("--classes", help="comma-separated Fashion-MNIST classes (default: all 10)")
+    ] = None,
+    masks: Annotated[str, typer.Option("--masks", help="COCO masks as polygons or rle")] = "polygons",
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same scenes (byte for byte)")] = 0,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="folder of the IDX files (default: Debian's dataset-fashion-mnist)")
+    ] = None,
+    as_json: JsonOpt = False,
+):
+    """Generate instance-segmentation scenes (Fashion-MNIST items on photos), as COCO and YOLO."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vitrine.data.detection.scenes import generate_scenes
+    from vitrine.data.fashion_mnist import DEFAULT_SOURCE
+
+    cli = _cli()
+    with cli._Guard():
+        t0 = time.perf_counter()
+        progress = Progress(
+            TextColumn("[bold]scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=cli.err,
+            disable=as_json,
+        )  # fmt: skip
+        with progress:
+            bar = progress.add_task("scenes", total=train + val + test)
+            ds = generate_scenes(
+                out_dir,
+                n_train=train,
+                n_val=val,
+                n_test=test,
+                image_size=size,
+                objects=(min_objects, max_objects),
+                classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                seed=seed,
+                source=source or DEFAULT_SOURCE,
+                masks=masks,
+                progress=lambda done, total: progress.update(bar, completed=done),
+            )
+        elapsed = time.perf_counter() - t0
+    splits = {sp: len(ds.split(sp).images) for sp in ("train", "val", "test")}
+    objects = {sp: len(ds.split(sp).annotations) for sp in ("train", "val", "test")}
+    if as_json:
+        cli._emit_json(
+            {
+                "path": str(out_dir),
+                "images": splits,
+                "objects": objects,
+                "classes": ds.category_names(),
+                "coco": {sp: str(out_dir / "annotations" / f"instances_{sp}.json") for sp in splits if splits[sp]},
+                "yolo": str(out_dir / "yolo" / "data.yaml"),
+                "elapsed_s": round(elapsed, 2),
+            }
+        )
+        return
+    counts = ", ".join(f"{sp} {splits[sp]} images / {objects[sp]} objects" for sp in splits if splits[sp])
+    cli.out.print(
+        f"wrote scenes to {escape(str(out_dir))} in {elapsed:.1f} s: {counts}", highlight=False, soft_wrap=True
+    )
+    cli.out.print(
+        f"COCO: {escape(str(out_dir / 'annotations'))}/instances_<split>.json", highlight=False, soft_wrap=True
+    )
+    cli.out.print(f"YOLO: {escape(str(out_dir / 'yolo' / 'data.yaml'))}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("convert")
+def convert(
+    src: Annotated[
+        Path, typer.Argument(help="annotations to read: COCO .json, CVAT .xml, YOLO data.yaml/folder, VOC folder")
+    ],
+    dst: Annotated[Path, typer.Argument(help="where to write: a .json (COCO), an .xml (CVAT), a folder (YOLO, VOC)")],
+    from_format: Annotated[
+        str | None, typer.Option("--from", help="coco, yolo, cvat or voc (default: detected)")
+    ] = None,
+    to_format: Annotated[str, typer.Option("--to", help="coco, yolo, cvat or voc")] = "coco",
+    images_root: Annotated[
+        Path | None, typer.Option("--images-root", help="folder the image names of SRC are relative to")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="YOLO output: detect or segment (default: segment when masks)")
+    ] = None,
+    images: Annotated[str, typer.Option("--images", help="YOLO/VOC output: link (hard links), copy, or none")] = "link",
+    as_json: JsonOpt = False,
+):
+    """Convert annotations between COCO, YOLO, CVAT for images 1.1 and Pascal VOC."""
+    from vitrine.data.detection.convert import FORMATS, read_any, write_any
+    from vitrine.errors import VitrineError
+
+    cli = _cli()
+    with cli._Guard():
+        if to_format.lower() not in FORMATS:
+            raise VitrineError(f"unknown output format {to_format!r}", hint="choose among " + ", ".join(FORMATS))
+        ds = read_any(src, format=from_format, images_root=images_root)
+        written = write_any(ds, dst, to_format, task=task, images=images)
+    if as_json:
+        cli._emit_json(
+            {
+                "source": str(src),
+                "destination": str(dst),
+                "to": to_format.lower(),
+                "images": len(ds.images),
+                "annotations": len(ds.annotations),
+                "categories": ds.category_names(),
+                "read_problems": [vars(p) for p in ds.problems],
+                "write_problems": [vars(p) for p in written],
+            }
+        )
+        return
+    cli.out.print(
+        f"converted {len(ds.images)} images, {len(ds.annotations)} annotations, {len(ds.categories)} classes "
+        f"to {to_format.lower()} in {escape(str(dst))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_problems(ds.problems, "problems in the source")
+    _print_problems(written, "note(s) on the output: what its format cannot hold")
 
 
 def register(app: typer.Typer) -> None:
