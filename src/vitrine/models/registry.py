@@ -84,6 +84,7 @@ def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
+        from vitrine.detect import zoo  # noqa: F401  (detectors and instance segmenters)
         from vitrine.models import clip, offline_concepts  # noqa: F401  (they register themselves)
         from vitrine.train import backbones  # noqa: F401  (fine-tunable classifiers)
 
