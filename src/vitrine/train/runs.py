@@ -23,7 +23,7 @@ from pathlib import Path
 from vitrine.errors import NotFound, VitrineError
 from vitrine.workspace import Workspace, check_name
 
-RUN_KINDS = ("finetune", "linear-probe", "zero-shot")
+RUN_KINDS = ("finetune", "linear-probe", "zero-shot", "detection", "segmentation")
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")
 
 
@@ -68,8 +68,16 @@ class Run:
 
     @classmethod
     def create(
-        cls, workspace: Workspace, kind: str, dataset: str, model: str, config: dict, run_id: str | None = None
+        cls,
+        workspace: Workspace,
+        kind: str,
+        dataset: str,
+        model: str,
+        config: dict,
+        run_id: str | None = None,
+        extra: dict | None = None,
     ) -> Run:
+        """A new run folder with its first ``run.json`` (``extra``: more fields of the record)."""
         if kind not in RUN_KINDS:
             raise VitrineError(f"unknown run kind {kind!r}", hint=f"one of {', '.join(RUN_KINDS)}")
         run_id = check_name(run_id or new_run_id(kind, dataset), "run id")
@@ -92,6 +100,7 @@ class Run:
                 "classes": [],
                 "created_at": now,
                 "updated_at": now,
+                **(extra or {}),
             },
         )
         run.update()
