@@ -4,6 +4,8 @@
 >>> p = vitrine.Project("archive")           # or vitrine.init_project("archive")
 >>> report = p.index()                       # incremental; resumes after an interruption
 >>> p.search("a cat", k=5).hits[0].path
+>>> p.tag()                                  # detector labels as tags (incremental too)
+>>> p.search("sleeping", tags=["cat"]); p.tags(); p.images_with_tag("cat")
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from vitrine.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
-from vitrine.search.engine import SearchResult, run_query
+from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
 from vitrine.store.catalog import Catalog
+from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD, TagReport, check_threshold, normalize_tags
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total); stages: scan, embed, index
+Progress = Callable[[str, int, int], None]  # (stage, done, total); stages: scan, embed, index, tag
 
 _ONTOLOGIES = OntologyCache()
 
@@ -156,14 +159,14 @@ class Project:
 
     # --- indexing ---------------------------------------------------------------------------
     @contextmanager
-    def _exclusive(self):
+    def _exclusive(self, doing: str = "indexed"):
         self.paths.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.paths.data_dir / "index.lock", "w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise VitrineError(
-                    f"project {self.name!r} is already being indexed by another process",
+                    f"project {self.name!r} is being {doing} by another process (indexing and tagging take turns)",
                     hint="wait for it to finish (its progress shows in the UI), or stop it",
                 ) from None
             try:
@@ -251,17 +254,40 @@ class Project:
             return report
 
     # --- search -----------------------------------------------------------------------------
-    def _search_vector(self, model_name, embedder, space, vector, query, k, offset, folder, exclude=None):
+    def _search_vector(
+        self, model_name, embedder, space, vector, query, k, offset, folder, exclude=None, tags=None, tag_model=None
+    ):
         index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
-        has_more, hits = run_query(index, self.catalog, vector, limit=k, offset=offset, folder=folder, exclude=exclude)
+        tags = normalize_tags(tags)
+        if tags:
+            query = {**query, "tags": tags} | ({"tag_model": tag_model} if tag_model else {})
+        has_more, hits = run_query(
+            index,
+            self.catalog,
+            vector,
+            limit=k,
+            offset=offset,
+            folder=folder,
+            exclude=exclude,
+            tags=tags,
+            tag_model=tag_model,
+        )
         return SearchResult(
             query=query, model=model_name, space=space, offset=offset, limit=k, has_more=has_more, hits=hits
         )
 
     def search(
-        self, text: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+        self,
+        text: str,
+        k: int = 20,
+        offset: int = 0,
+        folder: str | None = None,
+        model: str | None = None,
+        tags: list[str] | None = None,
+        tag_model: str | None = None,
     ) -> SearchResult:
-        """Free-text search."""
+        """Free-text search; ``tags`` keeps images with every one of those detector tags (see
+        :meth:`tag`), from any tagging model or from ``tag_model``."""
         text = (text or "").strip()
         if not text:
             raise VitrineError("the search text is empty", hint="type a few words, e.g. 'a cat'")
@@ -271,12 +297,20 @@ class Project:
         if space is None:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         vector = embedder.embed_texts([text])[0]
-        return self._search_vector(name, embedder, space, vector, {"kind": "text", "text": text}, k, offset, folder)
+        query = {"kind": "text", "text": text}
+        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
 
     def search_keyword(
-        self, keyword: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+        self,
+        keyword: str,
+        k: int = 20,
+        offset: int = 0,
+        folder: str | None = None,
+        model: str | None = None,
+        tags: list[str] | None = None,
+        tag_model: str | None = None,
     ) -> SearchResult:
-        """Search with an ontology keyword: its description builds the query."""
+        """Search with an ontology keyword: its description builds the query (``tags``: as in :meth:`search`)."""
         entry = self.ontology.get(keyword)
         text = entry.description or entry.keyword
         name = self._resolve_query_model(model)
@@ -286,12 +320,20 @@ class Project:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         vector = embedder.embed_texts([text])[0]
         query = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
-        return self._search_vector(name, embedder, space, vector, query, k, offset, folder)
+        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
 
     def search_similar(
-        self, relpath: str, k: int = 20, offset: int = 0, folder: str | None = None, model: str | None = None
+        self,
+        relpath: str,
+        k: int = 20,
+        offset: int = 0,
+        folder: str | None = None,
+        model: str | None = None,
+        tags: list[str] | None = None,
+        tag_model: str | None = None,
     ) -> SearchResult:
-        """More like this: images close to one of the collection's images (by its stored vector)."""
+        """More like this: images close to one of the collection's images (by its stored vector;
+        ``tags``: as in :meth:`search`)."""
         name = self._resolve_query_model(model)
         info = self.catalog.file_info(relpath)
         if info is None:
@@ -306,7 +348,7 @@ class Project:
             )
         query = {"kind": "image", "image": relpath}
         return self._search_vector(
-            name, embedder, space, vectors[0], query, k, offset, folder, exclude={info["content_id"]}
+            name, embedder, space, vectors[0], query, k, offset, folder, {info["content_id"]}, tags, tag_model
         )
 
     def search_image(
@@ -316,8 +358,10 @@ class Project:
         offset: int = 0,
         folder: str | None = None,
         model: str | None = None,
+        tags: list[str] | None = None,
+        tag_model: str | None = None,
     ) -> SearchResult:
-        """Search by an example image given as a file path or as uploaded bytes."""
+        """Search by an example image given as a file path or as uploaded bytes (``tags``: as in :meth:`search`)."""
         name = self._resolve_query_model(model)
         if isinstance(image, bytes):  # decoded first: a bad image fails without loading the model
             pil, label = open_image_bytes(image), "upload"
@@ -326,7 +370,87 @@ class Project:
         embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
-        return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, k, offset, folder)
+        query = {"kind": "image", "image": label}
+        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+
+    # --- detector tags ----------------------------------------------------------------------
+    def tag(
+        self,
+        model: str = DEFAULT_TAG_MODEL,
+        threshold: float = DEFAULT_THRESHOLD,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        batch_size: int | None = None,
+        weights: str | None = None,
+    ) -> TagReport:
+        """Scan images/, then run detector ``model`` over every content it has not tagged yet at
+        ``threshold`` and keep the labels it finds (score >= threshold) as tags.
+
+        Incremental and resumable like :meth:`index`: each batch is committed, removed images'
+        tags go with them, changed files are tagged again, unreadable ones are reported in
+        ``failed`` and tried again next time. Tagging at another threshold re-tags everything
+        for that model. Stages for ``progress``: ``scan``, ``tag``."""
+        from vitrine.detect import load_detector
+        from vitrine.tagging import tag_contents
+
+        start = time.perf_counter()
+        threshold = check_threshold(threshold)
+        name = (model or "").strip() or DEFAULT_TAG_MODEL
+        detector = load_detector(name, weights=weights)  # unknown names fail before any work
+        cat = self.catalog
+        with self._exclusive("tagged"):
+            scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
+            cat.set_meta(f"tag_threshold:{name}", threshold)
+            report = tag_contents(
+                detector,
+                cat,
+                self.paths.images_dir,
+                name,
+                threshold,
+                progress=_stage(progress, "tag"),
+                cancel=cancel,
+                batch_size=batch_size or getattr(detector, "batch_size", None) or 8,
+            )
+            scan_failed = [{"path": s.relpath, "reason": s.reason} for s in scan.skipped]
+            report.failed = sorted(scan_failed + report.failed, key=lambda f: f["path"])
+            report.seconds = time.perf_counter() - start
+            cat.set_meta("last_tag", report.to_dict() | {"removed": len(scan.removed), "finished_at": time.time()})
+            return report
+
+    def tags(self, model: str | None = None) -> dict[str, int]:
+        """Detector tags: label -> number of images (contents) with it, most frequent first."""
+        return self.catalog.tag_counts(model=model)
+
+    def images_with_tag(
+        self,
+        label: str,
+        model: str | None = None,
+        folder: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> TagPage:
+        """The images with detector tag ``label`` (case-insensitive), best score first, with their
+        boxes; an unknown tag gives an empty page."""
+        if offset < 0 or limit < 1:
+            raise VitrineError(f"bad page: offset {offset}, limit {limit}", hint="offset >= 0 and limit >= 1")
+        return tag_page(self.catalog, label, model=model, folder=folder, offset=offset, limit=limit)
+
+    def tagging_status(self) -> dict:
+        """Per tagging model: contents tagged, at which threshold, how many are still to tag; the
+        number of distinct tags; and the last tagging run's report."""
+        cat = self.catalog
+        state = cat.tagging_state()
+        models = {}
+        for name, row in state.items():
+            threshold = cat.get_meta(f"tag_threshold:{name}", row["thresholds"][0] if row["thresholds"] else None)
+            pending = len(cat.contents_to_tag(name, threshold)) if threshold is not None else None
+            models[name] = {
+                "tagged": row["tagged"],
+                "objects": row["objects"],
+                "threshold": threshold,
+                "pending": pending,
+            }
+        return {"models": models, "tags": len(cat.tag_counts()), "last_tag": cat.get_meta("last_tag")}
 
     # --- browsing ---------------------------------------------------------------------------
     def image_path(self, relpath: str) -> Path:
@@ -343,6 +467,7 @@ class Project:
         info["duplicates"] = [
             p for p in self.catalog.paths_for([info["content_id"]])[info["content_id"]] if p != relpath
         ]
+        info["tags"] = self.catalog.tags_for([info["content_id"]])[info["content_id"]]
         return info
 
     def thumbnail(self, relpath: str, size: int = 320) -> Path:
@@ -376,6 +501,7 @@ class Project:
             "failed": counts["failed"],
             "folders": cat.folders(),
             "last_index": cat.get_meta("last_index"),
+            "tagging": self.tagging_status(),
             "ontology": {
                 "file": str(self.paths.ontology_file),
                 "entries": len(self.ontology.entries),
@@ -418,4 +544,4 @@ def create_project(project_dir: str | Path, keywords: dict[str, str] | None = No
     return Project(project_dir)
 
 
-__all__ = ["Project", "IndexReport", "CheckReport", "open_project", "create_project"]
+__all__ = ["Project", "IndexReport", "CheckReport", "TagReport", "TagPage", "open_project", "create_project"]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vitrine.collection.imageio import image_info, open_image
 from vitrine.errors import Cancelled, ImageError
@@ -41,17 +44,57 @@ def _format_of(path: Path) -> str | None:
         return None
 
 
-def _decode(model: Embedder, item: EmbedItem):
+def decode_item(prepare: Callable[[Image.Image], Any], item: EmbedItem):
+    """Open one image and ``prepare`` it: ``(item, prepared, info, error)``; ``error`` is the
+    reason when the file cannot be decoded or prepared (then ``prepared`` and ``info`` are None)."""
     try:
         image = open_image(item.path)
         info = {"width": image.width, "height": image.height, "format": _format_of(item.path)}
-        return item, model.preprocess(image), info, None
+        return item, prepare(image), info, None
     except ImageError as exc:
         # the reason without the file name: a content may have several names (duplicates), and
         # reasons from the scan (empty file, broken symlink...) carry no file name either
         return item, None, None, getattr(exc, "reason", None) or exc.message
     except Exception as exc:  # a preprocessing bug must not stop the run; report it
         return item, None, None, f"could not preprocess: {type(exc).__name__}: {exc}"
+
+
+def decode_batches(
+    items: Sequence[EmbedItem],
+    prepare: Callable[[Image.Image], Any],
+    batch_size: int,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+    prefetch: int = 2,
+    cancelled: str = "cancelled",
+) -> Iterator[list[tuple[EmbedItem, Any, dict | None, str | None]]]:
+    """Yield ``items`` decoded and prepared (:func:`decode_item`) batch by batch, in order, with
+    up to ``prefetch`` batches decoded ahead in a thread pool. Raises ``Cancelled(cancelled)``
+    before a batch when ``cancel`` is set."""
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+        pending: list[list[Future]] = []
+        next_batch = 0
+
+        def submit_next():
+            nonlocal next_batch
+            if next_batch < len(batches):
+                pending.append([pool.submit(decode_item, prepare, it) for it in batches[next_batch]])
+                next_batch += 1
+
+        for _ in range(prefetch + 1):
+            submit_next()
+        try:
+            while pending:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(cancelled)
+                futures = pending.pop(0)
+                submit_next()
+                yield [fut.result() for fut in futures]
+        finally:
+            for futures in pending:
+                for fut in futures:
+                    fut.cancel()
 
 
 def embed_items(
@@ -71,45 +114,37 @@ def embed_items(
     batch_size = batch_size or model.batch_size
     # seconds to pause after each committed batch: lets tests (and people trying out resume)
     # interrupt a run part-way on any machine, however fast
-    throttle = float(os.environ.get("VITRINE_THROTTLE_BATCH_SECONDS") or 0)
-    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    throttle = throttle_seconds()
     done = 0
-    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
-        pending: list[list[Future]] = []
-        next_batch = 0
+    batches = decode_batches(
+        items,
+        model.preprocess,
+        batch_size,
+        cancel=cancel,
+        workers=workers,
+        prefetch=prefetch,
+        cancelled="indexing was cancelled; what was embedded so far is kept",
+    )
+    with closing(batches):  # an error here stops the decoding threads now, not when collected
+        for decoded in batches:
+            ids, tensors, info = [], [], {}
+            for item, tensor, meta, error in decoded:
+                if error is not None:
+                    on_failure(item, error)
+                else:
+                    ids.append(item.content_id)
+                    tensors.append(tensor)
+                    info[item.content_id] = meta
+            if ids:
+                vectors = model.embed_batch(torch.stack(tensors))
+                on_batch(ids, vectors, info)
+                if throttle:
+                    time.sleep(throttle)
+            done += len(decoded)
+            if progress:
+                progress(done, len(items))
 
-        def submit_next():
-            nonlocal next_batch
-            if next_batch < len(batches):
-                pending.append([pool.submit(_decode, model, it) for it in batches[next_batch]])
-                next_batch += 1
 
-        for _ in range(prefetch + 1):
-            submit_next()
-        try:
-            while pending:
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("indexing was cancelled; what was embedded so far is kept")
-                futures = pending.pop(0)
-                submit_next()
-                ids, tensors, info = [], [], {}
-                for fut in futures:
-                    item, tensor, meta, error = fut.result()
-                    if error is not None:
-                        on_failure(item, error)
-                    else:
-                        ids.append(item.content_id)
-                        tensors.append(tensor)
-                        info[item.content_id] = meta
-                if ids:
-                    vectors = model.embed_batch(torch.stack(tensors))
-                    on_batch(ids, vectors, info)
-                    if throttle:
-                        time.sleep(throttle)
-                done += len(futures)
-                if progress:
-                    progress(done, len(items))
-        finally:
-            for futures in pending:
-                for fut in futures:
-                    fut.cancel()
+def throttle_seconds() -> float:
+    """Seconds to pause after each committed batch (``VITRINE_THROTTLE_BATCH_SECONDS``)."""
+    return float(os.environ.get("VITRINE_THROTTLE_BATCH_SECONDS") or 0)

@@ -1,7 +1,8 @@
 """Queries against a project's index: free text, ontology keyword, or an example image.
 
 Each query becomes one vector in a model space, is searched in that space's FAISS index
-(optionally restricted to a subfolder), and comes back as hits with paths, scores and sizes.
+(optionally restricted to a subfolder and to images with given detector tags, through FAISS's
+id selector), and comes back as hits with paths, scores and sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,32 @@ class Hit:
     width: int | None = None
     height: int | None = None
     duplicates: list[str] = field(default_factory=list)  # other paths with the same content
+
+
+@dataclass
+class TagHit(Hit):
+    """An image listed for a tag: ``score`` is the detector's best score for that label."""
+
+    label: str = ""
+    model: str = ""  # the tagging model
+    count: int = 0  # boxes with that label
+    boxes: list[list[float]] = field(default_factory=list)  # [x1, y1, x2, y2, score], pixels of the file
+
+
+@dataclass
+class TagPage:
+    """One page of the images with a tag, best score first."""
+
+    label: str
+    model: str | None  # None: any tagging model
+    total: int
+    offset: int
+    limit: int
+    has_more: bool
+    hits: list[TagHit]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -58,11 +85,20 @@ def run_query(
     offset: int = 0,
     folder: str | None = None,
     exclude: set[int] | None = None,
+    tags: list[str] | None = None,
+    tag_model: str | None = None,
 ) -> tuple[bool, list[Hit]]:
-    """Top results for one query vector: (whether a next page exists, hits of the requested page)."""
+    """Top results for one query vector: (whether a next page exists, hits of the requested page).
+
+    ``folder`` keeps one subfolder's images; ``tags`` keeps the images that have every one of those
+    detector tags (case-insensitive; from any tagging model, or from ``tag_model``)."""
     exclude = exclude or set()
     folder = normalize_folder(folder)
     allowed = catalog.content_ids_in_folder(folder) if folder is not None else None
+    wanted = [str(t).strip().lower() for t in tags or [] if str(t).strip()]
+    if wanted:
+        tagged = catalog.content_ids_with_tags(wanted, model=tag_model)
+        allowed = tagged if allowed is None else np.intersect1d(allowed, tagged)
     if allowed is not None and len(allowed) == 0:
         return False, []
     depth = min(MAX_RESULTS, offset + limit + 1) + len(exclude)
@@ -93,3 +129,67 @@ def run_query(
             )
         )
     return len(ranked) > offset + limit, hits
+
+
+def hits_for(catalog: Catalog, ids: list[int], folder: str | None = None) -> dict[int, tuple[str, list[str], dict]]:
+    """content id -> (primary path, other paths, content info), for contents that still have a file."""
+    paths = catalog.paths_for(ids)
+    info = catalog.content_info(ids)
+    out = {}
+    for cid in ids:
+        cpaths = paths.get(cid) or []
+        if not cpaths:
+            continue
+        if folder:
+            cpaths = sorted(cpaths, key=lambda p: not p.startswith(folder + "/"))
+        out[cid] = (cpaths[0], cpaths[1:], info.get(cid, {}))
+    return out
+
+
+def tag_page(
+    catalog: Catalog,
+    label: str,
+    *,
+    model: str | None = None,
+    folder: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> TagPage:
+    """The images with detector tag ``label`` (case-insensitive), best score first."""
+    label = str(label or "").strip().lower()
+    folder = normalize_folder(folder)
+    rows = catalog.tagged_contents(label, model=model) if label else []
+    if folder is not None:
+        keep = set(catalog.content_ids_in_folder(folder).tolist())
+        rows = [r for r in rows if r["content_id"] in keep]
+    page = rows[offset : offset + limit]
+    found = hits_for(catalog, [r["content_id"] for r in page], folder)
+    hits = []
+    for r in page:
+        if r["content_id"] not in found:
+            continue  # removed between the two lookups
+        primary, others, meta = found[r["content_id"]]
+        hits.append(
+            TagHit(
+                path=primary,
+                folder=primary.split("/", 1)[0] if "/" in primary else "",
+                score=round(float(r["score"]), 6),
+                content_id=r["content_id"],
+                width=meta.get("width"),
+                height=meta.get("height"),
+                duplicates=others,
+                label=r["label"],
+                model=r["model"],
+                count=r["count"],
+                boxes=r["boxes"],
+            )
+        )
+    return TagPage(
+        label=label,
+        model=model,
+        total=len(rows),
+        offset=offset,
+        limit=limit,
+        has_more=len(rows) > offset + limit,
+        hits=hits,
+    )

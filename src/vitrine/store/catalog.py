@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import (
     Column,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -68,6 +69,30 @@ embeddings = Table(
     Column("model", String(128), primary_key=True),
     Column("space", String(64), primary_key=True),
     Column("vector", LargeBinary, nullable=False),  # float32, L2-normalised
+)
+
+# Detector labels as tags (vitrine.tagging). ``tagged`` records that a content was run through a
+# detection model at a threshold (even when nothing was found); ``tags`` holds one row per label
+# found: the best score, the number of boxes and the boxes themselves (JSON, pixel xyxy + score).
+# Both are added by ``create_all`` to catalogs made before they existed (no migration needed).
+tagged = Table(
+    "tagged",
+    metadata,
+    Column("content_id", Integer, ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("threshold", Float, nullable=False),
+    Column("objects", Integer, nullable=False),  # boxes kept at that threshold, all labels
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("content_id", Integer, ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("label", String(128), primary_key=True, index=True),  # lower case
+    Column("score", Float, nullable=False),  # the best box's score
+    Column("count", Integer, nullable=False),
+    Column("boxes", Text, nullable=False),  # JSON [[x1, y1, x2, y2, score], ...], best first
 )
 
 meta = Table(
@@ -201,6 +226,8 @@ class Catalog:
                 for i in range(0, len(orphans), 500):
                     chunk = orphans[i : i + 500]
                     conn.execute(delete(embeddings).where(embeddings.c.content_id.in_(chunk)))
+                    conn.execute(delete(tags).where(tags.c.content_id.in_(chunk)))
+                    conn.execute(delete(tagged).where(tagged.c.content_id.in_(chunk)))
                     conn.execute(delete(contents).where(contents.c.id.in_(chunk)))
                 for model in models:
                     self._bump(conn, model)
@@ -375,3 +402,140 @@ class Catalog:
                 select(func.count()).select_from(contents).where(contents.c.error.is_not(None))
             ).scalar_one()
         return {"files": n_files, "contents": n_contents, "failed": n_failed}
+
+    # --- tags (detector labels) --------------------------------------------------------------
+    def contents_to_tag(self, model: str, threshold: float) -> list[tuple[int, str]]:
+        """(content id, one relpath) for contents not yet tagged by ``model`` at ``threshold``
+        (a content tagged at another threshold is tagged again)."""
+        done = select(tagged.c.content_id).where(tagged.c.model == model, tagged.c.threshold == float(threshold))
+        q = (
+            select(files.c.content_id, func.min(files.c.relpath))
+            .where(~files.c.content_id.in_(done))
+            .group_by(files.c.content_id)
+            .order_by(files.c.content_id)
+        )
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(q)]
+
+    def add_tags(
+        self, model: str, threshold: float, found: dict[int, list[dict]], info: dict[int, dict] | None = None
+    ) -> None:
+        """Store one batch of tagging results in one transaction: ``found`` maps a content id to
+        its labels ``{"label", "score", "count", "boxes"}`` (an empty list: nothing found). Earlier
+        tags of these contents by ``model`` are replaced. ``info``: image width/height/format,
+        recorded for contents that have none yet."""
+        info = info or {}
+        ids = [int(c) for c in found]
+        if not ids:
+            return
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(tags).where(tags.c.model == model, tags.c.content_id.in_(ids)))
+            conn.execute(delete(tagged).where(tagged.c.model == model, tagged.c.content_id.in_(ids)))
+            # a content removed by a concurrent scan since the batch was read is not tagged
+            alive = {r[0] for r in conn.execute(select(contents.c.id).where(contents.c.id.in_(ids)))}
+            conn.execute(
+                tagged.insert(),
+                [
+                    {
+                        "content_id": cid,
+                        "model": model,
+                        "threshold": float(threshold),
+                        "objects": sum(int(t["count"]) for t in found[cid]),
+                    }
+                    for cid in ids
+                    if cid in alive
+                ],
+            )
+            rows = [
+                {
+                    "content_id": cid,
+                    "model": model,
+                    "label": str(t["label"]).lower(),
+                    "score": float(t["score"]),
+                    "count": int(t["count"]),
+                    "boxes": json.dumps(t["boxes"]),
+                }
+                for cid in ids
+                if cid in alive
+                for t in found[cid]
+            ]
+            if rows:
+                conn.execute(tags.insert(), rows)
+            for cid, extra in info.items():
+                if int(cid) in alive and extra:
+                    conn.execute(
+                        update(contents).where(contents.c.id == int(cid), contents.c.width.is_(None)).values(**extra)
+                    )
+
+    def tag_counts(self, model: str | None = None) -> dict[str, int]:
+        """label -> number of contents with it (any model, or ``model``), most frequent first."""
+        n = func.count(func.distinct(tags.c.content_id))
+        q = select(tags.c.label, n).group_by(tags.c.label).order_by(n.desc(), tags.c.label)
+        if model is not None:
+            q = q.where(tags.c.model == model)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(q).all())
+
+    def content_ids_with_tags(self, labels: Iterable[str], model: str | None = None) -> np.ndarray:
+        """Ids of the contents that have every one of ``labels`` (case-insensitive)."""
+        wanted = sorted({str(lab).strip().lower() for lab in labels if str(lab).strip()})
+        if not wanted:
+            return np.zeros(0, dtype=np.int64)
+        q = (
+            select(tags.c.content_id)
+            .where(tags.c.label.in_(wanted))
+            .group_by(tags.c.content_id)
+            .having(func.count(func.distinct(tags.c.label)) == len(wanted))
+        )
+        if model is not None:
+            q = q.where(tags.c.model == model)
+        with self.engine.connect() as conn:
+            return np.array(sorted(r[0] for r in conn.execute(q)), dtype=np.int64)
+
+    def tagged_contents(self, label: str, model: str | None = None) -> list[dict]:
+        """The contents with ``label``, best score first: ``{content_id, model, label, score,
+        count, boxes}`` (with several models, the row of the best-scoring one)."""
+        q = select(tags).where(tags.c.label == str(label).strip().lower())
+        if model is not None:
+            q = q.where(tags.c.model == model)
+        best: dict[int, dict] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                row = dict(r._mapping)
+                if row["content_id"] not in best or row["score"] > best[row["content_id"]]["score"]:
+                    best[row["content_id"]] = row
+        out = sorted(best.values(), key=lambda r: (-r["score"], r["content_id"]))
+        for row in out:
+            row["boxes"] = json.loads(row["boxes"])
+        return out
+
+    def tags_for(self, ids: Iterable[int], model: str | None = None) -> dict[int, list[dict]]:
+        """content id -> its tags ``{model, label, score, count}``, best score first."""
+        ids = [int(i) for i in ids]
+        out: dict[int, list[dict]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        q = select(tags.c.content_id, tags.c.model, tags.c.label, tags.c.score, tags.c.count).where(
+            tags.c.content_id.in_(ids)
+        )
+        if model is not None:
+            q = q.where(tags.c.model == model)
+        with self.engine.connect() as conn:
+            for r in conn.execute(q.order_by(tags.c.score.desc())):
+                out[r.content_id].append({"model": r.model, "label": r.label, "score": r.score, "count": r.count})
+        return out
+
+    def tagging_state(self) -> dict[str, dict]:
+        """model -> ``{"tagged": contents, "thresholds": [...], "objects": boxes}`` for each model
+        that has tagged this catalog."""
+        q = select(
+            tagged.c.model, tagged.c.threshold, func.count(), func.coalesce(func.sum(tagged.c.objects), 0)
+        ).group_by(tagged.c.model, tagged.c.threshold)
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for model, threshold, n, objects in conn.execute(q):
+                row = out.setdefault(model, {"tagged": 0, "thresholds": [], "objects": 0})
+                row["tagged"] += n
+                row["objects"] += int(objects)
+                row["thresholds"].append(threshold)
+        return out

@@ -8,17 +8,16 @@
 (() => {
   "use strict";
 
+  const {
+    BASE, PAGE, enc, encPath, apiUrl, $, h, isNum, plural, basename, dotted, formatBytes, formatDuration,
+    ApiError, api, showError, clearError, report,
+  } = window.vitrine;
   const body = document.body;
-  const BASE = (body.dataset.base || "").replace(/\/+$/, "");
-  const PAGE = body.dataset.page || "";
   const DATASET = body.dataset.dataset || "";
   const RUN = body.dataset.run || "";
   const POLL_MS = 700;
 
   // ---------------------------------------------------------------------------- URLs
-  const enc = encodeURIComponent;
-  const encPath = (path) => String(path).split("/").map(enc).join("/");
-  const apiUrl = (rest) => `${BASE}/api/v1${rest}`;
   const datasetApi = (name, rest = "") => apiUrl(`/datasets/${enc(name)}${rest}`);
   const runApi = (id, rest = "") => apiUrl(`/runs/${enc(id)}${rest}`);
   const thumbUrl = (name, path, size) => datasetApi(name, `/thumbs/${encPath(path)}`) + (size ? `?size=${size}` : "");
@@ -26,123 +25,18 @@
   const runPage = (id, rest = "") => `${BASE}/runs/${enc(id)}${rest}`;
   const datasetPage = (name) => `${BASE}/datasets/${enc(name)}`;
 
-  // ---------------------------------------------------------------------------- DOM helpers
-  const $ = (selector, root = document) => root.querySelector(selector);
-
-  function h(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  const isNum = (x) => typeof x === "number" && isFinite(x);
-  const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
-  const basename = (path) => String(path || "").split(/[\\/]/).pop();
+  // ---------------------------------------------------------------------------- formatting
   const pct = (x, digits = 1) => (isNum(x) ? `${(x * 100).toFixed(digits)} %` : "—");
   const score = (x) => (isNum(x) ? x.toFixed(3) : "—");
-
-  function formatBytes(n) {
-    if (!isNum(n)) return "";
-    const units = ["bytes", "KB", "MB", "GB"];
-    let i = 0;
-    let v = n;
-    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
-    return i === 0 ? `${Math.round(v)} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-  }
-
-  function formatDuration(seconds) {
-    if (!isNum(seconds)) return "";
-    if (seconds < 0.1) return "under 0.1 s";
-    if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
-    const s = Math.round(seconds);
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
-  }
 
   function formatWhen(epochSeconds) {
     if (!isNum(epochSeconds)) return "";
     return new Date(epochSeconds * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
   }
 
-  /** Inline facts separated by dots. */
-  function dotted(items) {
-    const out = [];
-    items.filter(Boolean).forEach((item, i) => {
-      if (i) out.push(h("span", { class: "dot", "aria-hidden": "true" }, "·"));
-      out.push(item);
-    });
-    return out;
-  }
-
   function stateBadge(state, id) {
     return h("span", { class: `badge state-${state || "unknown"}`, id }, state || "unknown");
   }
-
-  // ---------------------------------------------------------------------------- API and errors
-  class ApiError extends Error {
-    constructor(message, hint, status, code) {
-      super(message);
-      this.hint = hint || null;
-      this.status = status;
-      this.code = code || null;
-    }
-  }
-
-  async function api(url, options) {
-    let res;
-    try {
-      res = await fetch(url, options);
-    } catch (err) {
-      throw new ApiError(`cannot reach the vitrine server (${err.message})`,
-        "check that the server is still running and reload the page", 0, "network");
-    }
-    const type = res.headers.get("content-type") || "";
-    let data = null;
-    let text = "";
-    if (type.includes("json")) {
-      try { data = await res.json(); } catch (err) { text = `unreadable JSON (${err.message})`; }
-    } else {
-      text = await res.text();
-    }
-    if (!res.ok) {
-      const e = (data && data.error) || {};
-      const message = e.message || `${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`;
-      throw new ApiError(message, e.hint, res.status, e.code);
-    }
-    return data;
-  }
-
-  function showError(err, context) {
-    const box = $("#error");
-    const message = (err && err.message) || String(err);
-    if (!box) { window.alert(message); return; }
-    $(".error-message", box).textContent = context ? `${context}: ${message}` : message;
-    const hint = $(".error-hint", box);
-    hint.textContent = err && err.hint ? `Hint: ${err.hint}` : "";
-    hint.hidden = !(err && err.hint);
-    box.hidden = false;
-    if (window.console) console.error(context || "vitrine", err);
-  }
-
-  function clearError() {
-    const box = $("#error");
-    if (box) box.hidden = true;
-  }
-
-  const report = (context) => (err) => showError(err, context);
 
   // ---------------------------------------------------------------------------- charts
   const COLORS = {

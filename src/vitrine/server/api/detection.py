@@ -1,0 +1,358 @@
+"""REST API for object detection and instance segmentation. Thin like v1: every route calls the core
+(``vitrine.detect``: the registry of detectors, the overlay drawer, the JSON export) and returns
+JSON or a PNG.
+
+An image comes either as an upload (``file``) or from a collection (``project`` + ``path``, looked
+up in the project's catalog, never joined onto a folder as given). Models are loaded once per
+process by the registry; inference runs in a worker thread, one request at a time per model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+from collections import OrderedDict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from vitrine.errors import ModelError, NotFound, VitrineError
+from vitrine.server.api.classification import jsonable
+from vitrine.server.api.v1 import StateDep, read_upload
+from vitrine.server.state import AppState
+
+router = APIRouter(prefix="/api/v1", tags=["detection"])
+
+MaskFormat = Literal["rle", "polygon", "none"]
+DEFAULT_MODEL = "ssd-mobilenet-v2-coco"
+RUN_DETECTORS_KEPT = 4  # fine-tuned detectors kept loaded (least recently used dropped first)
+_LOCKS_GUARD = threading.Lock()
+
+
+# ------------------------------------------------------------------------------ models
+def _detectors(st: AppState) -> list[dict]:
+    from vitrine.detect import list_detectors
+    from vitrine.server.security import visible
+
+    rows = list_detectors(workspace=st.settings.root)
+    runs = set(visible("run", [str(r.get("name")) for r in rows if r.get("kind") == "run"]))
+    return [r for r in rows if r.get("kind") != "run" or str(r.get("name")) in runs]  # runs the caller may read
+
+
+def _names(rows: list[dict], task: str | None = None) -> list[str]:
+    return [str(r.get("name")) for r in rows if task is None or r.get("task") == task]
+
+
+def _model_lock(request: Request, detector: Any) -> threading.Lock:
+    """One lock per loaded model: OpenCV DNN nets and torch models are not safe to run from two
+    threads at once."""
+    app_state = request.app.state
+    with _LOCKS_GUARD:
+        locks = getattr(app_state, "detector_locks", None)
+        if locks is None:
+            locks = app_state.detector_locks = {}
+        return locks.setdefault(id(detector), threading.Lock())
+
+
+class _RunDetectors:
+    """Fine-tuned detectors loaded from runs, kept per app (the registry caches its own models):
+    the few used last, each until its run.json changes."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.loaded: OrderedDict[str, tuple[tuple, Any]] = OrderedDict()
+
+    def get(self, st: AppState, name: str) -> Any:
+        from vitrine.detect import load_detector
+        from vitrine.workspace import Workspace
+
+        record = Workspace(st.settings.root).runs_dir / name / "run.json"
+        try:
+            stamp = (record.stat().st_size, record.stat().st_mtime_ns)
+        except OSError:
+            stamp = ()
+        with self.lock:
+            hit = self.loaded.get(name)
+            if hit is not None and hit[0] == stamp:
+                self.loaded.move_to_end(name)
+                return hit[1]
+            detector = load_detector(name, workspace=st.settings.root)
+            self.loaded[name] = (stamp, detector)
+            while len(self.loaded) > RUN_DETECTORS_KEPT:
+                self.loaded.popitem(last=False)
+            return detector
+
+
+def _run_detectors(request: Request) -> _RunDetectors:
+    app_state = request.app.state
+    with _LOCKS_GUARD:
+        found = getattr(app_state, "run_detectors", None)
+        if found is None:
+            found = app_state.run_detectors = _RunDetectors()
+        return found
+
+
+def load_model(st: AppState, name: str, task: str, runs: _RunDetectors | None = None) -> Any:
+    """The detector ``name``: a registry model (loaded once per process by the registry) or a
+    fine-tuned run (kept in ``runs``). An unknown name is a 404 naming the known ones; a boxes-only
+    model asked to segment is a 400 naming the segmentation models."""
+    from vitrine.detect import load_detector
+
+    rows = _detectors(st)
+    if name not in _names(rows):
+        known = ", ".join(_names(rows)) or "none"
+        raise NotFound(f"no detection or segmentation model {name!r}", hint=f"known models: {known}")
+    if task == "segmentation":
+        row = next(r for r in rows if r.get("name") == name)
+        if row.get("task") != "segmentation":
+            seg = _names(rows, "segmentation")
+            raise VitrineError(
+                f"model {name!r} only detects boxes: it cannot segment",
+                hint=(
+                    "use a segmentation model: " + ", ".join(seg)
+                    if seg
+                    else "no segmentation model here: fine-tune one (Mask R-CNN) or install one from the hub"
+                )
+                + f"; or POST /api/v1/detect for boxes from {name!r}",
+            )
+    is_run = any(r.get("name") == name and r.get("kind") == "run" for r in rows)
+    try:
+        if is_run and runs is not None:
+            return runs.get(st, name)
+        return load_detector(name, workspace=st.settings.root)
+    except ModelError:
+        raise
+    except VitrineError as exc:  # any other problem loading it is the model's, not the request's
+        raise ModelError(exc.message, hint=exc.hint) from None
+
+
+# ------------------------------------------------------------------------------ inputs
+async def read_image(
+    st: AppState, file: UploadFile | None, project: str | None, path: str | None
+) -> tuple[Image.Image, dict]:
+    """The image of a request, decoded, with a description of where it came from."""
+    from vitrine.collection.imageio import open_image, open_image_bytes
+
+    if file is not None and (project or path):
+        raise VitrineError("give either an uploaded file or a collection image (project + path), not both")
+    if file is not None:
+        data = await read_upload(file, st.settings.max_upload_bytes)
+        name = file.filename or "upload"
+        image = await run_in_threadpool(open_image_bytes, data, name=name)
+        return image, {"source": "upload", "name": name, "bytes": len(data)}
+    if project and path:
+        proj = st.project(project)
+        file_path = await run_in_threadpool(proj.image_path, path)
+        image = await run_in_threadpool(open_image, file_path)
+        return image, {"source": "collection", "project": project, "path": path}
+    if project or path:
+        raise VitrineError(
+            "a collection image needs both project and path", hint="e.g. project=demo&path=animals/cat.jpg"
+        )
+    raise VitrineError(
+        "no image given", hint="upload one as the multipart field 'file', or name a collection image (project + path)"
+    )
+
+
+def _subset(det: Any, keep: list[bool]) -> Any:
+    """The detections where ``keep`` is true (same image, model and timing)."""
+    import numpy as np
+
+    k = np.asarray(keep, dtype=bool)
+    return dataclasses.replace(
+        det,
+        boxes=det.boxes[k],
+        scores=det.scores[k],
+        class_ids=det.class_ids[k],
+        labels=[lab for lab, on in zip(det.labels, keep, strict=True) if on],
+        masks=None if det.masks is None else det.masks[k],
+    )
+
+
+def _parse_classes(classes: str | None) -> set[str] | None:
+    if classes is None or not classes.strip():
+        return None
+    return {c.strip() for c in classes.split(",") if c.strip()}
+
+
+async def _infer(request: Request, detector: Any, image: Image.Image, threshold: float) -> Any:
+    lock = _model_lock(request, detector)
+
+    def work():
+        with lock:
+            return detector.predict(image, threshold=threshold)
+
+    return await run_in_threadpool(work)
+
+
+def result_json(det: Any, detector: Any, task: str, mask_format: str) -> dict:
+    """The answer of /detect and /segment: model, task, size, time, and one row per detection
+    (box in pixel xyxy, class id, label, score, the class's overlay colour, and for segmentation
+    the mask)."""
+    from vitrine.detect.export import detections_to_json
+    from vitrine.detect.overlay import class_color
+
+    exported = detections_to_json(det, mask_format=mask_format if det.masks is not None else "none")
+    rows = exported.get("detections", []) if isinstance(exported, dict) else exported
+    detections = []
+    for row in rows:
+        box = row.get("box", row.get("bbox"))
+        out = {
+            "box": [round(float(v), 2) for v in box],
+            "class_id": int(row.get("class_id", row.get("category_id", 0))),
+            "label": row.get("label", row.get("class", "")),
+            "score": round(float(row["score"]), 4),
+        }
+        out["color"] = list(class_color(out["label"]))  # the overlay's colour of the class (RGB)
+        if mask_format != "none" and row.get("mask") is not None:
+            out["mask"] = row["mask"]
+        detections.append(out)
+    return jsonable(
+        {
+            "model": getattr(detector, "name", det.model),
+            "task": task,
+            "model_task": getattr(detector, "task", task),
+            "width": int(det.width),
+            "height": int(det.height),
+            "seconds": round(float(det.seconds), 4),
+            "mask_format": mask_format if task == "segmentation" else "none",
+            "detections": detections,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ routes
+Threshold = Annotated[float, Form(ge=0.0, le=1.0, description="keep detections scoring at least this (0..1)")]
+ModelName = Annotated[str, Form(min_length=1, max_length=200, description="a name from GET /api/v1/detectors")]
+Upload = Annotated[UploadFile | None, File(description="an image (multipart upload)")]
+ProjectField = Annotated[str | None, Form(description="a collection (with path)")]
+PathField = Annotated[str | None, Form(description="an image path of the collection, relative to images/")]
+ProjectQuery = Annotated[str | None, Query(alias="project", description="a collection (with path)")]
+PathQuery = Annotated[str | None, Query(alias="path", description="an image path of the collection")]
+Classes = Annotated[str | None, Form(description="overlay only these class labels (comma-separated)")]
+Alpha = Annotated[float, Form(ge=0.0, le=1.0, description="mask opacity in the overlay")]
+
+
+@router.get("/detectors")
+def detectors(st: StateDep):
+    """Every detection and instance-segmentation model: the registry's (with whether it is
+    available here) and the runs fine-tuned in this workspace."""
+    return jsonable(_detectors(st))
+
+
+@dataclasses.dataclass
+class ImageInput:
+    """Where the image of a request comes from: an upload, or a collection image."""
+
+    file: UploadFile | None
+    project: str | None
+    path: str | None
+
+
+def image_input(
+    file: Upload = None,
+    project: ProjectField = None,
+    path: PathField = None,
+    project_q: ProjectQuery = None,
+    path_q: PathQuery = None,
+) -> ImageInput:
+    return ImageInput(file, project or project_q, path or path_q)
+
+
+@dataclasses.dataclass
+class Drawing:
+    """What every route takes besides the image and the model: the score threshold, and for the
+    PNG the classes to draw and the mask opacity."""
+
+    threshold: float
+    classes: str | None
+    alpha: float
+
+
+def drawing(threshold: Threshold = 0.5, classes: Classes = None, alpha: Alpha = 0.45) -> Drawing:
+    return Drawing(threshold, classes, alpha)
+
+
+ImageDep = Annotated[ImageInput, Depends(image_input)]
+DrawingDep = Annotated[Drawing, Depends(drawing)]
+Format = Annotated[Literal["json", "png"], Query(description="json, or png for the annotated image")]
+PNG = {200: {"content": {"image/png": {}}}}
+JSON_OR_PNG = {200: {"content": {"application/json": {}, "image/png": {}}}}
+
+
+async def _answer(
+    request: Request, st: AppState, task: str, src: ImageInput, model: str, opts: Drawing, mask_format: str, fmt: str
+):
+    detector = await run_in_threadpool(load_model, st, model, task, _run_detectors(request))
+    image, source = await read_image(st, src.file, src.project, src.path)
+    det = await _infer(request, detector, image, opts.threshold)
+    wanted = _parse_classes(opts.classes)
+    if wanted is not None:  # a class by its label or its id, like draw_overlay's filter
+        pairs = zip(det.labels, det.class_ids, strict=True)
+        det = _subset(det, [lab in wanted or str(int(cid)) in wanted for lab, cid in pairs])
+    if fmt == "png":
+        return await overlay_response(image, det, opts.alpha)
+    out = await run_in_threadpool(result_json, det, detector, task, mask_format)
+    out["threshold"] = opts.threshold
+    out["image"] = source
+    return out
+
+
+async def overlay_response(image: Image.Image, det: Any, alpha: float) -> Response:
+    from vitrine.detect.overlay import draw_overlay
+
+    def work() -> bytes:
+        drawn = draw_overlay(image, det, alpha=alpha)
+        buf = io.BytesIO()
+        drawn.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
+
+    data = await run_in_threadpool(work)
+    return Response(data, media_type="image/png", headers={"Content-Disposition": 'inline; filename="overlay.png"'})
+
+
+@router.post("/detect", responses=JSON_OR_PNG)
+async def detect(
+    request: Request,
+    st: StateDep,
+    src: ImageDep,
+    opts: DrawingDep,
+    model: ModelName = DEFAULT_MODEL,
+    format: Format = "json",
+):
+    """Detect objects in an image (upload ``file``, or ``project`` + ``path``): boxes in pixel
+    xyxy, classes and scores. ``?format=png`` answers the annotated image instead."""
+    return await _answer(request, st, "detection", src, model, opts, "none", format)
+
+
+@router.post("/segment", responses=JSON_OR_PNG)
+async def segment(
+    request: Request,
+    st: StateDep,
+    src: ImageDep,
+    opts: DrawingDep,
+    model: ModelName,
+    mask_format: Annotated[MaskFormat, Form(description="masks as COCO RLE, polygons, or none")] = "rle",
+    format: Format = "json",
+):
+    """Instance segmentation of an image: boxes, classes, scores and one mask per object (COCO
+    RLE or polygons). A boxes-only model is refused with the segmentation models to use instead."""
+    return await _answer(request, st, "segmentation", src, model, opts, mask_format, format)
+
+
+@router.post("/detect/overlay", response_class=Response, responses=PNG)
+async def detect_overlay(
+    request: Request, st: StateDep, src: ImageDep, opts: DrawingDep, model: ModelName = DEFAULT_MODEL
+):
+    """The image with its detections drawn (boxes, labels with scores), as PNG."""
+    return await _answer(request, st, "detection", src, model, opts, "none", "png")
+
+
+@router.post("/segment/overlay", response_class=Response, responses=PNG)
+async def segment_overlay(request: Request, st: StateDep, src: ImageDep, opts: DrawingDep, model: ModelName):
+    """The image with its instance masks, boxes and labels drawn, as PNG."""
+    return await _answer(request, st, "segmentation", src, model, opts, "none", "png")
