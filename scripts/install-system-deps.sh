@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite and benchmarks use: Chromium (UI tests), Fashion-MNIST (real
-# labelled images, offline). Installs only what is missing; needs root or sudo.
+# labelled images, offline), PostgreSQL (the tests start a throwaway server with initdb + pg_ctl).
+# Installs only what is missing; needs root or sudo.
 set -euo pipefail
-want=(chromium dataset-fashion-mnist)
+want=(chromium dataset-fashion-mnist postgresql)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -189,6 +189,10 @@ def search(
     offset: Annotated[int, typer.Option(min=0)] = 0,
     folder: Annotated[str | None, typer.Option(help="restrict to a subfolder of images/")] = None,
     model: Annotated[str | None, typer.Option(help="must match the model the project was indexed with")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", "-t", help="keep images with this detector tag (`vitrine tag`); repeatable: all of them"),
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Search a project by text, ontology keyword, or example image."""
@@ -199,7 +203,7 @@ def search(
         if len(given) != 1:
             raise VitrineError("give exactly one query: TEXT, --keyword K, or --image PATH")
         proj = Project(project_dir)
-        kw = dict(k=k, offset=offset, folder=folder, model=model)
+        kw = dict(k=k, offset=offset, folder=folder, model=model, tags=tag or None)
         if text is not None:
             result = proj.search(text, **kw)
         elif keyword is not None:
@@ -217,6 +221,8 @@ def search(
         "keyword": lambda: f"{q['keyword']} — {q['description']}",
         "image": lambda: f"like {q['image']}",
     }[q["kind"]]()
+    if q.get("tags"):
+        title += "  with tags " + ", ".join(q["tags"])
     table = Table(title=f"{title}  [dim](model {result.model})[/]")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
@@ -224,6 +230,59 @@ def search(
     for i, h in enumerate(result.hits, offset + 1):
         table.add_row(str(i), f"{h.score:.3f}", h.path + (f"  (+{len(h.duplicates)} same)" if h.duplicates else ""))
     out.print(table)
+
+
+@app.command()
+def tag(
+    project_dir: ProjectDir,
+    model: Annotated[str, typer.Option(help="detection model or detection run id (see `vitrine models`)")] = (
+        "ssd-mobilenet-v2-coco"
+    ),
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="keep boxes scoring at least this")] = 0.5,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=256)] = None,
+    as_json: JsonOpt = False,
+):
+    """Run a detector over the images and keep its labels as tags (incremental, resumable)."""
+    from vitrine.project import Project
+
+    cancel = threading.Event()
+    with _Guard():
+        proj = Project(project_dir)
+        bar = _progress_bar()
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total or None)
+            bar.update(tasks[stage], completed=done, total=total or None)
+
+        try:
+            with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
+                report = proj.tag(
+                    model=model, threshold=threshold, progress=progress, cancel=cancel, batch_size=batch_size
+                )
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]interrupted[/]: the images tagged so far are kept; run the same command to resume",
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+        counts = proj.tags()
+    if as_json:
+        _emit_json(report.to_dict() | {"tags": counts})
+        return
+    out.print(f"tagged with [bold]{report.model}[/] at threshold {report.threshold}", highlight=False)
+    table = Table(show_header=False, box=None)
+    table.add_row("tagged", str(report.tagged))
+    table.add_row("unchanged", str(report.unchanged))
+    table.add_row("objects", str(report.objects))
+    table.add_row("failed", str(len(report.failed)))
+    table.add_row("images/s", f"{report.images_per_second:.1f}")
+    out.print(table)
+    if counts:
+        out.print("tags: " + ", ".join(f"{label} ({n})" for label, n in counts.items()), highlight=False)
+    for f in report.failed:
+        out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -241,6 +300,16 @@ def status(project_dir: ProjectDir, as_json: JsonOpt = False):
         out.print(f"  {folder or '(top level)'}: {n}")
     if st["failed"]:
         out.print(f"  [yellow]{st['failed']} unreadable[/] (see `vitrine index` output)")
+    tagging = st.get("tagging") or {}
+    for name, row in (tagging.get("models") or {}).items():
+        pending = f", {row['pending']} to tag" if row.get("pending") else ""
+        out.print(
+            f"tags by {name} (threshold {row['threshold']}): {row['tagged']} images tagged{pending}, "
+            f"{tagging.get('tags', 0)} distinct tags",
+            highlight=False,
+        )
+    if not tagging.get("models"):
+        out.print("tags: none yet (`vitrine tag` runs a detector over the images)", highlight=False)
 
 
 @app.command()
@@ -296,6 +365,14 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     root_path: Annotated[str, typer.Option(help="path prefix when behind a reverse proxy, e.g. /proxy/8000")] = "",
+    multi_user: Annotated[
+        bool | None,
+        typer.Option(
+            "--multi-user/--single-user",
+            help="require accounts (`vitrine users add`) for everything but /api/v1/health and the login page "
+            "(default: VITRINE_MULTI_USER, else single-user with no login)",
+        ),
+    ] = None,
 ):
     """Serve the web UI and the REST API."""
     import uvicorn
@@ -305,7 +382,15 @@ def serve(
     with _Guard():
         if not root.is_dir():
             raise VitrineError(f"{root} is not a folder", hint="give a project folder or a folder of projects")
-        application = create_app(root, root_path=root_path)
+        application = create_app(root, root_path=root_path, multi_user=multi_user)
+    auth = application.state.auth
+    if auth.multi_user and not auth.store.list_users():
+        err.print(
+            "[yellow]warning:[/] multi-user mode and no accounts yet: nobody can sign in. "
+            f"Add an admin with `vitrine users add NAME --admin --workspace {root}`",
+            highlight=False,
+            soft_wrap=True,
+        )
     err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False, soft_wrap=True)
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
 
@@ -333,9 +418,10 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from vitrine import cli_data, cli_predict, cli_train
+    from vitrine import cli_data, cli_detect, cli_predict, cli_train, cli_users
+    from vitrine.jobs import cli as cli_jobs
 
-    for module in (cli_data, cli_train, cli_predict):
+    for module in (cli_data, cli_train, cli_predict, cli_detect, cli_users, cli_jobs):
         module.register(app)
 
 

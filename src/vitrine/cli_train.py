@@ -65,11 +65,12 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def evaluation_of(record: dict) -> dict:
-    """The evaluation a run reports: on its test split, else all samples, else val."""
+    """The evaluation a run reports: on its test split, else all samples, else val (accuracy for
+    classifiers, box/mask mAP for detectors)."""
     metrics = record.get("metrics") or {}
     for split in ("test", "all", "val"):
         found = metrics.get(split)
-        if isinstance(found, dict) and found.get("accuracy") is not None:
+        if isinstance(found, dict) and any(found.get(k) is not None for k in ("accuracy", "bbox_map50")):
             return {"split": found.get("split", split), **found}
     return {}
 
@@ -397,13 +398,27 @@ def _print_run(run, ws) -> None:
 
 
 def eval_run(
-    run_id: Annotated[str, typer.Argument(help="the run to evaluate (see `vitrine runs`)")],
+    run_id: Annotated[str | None, typer.Argument(help="the run to evaluate (see `vitrine runs`)")] = None,
     split: Annotated[str, typer.Option(help="test, val, train or all")] = "test",
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 32,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="detection: a detector or detection run to evaluate")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="detection: annotations to evaluate on (COCO json, YOLO data.yaml, CVAT xml, VOC folder)"),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="detection: folder for the report files")] = None,
+    data_format: Annotated[
+        str | None, typer.Option("--format", help="detection: coco, yolo, cvat or voc (default: guessed)")
+    ] = None,
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
+    iou_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
 ):
-    """Evaluate a run on a split of its dataset: accuracy, macro-F1, top-k, per-class table, speed."""
+    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
+    a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
     from rich.table import Table
 
     from vitrine.cli import _emit_json, _Guard, err, out
@@ -411,7 +426,23 @@ def eval_run(
     from vitrine.evaluate.classification import evaluate_run
     from vitrine.train.runs import Run
 
+    if data is not None or model is not None:
+        from vitrine.cli_detect import eval_detection
+
+        with _Guard():
+            if data is None or model is None or run_id is not None:
+                raise VitrineError(
+                    "detection evaluation takes --model and --data (and no run id)",
+                    hint="vitrine eval --model ssd-mobilenet-v2-coco --data annotations.json",
+                )
+        eval_detection(model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json)
+        return
     with _Guard():
+        if run_id is None:
+            raise VitrineError(
+                "give the run to evaluate, or --model and --data for a detector",
+                hint="vitrine eval RUN_ID, or vitrine eval --model M --data annotations.json",
+            )
         if split not in ("test", "val", "train", "all"):
             raise VitrineError(f"unknown split {split!r}", hint="test, val, train or all")
         ws = _workspace(workspace)
@@ -475,6 +506,8 @@ def run_rows(ws) -> list[dict]:
                 "state": r.get("state"),
                 "accuracy": ev.get("accuracy"),
                 "macro_f1": ev.get("macro_f1"),
+                "box_map50": ev.get("bbox_map50"),
+                "mask_map50": ev.get("segm_map50"),
                 "evaluated_on": ev.get("split"),
                 "progress": r.get("progress") or {},
                 "created_at": r.get("created_at"),
@@ -498,8 +531,11 @@ def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
         out.print("no runs yet: train one with `vitrine train DATASET`")
         return
     table = Table(title="runs")
-    for col in ("id", "kind", "dataset", "model", "state", "accuracy", "macro F1"):
-        table.add_column(col, justify="right" if col in ("accuracy", "macro F1") else "left", overflow="fold")
+    detectors = any(r["kind"] in ("detection", "segmentation") for r in rows)
+    classifiers = any(r["kind"] not in ("detection", "segmentation") for r in rows)
+    scores = ("accuracy", "macro F1") * classifiers + ("box AP50", "mask AP50") * detectors
+    for col in ("id", "kind", "dataset", "model", "state", *scores):
+        table.add_column(col, justify="right" if col in scores else "left", overflow="fold")
     colours = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
     for row in rows:
         state = row["state"] or "-"
@@ -512,8 +548,8 @@ def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
             row["dataset"] or "-",
             row["model"] or "-",
             f"[{colours.get(state, 'white')}]{state}[/]",
-            acc,
-            _fmt(row["macro_f1"], 4),
+            *((acc, _fmt(row["macro_f1"], 4)) * classifiers),
+            *((_fmt(row["box_map50"], 3), _fmt(row["mask_map50"], 3)) * detectors),
         )
     out.print(table)
 
@@ -567,9 +603,205 @@ def tensorboard(
         raise typer.Exit(code)
 
 
+# ------------------------------------------------------------------------------------------------
+# vitrine train-detector
+
+
+class _DetectionProgress(_TrainProgress):
+    """The progress bar and per-epoch lines of a detection run (losses, mAP)."""
+
+    def __call__(self, stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
+        info = {**(info or {}), **extra}
+        if stage == "epoch":
+            self._epoch_line(info)
+            return
+        if stage == "train" and self.bar is not None:
+            task = self._task("train", "train", total)
+            stats = f"loss {_fmt(info.get('loss'), 3)}"
+            if info.get("images_per_second"):
+                stats += f" {info['images_per_second']:.1f} img/s"
+            self.bar.update(
+                task,
+                completed=done,
+                total=total or None,
+                description=f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}",
+                stats=stats,
+                eta=_duration(info.get("eta_seconds")),
+            )
+            return
+        super().__call__(stage, done, total, info)
+
+    def _epoch_line(self, info: dict) -> None:
+        parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}" + (" (partial)" if info.get("partial") else "")]
+        if info.get("train_loss") is not None:
+            parts.append(f"train loss {_fmt(info['train_loss'], 3)}")
+        for key, label in (("val_bbox_map50", "box mAP@.5"), ("val_segm_map50", "mask mAP@.5")):
+            if info.get(key) is not None:
+                parts.append(f"{label} {_fmt(info[key], 3)}")
+        if info.get("improved"):
+            parts.append("[green]best[/]")
+        if info.get("eta_seconds") is not None:
+            parts.append(f"about {_duration(info['eta_seconds'])} left")
+        self.console.print(" · ".join(parts), highlight=False, soft_wrap=True)
+
+
+def train_detector_cmd(
+    dataset: Annotated[
+        str | None,
+        typer.Argument(
+            help="COCO .json file, a folder of them (e.g. `vitrine data scenes` output), YOLO data.yaml, CVAT "
+            ".xml or VOC folder; optional with --resume"
+        ),
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="maskrcnn (boxes + masks) or fasterrcnn (boxes)")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="efficientnet-lite0 (ImageNet weights in a package: offline), resnet50-fpn, resnet50-fpn-v2"),
+    ] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option("--pretrained/--random-init", help="start from ImageNet (lite0) or COCO (resnet50) weights"),
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="local weights file (COCO checkpoint for resnet50-fpn*)")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(min=32, max=2048, help="internal image size, shorter side (128)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, max=10000, help="epochs (10)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=1024, help="images per step (4)")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="peak learning rate (0.02)")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd or adamw")] = None,
+    schedule: Annotated[str | None, typer.Option(help="cosine, step or constant")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(min=0, help="linear warm-up steps (100)")] = None,
+    freeze_stages: Annotated[int | None, typer.Option(min=0, help="freeze the stem and the first N stages")] = None,
+    augment: Annotated[str | None, typer.Option(help="none, flip or light (flip + scale jitter)")] = None,
+    fpn_channels: Annotated[int | None, typer.Option(min=8, max=512, help="FPN width (efficientnet-lite0)")] = None,
+    proposals: Annotated[
+        int | None, typer.Option(min=1, help="region proposals kept per image in training (300; test: a third)")
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(min=0.01, help="training time budget in minutes")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="random seed (0)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="torch CPU threads")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N (default: auto)")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="id of the new run (default: made up)")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="continue this run from its last.pt")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Fine-tune Mask R-CNN or Faster R-CNN on a detection dataset (runs are listed by `vitrine runs`)."""
+    from vitrine.cli import _emit_json, _fail, _Guard, err
+    from vitrine.errors import Cancelled, VitrineError
+
+    opts = {
+        "arch": arch,
+        "backbone": backbone,
+        "pretrained": pretrained,
+        "weights": weights,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "warmup_steps": warmup_steps,
+        "freeze_stages": freeze_stages,
+        "augment": augment,
+        "fpn_channels": fpn_channels,
+        "max_minutes": max_minutes,
+        "seed": seed,
+        "threads": threads,
+        "device": device,
+    }
+    given = {k: v for k, v in opts.items() if v is not None}
+    if proposals is not None:
+        given.update(
+            rpn_post_nms_top_n_train=proposals,
+            rpn_pre_nms_top_n_train=2 * proposals,
+            rpn_post_nms_top_n_test=max(1, proposals // 3),
+            rpn_pre_nms_top_n_test=proposals,
+        )
+    cancel = threading.Event()
+    with _Guard():
+        from vitrine.train.detection import DetectionConfig, train_detector
+
+        ws = _workspace(workspace)
+        if resume and name and name != resume:
+            raise VitrineError("give --name or --resume, not both")
+        if dataset is None and not resume:
+            raise VitrineError("give the dataset to train on", hint="a COCO .json file or a folder of them")
+        run_id = resume or name
+        show_bar = bool(err.is_terminal or os.environ.get("VITRINE_PROGRESS")) and not os.environ.get(
+            "VITRINE_NO_PROGRESS"
+        )
+        try:
+            with _CancelOnSigint(cancel, err), _DetectionProgress(err, show_bar) as progress:
+                common = {"progress": progress, "cancel": cancel, "run_id": run_id}
+                if resume:
+                    err.print(f"resuming run [bold]{run_id}[/] from its last checkpoint", highlight=False)
+                    run = train_detector(ws, dataset, given, resume=True, **common)
+                else:
+                    config = DetectionConfig(**given)
+                    err.print(
+                        f"training [bold]{config.arch}[/] with {config.backbone} on {dataset}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    run = train_detector(ws, dataset, config, **common)
+        except (KeyboardInterrupt, Cancelled):
+            rid = run_id or "(see `vitrine runs`)"
+            err.print(
+                f"[yellow]cancelled[/]: run {rid} keeps its last checkpoint; resume with "
+                f"`vitrine train-detector --resume {rid}`",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+    if as_json:
+        _emit_json(run.record)
+        return
+    _print_detection_run(run)
+    if run.record.get("state") == "failed":
+        _fail(VitrineError(f"run {run.id} failed: {run.record.get('error')}"))
+
+
+def _print_detection_run(run) -> None:
+    from rich.table import Table
+
+    from vitrine.cli import out
+
+    r = run.record
+    metrics = r.get("metrics") or {}
+    table = Table(title=f"run {run.id}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("kind / model", f"{r.get('kind')} / {r.get('model')}")
+    table.add_row("state", f"{r.get('state')}" + (f" ({metrics['stopped']})" if metrics.get("stopped") else ""))
+    if metrics.get("epochs_completed") is not None:
+        table.add_row("epochs", f"{metrics['epochs_completed']} (best: {metrics.get('best_epoch')})")
+        table.add_row(
+            "training",
+            f"{_duration(metrics.get('train_seconds'))}, {_fmt(metrics.get('train_images_per_second'), 1)} img/s",
+        )
+    for split in ("test", "val"):
+        ev = metrics.get(split) or {}
+        if ev.get("bbox_map50") is not None and "n_images" in ev:
+            for key, label in (("bbox", "box"), ("segm", "mask")):
+                if ev.get(f"{key}_map50") is not None:
+                    table.add_row(
+                        f"{label} mAP ({split})",
+                        f"@.5 {_fmt(ev[f'{key}_map50'], 3)} · @.5:.95 {_fmt(ev.get(f'{key}_map'), 3)}",
+                    )
+            break
+    speed = metrics.get("speed") or {}
+    if speed:
+        table.add_row("inference", f"{speed['ms_per_image']:.1f} ms/image ({speed.get('device')})")
+    table.add_row("folder", str(run.dir))
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main `vitrine` app."""
     app.command("train")(train)
+    app.command("train-detector")(train_detector_cmd)
     app.command("eval")(eval_run)
     app.command("runs")(runs)
     app.command("tensorboard")(tensorboard)

@@ -50,6 +50,10 @@ ROUTES = {
     "/api/v1/projects/{name}/meta/{path}": {"get"},
     "/api/v1/projects/{name}/files/{path}": {"get"},
     "/api/v1/projects/{name}/thumbs/{path}": {"get"},
+    # detector tags: checked in tests/test_tagging.py
+    "/api/v1/projects/{name}/tag": {"post"},
+    "/api/v1/projects/{name}/tags": {"get"},
+    "/api/v1/projects/{name}/tags/{label}": {"get"},
 }
 SECRET = b"TOP SECRET: never served\n"
 
@@ -236,9 +240,15 @@ def test_openapi_lists_every_api_route(client):
     assert r.status_code == 200
     paths = r.json()["paths"]
     # the classification routes are listed and checked in test_classification_api.py
+    # (and the detection routes in test_detection_api.py)
     from vitrine.server.api.classification import router as classification_router
+    from vitrine.server.api.detection import router as detection_router
 
     theirs = {route.path.replace("{path:path}", "{path}") for route in classification_router.routes}
+    theirs |= {route.path for route in detection_router.routes}
+    from vitrine.server.api.auth import router as auth_router  # accounts: tests/server/test_authorization.py
+
+    theirs |= {route.path for route in auth_router.routes}
     api_paths = {
         p: {m for m in ops if m != "parameters"} for p, ops in paths.items() if p.startswith(API) and p not in theirs
     }

@@ -6,6 +6,7 @@ Works behind a reverse proxy with a path prefix (e.g. JupyterLab's server proxy)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vitrine import __version__
 from vitrine.errors import PayloadTooLarge, VitrineError
 from vitrine.server.api.classification import router as classification_router
+from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.v1 import error_response, human_size
 from vitrine.server.api.v1 import router as api_router
+from vitrine.server.security import install_security
 from vitrine.server.state import AppState, Settings
 
 log = logging.getLogger("vitrine.server")
@@ -130,24 +133,43 @@ def _offline_docs(app: FastAPI) -> None:
         return FileResponse(assets / name, headers={"Cache-Control": "max-age=86400"})
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    app.state.vitrine.close()  # running jobs stop; resumable ones resume at the next start
+
+
 def create_app(
-    root: str | Path, root_path: str = "", data_dir: str | Path | None = None, max_upload_bytes: int | None = None
+    root: str | Path,
+    root_path: str = "",
+    data_dir: str | Path | None = None,
+    max_upload_bytes: int | None = None,
+    database_url: str | None = None,
+    multi_user: bool | None = None,
 ) -> FastAPI:
     settings = Settings(
-        root=Path(root).resolve(), root_path=root_path.rstrip("/"), data_dir=Path(data_dir) if data_dir else None
+        root=Path(root).resolve(),
+        root_path=root_path.rstrip("/"),
+        data_dir=Path(data_dir) if data_dir else None,
+        database_url=database_url,
     )
     if max_upload_bytes is not None:
         settings.max_upload_bytes = max_upload_bytes
+    if multi_user is not None:
+        settings.multi_user = multi_user
     app = FastAPI(
         title="vitrine",
         version=__version__,
         description="Search, classify and detect over image collections.",
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.vitrine = AppState(settings)
 
     app.add_middleware(BodyLimit, settings=settings)
+    # accounts and the one authorization layer: before the routes (its dependency applies to them)
+    install_security(app)
     if settings.root_path:
         app.add_middleware(RootPath, root_path=settings.root_path)
     _offline_docs(app)
@@ -190,7 +212,12 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(classification_router)
+    app.include_router(detection_router)
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)
+    from vitrine.jobs.kinds import load_job_modules
+
+    load_job_modules()  # job kinds of plugins (VITRINE_JOB_MODULES), before the jobs left by a stopped server resume
+    app.state.vitrine.start()
     return app

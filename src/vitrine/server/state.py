@@ -1,4 +1,5 @@
-"""What the web layer holds: the root folder, its projects (opened once), jobs, settings."""
+"""What the web layer holds: the root folder, its projects (opened once), the server database
+and its jobs, settings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from vitrine.collection.layout import discover_projects, is_project
 from vitrine.errors import NotFound
 from vitrine.jobs.manager import JobManager
 from vitrine.project import Project
+from vitrine.store import db as store_db
 
 
 def _env_int(name: str, default: int) -> int:
@@ -26,12 +28,22 @@ class Settings:
     root_path: str = ""
     max_upload_bytes: int = field(default_factory=lambda: _env_int("VITRINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024))
     data_dir: Path | None = None
+    database_url: str | None = None  # default: VITRINE_DATABASE_URL, else <root>/.vitrine/server.db
+    # server mode: every request needs an account (`vitrine serve --multi-user`, VITRINE_MULTI_USER=1)
+    multi_user: bool = field(
+        default_factory=lambda: os.environ.get("VITRINE_MULTI_USER", "").strip().lower() in ("1", "true", "yes", "on")
+    )
 
 
 class AppState:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.jobs = JobManager()
+        # the server database, migrated to the latest schema; its jobs run in this process
+        url = settings.database_url or store_db.database_url(settings.root)
+        if not settings.database_url and not os.environ.get(store_db.ENV_URL) and not settings.root.is_dir():
+            url = "sqlite://"  # the root is missing (an error on every page): do not create it for the database
+        self.db = store_db.open_database(url)
+        self.jobs = JobManager(self.db, services=self)
         self._projects: dict[str, Project] = {}
         self._lock = threading.Lock()
 
@@ -52,3 +64,11 @@ class AppState:
                 proj = Project(dirs[name], data_dir=self.settings.data_dir)
                 self._projects[name] = proj
             return proj
+
+    def start(self) -> dict:
+        """At server start: recover the jobs a stopped server left, run the queued ones."""
+        return self.jobs.startup()
+
+    def close(self) -> None:
+        """At server stop: interrupt running jobs (resumable ones resume at the next start)."""
+        self.jobs.close()

@@ -27,7 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, NotFound, VitrineError
+from vitrine.jobs import JobContext, register_kind
 from vitrine.server.api.v1 import read_upload
+from vitrine.server.security import require, visible
 from vitrine.server.state import AppState
 from vitrine.train.runs import Run, list_runs, new_run_id
 from vitrine.workspace import Workspace
@@ -52,7 +54,6 @@ class _Cache:
         self.stats_lock = threading.Lock()
         self.classifiers: OrderedDict[Path, tuple[tuple, Any, threading.Lock]] = OrderedDict()
         self.classifier_lock = threading.Lock()
-        self.job_runs: dict[str, str] = {}  # training job id -> run id
         self.submit_lock = threading.Lock()
 
 
@@ -185,7 +186,7 @@ def dataset_row(ws: Workspace, name: str, c: _Cache) -> dict:
 @router.get("/datasets")
 def list_datasets(ws: WorkspaceDep, c: CacheDep):
     """Every dataset of the workspace with its size; a damaged one carries an ``error``."""
-    return [dataset_row(ws, name, c) for name in ws.dataset_names()]
+    return [dataset_row(ws, name, c) for name in visible("dataset", ws.dataset_names())]
 
 
 @router.get("/datasets/{name}")
@@ -447,16 +448,25 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min"
 
 
-def _train(ws: Workspace, dataset: ClassificationDataset, body: TrainRequest, run_id: str, job) -> dict:
+def _train(
+    ws: Workspace,
+    dataset: ClassificationDataset,
+    body: TrainRequest,
+    run_id: str,
+    ctx: JobContext,
+    resume: bool = False,
+) -> dict:
     def progress(stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
-        job.progress(stage, int(done or 0), int(total or 0))
-        job.message = describe_progress(stage, done, total, {**(info or {}), **extra})
+        details = {**(info or {}), **extra}
+        message = describe_progress(stage, done, total, details)
+        ctx.progress(stage, int(done or 0), int(total or 0), jsonable(details), message=message)
 
-    common = {"progress": progress, "cancel": job.cancel_event, "run_id": run_id}
+    common = {"progress": progress, "cancel": ctx.cancel_event, "run_id": run_id}
     if body.method == "finetune":
         from vitrine.train.finetune import train_finetune
 
-        run = train_finetune(ws, dataset, _finetune_config(body), **common)
+        ctx.set_checkpoint(ws.run_dir(run_id) / "checkpoints" / "last.pt")
+        run = train_finetune(ws, dataset, _finetune_config(body), **common, **({"resume": True} if resume else {}))
     elif body.method == "linear-probe":
         from vitrine.train.linear_probe import train_linear_probe
 
@@ -474,10 +484,37 @@ def _train(ws: Workspace, dataset: ClassificationDataset, body: TrainRequest, ru
     return {"run_id": run.id, "state": record.get("state"), **run_summary(run)}
 
 
-def _job_dict(job, c: _Cache) -> dict:
+def run_train_job(ctx: JobContext, params: dict) -> dict:
+    """The ``train`` job kind: train a classifier on dataset ``params["dataset"]`` as
+    ``params["request"]`` (a TrainRequest) asks, into run ``params["run_id"]``. Run again after an
+    interruption, a fine-tuning resumes from the run's last.pt; the other methods (seconds to
+    minutes) and a fine-tuning stopped before its first checkpoint start over."""
+    from vitrine.data.importers import load_dataset
+
+    st = ctx.services
+    ws = Workspace(st.settings.root) if st is not None else Workspace()
+    body = TrainRequest(**params["request"])
+    run_id = params["run_id"]
+    run_dir = ws.run_dir(run_id)
+    resume = False
+    if ctx.resumed and (run_dir / "run.json").exists():
+        if body.method == "finetune" and (run_dir / "checkpoints" / "last.pt").is_file():
+            resume = True
+            ctx.log(f"resuming run {run_id} from its last checkpoint")
+        else:
+            import shutil
+
+            shutil.rmtree(run_dir)  # this job's own partial run, which cannot resume: start it over
+            ctx.log(f"run {run_id} had no checkpoint to resume from: starting it over")
+    return _train(ws, load_dataset(ws, params["dataset"]), body, run_id, ctx, resume=resume)
+
+
+register_kind(TRAIN_JOB, run_train_job, resumable=True, concurrency=1, description="train a classifier")
+
+
+def _job_dict(job, c: _Cache | None = None) -> dict:
     out = job.to_dict()
-    with c.lock:
-        out["run_id"] = c.job_runs.get(job.id)
+    out["run_id"] = (job.params or {}).get("run_id") if job.kind == TRAIN_JOB else None
     return out
 
 
@@ -493,19 +530,18 @@ def start_training(d: DatasetDep, body: TrainRequest, st: StateDep, ws: Workspac
     run_id = body.run_id or new_run_id(body.method, d.name)
     if (ws.run_dir(run_id) / "run.json").exists():
         raise VitrineError(f"run {run_id!r} already exists", hint="pick another run_id")
-    dataset = d.dataset
-
+    params = {"dataset": d.name, "request": body.model_dump(mode="json", exclude_none=True), "run_id": run_id}
     with c.submit_lock:
-        job = st.jobs.submit(TRAIN_JOB, f"dataset:{d.name}", lambda job: _train(ws, dataset, body, run_id, job))
-        with c.lock:
-            c.job_runs.setdefault(job.id, run_id)
+        job = st.jobs.submit(TRAIN_JOB, f"dataset:{d.name}", params)
     return _job_dict(job, c)
 
 
 @router.get("/datasets/{name}/jobs")
 def dataset_jobs(d: DatasetDep, st: StateDep, c: CacheDep):
-    """The training jobs of this dataset since the server started, newest first."""
-    return [_job_dict(j, c) for j in st.jobs.list(target=f"dataset:{d.name}") if j.kind == TRAIN_JOB]
+    """The training jobs of this dataset, newest first."""
+    found = st.jobs.list(target=f"dataset:{d.name}", kind=TRAIN_JOB)
+    mine = set(visible("job", [j.id for j in found]))
+    return [_job_dict(j, c) for j in found if j.id in mine]
 
 
 # ------------------------------------------------------------------------------ runs
@@ -581,7 +617,9 @@ def runs(
     sort: Annotated[Literal["created", "accuracy", "macro_f1", "images_per_second"], Query()] = "created",
 ):
     """Every run of the workspace (newest first, or best first by ``sort``) with its scores."""
-    rows = [run_row(r) for r in list_runs(ws) if dataset is None or r.record.get("dataset") == dataset]
+    found = [r for r in list_runs(ws) if dataset is None or r.record.get("dataset") == dataset]
+    mine = set(visible("run", [r.id for r in found]))
+    rows = [run_row(r) for r in found if r.id in mine]
     if sort != "created":
         rows.sort(key=lambda row: (row[sort] is None, -(row[sort] or 0.0)))
     return rows
@@ -697,6 +735,7 @@ def predict_sample(
     from vitrine.collection.imageio import open_image
 
     name = dataset or run.record.get("dataset") or ""
+    require("dataset", name)  # the run's own dataset is not named by the request: check it here
     d = loaded_dataset(name, ws, c)
     image = open_image(sample_file(d, sample))
     out = predict_image(run, c, image, top)

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.jobs import JobContext, register_kind
 from vitrine.models import registry
 from vitrine.project import Project
 from vitrine.search.engine import MAX_RESULTS, normalize_folder
+from vitrine.server.security import visible
 from vitrine.server.state import AppState
 
 router = APIRouter(prefix="/api/v1")
@@ -44,7 +46,7 @@ def models():
 @router.get("/projects")
 def list_projects(st: StateDep):
     out = []
-    for name in sorted(st.project_dirs()):
+    for name in visible("project", sorted(st.project_dirs())):
         try:
             status = st.project(name).status()
             out.append({"name": name, "model": status["model"], "files": status["files"]})
@@ -100,20 +102,101 @@ def catalog_csv(p: ProjectDep):
     return _csv_response(p.export_catalog_csv, f"{p.name}_catalog.csv")
 
 
+INDEX_JOB = "index"
+
+
+def run_index_job(ctx: JobContext, params: dict) -> dict:
+    """The ``index`` job kind: index project ``params["project"]`` with ``params["model"]`` (None:
+    the model it was indexed with). Re-running it carries on where an interrupted run stopped."""
+    st = ctx.services
+    if st is not None:
+        p = st.project(params["project"])
+    else:  # run outside a server: the project in the default workspace
+        from vitrine.workspace import default_workspace
+
+        p = Project(default_workspace() / params["project"])
+    return p.index(model=params.get("model"), progress=ctx.progress, cancel=ctx.cancel_event).to_dict()
+
+
+register_kind(INDEX_JOB, run_index_job, resumable=True, concurrency=2, description="index a project's images")
+
+
 @router.post("/projects/{name}/index", status_code=202)
 def start_index(p: ProjectDep, st: StateDep, model: Annotated[str | None, Form()] = None):
     if model is not None:
         registry.get(model)  # 400 now rather than a failed job later
+    return st.jobs.submit(INDEX_JOB, p.name, {"project": p.name, "model": model}).to_dict()
 
-    def work(job):
-        return p.index(model=model, progress=job.progress, cancel=job.cancel_event).to_dict()
 
-    return st.jobs.submit("index", p.name, work).to_dict()
+TAG_JOB = "tag"
+
+
+def run_tag_job(ctx: JobContext, params: dict) -> dict:
+    """The ``tag`` job kind: run detector ``params["model"]`` over project ``params["project"]``
+    at ``params["threshold"]`` and keep its labels as tags. Re-running it carries on where an
+    interrupted run stopped."""
+    from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD
+
+    st = ctx.services
+    if st is not None:
+        p = st.project(params["project"])
+    else:  # run outside a server: the project in the default workspace
+        from vitrine.workspace import default_workspace
+
+        p = Project(default_workspace() / params["project"])
+    report = p.tag(
+        model=params.get("model") or DEFAULT_TAG_MODEL,
+        threshold=params.get("threshold", DEFAULT_THRESHOLD),
+        progress=ctx.progress,
+        cancel=ctx.cancel_event,
+    )
+    return report.to_dict() | {"kind": "tag"}
+
+
+register_kind(TAG_JOB, run_tag_job, resumable=True, concurrency=1, description="tag a project's images with a detector")
+
+
+@router.post("/projects/{name}/tag", status_code=202)
+def start_tag(
+    p: ProjectDep,
+    st: StateDep,
+    model: Annotated[str | None, Form(description="detection model or detection run id")] = None,
+    threshold: Annotated[float, Form(ge=0.0, le=1.0, description="keep boxes scoring at least this")] = 0.5,
+):
+    from vitrine.detect import load_detector
+    from vitrine.tagging import DEFAULT_TAG_MODEL
+
+    model = (model or "").strip() or DEFAULT_TAG_MODEL
+    load_detector(model)  # 400 now (unknown name, weights missing) rather than a failed job later
+    return st.jobs.submit(TAG_JOB, p.name, {"project": p.name, "model": model, "threshold": threshold}).to_dict()
+
+
+@router.get("/projects/{name}/tags")
+def list_tags(p: ProjectDep, model: Annotated[str | None, Query(description="only this tagging model's tags")] = None):
+    counts = p.tags(model=model)
+    return {
+        "tags": [{"label": label, "count": n} for label, n in counts.items()],
+        "tagging": p.tagging_status(),
+    }
+
+
+@router.get("/projects/{name}/tags/{label}")
+def images_with_tag(
+    p: ProjectDep,
+    label: str,
+    model: Annotated[str | None, Query(description="only this tagging model's tags")] = None,
+    folder: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+):
+    return p.images_with_tag(label, model=model, folder=folder, offset=offset, limit=limit).to_dict()
 
 
 @router.get("/jobs")
 def list_jobs(st: StateDep, project: str | None = None):
-    return [j.to_dict() for j in st.jobs.list(target=project)]
+    found = st.jobs.list(target=project)
+    mine = set(visible("job", [j.id for j in found]))
+    return [j.to_dict() for j in found if j.id in mine]
 
 
 @router.get("/jobs/{job_id}")
@@ -138,18 +221,23 @@ def search(
         str | None, Query(description="restrict to one subfolder of images/ ('/' for files directly in images/)")
     ] = None,
     model: str | None = None,
+    tag: Annotated[
+        list[str] | None, Query(description="keep images with this detector tag (repeat: all of them)")
+    ] = None,
+    tag_model: Annotated[str | None, Query(description="only tags from this tagging model")] = None,
 ):
     given = [x for x in (q, keyword, similar) if x is not None]
     if len(given) != 1:
         raise VitrineError("give exactly one of q (text), keyword, or similar (an image path)")
     if model is not None:
         registry.get(model)  # an unknown name is a 400, not a model mismatch
+    kw = dict(k=k, offset=offset, folder=folder, model=model, tags=tag, tag_model=tag_model)
     if q is not None:
-        result = p.search(q, k=k, offset=offset, folder=folder, model=model)
+        result = p.search(q, **kw)
     elif keyword is not None:
-        result = p.search_keyword(keyword, k=k, offset=offset, folder=folder, model=model)
+        result = p.search_keyword(keyword, **kw)
     else:
-        result = p.search_similar(similar, k=k, offset=offset, folder=folder, model=model)
+        result = p.search_similar(similar, **kw)
     return result.to_dict()
 
 
@@ -185,13 +273,17 @@ async def search_by_upload(
     offset: Annotated[int, Form(ge=0, le=MAX_RESULTS)] = 0,
     folder: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
+    tag: Annotated[list[str] | None, Form(description="keep images with this detector tag (repeatable)")] = None,
+    tag_model: Annotated[str | None, Form()] = None,
 ):
     if model is not None:
         registry.get(model)  # an unknown name is a 400, not a model mismatch
     data = await read_upload(file, st.settings.max_upload_bytes)
     from starlette.concurrency import run_in_threadpool
 
-    result = await run_in_threadpool(p.search_image, data, k=k, offset=offset, folder=folder or None, model=model)
+    result = await run_in_threadpool(
+        p.search_image, data, k=k, offset=offset, folder=folder or None, model=model, tags=tag, tag_model=tag_model
+    )
     out = result.to_dict()
     out["query"]["image"] = file.filename or "upload"
     return out

@@ -46,7 +46,10 @@ def static_file(path: str) -> Path:
 
 
 def make_templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    from vitrine.server.security import template_context
+
+    # every page knows the signed-in user and the session's CSRF token (multi-user mode)
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR), context_processors=[template_context])
     templates.env.filters["qs"] = quote_segment
     templates.env.filters["qp"] = quote_path
     templates.env.globals["version"] = __version__
@@ -54,9 +57,11 @@ def make_templates() -> Jinja2Templates:
 
 
 def _project_summaries(request: Request) -> list[dict]:
+    from vitrine.server.security import visible
+
     st = request.app.state.vitrine
     out = []
-    for name in sorted(st.project_dirs()):
+    for name in visible("project", sorted(st.project_dirs())):
         try:
             status = st.project(name).status()
             out.append(
@@ -173,10 +178,17 @@ def mount_ui(app: FastAPI) -> None:
     def predict_page(request: Request, run_id: str):
         return run_page(request, run_id, "predict")
 
+    # ---------------------------------------------------------------- detection
+    @app.get("/detect", response_class=HTMLResponse, include_in_schema=False)
+    def detect_page(request: Request):
+        q = request.query_params
+        return render(request, "detect.html", model=q.get("model") or "", project=q.get("project") or "")
+
 
 def _dataset_summaries(request: Request) -> list[dict]:
     from vitrine.server.api.classification import cache, dataset_row
+    from vitrine.server.security import visible
     from vitrine.workspace import Workspace
 
     ws = Workspace(request.app.state.vitrine.settings.root)
-    return [dataset_row(ws, name, cache(request)) for name in ws.dataset_names()]
+    return [dataset_row(ws, name, cache(request)) for name in visible("dataset", ws.dataset_names())]

@@ -7,63 +7,23 @@
 (() => {
   "use strict";
 
+  const {
+    BASE, PAGE, enc, encPath, apiUrl, $, h, plural, basename, formatBytes, formatDuration,
+    ApiError, api, showError, clearError, report,
+  } = window.vitrine;
   const body = document.body;
-  const BASE = (body.dataset.base || "").replace(/\/+$/, "");
-  const PAGE = body.dataset.page || "";
   const PROJECT = body.dataset.project || "";
   const PAGE_SIZE = 24;
   const POLL_MS = 500;
 
   // ---------------------------------------------------------------------------- URLs
-  const enc = encodeURIComponent;
-  const encPath = (path) => String(path).split("/").map(enc).join("/");
-  const apiUrl = (rest) => `${BASE}/api/v1${rest}`;
   const projectApi = (rest = "") => apiUrl(`/projects/${enc(PROJECT)}${rest}`);
   const projectPage = (query = "") => `${BASE}/p/${enc(PROJECT)}${query}`;
   const imagePage = (path) => `${BASE}/p/${enc(PROJECT)}/image/${encPath(path)}`;
   const thumbUrl = (path, size) => projectApi(`/thumbs/${encPath(path)}`) + (size ? `?size=${size}` : "");
   const fileUrl = (path) => projectApi(`/files/${encPath(path)}`);
 
-  // ---------------------------------------------------------------------------- DOM helpers
-  const $ = (selector, root = document) => root.querySelector(selector);
-
-  /** Make an element. attrs: properties/attributes; children: nodes or strings (as text). */
-  function h(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else if (key === "dataset") Object.assign(node.dataset, value);
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children.flat()) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function formatBytes(n) {
-    if (n === null || n === undefined) return "";
-    const units = ["bytes", "KB", "MB", "GB", "TB"];
-    let i = 0;
-    let v = Number(n);
-    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
-    return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-  }
-
-  function formatDuration(seconds) {
-    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
-    if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
-    const s = Math.round(seconds);
-    if (s < 60) return `${s} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
-    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
-  }
-
+  // ---------------------------------------------------------------------------- formatting
   function timeAgo(epochSeconds) {
     const diff = epochSeconds - Date.now() / 1000; // negative: in the past
     const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
@@ -72,71 +32,6 @@
     if (abs < 3600) return rtf.format(Math.round(diff / 60), "minute");
     if (abs < 86400) return rtf.format(Math.round(diff / 3600), "hour");
     return rtf.format(Math.round(diff / 86400), "day");
-  }
-
-  const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
-  const basename = (path) => String(path || "").split(/[\\/]/).pop();
-
-  // ---------------------------------------------------------------------------- API and errors
-  class ApiError extends Error {
-    constructor(message, hint, status, code) {
-      super(message);
-      this.hint = hint || null;
-      this.status = status;
-      this.code = code || null;
-    }
-  }
-
-  async function api(url, options) {
-    let res;
-    try {
-      res = await fetch(url, options);
-    } catch (err) {
-      throw new ApiError(`cannot reach the vitrine server (${err.message})`,
-        "check that the server is still running and reload the page", 0, "network");
-    }
-    const type = res.headers.get("content-type") || "";
-    let data = null;
-    let text = "";
-    if (type.includes("json")) {
-      try { data = await res.json(); } catch (err) { text = `unreadable JSON (${err.message})`; }
-    } else {
-      text = await res.text();
-    }
-    if (!res.ok) {
-      const e = (data && data.error) || {};
-      const message = e.message || `${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`;
-      throw new ApiError(message, e.hint, res.status, e.code);
-    }
-    return data;
-  }
-
-  function showError(err, context) {
-    const box = $("#error");
-    const message = (err && err.message) || String(err);
-    if (!box) { window.alert(message); return; }
-    $(".error-message", box).textContent = context ? `${context}: ${message}` : message;
-    const hint = $(".error-hint", box);
-    hint.textContent = err && err.hint ? `Hint: ${err.hint}` : "";
-    hint.hidden = !(err && err.hint);
-    box.hidden = false;
-    if (window.console) console.error(context || "vitrine", err);
-  }
-
-  function clearError() {
-    const box = $("#error");
-    if (box) box.hidden = true;
-  }
-
-  // Nothing fails silently: anything not caught elsewhere ends up in the error box.
-  window.addEventListener("unhandledrejection", (event) => showError(event.reason));
-  window.addEventListener("error", (event) => {
-    if (event.error) showError(event.error, "unexpected error in the page");
-  });
-
-  function wireErrorBox() {
-    const close = $("#error .error-close");
-    if (close) close.addEventListener("click", clearError);
   }
 
   // ---------------------------------------------------------------------------- result grid
@@ -162,7 +57,9 @@
     });
     const bits = [];
     if (typeof hit.score === "number") {
-      bits.push(h("span", { class: "score", title: "similarity score (higher is closer)" }, hit.score.toFixed(3)));
+      const title = hit.label ? `detector score for ${hit.label} (${plural(hit.count || 1, "box", "boxes")})`
+        : "similarity score (higher is closer)";
+      bits.push(h("span", { class: "score", title }, hit.score.toFixed(3)));
     }
     if (hit.width && hit.height) bits.push(h("span", { class: "dims" }, `${hit.width}×${hit.height}`));
     if (hit.duplicates && hit.duplicates.length) {
@@ -201,7 +98,10 @@
     function readUrl() {
       const p = new URLSearchParams(window.location.search);
       const offset = Math.max(0, parseInt(p.get("offset") || "0", 10) || 0);
-      return { q: (p.get("q") || "").trim(), keyword: p.get("keyword") || "", folder: p.get("folder") || "", offset };
+      return {
+        q: (p.get("q") || "").trim(), keyword: p.get("keyword") || "", folder: p.get("folder") || "",
+        tag: (p.get("tag") || "").trim().toLowerCase(), offset,
+      };
     }
 
     function urlFor(s) {
@@ -209,6 +109,7 @@
       if (s.q) p.set("q", s.q);
       else if (s.keyword) p.set("keyword", s.keyword);
       if (s.folder) p.set("folder", s.folder);
+      if (s.tag) p.set("tag", s.tag);
       if (s.offset) p.set("offset", String(s.offset));
       const qs = p.toString();
       return projectPage(qs ? `?${qs}` : "");
@@ -230,6 +131,14 @@
     function markChip(keyword) {
       for (const chip of document.querySelectorAll("#chips .chip")) {
         const on = keyword && chip.dataset.keyword === keyword;
+        chip.classList.toggle("active", Boolean(on));
+        if (on) chip.setAttribute("aria-current", "true"); else chip.removeAttribute("aria-current");
+      }
+    }
+
+    function markTag(tag) {
+      for (const chip of document.querySelectorAll("#tag-chips .chip")) {
+        const on = tag && chip.dataset.tag === tag;
         chip.classList.toggle("active", Boolean(on));
         if (on) chip.setAttribute("aria-current", "true"); else chip.removeAttribute("aria-current");
       }
@@ -281,14 +190,17 @@
       input.value = s.q;
       setFolderValue(s.folder);
       markChip(s.q ? "" : s.keyword);
+      markTag(s.tag);
       setPreview(null);
       clearError();
       resultsSection.setAttribute("aria-busy", "true");
       const params = new URLSearchParams({ k: String(PAGE_SIZE), offset: String(s.offset) });
       if (s.folder) params.set("folder", s.folder);
+      const tagNote = s.tag ? ` · tag ${s.tag}` : "";
       try {
         if (s.q || s.keyword) {
           if (s.q) params.set("q", s.q); else params.set("keyword", s.keyword);
+          if (s.tag) params.set("tag", s.tag);
           current = { mode: s.q ? "text" : "keyword", offset: s.offset, hasMore: false };
           setHeader(s.q ? ["Results for ", h("q", { id: "results-query" }, s.q)] : ["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, s.keyword)],
             "", "Searching…");
@@ -301,7 +213,18 @@
           } else {
             setHeader(["Results for ", h("q", { id: "results-query" }, query.text || s.q)], "", rangeText(result));
           }
-          showPage(result.hits, s.offset, result.has_more);
+          if (tagNote) $("#results-meta").textContent += tagNote;
+          showPage(result.hits, s.offset, result.has_more, s.tag ? `No image tagged “${s.tag}” matches.` : "");
+        } else if (s.tag) {
+          current = { mode: "tag", offset: s.offset, hasMore: false };
+          params.delete("k");
+          params.set("limit", String(PAGE_SIZE));
+          setHeader(["Tag ", h("span", { id: "results-tag", class: "chip static" }, s.tag)], "", "Loading…");
+          const data = await api(projectApi(`/tags/${enc(s.tag)}?${params}`));
+          if (seq !== runSeq) return;
+          setHeader(["Tag ", h("span", { id: "results-tag", class: "chip static" }, data.label)],
+            "Images where the detector found it, best score first", plural(data.total, "image"));
+          showPage(data.hits, s.offset, data.has_more, `No image is tagged “${s.tag}”.`);
         } else {
           current = { mode: "browse", offset: s.offset, hasMore: false };
           params.delete("k");
@@ -358,7 +281,7 @@
     // ------------------------------------------------------------ controls
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      go({ q: input.value.trim(), keyword: "", folder: folderSelect.value, offset: 0 });
+      go({ q: input.value.trim(), keyword: "", folder: folderSelect.value, tag: readUrl().tag, offset: 0 });
     });
 
     folderSelect.addEventListener("change", () => {
@@ -413,7 +336,7 @@
             onclick: (event) => {
               if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
               event.preventDefault();
-              go({ q: "", keyword: entry.keyword, folder: folderSelect.value, offset: 0 });
+              go({ q: "", keyword: entry.keyword, folder: folderSelect.value, tag: readUrl().tag, offset: 0 });
             },
           }, entry.keyword))));
       } else {
@@ -439,8 +362,55 @@
       }
     }
 
+    // ------------------------------------------------------------ detector tags
+    async function loadTags() {
+      const data = await api(projectApi("/tags"));
+      const box = $("#tags");
+      const chips = $("#tag-chips");
+      const models = Object.entries((data.tagging && data.tagging.models) || {});
+      $("#tags-model").textContent = models.length
+        ? `(${models.map(([name, row]) => `${name}, score ≥ ${row.threshold}`).join("; ")})` : "";
+      if (data.tags.length) {
+        chips.replaceChildren(...data.tags.map((t) => h("li", {},
+          h("a", {
+            class: "chip tag-chip", href: urlFor({ tag: t.label }), title: `${plural(t.count, "image")} tagged ${t.label}`,
+            dataset: { tag: t.label },
+            onclick: (event) => {
+              if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+              event.preventDefault();
+              const s = readUrl();
+              go({ ...s, tag: s.tag === t.label ? "" : t.label, offset: 0 }); // a second click clears it
+            },
+          }, t.label, h("span", { class: "count" }, String(t.count))))));
+        box.hidden = false;
+      } else if (models.length) {
+        chips.replaceChildren(h("li", { class: "muted" }, "The detector found nothing it knows in these images."));
+        box.hidden = false;
+      } else {
+        box.hidden = true;
+      }
+      markTag(readUrl().tag);
+    }
+
+    $("#tag-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const fd = new FormData();
+      fd.append("threshold", $("#tag-threshold").value || "0.5");
+      const button = $("#tag-button");
+      button.disabled = true;
+      try {
+        followJob(await api(projectApi("/tag"), { method: "POST", body: fd }));
+      } catch (err) {
+        button.disabled = false;
+        showError(err, "cannot start tagging");
+      }
+    });
+
     // ------------------------------------------------------------ index status and jobs
-    const STAGES = { scan: "Scanning files", embed: "Embedding images", index: "Building the index" };
+    const STAGES = {
+      scan: "Scanning files", embed: "Embedding images", index: "Building the index", tag: "Detecting objects",
+    };
     let polling = null;
 
     function renderStatus(st) {
@@ -519,6 +489,12 @@
         if (job.message) text += ` · ${job.message}`;
         if (job.fraction === null || job.fraction === undefined) progress.removeAttribute("value");
         else progress.value = job.fraction;
+      } else if (job.state === "done" && job.kind === "tag") {
+        const r = job.result || {};
+        const took = job.finished_at && job.started_at ? formatDuration(job.finished_at - job.started_at) : "";
+        text = `Tagged with ${r.model || "?"}: ${r.tagged || 0} new, ${r.unchanged || 0} unchanged, ` +
+          `${r.objects || 0} objects, ${(r.failed || []).length} failed${took ? ` in ${took}` : ""}`;
+        progress.value = 1;
       } else if (job.state === "done") {
         const r = job.result || {};
         const took = job.finished_at && job.started_at ? formatDuration(job.finished_at - job.started_at) : "";
@@ -529,13 +505,14 @@
         text = job.message || "Cancelled; the next run carries on where this one stopped.";
         progress.value = job.fraction || 0;
       } else if (job.state === "failed") {
-        text = (job.error && job.error.message) || "the indexing failed";
+        text = (job.error && job.error.message) || (job.kind === "tag" ? "the tagging failed" : "the indexing failed");
         progress.value = job.fraction || 0;
       }
       progress.hidden = !active;
       $("#job-text").textContent = text;
       $("#job-cancel").hidden = !active;
       $("#index-button").disabled = active;
+      $("#tag-button").disabled = active;
     }
 
     function followJob(job) {
@@ -547,8 +524,9 @@
         try {
           fresh = await api(apiUrl(`/jobs/${enc(job.id)}`));
         } catch (err) {
-          showError(err, "following the indexing job");
+          showError(err, "following the job");
           $("#index-button").disabled = false;
+          $("#tag-button").disabled = false;
           return;
         }
         renderJob(fresh);
@@ -556,9 +534,13 @@
           polling = setTimeout(tick, POLL_MS);
           return;
         }
-        if (fresh.state === "failed") showError(new ApiError(fresh.error.message, fresh.error.hint), "indexing failed");
+        if (fresh.state === "failed") {
+          showError(new ApiError(fresh.error.message, fresh.error.hint),
+            fresh.kind === "tag" ? "tagging failed" : "indexing failed");
+        }
         try {
           await loadStatus();
+          await loadTags();
           if (!upload) await runFromUrl(); // the catalogue changed, even when cancelled
         } catch (err) {
           showError(err);
@@ -604,9 +586,9 @@
     }
 
     // ------------------------------------------------------------ start
-    const report = (context) => (err) => showError(err, context);
     loadStatus().catch(report("project status"));
     loadOntology().catch(report("ontology"));
+    loadTags().catch(report("tags"));
     // The model list comes after the first query: describing models imports the model libraries,
     // and the server should not import them in two threads at once.
     runFromUrl().finally(() => loadModels().catch(report("models")));
@@ -673,7 +655,6 @@
   }
 
   // ---------------------------------------------------------------------------- start
-  wireErrorBox();
   if (PAGE === "project") projectPageMain();
   else if (PAGE === "image") imagePageMain();
 })();

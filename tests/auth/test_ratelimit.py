@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from vitrine.auth.ratelimit import LoginLimiter
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_failures_block_the_name_until_the_window_passes():
+    clock = Clock()
+    limiter = LoginLimiter(max_failures=5, window_seconds=300, clock=clock)
+    for _ in range(4):
+        limiter.failure("alice", "10.0.0.1")
+        assert limiter.retry_after("alice", "10.0.0.1") == 0
+    limiter.failure("alice", "10.0.0.1")
+    assert limiter.retry_after("alice", "10.0.0.1") == 300
+    assert limiter.retry_after("alice", "10.0.0.2") == 300  # per user name, from anywhere
+    assert limiter.retry_after("bob", "10.0.0.1") == 300  # and per address, for any name
+    assert limiter.retry_after("bob", "10.0.0.2") == 0
+    clock.now += 120
+    assert limiter.retry_after("alice", None) == 180
+    clock.now += 181
+    assert limiter.retry_after("alice", "10.0.0.1") == 0
+
+
+def test_success_clears_the_name_not_the_address():
+    clock = Clock()
+    limiter = LoginLimiter(max_failures=3, window_seconds=60, clock=clock)
+    for name in ("a", "b", "c"):
+        limiter.failure(name, "10.0.0.9")
+    assert limiter.retry_after("d", "10.0.0.9") > 0
+    limiter.failure("alice", None)
+    limiter.failure("alice", None)
+    limiter.success("alice", None)
+    limiter.failure("alice", None)
+    limiter.failure("alice", None)
+    assert limiter.retry_after("alice", None) == 0
+    assert limiter.retry_after("anyone", "10.0.0.9") > 0
+
+
+def test_names_are_case_insensitive():
+    limiter = LoginLimiter(max_failures=2, window_seconds=60, clock=Clock())
+    limiter.failure("Alice", None)
+    limiter.failure("alice ", None)
+    assert limiter.retry_after("ALICE", None) > 0
