@@ -25,8 +25,13 @@ demo: install
 	$(VENV)/bin/vitrine demo $(DEMO_DIR)
 	$(VENV)/bin/vitrine serve $(DEMO_DIR) --host $(HOST) --port $(PORT) --root-path "$(ROOT_PATH)"
 
+# The whole suite (storage and jobs tests run on SQLite and on a throwaway PostgreSQL the tests
+# start), then the API tests again with PostgreSQL as the server database.
 test: install system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	VITRINE_REQUIRE_POSTGRES=1 $(PY) -m pytest $(PYTEST_ARGS)
+	VITRINE_REQUIRE_POSTGRES=1 VITRINE_TEST_DATABASE=postgresql $(PY) -m pytest $(PYTEST_ARGS) \
+		tests/server/test_api.py tests/server/test_classification_api.py tests/server/test_detection_api.py \
+		tests/server/test_authorization.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

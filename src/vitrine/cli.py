@@ -123,6 +123,26 @@ def _progress_bar() -> Progress:
     )
 
 
+def _with_progress(work, interrupted: str):
+    """Run ``work(progress, cancel)`` with a Rich progress bar per stage (on a terminal, or with
+    VITRINE_PROGRESS set); Ctrl-C exits 130 saying ``interrupted`` and how to resume."""
+    cancel = threading.Event()
+    bar = _progress_bar()
+    tasks: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int):
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total or None)
+        bar.update(tasks[stage], completed=done, total=total or None)
+
+    try:
+        with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
+            return work(progress, cancel)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: {interrupted}; run the same command to resume", soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 def index(
     project_dir: ProjectDir,
@@ -134,28 +154,14 @@ def index(
     """Embed new or changed images and update the search index (incremental, resumable)."""
     from vitrine.project import Project
 
-    cancel = threading.Event()
     with _Guard():
         proj = Project(project_dir)
-        bar = _progress_bar()
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
-
-        try:
-            with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
-                report = proj.index(
-                    model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
-                )
-        except KeyboardInterrupt:
-            err.print(
-                "[yellow]interrupted[/]: what was embedded so far is kept; run the same command to resume",
-                soft_wrap=True,
-            )
-            raise typer.Exit(130) from None
+        report = _with_progress(
+            lambda progress, cancel: proj.index(
+                model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
+            ),
+            interrupted="what was embedded so far is kept",
+        )
     if as_json:
         _emit_json(report.to_dict())
         return
@@ -245,28 +251,14 @@ def tag(
     """Run a detector over the images and keep its labels as tags (incremental, resumable)."""
     from vitrine.project import Project
 
-    cancel = threading.Event()
     with _Guard():
         proj = Project(project_dir)
-        bar = _progress_bar()
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int):
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total or None)
-            bar.update(tasks[stage], completed=done, total=total or None)
-
-        try:
-            with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
-                report = proj.tag(
-                    model=model, threshold=threshold, progress=progress, cancel=cancel, batch_size=batch_size
-                )
-        except KeyboardInterrupt:
-            err.print(
-                "[yellow]interrupted[/]: the images tagged so far are kept; run the same command to resume",
-                soft_wrap=True,
-            )
-            raise typer.Exit(130) from None
+        report = _with_progress(
+            lambda progress, cancel: proj.tag(
+                model=model, threshold=threshold, progress=progress, cancel=cancel, batch_size=batch_size
+            ),
+            interrupted="the images tagged so far are kept",
+        )
         counts = proj.tags()
     if as_json:
         _emit_json(report.to_dict() | {"tags": counts})

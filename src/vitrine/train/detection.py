@@ -53,6 +53,7 @@ from vitrine.train.finetune import (
     _set_rng_state,
     load_checkpoint,
     lr_factor,
+    resumed_config,
     save_checkpoint,
 )
 from vitrine.train.runs import Run
@@ -1049,30 +1050,7 @@ def train_detector(
                 raise VitrineError(f"run {run_id!r} was trained on an in-memory dataset: give the dataset again")
             dataset = source
         ds, name, source = resolve_dataset(dataset, dataset_name or run.record.get("dataset"))
-        last = run.checkpoints_dir / "last.pt"
-        if not last.is_file():
-            raise VitrineError(
-                f"run {run_id!r} has no checkpoint to resume from (it stopped before its first step)",
-                hint="start it again as a new run",
-            )
-        resume_state = load_checkpoint(last)
-        saved = dict(resume_state.get("config") or run.record.get("config") or {})
-        if isinstance(config, DetectionConfig):
-            overrides = {k: getattr(config, k) for k in RESUME_OVERRIDES}
-        else:
-            overrides = dict(config or {})
-            refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
-            if refused:
-                raise VitrineError(
-                    f"cannot change {', '.join(refused)} when resuming",
-                    hint=f"a resumed run can change: {', '.join(RESUME_OVERRIDES)}",
-                )
-        cfg = DetectionConfig.from_dict({**saved, **overrides})
-        if run.record.get("state") == "done" and int(resume_state["epoch"]) >= cfg.epochs:
-            raise VitrineError(
-                f"run {run_id!r} is finished ({resume_state['epoch']} of {cfg.epochs} epochs)",
-                hint="give more epochs to train it further",
-            )
+        cfg, resume_state = resumed_config(run, config, DetectionConfig, RESUME_OVERRIDES)
         if name != run.record.get("dataset"):
             raise VitrineError(f"run {run_id!r} was trained on dataset {run.record.get('dataset')!r}, not {name!r}")
         run.update(config=cfg.to_dict())

@@ -52,6 +52,7 @@ AUGMENTS = ("none", "light", "strong")
 AMP_MODES = ("auto", "on", "off")
 CHECKPOINT_FORMAT = 1
 MIN_LR_RATIO = 0.01  # cosine and one-cycle schedules end at 1 % of the peak learning rate
+VAL_RESERVE_MARGIN = 1.5  # the time budget keeps 1.5x the last validation's time for the final one
 RESUME_OVERRIDES = (
     "epochs",
     "max_minutes",
@@ -244,6 +245,38 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise VitrineError(f"checkpoint {path} is not a vitrine fine-tuning checkpoint")
     return state
+
+
+def resumed_config(run: Run, config, config_cls, allowed: tuple[str, ...]):
+    """The configuration a resumed run continues with, and its ``last.pt`` state: the saved
+    configuration, with only the ``allowed`` fields (epochs, time budget, threads, ...) taken from
+    ``config`` (a config object: those fields; a dict: an error for any other key). Refuses a run
+    with no checkpoint or one that already ran all its epochs."""
+    last = run.checkpoints_dir / "last.pt"
+    if not last.is_file():
+        raise VitrineError(
+            f"run {run.id!r} has no checkpoint to resume from (it stopped before its first save)",
+            hint="start it again as a new run",
+        )
+    state = load_checkpoint(last)
+    saved = dict(state.get("config") or run.record.get("config") or {})
+    if isinstance(config, config_cls):
+        overrides = {k: getattr(config, k) for k in allowed}
+    else:
+        overrides = dict(config or {})
+        refused = sorted(set(overrides) - set(allowed))
+        if refused:
+            raise VitrineError(
+                f"cannot change {', '.join(refused)} when resuming",
+                hint=f"a resumed run can change: {', '.join(allowed)}",
+            )
+    cfg = config_cls.from_dict({**saved, **overrides})
+    if run.record.get("state") == "done" and int(state["epoch"]) >= cfg.epochs:
+        raise VitrineError(
+            f"run {run.id!r} is finished ({state['epoch']} of {cfg.epochs} epochs)",
+            hint="give more epochs (--epochs) to train it further",
+        )
+    return cfg, state
 
 
 def _rng_state() -> dict:
@@ -782,7 +815,9 @@ class _Trainer:
     def _out_of_time(self) -> bool:
         if not self.cfg.max_minutes:
             return False
-        return self._train_seconds() + self._expected_val_seconds() >= 60 * self.cfg.max_minutes
+        # room for the last validation, with a margin: on a shared machine one pass can take
+        # longer than the one before
+        return self._train_seconds() + VAL_RESERVE_MARGIN * self._expected_val_seconds() >= 60 * self.cfg.max_minutes
 
     def _expected_val_seconds(self) -> float:
         """How long a validation pass takes: the last one measured, or before the first, an estimate
@@ -1019,30 +1054,7 @@ def train_finetune(
         run = Run.load(ws, run_id)
         if run.kind != KIND:
             raise VitrineError(f"run {run_id!r} is a {run.kind} run, not a fine-tuning run")
-        last = run.checkpoints_dir / "last.pt"
-        if not last.is_file():
-            raise VitrineError(
-                f"run {run_id!r} has no checkpoint to resume from (it stopped before its first epoch)",
-                hint="start it again as a new run",
-            )
-        resume_state = load_checkpoint(last)
-        saved = dict(resume_state.get("config") or run.record.get("config") or {})
-        if isinstance(config, FinetuneConfig):
-            overrides = {k: getattr(config, k) for k in RESUME_OVERRIDES}
-        else:
-            overrides = dict(config or {})
-            refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
-            if refused:
-                raise VitrineError(
-                    f"cannot change {', '.join(refused)} when resuming",
-                    hint=f"a resumed run can change: {', '.join(RESUME_OVERRIDES)}",
-                )
-        cfg = FinetuneConfig.from_dict({**saved, **overrides})
-        if run.record.get("state") == "done" and int(resume_state["epoch"]) >= cfg.epochs:
-            raise VitrineError(
-                f"run {run_id!r} is finished ({resume_state['epoch']} of {cfg.epochs} epochs)",
-                hint="give more epochs (--epochs) to train it further",
-            )
+        cfg, resume_state = resumed_config(run, config, FinetuneConfig, RESUME_OVERRIDES)
         if ds.name != run.record.get("dataset"):
             raise VitrineError(f"run {run_id!r} was trained on dataset {run.record.get('dataset')!r}, not {ds.name!r}")
         run.update(config=cfg.to_dict())
