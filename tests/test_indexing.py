@@ -458,7 +458,7 @@ def test_second_indexing_process_is_refused(demo_source, tmp_path):
     assert second.returncode == 2, cli.describe(second)
     assert "Traceback" not in second.stderr and second.stdout == ""
     message = cli.flat(second.stderr)
-    assert f"project '{project_dir.name}' is already being indexed by another process" in message
+    assert f"project '{project_dir.name}' is already being indexed or tagged by another process" in message
     assert "hint:" in message
 
     # the lock died with its holder; the API refuses too while someone else holds it

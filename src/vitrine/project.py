@@ -166,7 +166,8 @@ class Project:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise VitrineError(
-                    f"project {self.name!r} is being {doing} by another process (indexing and tagging take turns)",
+                    f"project {self.name!r} is already being indexed or tagged by another process "
+                    f"(it cannot be {doing} until that is done: indexing and tagging take turns)",
                     hint="wait for it to finish (its progress shows in the UI), or stop it",
                 ) from None
             try:
