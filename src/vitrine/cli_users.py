@@ -201,3 +201,39 @@ def passwd(
 def register(app: typer.Typer) -> None:
     """Add ``vitrine users …`` to the main `vitrine` app."""
     app.add_typer(users_app, name="users")
+
+
+@users_app.command("quota")
+def quota(
+    name: str,
+    size: Annotated[
+        str | None,
+        typer.Argument(help="the new limit, e.g. 500MB, 2GB, 'unlimited', or 'default' (VITRINE_STORAGE_QUOTA_MB)"),
+    ] = None,
+    workspace: Workspace = None,
+    database_url: DatabaseUrl = None,
+):
+    """Show a user's storage (owned datasets and runs, on disk) and limit, or set the limit."""
+    from vitrine.auth.quota import QuotaService, human, parse_size
+    from vitrine.workspace import Workspace as _Workspace
+
+    limit = _guarded(lambda: parse_size(size)) if size and size.strip().lower() != "default" else None
+
+    def work():
+        store = _store(workspace, database_url)
+        try:
+            svc = QuotaService(store.engine, _Workspace(workspace).root)
+            if size is not None and size.strip().lower() == "default":
+                svc.clear_limit(name)
+            elif size is not None:
+                svc.set_limit(name, limit)
+            return svc.usage(name, fresh=True)
+        finally:
+            store.engine.dispose()
+
+    usage = _guarded(work)
+    source = {"user": "set for this user", "server": "server default", "none": "no limit set"}[usage.source]
+    sys.stdout.write(
+        f"{name}: {human(usage.used_bytes)} used of {human(usage.limit_bytes)} ({source}) in "
+        f"{len(usage.objects)} datasets and runs\n"
+    )

@@ -155,6 +155,11 @@ RECIPES: dict[str, dict] = {
             {"json": {"method": "zero-shot", "epochs": 3}},  # refused by the handler: no job starts
         ),
         ("GET", "/api/v1/runs"): _get("/api/v1/runs?dataset={key}"),
+        ("POST", "/api/v1/detection/train"): lambda key, vis: (
+            "POST",
+            "/api/v1/detection/train",
+            {"json": {"dataset": key, "config": {"epochs": 0}}},  # refused by the handler: no job starts
+        ),
         ("GET", "/api/v1/runs/{run_id}/predict"): lambda key, vis: (
             "GET",
             f"/api/v1/runs/alice-public-run/predict?dataset={key}&sample={IMG}",
@@ -172,6 +177,10 @@ RECIPES: dict[str, dict] = {
         ("POST", "/api/v1/detect"): lambda key, vis: ("POST", "/api/v1/detect", {"data": {"model": key}, **upload()}),
         ("GET", "/runs/{run_id}"): _get("/runs/{key}"),
         ("GET", "/runs/{run_id}/predict"): _get("/runs/{key}/predict"),
+        # detection runs (alice's runs here are classifiers: the API refuses them with a 400)
+        ("GET", "/api/v1/detection/runs/{run_id}"): _get("/api/v1/detection/runs/{key}"),
+        ("GET", "/api/v1/detection/runs/{run_id}/pr-curves"): _get("/api/v1/detection/runs/{key}/pr-curves"),
+        ("GET", "/detection/runs/{run_id}"): _get("/detection/runs/{key}"),
         **_access_cases("run"),
     },
     "job": {
@@ -386,7 +395,7 @@ def test_matrix(world, kind):
             if owner.status_code != admin.status_code:
                 failures.append(f"owner {describe(owner)} but admin {admin.status_code}")
             anonymous = world.call("anonymous", request)
-            page = route[1].startswith(("/p/", "/datasets/", "/runs/"))
+            page = route[1].startswith(("/p/", "/datasets/", "/runs/", "/detection/runs/"))
             if page:
                 if not (anonymous.status_code == 303 and "/login?next=" in anonymous.headers["location"]):
                     failures.append(f"anonymous page not sent to login: {describe(anonymous)}")
@@ -578,3 +587,48 @@ def test_a_shared_run_does_not_open_its_private_dataset(world):
     assert world.call("alice", request).status_code == admin.status_code
     assert world.call("bob", ("GET", f"/api/v1/runs/{run_id}", {})).status_code == 200  # the run: shared
     assert is_denied(world.call("bob", request), "dataset", world.keys[("dataset", "private")])
+
+
+def test_jobs_through_the_api_have_their_owner_column(world, noop_training, monkeypatch):
+    """A job started over HTTP in multi-user mode has ``owner`` filled in the jobs table (not only an
+    access record): another user can neither see nor cancel it, and `vitrine jobs list` shows it."""
+    from typer.testing import CliRunner
+
+    from vitrine.cli import app as cli_app
+
+    shared = world.keys[("dataset", "shared")]
+    r = world.call("bob", ("POST", f"/api/v1/datasets/{shared}/train", {"json": {"method": "zero-shot"}}))
+    assert r.status_code == 202, describe(r)
+    job_id = r.json()["id"]
+    assert r.json()["owner"] == "bob"
+    assert world.app.state.vitrine.jobs.get(job_id).owner == "bob"
+    assert job_id in {j.id for j in world.app.state.vitrine.jobs.list(owner="bob")}
+    for who in ("alice", "carol"):
+        assert is_denied(world.call(who, ("GET", f"/api/v1/jobs/{job_id}", {})), "job", job_id)
+        assert is_denied(world.call(who, ("POST", f"/api/v1/jobs/{job_id}/cancel", {})), "job", job_id)
+    wait_done(world, job_id)
+    url = world.app.state.vitrine.db.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("VITRINE_DATABASE_URL", url)
+    out = CliRunner().invoke(cli_app, ["jobs", "list", "--owner", "bob", "--json"])
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.stdout)
+    assert job_id in {j["id"] for j in listed} and {j["owner"] for j in listed} == {"bob"}
+    table = CliRunner().invoke(cli_app, ["jobs", "list", "--limit", "500"], terminal_width=200)
+    assert table.exit_code == 0 and "owner" in table.stdout and "bob" in table.stdout
+
+
+def test_an_admins_object_shared_with_a_member_opens_for_them(world):
+    """An object found on disk (no owner: the admins') that an admin shares is readable by that user,
+    as the lists already showed it: sharing must not answer 200 and leave the object closed."""
+    root = world.clients["root"]
+    assert is_denied(world.call("bob", ("GET", "/api/v1/projects/found-on-disk", {})), "project", "found-on-disk")
+    assert root.put("/api/v1/access/project/found-on-disk/shares/bob").status_code == 200
+    try:
+        assert world.call("bob", ("GET", "/api/v1/projects/found-on-disk", {})).status_code == 200
+        assert "found-on-disk" in {p["name"] for p in world.call("bob", ("GET", "/api/v1/projects", {})).json()}
+        assert is_denied(world.call("carol", ("GET", "/api/v1/projects/found-on-disk", {})), "project", "found-on-disk")
+        assert is_forbidden(world.call("bob", ("POST", "/api/v1/projects/found-on-disk/index", {})))
+    finally:
+        assert root.delete("/api/v1/access/project/found-on-disk/shares/bob").status_code == 200
+        root.put("/api/v1/access/project/found-on-disk", json={"visibility": "private"})
+    assert is_denied(world.call("bob", ("GET", "/api/v1/projects/found-on-disk", {})), "project", "found-on-disk")

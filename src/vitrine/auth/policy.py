@@ -90,9 +90,9 @@ def can(principal: Principal, action: str, access: Access | None) -> bool:
         raise ValueError(f"unknown action {action!r}")
     if principal.is_admin:
         return True
-    if access is None or access.owner_id is None or principal.id is None:
+    if access is None or principal.id is None:
         return False
-    if access.owner_id == principal.id:
+    if access.owner_id is not None and access.owner_id == principal.id:
         return True
     if action not in READ_ACTIONS:
         return False

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from vitrine.errors import VitrineError
 
@@ -59,20 +59,24 @@ def list_jobs(
     state: Annotated[str | None, typer.Option(help="only jobs in this state (queued, running, done, …)")] = None,
     kind: Annotated[str | None, typer.Option(help="only jobs of this kind (index, train, …)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    owner: Annotated[str | None, typer.Option(help="only jobs of this user (multi-user servers)")] = None,
     as_json: JsonOpt = False,
 ):
-    """The jobs, newest first."""
+    """The jobs, newest first, with their owners (empty: the local user or the admins)."""
     try:
-        jobs = _manager(root).list(kind=kind, states=(state,) if state else None, limit=limit)
+        jobs = _manager(root).list(kind=kind, states=(state,) if state else None, limit=limit, owner=owner)
     except VitrineError as exc:
         _fail(exc)
     if as_json:
         sys.stdout.write(json.dumps([j.to_dict() for j in jobs], indent=2, default=str) + "\n")
         return
-    table = Table("id", "kind", "target", "state", "progress", "created", "message")
+    owners = any(j.owner for j in jobs)  # a multi-user server's jobs: who started each
+    table = Table(Column("id", no_wrap=True), "kind", "target", *(["owner"] if owners else []), "state", "progress",
+                  "created", "message")
     for j in jobs:
         progress = f"{j.stage} {j.done}/{j.total}" if j.total else j.stage
-        table.add_row(j.id, j.kind, j.target, j.state, progress, _ago(j.created_at), (j.message or "")[:60])
+        cells = [j.id, j.kind, j.target, *([j.owner or ""] if owners else []), j.state, progress]
+        table.add_row(*cells, _ago(j.created_at), (j.message or "")[:60])
     out.print(table)
 
 

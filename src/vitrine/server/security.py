@@ -16,7 +16,9 @@ local admin and nothing is looked up. In multi-user mode (``vitrine serve --mult
   runs. A user who may not read an object gets 404 (as if it did not exist), one who may read it
   but not change it gets 403.
 * List routes keep what the caller may read with :func:`visible`; jobs submitted during a request
-  belong to its user (:class:`OwnedJobs`), as does the run a job's params name.
+  belong to its user (:class:`OwnedJobs`), as does the run a job's params name; a job that writes
+  a new run (training) is refused first when its user is over their storage quota
+  (:mod:`vitrine.auth.quota`).
 
 POST routes change the object in their path unless listed in :data:`USE_ROUTES` (search by
 upload, predict, train on a dataset: using an object one may read) or marked with
@@ -414,13 +416,19 @@ class OwnedJobs:
         user = ctx.principal if ctx else None
         if user is not None and user.id is not None and "owner" not in kwargs and _accepts_owner(self._inner.submit):
             kwargs["owner"] = user.name
+        kind = kwargs.get("kind", args[0] if args else "")
+        params = kwargs.get("params")
+        if params is None:
+            params = next((a for a in args if isinstance(a, dict)), None)
+        if ctx is not None and user is not None and user.id is not None and ctx.runtime.store is not None:
+            from vitrine.auth import quota
+
+            if quota.creates_storage(str(kind), params):  # the user's storage quota, before the job exists
+                quota.service_for(ctx.runtime.store.engine, ctx.runtime.root).enforce(user.name, f"a new {kind} job")
         job = self._inner.submit(*args, **kwargs)
         job_id = getattr(job, "id", None)
         if job_id is not None:
             claim("job", str(job_id))
-        params = kwargs.get("params")
-        if params is None:
-            params = next((a for a in args if isinstance(a, dict)), None)
         if isinstance(params, dict) and isinstance(params.get("run_id"), str):
             claim("run", params["run_id"])
         return job

@@ -1,6 +1,7 @@
 """Accounts on the web: who am I, API tokens, sharing, and the login page.
 
-    GET    /api/v1/me                               the caller (and the session's CSRF token)
+    GET    /api/v1/me                               the caller (and the session's CSRF token), storage used
+                                                    and quota, the objects the caller owns (multi-user)
     GET    /api/v1/tokens                           the caller's API tokens (never the secrets)
     POST   /api/v1/tokens                           a new token, shown once
     DELETE /api/v1/tokens/{token_id}                revoke one
@@ -73,6 +74,12 @@ def me(request: Request):
     out = {**principal.to_dict(), "multi_user": runtime.multi_user}
     if principal.via == "session":
         out["csrf_token"] = principal.csrf_token
+    if runtime.multi_user and runtime.store is not None and principal.id is not None:
+        from vitrine.auth.quota import service_for
+
+        quotas = service_for(runtime.store.engine, runtime.root)
+        out["storage"] = quotas.usage(principal.name).to_dict()
+        out["owned"] = [{"kind": k, "key": key, "visibility": v} for k, key, v in quotas.owned(principal.name)]
     return out
 
 

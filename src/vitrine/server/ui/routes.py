@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from vitrine import __version__
@@ -166,6 +166,8 @@ def mount_ui(app: FastAPI) -> None:
             record = Run.load(ws, run_id).record
         except VitrineError as exc:
             return error_page(request, exc, run_id)
+        if focus == "run" and record.get("kind") in ("detection", "segmentation"):  # a detector has its own page
+            return RedirectResponse(f"{base_of(request)}/detection/runs/{quote_segment(run_id)}", status_code=303)
         return render(
             request, "predict.html", page="run", run_id=run_id, dataset=record.get("dataset") or "", focus=focus
         )
@@ -179,6 +181,38 @@ def mount_ui(app: FastAPI) -> None:
         return run_page(request, run_id, "predict")
 
     # ---------------------------------------------------------------- detection
+    @app.get("/detection/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def detection_run_page(request: Request, run_id: str):
+        from vitrine.train.runs import Run
+        from vitrine.workspace import Workspace
+
+        ws = Workspace(request.app.state.vitrine.settings.root)
+        job_id = request.query_params.get("job_id") or ""
+        try:
+            exists = run_id in ws.run_ids()
+            record = Run.load(ws, run_id).record if exists else {}
+        except VitrineError as exc:
+            return error_page(request, exc, run_id)
+        if not exists and not job_id:  # a run whose job has not started yet is followed through its job
+            return error_page(request, NotFound(f"no run {run_id!r}", hint="see the runs at /runs"), run_id)
+        return render(
+            request,
+            "detection_run.html",
+            page="run",
+            run_id=run_id,
+            job_id=job_id,
+            dataset=record.get("dataset") or "",
+        )
+
+    @app.get("/account", response_class=HTMLResponse, include_in_schema=False)
+    def account_page(request: Request):
+        """The signed-in user's account: storage and quota, API tokens, sharing (multi-user mode)."""
+        from vitrine.server.security import principal_of, runtime_of
+
+        principal = principal_of(request)
+        multi = runtime_of(request).multi_user and principal is not None and principal.id is not None
+        return render(request, "account.html", user=principal if multi else None)
+
     @app.get("/detect", response_class=HTMLResponse, include_in_schema=False)
     def detect_page(request: Request):
         q = request.query_params

@@ -12,7 +12,7 @@ def _load_tables() -> None:
     """Import the modules that declare tables on ``metadata`` (for autogenerate)."""
     import importlib
 
-    for module in ("vitrine.jobs.table", "vitrine.auth.tables", "vitrine.auth.models"):
+    for module in ("vitrine.jobs.table", "vitrine.auth.tables", "vitrine.auth.models", "vitrine.auth.quota"):
         try:
             importlib.import_module(module)
         except ImportError:
