@@ -8,6 +8,7 @@ the packaged ImageNet weights for a single step.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from PIL import Image, ImageDraw
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, ModelError, VitrineError
+from vitrine.store.artifacts import ArtifactStore
 from vitrine.train import backbones
 from vitrine.train import finetune as ft
+from vitrine.train import runs as runs_module
 from vitrine.train.classifier import load_classifier
 from vitrine.train.runs import Run
 from vitrine.workspace import Workspace
@@ -391,3 +394,75 @@ def test_packaged_pretrained_lite0_trains_one_step(shapes, ws):
     run = ft.train_finetune(ws, shapes, cfg)
     assert run.record["state"] == "done" and run.record["metrics"]["steps"] == 1
     assert run.record["config"]["pretrained"] is True
+
+
+# ------------------------------------------------------------------------------------------------
+# runs published to artifact storage (VITRINE_ARTIFACTS_URL): fsspec's memory store, a real
+# S3-compatible server (moto's, on loopback), and a store that fails without losing the training
+
+
+@pytest.fixture
+def fresh_stores():
+    runs_module._STORES.clear()
+    yield
+    runs_module._STORES.clear()
+
+
+def _published(store: ArtifactStore, run) -> set[str]:
+    return {key.removeprefix(run.id + "/") for key in store.list(run.id)}
+
+
+def _check_published(store: ArtifactStore, run) -> None:
+    keys = _published(store, run)
+    assert {"run.json", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.json"} <= keys, keys
+    assert any(k.startswith("tb/") for k in keys), keys  # TensorBoard events too
+    assert json.loads(store.read_bytes(f"{run.id}/run.json")) == json.loads((run.dir / "run.json").read_text())
+    assert store.read_bytes(f"{run.id}/checkpoints/best.pt") == (run.checkpoints_dir / "best.pt").read_bytes()
+
+
+def test_a_run_is_published_to_the_store(shapes, ws, monkeypatch, fresh_stores):
+    monkeypatch.setenv(runs_module.ARTIFACTS_ENV, "memory://vitrine-test/runs")
+    run = ft.train_finetune(ws, shapes, tiny(epochs=1))
+    assert run.record["state"] == "done" and "artifacts_error" not in run.record
+    _check_published(ArtifactStore("memory://vitrine-test/runs"), run)
+
+
+def test_a_failing_store_loses_nothing(shapes, ws, monkeypatch, tmp_path, fresh_stores):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    monkeypatch.setenv(runs_module.ARTIFACTS_ENV, str(blocker / "runs"))
+    run = ft.train_finetune(ws, shapes, tiny(epochs=1))
+    assert run.record["state"] == "done" and (run.checkpoints_dir / "best.pt").is_file()
+    assert run.record.get("artifacts_error")  # said, in the run record (and logged)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_run_is_published_to_an_s3_compatible_server(shapes, ws, monkeypatch, fresh_stores):
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",  # botocore reads it (s3fs through it)
+        }.items():
+            monkeypatch.setenv(key, value)
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="runs")
+        monkeypatch.setenv(runs_module.ARTIFACTS_ENV, "s3://runs/team")
+        run = ft.train_finetune(ws, shapes, tiny(epochs=1))
+        assert run.record["state"] == "done" and "artifacts_error" not in run.record, run.record.get("artifacts_error")
+        _check_published(ArtifactStore("s3://runs/team"), run)
+    finally:
+        server.stop()

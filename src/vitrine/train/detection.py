@@ -54,7 +54,6 @@ from vitrine.train.finetune import (
     load_checkpoint,
     lr_factor,
     resumed_config,
-    save_checkpoint,
 )
 from vitrine.train.runs import Run
 
@@ -683,11 +682,11 @@ class _Trainer:
             "last_val_seconds": self.last_val_seconds,
             "rng": _rng_state(),
         }
-        save_checkpoint(self.run.checkpoints_dir / "last.pt", state)
+        self.run.save_checkpoint("last.pt", state)
 
     def save_best(self, val: dict) -> None:
         state = {**self._common_state(), "model": self.model.state_dict(), "val": val}
-        save_checkpoint(self.run.checkpoints_dir / "best.pt", state)
+        self.run.save_checkpoint("best.pt", state)
 
     # -- prediction -----------------------------------------------------------------------------
     def detector(self):

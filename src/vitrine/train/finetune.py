@@ -739,11 +739,11 @@ class _Trainer:
             "images_trained": self.images_trained,
             "rng": _rng_state(),
         }
-        save_checkpoint(self.run.checkpoints_dir / "last.pt", state)
+        self.run.save_checkpoint("last.pt", state)
 
     def save_best(self, val: dict) -> None:
         state = {**self._common_state(), "model": self.model.state_dict(), "val": val}
-        save_checkpoint(self.run.checkpoints_dir / "best.pt", state)
+        self.run.save_checkpoint("best.pt", state)
 
     # -- records --------------------------------------------------------------------------------
     def _eta(self) -> float | None:

@@ -13,6 +13,7 @@ and its last good checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,26 @@ from vitrine.workspace import Workspace, check_name
 
 RUN_KINDS = ("finetune", "linear-probe", "zero-shot", "detection", "segmentation")
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")
+FINAL_STATES = ("done", "failed", "cancelled")
+ARTIFACTS_ENV = "VITRINE_ARTIFACTS_URL"
+
+log = logging.getLogger("vitrine.train.runs")
+_STORES: dict[str, object] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def artifact_store():
+    """The artifact store runs are published to (``VITRINE_ARTIFACTS_URL``), or None (local only)."""
+    url = os.environ.get(ARTIFACTS_ENV, "").strip()
+    if not url:
+        return None
+    with _STORES_LOCK:
+        store = _STORES.get(url)
+        if store is None:
+            from vitrine.store.artifacts import ArtifactStore
+
+            store = _STORES[url] = ArtifactStore(url)
+        return store
 
 
 def new_run_id(kind: str, dataset: str) -> str:
@@ -65,6 +86,42 @@ class Run:
         self.record.update(fields)
         self.record["updated_at"] = time.time()
         atomic_write_json(self.dir / "run.json", self.record)
+        if fields.get("state") in FINAL_STATES:
+            self.publish()  # everything the run wrote: metrics, reports, TensorBoard events
+        else:
+            self.publish("run.json")
+
+    def save_checkpoint(self, name: str, state: dict) -> Path:
+        """Write ``checkpoints/<name>`` atomically, and publish it to the artifact store."""
+        from vitrine.train.finetune import save_checkpoint
+
+        path = save_checkpoint(self.checkpoints_dir / name, state)
+        self.publish(f"checkpoints/{name}")
+        return path
+
+    def publish(self, *relpaths: str) -> None:
+        """Copy files of the run (all of them when none is named) to the artifact store set by
+        ``VITRINE_ARTIFACTS_URL`` (``s3://bucket/prefix``, a folder, ...), under ``<run id>/``. The
+        run folder on local disk stays the working copy (resume reads it); the store is where runs,
+        checkpoints and metric files are kept and shared. A store that fails is logged and recorded
+        in the run (``artifacts_error``), never a reason to lose the training."""
+        store = artifact_store()
+        if store is None:
+            return
+        from vitrine.store.artifacts import export_tree
+
+        try:
+            if relpaths:
+                for rel in relpaths:
+                    store.put_file(f"{self.id}/{rel}", self.dir / rel)
+            else:
+                export_tree(self.dir, store, self.id)
+        except Exception as exc:  # noqa: BLE001 (any store failure: keep training, say so)
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("run %s: could not publish to %s: %s", self.id, store, message)
+            if self.record.get("artifacts_error") != message:
+                self.record["artifacts_error"] = message
+                atomic_write_json(self.dir / "run.json", self.record)
 
     @classmethod
     def create(
