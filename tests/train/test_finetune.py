@@ -82,7 +82,9 @@ def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    # sorted by step: event files are read in name order, and their names end with a per-process
+    # writer counter compared as text ("10" before "9"), so a resumed run's file can come first
+    return {tag: sorted((e.step, e.value) for e in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
 
 
 # ------------------------------------------------------------------------------------------------
