@@ -35,7 +35,7 @@ from test_classification_api import (  # noqa: E402
     register_fake_classifier,
     unregister_fake_classifier,
 )
-from ui_helpers import CHROMIUM_ARGS, ServerThread, chromium_path, make_prefix_proxy  # noqa: E402
+from ui_helpers import ServerThread, chromium_path, make_prefix_proxy  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ if CHROMIUM is None and not IN_CI:
         "Chromium is not installed (e.g. `apt-get install chromium`): UI tests skipped", allow_module_level=True
     )
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError:
     if IN_CI:
         raise
@@ -75,24 +75,6 @@ def root(tmp_path_factory) -> Path:
 def server(root):
     with ServerThread(create_app(root), health_path="/api/v1/health") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    env = os.environ.get("VITRINE_SCREENSHOTS")
-    folder = Path(env) if env else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("Chromium is required for the UI tests in CI (install the chromium package)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Page:

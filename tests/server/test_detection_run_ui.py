@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_detection_training_api import DATASET, TINY, build_root  # noqa: E402
-from ui_helpers import CHROMIUM_ARGS, ServerThread, chromium_path  # noqa: E402
+from ui_helpers import ServerThread, chromium_path  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ if CHROMIUM is None and not IN_CI:
 if not Path("/usr/share/datasets/fashion-mnist").is_dir():
     pytest.skip("needs Debian's dataset-fashion-mnist", allow_module_level=True)
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError:
     if IN_CI:
         raise
@@ -55,24 +55,6 @@ def root(tmp_path_factory) -> Path:
 def server(root):
     with ServerThread(create_app(root), health_path="/api/v1/health") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    env = os.environ.get("VITRINE_SCREENSHOTS")
-    folder = Path(env) if env else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("Chromium is required for the UI tests in CI (install the chromium package)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

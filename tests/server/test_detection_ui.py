@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_detection_api import FAKE_SEG, register_fake_segmenter, scan_demo, unregister_fake_segmenter  # noqa: E402
-from ui_helpers import CHROMIUM_ARGS, ServerThread, chromium_path, demo_photo, make_prefix_proxy  # noqa: E402
+from ui_helpers import ServerThread, chromium_path, demo_photo, make_prefix_proxy  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ CHROMIUM = chromium_path()
 if CHROMIUM is None and not IN_CI:
     pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError:
     if IN_CI:
         raise
@@ -66,24 +66,6 @@ def chelsea_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("upload") / "chelsea.jpg"
     demo_photo("chelsea").save(path, quality=92)
     return path
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    env = os.environ.get("VITRINE_SCREENSHOTS")
-    folder = Path(env) if env else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("Chromium is required for the UI tests in CI (install the chromium package)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Tab:

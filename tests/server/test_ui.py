@@ -19,7 +19,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ui_helpers import (  # noqa: E402
-    CHROMIUM_ARGS,
     DEMO_BROKEN,
     DEMO_IMAGES,
     ServerThread,
@@ -37,7 +36,7 @@ if CHROMIUM is None and not IN_CI:
         "Chromium is not installed (e.g. `apt-get install chromium`): UI tests skipped", allow_module_level=True
     )
 try:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 except ImportError:
     if IN_CI:
         raise
@@ -67,24 +66,6 @@ def demo_root(tmp_path_factory) -> Path:
 def server(demo_root):
     with ServerThread(create_app(demo_root), health_path="/api/v1/health") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    env = os.environ.get("VITRINE_SCREENSHOTS")
-    folder = Path(env) if env else tmp_path_factory.mktemp("screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.fail("Chromium is required for the UI tests in CI (install the chromium package)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
