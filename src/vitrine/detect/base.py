@@ -34,7 +34,11 @@ class Detections:
 
     def above(self, threshold: float) -> Detections:
         """The detections with score >= threshold."""
-        keep = self.scores >= threshold
+        return self.select(self.scores >= threshold)
+
+    def select(self, keep) -> Detections:
+        """The detections where ``keep`` (one bool per detection) is true: same image, model, timing."""
+        keep = np.asarray(keep, dtype=bool)
         return Detections(
             boxes=self.boxes[keep],
             scores=self.scores[keep],

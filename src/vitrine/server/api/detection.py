@@ -163,21 +163,6 @@ async def read_image(
     )
 
 
-def _subset(det: Any, keep: list[bool]) -> Any:
-    """The detections where ``keep`` is true (same image, model and timing)."""
-    import numpy as np
-
-    k = np.asarray(keep, dtype=bool)
-    return dataclasses.replace(
-        det,
-        boxes=det.boxes[k],
-        scores=det.scores[k],
-        class_ids=det.class_ids[k],
-        labels=[lab for lab, on in zip(det.labels, keep, strict=True) if on],
-        masks=None if det.masks is None else det.masks[k],
-    )
-
-
 def _parse_classes(classes: str | None) -> set[str] | None:
     if classes is None or not classes.strip():
         return None
@@ -298,7 +283,7 @@ async def _answer(
     wanted = _parse_classes(opts.classes)
     if wanted is not None:  # a class by its label or its id, like draw_overlay's filter
         pairs = zip(det.labels, det.class_ids, strict=True)
-        det = _subset(det, [lab in wanted or str(int(cid)) in wanted for lab, cid in pairs])
+        det = det.select([lab in wanted or str(int(cid)) in wanted for lab, cid in pairs])
     if fmt == "png":
         return await overlay_response(image, det, opts.alpha)
     out = await run_in_threadpool(result_json, det, detector, task, mask_format)
