@@ -7,13 +7,20 @@ PORT ?= 8000
 ROOT_PATH ?=
 DEMO_DIR ?= demo
 PYTEST_ARGS ?=
+# The lock: exact versions of everything installed, the ones the suite passed with (a pip
+# constraints file). pyproject.toml keeps the ranges that hold for `pip install vitrine`.
+LOCK := requirements/lock.txt
+PINS := requirements/pins.txt
+LATEST_VENV ?= .venv-latest
+TOOLS_VENV ?= .venv-tools
+UV_VERSION := 0.13.9
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test test-latest lock lock-sync lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vitrine needs Python 3.11 or newer"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,6 +40,32 @@ test: install system-deps
 		tests/server/test_api.py tests/server/test_classification_api.py tests/server/test_detection_api.py \
 		tests/server/test_authorization.py
 
+# The suite on the newest releases pyproject.toml's ranges allow, in a venv of its own: run it
+# before `make lock`, and now and then, to see the next breaking release before users do.
+test-latest: system-deps
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "vitrine needs Python 3.11 or newer"'
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+	$(LATEST_VENV)/bin/python scripts/lock_drift.py $(LOCK)
+	VITRINE_REQUIRE_POSTGRES=1 $(LATEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Refresh the lock: the newest versions the ranges allow (held back by requirements/pins.txt),
+# for every platform and Python >= 3.11. Then `make test`, and commit both files.
+# `make lock-sync` after editing pyproject.toml: every pin that still fits is kept.
+COMPILE = $(TOOLS_VENV)/bin/uv pip compile pyproject.toml --extra test --extra s3 --universal \
+	--python-version 3.11 --constraint $(PINS) --annotation-style line --custom-compile-command "make lock" -o $(LOCK)
+
+$(TOOLS_VENV)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+lock: $(TOOLS_VENV)/bin/uv
+	$(COMPILE) --upgrade
+
+lock-sync: $(TOOLS_VENV)/bin/uv
+	$(COMPILE)
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
@@ -41,4 +74,4 @@ bench: install system-deps
 	$(PY) benchmarks/search_latency.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) $(TOOLS_VENV) $(DEMO_DIR) .pytest_cache

@@ -122,3 +122,19 @@ def server_db_backend(request) -> str:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(store_db, "database_url", per_root_database)
         yield backend
+
+
+# ------------------------------------------------------------------------------ broken environments
+@pytest.fixture
+def opencv_without_tf_importer(monkeypatch):
+    """This process's OpenCV as OpenCV 5 is: no ``cv2.dnn.readNetFromTensorflow``, so the packaged
+    SSD cannot load. The registry's cache of loaded models and of failures is emptied for the test
+    and put back after, so that other tests keep their loaded detector."""
+    import cv2
+
+    from vitrine.models import registry
+
+    monkeypatch.delattr(cv2.dnn, "readNetFromTensorflow")
+    monkeypatch.setattr(registry, "_LOADED", {})
+    monkeypatch.setattr(registry, "_FAILED", {})
+    yield "ssd-mobilenet-v2-coco"

@@ -129,6 +129,23 @@ def test_usage_errors_exit_2(photos, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_detector_that_cannot_load_here_is_exit_2_with_the_reason(
+    photos, tmp_path, fresh_demo, opencv_without_tf_importer
+):
+    """On an OpenCV without the TensorFlow importer (OpenCV 5): `vitrine models` says the SSD is not
+    available and why; `vitrine detect` and `vitrine tag` print that reason and exit 2, no traceback."""
+    listed = invoke("models", "--json")
+    assert listed.exit_code == 0
+    ssd = next(r for r in json.loads(listed.stdout) if r["name"] == SSD)
+    assert ssd["available"] is False and "readNetFromTensorflow" in ssd["availability_detail"]
+    out = tmp_path / "out"
+    result = invoke("detect", "--model", SSD, photos / "chelsea.jpg", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "OpenCV 5" in result.output and "Traceback" not in result.output
+    tagged = invoke("tag", fresh_demo)
+    assert tagged.exit_code == 2 and "OpenCV 5" in tagged.output, tagged.output
+
+
 def cat_dataset(folder: Path) -> Path:
     """A one-image COCO dataset: chelsea with its cat box (and a category the model never finds)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,17 @@ class ImageError(VitrineError):
 
 
 class ModelError(VitrineError):
-    """A model is unknown, or its weights cannot be loaded."""
+    """A model is unknown, or the request asked it for something it cannot do (a 400)."""
 
     code = "model_unavailable"
+
+
+class ModelUnavailable(ModelError):
+    """A known model cannot load in this environment: its weights are not installed and the hub is
+    unreachable, or a library it needs is missing or the wrong version. Not the request's fault: the
+    API answers 503 with the reason, the CLI prints it and exits 2."""
+
+    status = 503
 
 
 class IndexMismatch(VitrineError):

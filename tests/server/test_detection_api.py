@@ -375,3 +375,45 @@ def test_fine_tuned_runs_are_listed_and_loaded_once(tmp_path, monkeypatch, chels
             c.post(f"{API}/detect", files={"file": ("c.png", chelsea)}, data={"model": "my-seg-run"}).status_code == 200
         )
         assert loads == ["my-seg-run", "my-seg-run"]  # run.json changed: loaded again
+
+
+# ------------------------------------------------------------------------------ a model that cannot load here
+def _no_500(response: httpx.Response) -> None:
+    """Like _never_5xx, but a 503 is the right answer when the model cannot load: it must say why."""
+    response.read()
+    if response.status_code == 503:
+        error = response.json()["error"]
+        assert error["code"] == "model_unavailable" and error["message"].strip(), response.text[:300]
+        return
+    _never_5xx(response)
+
+
+def test_a_detector_that_cannot_load_is_503_and_bad_input_is_still_4xx(root, chelsea, opencv_without_tf_importer):
+    """OpenCV 5 (no TensorFlow importer): /detectors says the SSD is unavailable and why; /detect with a
+    good image answers 503 with that reason; bad input is refused as usual, before any model loads."""
+    from vitrine.models import registry
+
+    c = TestClient(create_app(root, max_upload_bytes=2 * 1024 * 1024), raise_server_exceptions=False)
+    c.event_hooks = {"request": [], "response": [_no_500]}
+    with c:
+        row = next(r for r in c.get(f"{API}/detectors").json() if r["name"] == SSD)
+        assert row["available"] is False and "readNetFromTensorflow" in row["availability_detail"]
+        # bad input: the same 4xx as with a working model, and the model is never tried
+        error_of(c.post(f"{API}/detect", files={"file": ("notes.txt", b"not an image\n" * 20)}), 400, "notes.txt")
+        error_of(c.post(f"{API}/detect", data={"model": SSD}), 400, "no image given")
+        big = np.random.default_rng(0).integers(0, 255, (1400, 1400, 3), dtype=np.uint8)
+        error_of(c.post(f"{API}/detect", files={"file": ("big.png", png_bytes(Image.fromarray(big)))}), 413, "limit")
+        error_of(c.post(f"{API}/detect", files={"file": ("c.png", chelsea)}, data={"threshold": "2"}), 422)
+        assert registry._FAILED == {}, "a bad request tried to load the model"
+        # a good request: 503, with the reason and what to do
+        for route in ("detect", "detect/overlay"):
+            r = c.post(f"{API}/{route}", files={"file": ("c.png", chelsea)}, data={"model": SSD})
+            error = error_of(r, 503, "OpenCV 5", "readNetFromTensorflow")
+            assert error["code"] == "model_unavailable"
+        r = c.post(f"{API}/detect", data={"project": "demo", "path": CAT_PATH})  # the default model
+        error_of(r, 503, "OpenCV 5")
+        error_of(c.post(f"{API}/projects/demo/tag"), 503, "OpenCV 5")  # no tagging job is started
+        assert all(j["kind"] != "tag" for j in c.get(f"{API}/jobs").json())
+        # another model still works
+        r = c.post(f"{API}/segment", files={"file": ("c.png", chelsea)}, data={"model": FAKE_SEG})
+        assert r.status_code == 200, r.text

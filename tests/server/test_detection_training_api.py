@@ -116,7 +116,9 @@ def trained(tmp_path_factory):
 def test_training_job_finishes_with_metrics(trained):
     client, root, job, stages = trained
     assert job["state"] == "done", job
-    assert "train" in stages  # progress was reported while training
+    # progress was reported while training (a fast machine may finish the steps of an epoch between
+    # two polls, and then only the end-of-epoch reports are seen)
+    assert stages & {"train", "epoch"}, stages
     result = job["result"]
     assert result["run_id"] == "tiny-det" and result["state"] == "done"
     for key in ("bbox_map50", "bbox_map", "segm_map50", "segm_map"):
@@ -261,6 +263,8 @@ def test_cancel_keeps_last_checkpoint_and_resume_continues(tmp_path):
         record = client.get(f"{API}/detection/runs/to-cancel").json()["record"]
         assert record["state"] == "cancelled" and record["metrics"]["steps"] >= 2
         steps_before = record["metrics"]["steps"]
+        # the cancel lands after however many epochs a fast machine got through: resume for two more
+        target_epochs = int(record["metrics"].get("epochs_completed") or 0) + 2
 
         # as after a restart: the same params, a later attempt → resumes from last.pt
         class Ctx:
@@ -280,13 +284,13 @@ def test_cancel_keeps_last_checkpoint_and_resume_continues(tmp_path):
                 self.checkpoint = path
 
         ctx = Ctx()
-        ctx.params = {**j["params"], "config": {**config, "epochs": 3}}
+        ctx.params = {**j["params"], "config": {**config, "epochs": target_epochs}}
         out = get_kind("train-detector").handler(ctx, ctx.params)
         assert out["state"] == "done" and out["run_id"] == "to-cancel"
         assert any("resuming" in line for line in ctx.logs)
         record = client.get(f"{API}/detection/runs/to-cancel").json()["record"]
         assert record["state"] == "done" and record["metrics"]["steps"] > steps_before
-        assert record["metrics"]["epochs_completed"] == 3
+        assert record["metrics"]["epochs_completed"] == target_epochs
 
 
 def test_run_pages(trained):

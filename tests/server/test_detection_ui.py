@@ -237,3 +237,20 @@ def test_behind_a_path_prefix(root, tab, chelsea_file):
         assert drawn(page) == 1
         outside = [u for u in tab.requests if not (u.startswith(proxy.url + PREFIX + "/") or u.startswith("blob:"))]
         assert not outside and not escaped, (outside, escaped)
+
+
+def test_models_that_cannot_run_here_say_why(root, tab, chelsea_file, shots, opencv_without_tf_importer):
+    """OpenCV 5 (no TensorFlow importer): the SSD is offered disabled, a folded note says why, the
+    page picks a model that runs; an explicit request for the SSD shows the server's 503 reason."""
+    with ServerThread(create_app(root), health_path="/api/v1/health") as srv:
+        page = tab.page
+        page.goto(srv.url + "/detect")
+        expect(page.locator("#detect-model")).to_have_value(FAKE_SEG)
+        note = page.locator("#detect-unavailable")
+        expect(note).to_be_visible()
+        expect(note.locator("summary")).to_contain_text("not available on this server")
+        note.locator("summary").click()
+        expect(note.locator("li").filter(has_text=SSD)).to_contain_text("readNetFromTensorflow")
+        assert page.locator(f"#detect-model option[value='{SSD}']").is_disabled()
+        page.set_viewport_size({"width": 800, "height": 900})
+        page.screenshot(path=str(shots / "detect-model-unavailable-800.png"), full_page=True)

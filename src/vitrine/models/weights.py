@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable
 
 OFFLINE_MODEL = "offline-concepts"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -244,7 +244,7 @@ def download_hf_file(
             )
             return Path(path)
         except RepositoryNotFoundError as e:
-            raise ModelError(
+            raise ModelUnavailable(
                 f"repository {repo_id!r} not found on the hub ({hf_endpoint()})",
                 hint=local_weights_hint(model_name),
             ) from e
@@ -253,11 +253,13 @@ def download_hf_file(
                 raise hub_unreachable_error(model_name, what) from e
             missing.append(name)
         except HfHubHTTPError as e:
-            raise ModelError(f"downloading {repo_id}/{name} failed: {e}", hint=local_weights_hint(model_name)) from e
+            raise ModelUnavailable(
+                f"downloading {repo_id}/{name} failed: {e}", hint=local_weights_hint(model_name)
+            ) from e
         except Exception as e:
             if _is_network_error(e):
                 raise hub_unreachable_error(model_name, what) from e
-            raise ModelError(
+            raise ModelUnavailable(
                 f"downloading {repo_id}/{name} failed: {type(e).__name__}: {e}",
                 hint=local_weights_hint(model_name),
             ) from e

@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models import weights as W
 from vitrine.models.base import ModelCard
 from vitrine.models.registry import Availability, ModelSpec, register
@@ -238,7 +238,7 @@ def _torchvision_weights_file(backbone: Backbone) -> Path:
     what = f"weights for {backbone.name} ({backbone.url})"
     if W.is_offline() or not _url_reachable(backbone.url):
         why = "offline mode is on (VITRINE_OFFLINE / HF_HUB_OFFLINE)" if W.is_offline() else "it is unreachable"
-        raise ModelError(
+        raise ModelUnavailable(
             f"{what} are not in the torch hub cache ({torch_hub_dir() / 'checkpoints'}), and {why}",
             hint=_offline_hint(backbone.name),
         )
@@ -247,12 +247,14 @@ def _torchvision_weights_file(backbone: Backbone) -> Path:
     try:
         torch.hub.load_state_dict_from_url(backbone.url, progress=True, check_hash=True, map_location="cpu")
     except Exception as e:  # network errors, hash mismatch, disk full...
-        raise ModelError(
+        raise ModelUnavailable(
             f"downloading {what} failed: {type(e).__name__}: {e}", hint=_offline_hint(backbone.name)
         ) from e
     cached = torch_cached_file(backbone.url)
     if cached is None:
-        raise ModelError(f"{what}: downloaded, but not found in {torch_hub_dir()}", hint=_offline_hint(backbone.name))
+        raise ModelUnavailable(
+            f"{what}: downloaded, but not found in {torch_hub_dir()}", hint=_offline_hint(backbone.name)
+        )
     return cached
 
 
@@ -260,7 +262,7 @@ def _timm_hub_file(backbone: Backbone) -> Path:
     try:
         return W.download_hf_file(backbone.hf_repo, backbone.hf_files, model_name=backbone.name)
     except ModelError as e:
-        raise ModelError(e.message, hint=_offline_hint(backbone.name)) from e
+        raise type(e)(e.message, hint=_offline_hint(backbone.name)) from e
 
 
 def _load_state_file(path: Path) -> dict:

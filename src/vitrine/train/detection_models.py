@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from vitrine.errors import ModelError, VitrineError
+from vitrine.errors import ModelError, ModelUnavailable, VitrineError
 
 ARCHS = ("maskrcnn", "fasterrcnn")
 DETECTION_BACKBONES = ("efficientnet-lite0", "resnet50-fpn", "resnet50-fpn-v2")
@@ -225,7 +225,7 @@ def _coco_state_dict(arch: str, backbone: str, weights: str | None) -> dict:
         if path is None:
             if W.is_offline() or not _url_reachable(url):
                 why = "offline mode is on" if W.is_offline() else "download.pytorch.org is unreachable"
-                raise ModelError(
+                raise ModelUnavailable(
                     f"COCO weights for {arch} {backbone} ({url}) are not in the torch hub cache "
                     f"({torch_hub_dir() / 'checkpoints'}), and {why}",
                     hint=hint,
@@ -233,7 +233,7 @@ def _coco_state_dict(arch: str, backbone: str, weights: str | None) -> dict:
             try:
                 return torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, map_location="cpu")
             except Exception as e:
-                raise ModelError(f"downloading {url} failed: {type(e).__name__}: {e}", hint=hint) from e
+                raise ModelUnavailable(f"downloading {url} failed: {type(e).__name__}: {e}", hint=hint) from e
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -277,8 +277,9 @@ JSON_OR_PNG = {200: {"content": {"application/json": {}, "image/png": {}}}}
 async def _answer(
     request: Request, st: AppState, task: str, src: ImageInput, model: str, opts: Drawing, mask_format: str, fmt: str
 ):
-    detector = await run_in_threadpool(load_model, st, model, task, _run_detectors(request))
+    # the input first: a bad upload is a 4xx whatever the state of the model, and never loads it
     image, source = await read_image(st, src.file, src.project, src.path)
+    detector = await run_in_threadpool(load_model, st, model, task, _run_detectors(request))
     det = await _infer(request, detector, image, opts.threshold)
     wanted = _parse_classes(opts.classes)
     if wanted is not None:  # a class by its label or its id, like draw_overlay's filter

@@ -59,6 +59,20 @@
     badge.title = m.summary || m.description || "";
   }
 
+  // The models that cannot run on this server, each with the reason the server gave (weights not
+  // installed, a library of the wrong version...): folded away, open when nothing can run.
+  function showUnavailable(rows) {
+    const box = $("#detect-unavailable");
+    box.hidden = !rows.length;
+    if (!rows.length) return;
+    box.querySelector("summary").textContent = rows.length === models.length
+      ? "No detection model can run on this server: why"
+      : `${plural(rows.length, "model")} not available on this server: why`;
+    box.querySelector("ul").replaceChildren(...rows.map((m) => h("li", {},
+      h("code", {}, m.name), " ", m.availability_detail || "not available on this server")));
+    box.open = rows.length === models.length;
+  }
+
   async function loadModels() {
     const rows = await api(apiUrl("/detectors"));
     models = Array.isArray(rows) ? rows : rows.detectors || [];
@@ -74,8 +88,10 @@
       }, ok ? label : `${label}: not available`);
     }));
     if (!models.length) modelSelect.append(h("option", { value: "" }, "No detection model on this server"));
+    else if (!usable.length) modelSelect.prepend(h("option", { value: "" }, "No model can run here"));
+    showUnavailable(models.filter((m) => m.available === false));
     const pick = modelOf(wanted) && modelOf(wanted).available !== false ? wanted : (usable[0] || {}).name;
-    if (pick) modelSelect.value = pick;
+    modelSelect.value = pick || "";
     modelSelect.disabled = !usable.length;
     showTask();
     updateRun();
