@@ -176,6 +176,27 @@ def test_eval_a_detector_on_coco_annotations(tmp_path):
     assert as_json.exit_code == 0 and json.loads(as_json.stdout)["bbox"]["map50"] == pytest.approx(1.0)
 
 
+def test_eval_ignores_difficult_objects_of_voc_data(tmp_path):
+    """VOC's protocol by default on VOC data: a 'difficult' object the model misses is not a miss."""
+    pytest.importorskip("vitrine.data.detection.convert")
+    from vitrine.data.detection.coco import from_coco
+    from vitrine.data.detection.model import Annotation
+    from vitrine.data.detection.voc import to_voc
+
+    ds = from_coco(cat_dataset(tmp_path / "ds"))
+    ds.annotations.append(Annotation(2, 1, 1, (420.0, 270.0, 25.0, 25.0), attributes={"difficult": 1}))  # no cat
+    to_voc(ds, tmp_path / "voc", images="copy")
+    voc = json.loads(invoke("eval", "--model", SSD, "--data", tmp_path / "voc", "--json").stdout)
+    assert voc["ignore_difficult"] is True and voc["difficult_ignored"] == 1 and voc["gt_objects"] == 1
+    assert voc["bbox"]["map50"] == pytest.approx(1.0) and voc["bbox"]["fn"] == 0
+    counted = invoke("eval", "--model", SSD, "--data", tmp_path / "voc", "--count-difficult", "--json")
+    counted = json.loads(counted.stdout)
+    assert counted["ignore_difficult"] is False and counted["gt_objects"] == 2
+    assert counted["bbox"]["map50"] < 0.6 and counted["bbox"]["fn"] == 1
+    shown = invoke("eval", "--model", SSD, "--data", tmp_path / "voc")
+    assert shown.exit_code == 0 and "1 difficult object(s) ignored (VOC protocol)" in " ".join(shown.output.split())
+
+
 def test_eval_usage_errors(tmp_path):
     assert invoke("eval", "--model", SSD).exit_code == 2  # no --data
     assert invoke("eval").exit_code == 2  # neither a run nor --model/--data

@@ -343,19 +343,25 @@ def eval_detection(
     iou_threshold: float = 0.5,
     workspace: Path | None = None,
     as_json: bool = False,
+    ignore_difficult: bool | None = None,
 ) -> dict:
     """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
-    CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``."""
+    CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
+    ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
+    by default on for a VOC source, off otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from vitrine.cli import _emit_json, _Guard, err, out
-    from vitrine.data.detection.convert import read_any
+    from vitrine.data.detection.convert import detect_format, read_any
     from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
     from vitrine.workspace import Workspace
 
     with _Guard():
-        gt = read_any(data, format=data_format)
+        fmt = (data_format or detect_format(data)).lower()
+        gt = read_any(data, format=fmt)
+        if ignore_difficult is None:
+            ignore_difficult = fmt == "voc"
         detector = load_for_task(model, "detection", Workspace(workspace))
         progress = Progress(
             TextColumn("[bold]predicting"),
@@ -375,7 +381,9 @@ def eval_detection(
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None
-        report = evaluate_detection(gt, preds, score_threshold=score_threshold, iou_threshold=iou_threshold)
+        report = evaluate_detection(
+            gt, preds, score_threshold=score_threshold, iou_threshold=iou_threshold, ignore_difficult=ignore_difficult
+        )
         report["model"] = getattr(detector, "name", model)
         report["data"] = str(data)
         written: list[Path] = []
@@ -391,6 +399,8 @@ def eval_detection(
         return report
     ms = report.get("ms_per_image")
     title = f"{report['model']} on {data} ({report['images']} image(s), {report['gt_objects']} object(s))"
+    if report["ignore_difficult"]:
+        title += f"; {report['difficult_ignored']} difficult object(s) ignored (VOC protocol)"
     table = Table(title=title)
     table.add_column("metric")
     for t in report["iou_types"]:

@@ -293,3 +293,28 @@ def test_predict_dataset_keeps_masks_compact(tmp_path):
     with pytest.raises(VitrineError, match="not found"):
         gt.images[0].file_name = "missing.png"
         predict_dataset(SquareSegmenter(), gt)
+
+
+def test_difficult_objects_are_ignored_on_request():
+    """VOC's protocol: a difficult object is neither found nor missed, in mAP and in P/R/F1."""
+    gt = make_gt(with_masks=False)
+    gt.annotations[2].attributes["difficult"] = 1  # cat C in image 2 (VOC and CVAT readers keep it so)
+    preds = {k: v for k, v in predictions(with_masks=False).items() if k != 2}  # C never found
+    counted = evaluate_detection(gt, preds, iou_type="bbox")
+    ignored = evaluate_detection(gt, preds, iou_type="bbox", ignore_difficult=True)
+    assert counted["ignore_difficult"] is False and counted["difficult_ignored"] == 0
+    assert ignored["ignore_difficult"] is True and ignored["difficult_ignored"] == 1
+    assert (counted["gt_objects"], ignored["gt_objects"]) == (3, 2)
+    cat = {r["class"]: r for r in ignored["bbox"]["per_class"]}["cat"]
+    assert (cat["gt"], cat["tp"], cat["fn"]) == (1, 1, 0)
+    # cat, by score: p5 FP, p1 TP, p2 FP. Counted: recall 1/2 at most -> AP 0.5 * 51/101;
+    # ignored: 1 gt -> precision 1/2 at recall 1 -> AP 0.5
+    assert {r["class"]: r for r in counted["bbox"]["per_class"]}["cat"]["ap50"] == pytest.approx(0.5 * 51 / 101)
+    assert cat["ap50"] == pytest.approx(0.5)
+    assert counted["bbox"]["fn"] == 1 and ignored["bbox"]["fn"] == 0
+
+    # a detection on a difficult object is no false positive, found or not
+    found = predictions(with_masks=False)
+    on_c = evaluate_detection(gt, found, iou_type="bbox", ignore_difficult=True)
+    assert on_c["bbox"]["tp"] == ignored["bbox"]["tp"] and on_c["bbox"]["fp"] == ignored["bbox"]["fp"]
+    assert {r["class"]: r for r in on_c["bbox"]["per_class"]}["cat"]["ap50"] == pytest.approx(0.5)

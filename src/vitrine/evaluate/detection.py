@@ -14,7 +14,9 @@ and returns, for each IoU type (``"bbox"`` for boxes, ``"segm"`` for masks):
   of its class with the highest IoU, if that IoU is at least ``iou_threshold`` (one match per
   ground-truth object). Matched: true positive; unmatched: false positive, unless it overlaps a
   crowd region (``iscrowd``) by the threshold, in which case it is ignored; ground truth left
-  unmatched: false negative. ``mean_iou`` is the mean IoU of the matched pairs;
+  unmatched: false negative. ``mean_iou`` is the mean IoU of the matched pairs. With
+  ``ignore_difficult`` (the VOC protocol), ``difficult`` objects are handled like crowd regions
+  (matched by plain IoU) in these counts and in mAP;
 * ``pr_curves``: per class, COCO's interpolated precision at 101 recall points at IoU 0.5
   (``COCOeval.eval["precision"][0, :, k, 0, -1]``), as plain lists.
 
@@ -51,6 +53,8 @@ from vitrine.errors import VitrineError
 IOU_TYPES = ("bbox", "segm")
 # Detections.extra key: the masks as COCO RLEs, when predict_dataset dropped the full-size arrays
 MASK_RLE_KEY = "mask_rle"
+# ground-truth key of the objects to ignore as VOC does with ``difficult`` ones (neither found nor missed)
+DIFFICULT_KEY = "vitrine_ignore"
 PER_CLASS_FIELDS = (
     "class",
     "category_id",
@@ -96,7 +100,12 @@ def _box_polygon(bbox) -> list[list[float]]:
     return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
-def _gt_coco(gt: DetectionDataset):
+def is_difficult(ann) -> bool:
+    """A VOC ``difficult`` object (the attribute VOC and CVAT readers keep)."""
+    return str(ann.attributes.get("difficult", "0")).strip().lower() in ("1", "true", "yes")
+
+
+def _gt_coco(gt: DetectionDataset, ignore_difficult: bool = False):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
@@ -125,6 +134,7 @@ def _gt_coco(gt: DetectionDataset):
                 "area": float(area),
                 "iscrowd": int(a.iscrowd or 0),
                 "segmentation": seg,
+                DIFFICULT_KEY: int(ignore_difficult and is_difficult(a)),
             }
         )
     coco = COCO()
@@ -250,8 +260,9 @@ def _match(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshol
         dts = [d for d in dt_coco.imgToAnns.get(img_id, []) if d["score"] >= score_threshold]
         for cat in {a["category_id"] for a in gts} | {d["category_id"] for d in dts}:
             s = stats.setdefault(cat, {"tp": 0, "fp": 0, "fn": 0, "ious": [], "predictions": 0})
-            g = [a for a in gts if a["category_id"] == cat and not a.get("iscrowd")]
+            g = [a for a in gts if a["category_id"] == cat and not a.get("iscrowd") and not a.get(DIFFICULT_KEY)]
             crowd = [a for a in gts if a["category_id"] == cat and a.get("iscrowd")]
+            hard = [a for a in gts if a["category_id"] == cat and not a.get("iscrowd") and a.get(DIFFICULT_KEY)]
             d = sorted((x for x in dts if x["category_id"] == cat), key=lambda x: -x["score"])
             s["predictions"] += len(d)
             if not d:
@@ -268,6 +279,11 @@ def _match(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshol
                 if crowd
                 else np.zeros((len(d), 0))
             ).reshape(len(d), len(crowd))
+            hard_iou = (
+                np.asarray(mask_utils.iou(dgeo, [_geometry(gt_coco, a, iou_type) for a in hard], [0] * len(hard)))
+                if hard
+                else np.zeros((len(d), 0))
+            ).reshape(len(d), len(hard))
             taken = np.zeros(len(g), dtype=bool)
             for i in range(len(d)):
                 row = np.where(taken, -1.0, ious[i]) if len(g) else ious[i]
@@ -278,6 +294,8 @@ def _match(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshol
                     s["ious"].append(float(row[j]))
                 elif crowd_iou.shape[1] and crowd_iou[i].max() >= iou_threshold:
                     continue  # on a crowd region: neither right nor wrong (COCO's rule)
+                elif hard_iou.shape[1] and hard_iou[i].max() >= iou_threshold:
+                    continue  # on a difficult object: neither right nor wrong (VOC's rule)
                 else:
                     s["fp"] += 1
             s["fn"] += int((~taken).sum())
@@ -291,11 +309,25 @@ def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def _evaluate_type(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshold: float, names) -> dict:
+def _cocoeval(gt_coco, dt_coco, iou_type: str):
+    """pycocotools' COCOeval, with the ground truth flagged ``DIFFICULT_KEY`` ignored like crowd
+    regions are (a detection on it is neither a true nor a false positive) but matched by plain IoU."""
     from pycocotools.cocoeval import COCOeval
 
+    class _Eval(COCOeval):
+        def _prepare(self):
+            super()._prepare()  # sets gt["ignore"] from iscrowd
+            for anns in self._gts.values():
+                for g in anns:
+                    if g.get(DIFFICULT_KEY):
+                        g["ignore"] = 1
+
+    return _Eval(gt_coco, dt_coco, iou_type)
+
+
+def _evaluate_type(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshold: float, names) -> dict:
     cat_ids = sorted(gt_coco.getCatIds())
-    ev = COCOeval(gt_coco, dt_coco, iou_type)
+    ev = _cocoeval(gt_coco, dt_coco, iou_type)
     ev.params.imgIds = sorted(gt_coco.getImgIds())
     ev.params.catIds = cat_ids
     with _quiet():
@@ -304,7 +336,9 @@ def _evaluate_type(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_
         ev.summarize()
     precision = ev.eval["precision"]  # [T iou thresholds, R recall points, K classes, A areas, M max dets]
     stats = _match(gt_coco, dt_coco, iou_type, score_threshold, iou_threshold)
-    n_gt = Counter(a["category_id"] for a in gt_coco.dataset["annotations"] if not a.get("iscrowd"))
+    n_gt = Counter(
+        a["category_id"] for a in gt_coco.dataset["annotations"] if not a.get("iscrowd") and not a.get(DIFFICULT_KEY)
+    )
     recall_points = [round(float(r), 2) for r in ev.params.recThrs]
 
     per_class, curves = [], []
@@ -365,8 +399,13 @@ def evaluate_detection(
     iou_type: str | Iterable[str] | None = None,
     score_threshold: float = 0.5,
     iou_threshold: float = 0.5,
+    ignore_difficult: bool = False,
 ) -> dict:
     """Compare ``predictions`` with the ground truth ``gt``; see the module docstring for the numbers.
+
+    ``ignore_difficult``: the Pascal VOC protocol: objects marked ``difficult`` are neither found
+    nor missed (a detection on one counts for nothing; they are not in the ground-truth counts),
+    in mAP and P/R/F1 alike. The report says ``ignore_difficult`` and how many were ignored.
 
     ``predictions``: ``{image_id: Detections}`` (classes mapped to the dataset by name) or a list of
     COCO result dicts (already in the dataset's category ids). ``iou_type``: ``"bbox"``, ``"segm"``,
@@ -400,15 +439,18 @@ def evaluate_detection(
             why = "the dataset has no masks" if not gt.has_masks else "some predictions have no masks"
             raise VitrineError(f"cannot evaluate masks (segm): {why}", hint="evaluate boxes only (iou_type='bbox')")
 
-    gt_coco = _gt_coco(gt)
+    gt_coco = _gt_coco(gt, ignore_difficult=ignore_difficult)
     dt_coco = _dt_coco(gt_coco, results)
+    difficult = sum(1 for a in gt.annotations if not a.iscrowd and is_difficult(a)) if ignore_difficult else 0
     names = {c.id: c.name for c in gt.categories}
     report: dict = {
         "iou_types": types,
         "score_threshold": float(score_threshold),
         "iou_threshold": float(iou_threshold),
         "images": len(gt.images),
-        "gt_objects": sum(1 for a in gt.annotations if not a.iscrowd),
+        "gt_objects": sum(1 for a in gt.annotations if not a.iscrowd) - difficult,
+        "ignore_difficult": bool(ignore_difficult),
+        "difficult_ignored": difficult,
         "predictions": len(results),
         "unmapped": dict(unmapped),
         "ms_per_image": float(np.mean(seconds) * 1000.0) if seconds else None,

@@ -30,9 +30,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -987,6 +988,7 @@ def _merge(parts: list, files: list[Path]):
 
     first = parts[0]
     cats = sorted((c.id, c.name) for c in first.categories)
+    root = Path(os.path.commonpath([Path(p.root).resolve() for p in parts]))
     images, annotations, seen, seen_ann = [], [], set(), set()
     for part, file in zip(parts, files, strict=True):
         if sorted((c.id, c.name) for c in part.categories) != cats:
@@ -994,20 +996,22 @@ def _merge(parts: list, files: list[Path]):
                 f"{file}: its categories differ from those of {files[0].name}",
                 hint="train on one annotation file, or give the files the same categories",
             )
-        if part.root != first.root:
-            raise VitrineError(f"{file}: its images folder {part.root} differs from {first.root}")
+        # each file may have its own images folder (COCO's layout: instances_<split>.json with
+        # images/<split>/): file names are made relative to the folder they all share
+        prefix = Path(os.path.relpath(Path(part.root).resolve(), root)).as_posix()
         for im in part.images:
             if im.id in seen:
                 raise VitrineError(f"{file}: image id {im.id} is also in another annotation file of the folder")
             seen.add(im.id)
-            images.append(im)
+            images.append(im if prefix == "." else replace(im, file_name=f"{prefix}/{im.file_name}"))
         for a in part.annotations:
             if a.id in seen_ann:
                 raise VitrineError(f"{file}: annotation id {a.id} is also in another annotation file of the folder")
             seen_ann.add(a.id)
             annotations.append(a)
     problems = [p for part in parts for p in part.problems]
-    return DetectionDataset(images, list(first.categories), annotations, first.root, problems)
+    root = root if len(parts) > 1 else first.root
+    return DetectionDataset(images, list(first.categories), annotations, root, problems)
 
 
 def train_detector(

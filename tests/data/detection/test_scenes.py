@@ -92,7 +92,10 @@ def test_no_item_in_two_splits(scenes):
 def test_written_files_read_back(scenes):
     out = scenes.root.parent
     coco = from_coco(out / "annotations" / "instances_val.json")
-    assert coco.root == out / "images"
+    # COCO's layout (COCO 2017, datumaro, supervision): names relative to images/<split>/
+    assert coco.root == out / "images" / "val"
+    assert [im.file_name for im in coco.images] == [im.file_name[4:] for im in scenes.split("val").images]
+    assert all((coco.root / im.file_name).is_file() for im in coco.images)
     assert {im.split for im in coco.images} == {"val"} and not coco.problems
     assert len(coco.annotations) == len(scenes.split("val").annotations)
     yolo = from_yolo(out / "yolo")

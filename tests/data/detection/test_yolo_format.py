@@ -103,7 +103,8 @@ def test_bad_lines_are_skipped_with_file_and_line(tmp_path):
     assert "no width or height" in got["line 8"]
     assert got["line 9"].startswith("class 1.5 is out of range")
     assert "nan" in got["line 12"]
-    assert len(ds.images) == 2 and {im.split for im in ds.images} == {None}  # same folder for train and val
+    # images/train given for train and val (as a single-split export must, for Ultralytics): train
+    assert len(ds.images) == 2 and {im.split for im in ds.images} == {"train"}
 
 
 def test_bad_data_yaml(tmp_path):

@@ -181,8 +181,9 @@ def from_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
             problems.append(Problem(file, where, f"bbox {bbox!r} is not 4 numbers: derived from the mask"))
             bbox = None
         area = a.get("area") if is_finite(a.get("area")) else None
+        fresh = aid is not None and aid not in used_ids
         ann = Annotation(
-            id=aid if aid is not None and aid not in used_ids else 0,
+            id=aid if fresh else 0,
             image_id=iid,
             category_id=cid,
             bbox=tuple(float(v) for v in bbox) if bbox is not None else None,
@@ -194,10 +195,12 @@ def from_coco(json_path: str | os.PathLike, images_root: str | os.PathLike | Non
         ann = clean_annotation(ann, images[iid], problems, file, where)
         if ann is None:
             continue
-        if ann.id == 0:
+        if fresh:
+            ann.id = aid  # 0 is a valid id (globox starts there); only repeated ids are renumbered
+        else:
             if aid is not None:
                 problems.append(Problem(file, where, f"annotation id {aid} used twice: given a new id"))
-            ann.id = max(used_ids | {a.id for a in annotations}, default=0) + 1
+            ann.id = max(used_ids, default=0) + 1
         used_ids.add(ann.id)
         annotations.append(ann)
 

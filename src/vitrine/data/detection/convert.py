@@ -27,8 +27,8 @@ def _xml_root_tag(path: Path) -> str | None:
 
 def detect_format(path: str | os.PathLike) -> str:
     """The format of ``path`` from its name and a peek inside: a .json file is COCO, an .xml file
-    CVAT (``<annotations>``) or VOC (``<annotation>``), a data.yaml or a folder with ``labels/``
-    YOLO, a folder with ``Annotations/`` VOC."""
+    CVAT (``<annotations>``) or VOC (``<annotation>``), a data.yaml, an obj.data (darknet) or a
+    folder with ``labels/`` YOLO, a folder with ``Annotations/`` VOC."""
     p = Path(path).expanduser()
     if not p.exists():
         raise NotFound(f"not found: {p}")
@@ -36,7 +36,7 @@ def detect_format(path: str | os.PathLike) -> str:
         suffix = p.suffix.lower()
         if suffix == ".json":
             return "coco"
-        if suffix in (".yaml", ".yml"):
+        if suffix in (".yaml", ".yml") or p.name.lower() == "obj.data":
             return "yolo"
         if suffix == ".xml":
             tag = _xml_root_tag(p)
@@ -45,7 +45,10 @@ def detect_format(path: str | os.PathLike) -> str:
             if tag == "annotation":
                 return "voc"
     else:
-        if any((p / n).is_file() for n in ("data.yaml", "dataset.yaml", "data.yml")) or (p / "labels").is_dir():
+        if (
+            any((p / n).is_file() for n in ("data.yaml", "dataset.yaml", "data.yml", "obj.data"))
+            or (p / "labels").is_dir()
+        ):
             return "yolo"
         if (p / "Annotations").is_dir():
             return "voc"
@@ -54,7 +57,8 @@ def detect_format(path: str | os.PathLike) -> str:
             return "voc"
     raise VitrineError(
         f"cannot tell the annotation format of {p}",
-        hint="give it with --from (coco, yolo, cvat, voc): a COCO .json, a CVAT .xml, a YOLO data.yaml or folder, "
+        hint="give it with --from (coco, yolo, cvat, voc): a COCO .json, a CVAT .xml, a YOLO data.yaml, obj.data or "
+        "folder, "
         "a VOC folder with Annotations/",
     )
 

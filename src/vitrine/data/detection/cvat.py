@@ -29,6 +29,7 @@ import numpy as np
 
 from vitrine.data.detection._io import atomic_write_text
 from vitrine.data.detection._xml import parse_xml
+from vitrine.data.detection.coco import split_from_name
 from vitrine.data.detection.geometry import (
     is_finite,
     mask_bbox,
@@ -47,6 +48,7 @@ from vitrine.errors import VitrineError
 __all__ = ["from_cvat", "to_cvat"]
 
 _SUBSETS = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test"}
+_DEFAULT_SUBSET = "default"  # CVAT's name for a task without a subset
 _SKIPPED_SHAPES = ("polyline", "points", "ellipse", "cuboid", "skeleton", "tag")
 
 
@@ -99,6 +101,10 @@ def from_cvat(xml_path: str | os.PathLike, images_root: str | os.PathLike | None
             f"{path}: this is a CVAT video export (<track>), not CVAT for images",
             hint="export the task as 'CVAT for images 1.1'",
         )
+    # a task export has no subset on its images: the task's <subset> (CVAT), else the file's name
+    # (datumaro writes train.xml, val.xml)
+    task_subset = meta.findtext("task/subset") if meta is not None else None
+    default_split = _SUBSETS.get((task_subset or "").strip().lower()) or split_from_name(path.name)
     names = list(declared)
     images: list[ImageRecord] = []
     annotations: list[Annotation] = []
@@ -109,7 +115,8 @@ def from_cvat(xml_path: str | os.PathLike, images_root: str | os.PathLike | None
             problems.append(Problem(file, where_im, "image without name, width and height: skipped"))
             continue
         where_im = f"line {doc.line(im)}: <image name={name!r}>"
-        split = _SUBSETS.get((im.get("subset") or "").strip().lower())
+        subset = im.get("subset")
+        split = _SUBSETS.get((subset or "").strip().lower()) if subset is not None else default_split
         record = ImageRecord(len(images) + 1, name.replace("\\", "/"), int(w), int(h), split)
         images.append(record)
         groups: dict[tuple[str, str], Annotation] = {}
@@ -242,28 +249,41 @@ def _merge(into: Annotation, other: Annotation, image: ImageRecord) -> None:
 def to_cvat(ds: DetectionDataset, xml_path: str | os.PathLike, name: str = "vitrine") -> list[Problem]:
     """Write ``ds`` as one CVAT for images 1.1 file (atomically). Objects with a mask become
     polygons (RLE masks are traced), several parts sharing a ``group_id``; box-only objects
-    become ``<box>``. An image's split is its ``subset``."""
+    become ``<box>``. Written as CVAT exports: a dataset of one split (or none) as a task
+    (``<meta><task>`` with its ``<subset>``, no ``subset`` on the images), a dataset of several
+    splits as a project (``<meta><project>``, one task per split, each image's ``subset``)."""
     path = Path(xml_path).expanduser()
     cats = sorted(ds.categories, key=lambda c: c.id)
     label_of = {c.id: c.name for c in cats}
+    subsets = list(dict.fromkeys(im.split or _DEFAULT_SUBSET for im in ds.images)) or [_DEFAULT_SUBSET]
+    project = len(subsets) > 1
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
-    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
-    ET.SubElement(task, "name").text = name
-    ET.SubElement(task, "size").text = str(len(ds.images))
-    ET.SubElement(task, "mode").text = "annotation"
-    labels = ET.SubElement(task, "labels")
+    meta = ET.SubElement(root, "meta")
+    owner = ET.SubElement(meta, "project") if project else meta
+    if project:
+        ET.SubElement(owner, "name").text = name
+        tasks = ET.SubElement(owner, "tasks")
+    for subset in subsets if project else subsets[:1]:
+        task = ET.SubElement(tasks if project else owner, "task")
+        ET.SubElement(task, "name").text = f"{name} {subset}" if project else name
+        ET.SubElement(task, "size").text = str(sum(1 for im in ds.images if (im.split or _DEFAULT_SUBSET) == subset))
+        ET.SubElement(task, "mode").text = "annotation"
+        ET.SubElement(task, "subset").text = subset
+    labels = ET.SubElement(owner if project else task, "labels")
     for c in cats:
         lab = ET.SubElement(labels, "label")
         ET.SubElement(lab, "name").text = c.name
         ET.SubElement(lab, "type").text = "any"
         ET.SubElement(lab, "attributes")
+    if project:
+        ET.SubElement(owner, "subsets").text = "\n".join(subsets)
     by_image = ds.annotations_by_image()
     group = 0
     for k, im in enumerate(ds.images):
         attrs = {"id": str(k), "name": im.file_name, "width": str(im.width), "height": str(im.height)}
-        if im.split:
-            attrs["subset"] = im.split
+        if project:
+            attrs["subset"] = im.split or _DEFAULT_SUBSET
         image_el = ET.SubElement(root, "image", attrs)
         for a in by_image.get(im.id, []):
             common = {"label": label_of[a.category_id], "source": "manual"}

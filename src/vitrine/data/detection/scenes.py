@@ -16,7 +16,8 @@ images and annotation files.
 Layout written under ``out_dir``::
 
     images/<split>/<split>_00000.png
-    annotations/instances_<split>.json      COCO, polygons (or RLE with masks="rle")
+    annotations/instances_<split>.json      COCO, polygons (or RLE with masks="rle"); file names
+                                            relative to images/<split>/, as in COCO 2017
     yolo/data.yaml, yolo/images/<split>/, yolo/labels/<split>/   YOLO segmentation
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -181,6 +183,15 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _split_layout(ds: DetectionDataset, split: str) -> DetectionDataset:
+    """One split as the COCO tools lay it out (COCO 2017, datumaro, supervision): file names
+    relative to ``images/<split>/``, the folder that ``annotations/instances_<split>.json`` pairs with."""
+    part = ds.split(split)
+    part.root = ds.root / split
+    part.images = [replace(im, file_name=im.file_name.removeprefix(f"{split}/")) for im in part.images]
+    return part
+
+
 def generate_scenes(
     out_dir: str | os.PathLike,
     n_train: int = 200,
@@ -280,7 +291,7 @@ def generate_scenes(
 
     for split in SPLITS:
         if counts[split]:
-            to_coco(ds.split(split), out / "annotations" / f"instances_{split}.json")
+            to_coco(_split_layout(ds, split), out / "annotations" / f"instances_{split}.json")
     if yolo:
         from vitrine.data.detection.yolo import to_yolo
 

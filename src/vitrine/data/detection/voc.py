@@ -1,10 +1,11 @@
 """Pascal VOC XML, one file per image: :func:`from_voc` / :func:`to_voc`.
 
 Layout: ``Annotations/<name>.xml``, images in ``JPEGImages/``, splits in
-``ImageSets/Main/<split>.txt``, and (vitrine's addition, read when present) ``labels.txt`` with
-the class names in order. VOC boxes are 1-based inclusive pixel indexes: a box ``(x, y, w, h)``
-is written ``xmin = x + 1``, ``xmax = x + w`` (as Detectron2 and torchvision read them), floats
-kept to 1e-4 px. ``difficult``, ``truncated``, ``occluded`` and ``pose`` go to the annotation's
+``ImageSets/Main/<split>.txt``, and the class names in order: ``labelmap.txt`` (datumaro's and
+CVAT's, ``background`` first), or vitrine's ``labels.txt``; both are written, the first is read.
+VOC boxes are 1-based inclusive pixel indexes: a box ``(x, y, w, h)`` is written
+``xmin = x + 1``, ``xmax = x + w`` (as Detectron2 and torchvision read them), floats kept to
+1e-4 px. ``difficult``, ``truncated``, ``occluded`` and ``pose`` go to the annotation's
 ``attributes``. VOC holds boxes only: a mask is reported as not representable and its box kept.
 A file that is not well-formed XML is skipped and reported with its line (the whole dataset
 raises only when no file can be read).
@@ -27,6 +28,7 @@ __all__ = ["from_voc", "to_voc"]
 
 SPLITS = ("train", "val", "test")
 _ATTRIBUTES = ("difficult", "truncated", "occluded")
+_BACKGROUND = "background"  # label 0 of a labelmap.txt
 
 
 def _number(text: str | None) -> float | None:
@@ -55,15 +57,50 @@ def _locate(path: Path, images_root: Path | None) -> tuple[list[Path], Path, Pat
     return files, ann_dir, images_root, base
 
 
+def _declared_labels(base: Path, problems: list[Problem]) -> list[str]:
+    """The class names in order: ``labelmap.txt`` (datumaro's and CVAT's ``name:r,g,b:parts:actions``,
+    ``background`` first: left out, so that category ids are the VOC label indexes), else vitrine's
+    ``labels.txt`` (one name a line), else none (names in order of appearance)."""
+    labelmap = base / "labelmap.txt"
+    if labelmap.is_file():
+        names: list[str] = []
+        for n, line in enumerate(labelmap.read_text(encoding="utf-8").splitlines(), start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name = line.split(":", 1)[0].strip()
+            if line.count(":") != 3 or not name:
+                problems.append(Problem(str(labelmap), f"line {n}", "not 'name:r,g,b:parts:actions': line skipped"))
+                continue
+            if name in names:
+                problems.append(Problem(str(labelmap), f"line {n}", f"label {name!r} declared twice: line skipped"))
+                continue
+            names.append(name)
+        return names[1:] if names[:1] == [_BACKGROUND] else names
+    labels_txt = base / "labels.txt"
+    if labels_txt.is_file():
+        return [n.strip() for n in labels_txt.read_text(encoding="utf-8").splitlines() if n.strip()]
+    return []
+
+
+def _voc_colour(index: int) -> tuple[int, int, int]:
+    """The Pascal VOC palette: label index bits spread over the high bits of r, g, b."""
+    r = g = b = 0
+    for shift in range(7, -1, -1):
+        r |= ((index >> 0) & 1) << shift
+        g |= ((index >> 1) & 1) << shift
+        b |= ((index >> 2) & 1) << shift
+        index >>= 3
+    return r, g, b
+
+
 def from_voc(path: str | os.PathLike, images_root: str | os.PathLike | None = None) -> DetectionDataset:
     """Read a VOC dataset: its folder (with ``Annotations/``), a folder of XML files, or one XML."""
     path = Path(path).expanduser()
     files, ann_dir, root, base = _locate(path, Path(images_root).expanduser() if images_root else None)
     problems: list[Problem] = []
-    declared: list[str] = []
-    labels_txt = base / "labels.txt"
-    if labels_txt.is_file():
-        declared = [n.strip() for n in labels_txt.read_text(encoding="utf-8").splitlines() if n.strip()]
+    declared = _declared_labels(base, problems)
+    declared_in = "labelmap.txt" if (base / "labelmap.txt").is_file() else "labels.txt"
     split_of: dict[str, str] = {}
     for split in SPLITS:
         listing = base / "ImageSets" / "Main" / f"{split}.txt"
@@ -113,7 +150,7 @@ def from_voc(path: str | os.PathLike, images_root: str | os.PathLike | None = No
                 continue
             if name not in names:
                 if declared:
-                    problems.append(Problem(file, where, f"label {name!r} is not in labels.txt: skipped"))
+                    problems.append(Problem(file, where, f"label {name!r} is not in {declared_in}: skipped"))
                     continue
                 names.append(name)
             box = obj.find("bndbox")
@@ -150,7 +187,7 @@ def from_voc(path: str | os.PathLike, images_root: str | os.PathLike | None = No
 
 def to_voc(ds: DetectionDataset, out_dir: str | os.PathLike, images: str = "link") -> list[Problem]:
     """Write ``ds`` as a VOC tree in ``out_dir``: ``Annotations/``, ``JPEGImages/`` (hard links,
-    ``copy``, or ``none``), ``ImageSets/Main/<split>.txt`` and ``labels.txt``. Masks cannot be
+    ``copy``, or ``none``), ``ImageSets/Main/<split>.txt``, ``labelmap.txt`` and ``labels.txt``. Masks cannot be
     written (boxes are): they are reported, as are crowd flags."""
     out = Path(out_dir).expanduser()
     cats = sorted(ds.categories, key=lambda c: c.id)
@@ -199,6 +236,20 @@ def to_voc(ds: DetectionDataset, out_dir: str | os.PathLike, images: str = "link
     for split, stems in listing.items():
         atomic_write_text(out / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
     atomic_write_text(out / "labels.txt", "".join(c.name + "\n" for c in cats))
+    unwritable = [c.name for c in cats if ":" in c.name or c.name.strip() != c.name or c.name == _BACKGROUND]
+    if unwritable:
+        problems.append(
+            Problem(
+                str(out),
+                "labelmap.txt",
+                f"class name(s) {', '.join(map(repr, unwritable))} cannot be written to labelmap.txt (':' separates "
+                "its fields, 'background' is label 0): labelmap.txt not written, labels.txt has the names",
+            )
+        )
+    else:
+        lines = ["# label:color_rgb:parts:actions", f"{_BACKGROUND}:0,0,0::"]
+        lines += [f"{c.name}:{','.join(map(str, _voc_colour(i)))}::" for i, c in enumerate(cats, start=1)]
+        atomic_write_text(out / "labelmap.txt", "".join(line + "\n" for line in lines))
     if masks:
         problems.append(
             Problem(str(out), "Annotations", f"{masks} mask(s) not representable in VOC (boxes only): boxes kept")

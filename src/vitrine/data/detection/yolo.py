@@ -177,24 +177,97 @@ def _is_float(v: str) -> bool:
         return False
 
 
+_DARKNET_SPLITS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
+
+
+def _darknet_path(value: str, base: Path) -> Path:
+    """A path from obj.data or a list file: darknet runs from a folder where the dataset is ``data/``."""
+    p = Path(value.strip())
+    if p.is_absolute():
+        return p
+    if p.parts and p.parts[0] == "data" and not (base / p).exists():
+        p = Path(*p.parts[1:]) if len(p.parts) > 1 else Path(".")
+    return base / p
+
+
+def _read_darknet(obj_data: Path, problems: list[Problem]) -> tuple[Path, list[str], dict[str | None, list[Path]]]:
+    """(root, class names, images per split) of a darknet layout (CVAT's YOLO 1.1, datumaro's yolo):
+    ``obj.data`` (``classes = n``, ``train = data/train.txt``, ``names = data/obj.names``...),
+    ``obj.names``, ``obj_<subset>_data/`` with each image's ``.txt`` beside it."""
+    base = obj_data.parent
+    file = str(obj_data)
+    entries: dict[str, str] = {}
+    try:
+        text = obj_data.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VitrineError(f"cannot read {obj_data}: {exc}") from None
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            problems.append(Problem(file, f"line {n}", f"{line.strip()!r} is not 'key = value': line skipped"))
+            continue
+        entries[key.strip().lower()] = value.strip()
+    names_file = _darknet_path(entries.get("names", "obj.names"), base)
+    if not names_file.is_file():
+        raise VitrineError(
+            f"{obj_data}: the class names file {names_file} does not exist",
+            hint="a darknet YOLO dataset has obj.names (one class name per line) beside obj.data",
+        )
+    names = [n.strip() for n in names_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+    classes = entries.get("classes")
+    if classes is not None and classes.strip().isdigit() and int(classes) != len(names):
+        problems.append(Problem(file, "classes", f"classes is {classes} but {names_file.name} names {len(names)}"))
+    splits: dict[str | None, list[Path]] = {}
+    for key, value in entries.items():
+        split = _DARKNET_SPLITS.get(key)
+        if split is None:
+            continue
+        listing = _darknet_path(value, base)
+        if not listing.is_file():
+            problems.append(Problem(file, key, f"{listing} does not exist: split {split} is empty"))
+            continue
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                splits.setdefault(split, []).append(_darknet_path(line, base))
+    if not splits:  # no list files: the obj_<subset>_data folders
+        for folder in sorted(base.glob("obj_*_data")):
+            subset = folder.name[len("obj_") : -len("_data")]
+            found = _images_in(folder)
+            if found:
+                splits.setdefault(_DARKNET_SPLITS.get(subset.lower()), []).extend(found)
+    if not splits:
+        raise VitrineError(f"{obj_data}: no image listed", hint="obj.data names train = data/train.txt")
+    return base, names, splits
+
+
 def from_yolo(root_or_data_yaml: str | os.PathLike) -> DetectionDataset:
     """Read a YOLO dataset: a data.yaml, or a folder holding one (data.yaml / dataset.yaml), or a
     folder with ``images/`` and ``labels/`` (splits from ``images/train`` etc., names from
-    ``classes.txt`` when there is one). Category ids are the class indexes + 1."""
+    ``classes.txt`` when there is one), or the darknet layout (``obj.data``, ``obj.names``,
+    ``obj_train_data/``: CVAT's YOLO 1.1, datumaro's yolo). Category ids are the class indexes + 1."""
     given = Path(root_or_data_yaml).expanduser()
     problems: list[Problem] = []
     if not given.exists():
         raise NotFound(f"YOLO dataset not found: {given}")
     yaml_file = None
-    if given.is_file():
+    splits: dict[str | None, list[Path]] = {}
+    darknet = given if given.is_file() and given.suffix.lower() == ".data" else None
+    if darknet is None and given.is_dir() and (given / "obj.data").is_file():
+        darknet = given / "obj.data"
+    if darknet is not None:
+        root, names, splits = _read_darknet(darknet, problems)
+    elif given.is_file():
         yaml_file = given
     else:
         for name in ("data.yaml", "dataset.yaml", "data.yml"):
             if (given / name).is_file():
                 yaml_file = given / name
                 break
-    splits: dict[str | None, list[Path]] = {}
-    if yaml_file is not None:
+    if darknet is not None:
+        pass
+    elif yaml_file is not None:
         data = _load_yaml(yaml_file)
         if "names" not in data:
             raise VitrineError(f"{yaml_file}: no 'names' (the class names)", hint="add e.g. names: [cat, dog]")
@@ -222,8 +295,10 @@ def from_yolo(root_or_data_yaml: str | os.PathLike) -> DetectionDataset:
                     continue
                 listed.setdefault(p.resolve(), []).append(split)
         for p, named in listed.items():
-            # one folder given for several splits (val: images/train is common): no split of its own
-            splits.setdefault(named[0] if len(named) == 1 else None, []).extend(_images_in(p))
+            # one folder given for several splits (val: images/train is common): the split it is named
+            # after (images/train: train), else no split of its own
+            own = named[0] if len(named) == 1 else (p.stem if p.stem in named else None)
+            splits.setdefault(own, []).extend(_images_in(p))
         if not splits:
             raise VitrineError(
                 f"{yaml_file}: no train/val/test image folder found",
@@ -351,7 +426,10 @@ def to_yolo(
         doc[s] = f"images/{s}"
     if None in split_dirs or not present:
         doc["train"] = doc.get("train", "images")
-        doc.setdefault("val", doc["train"])
+    # Ultralytics requires both train: and val:; a missing one names a split that is there (the
+    # reader gives a folder listed twice the split it is named after, so no split is invented)
+    first = doc.get("train") or doc.get("val") or doc["test"]
+    doc = {"train": doc.get("train", first), "val": doc.get("val", first), **doc}
     doc["nc"] = len(cats)
     doc["names"] = {i: c.name for i, c in enumerate(cats)}
     atomic_write_text(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
