@@ -34,24 +34,30 @@ def test_without_the_importer_it_is_unavailable_with_the_reason(opencv_without_t
         load_detector(opencv_without_tf_importer)
 
 
-def test_an_unexpected_loader_failure_is_reported_not_raised(monkeypatch):
+def make_spec(name: str, loader, availability) -> registry.ModelSpec:
+    """A model registered for one test (the built-ins first, so that they are not shadowed)."""
+    from vitrine.models.base import ModelCard
+
+    card = ModelCard(summary="test", license="-", languages=(), reference="-", notes="")
+    spec = registry.ModelSpec(
+        name=name, task="detection", source="package", card=card, loader=loader, availability=availability
+    )
+    registry.list_models()
+    return registry.register(spec)
+
+
+def test_an_unexpected_loader_failure_is_reported_not_raised():
     """A loader that dies with a non-vitrine exception (a library of the wrong version) becomes a
     ModelUnavailable naming the cause, and the listing says so from then on."""
-    from vitrine.models.base import ModelCard
 
     def broken_loader(weights=None, device=None, **_):
         raise AttributeError("module 'somelib' has no attribute 'gone'")
 
-    spec = registry.ModelSpec(
-        name="test-broken-loader",
-        task="detection",
-        source="package",
-        card=ModelCard(summary="test", license="-", languages=(), reference="-", notes=""),
-        loader=broken_loader,
-        availability=lambda weights=None, probe_hub=False, **_: registry.Availability(True, "package", "test"),
+    spec = make_spec(
+        "test-broken-loader",
+        broken_loader,
+        lambda weights=None, probe_hub=False, **_: registry.Availability(True, "package", "test"),
     )
-    registry.list_models()
-    registry.register(spec)
     try:
         assert registry.get(spec.name).describe()["available"] is True
         with pytest.raises(ModelUnavailable) as info:
@@ -64,21 +70,10 @@ def test_an_unexpected_loader_failure_is_reported_not_raised(monkeypatch):
 
 
 def test_an_availability_check_that_raises_reads_unavailable():
-    from vitrine.models.base import ModelCard
-
     def check(weights=None, probe_hub=False, **_):
         raise ImportError("libGL.so.1: cannot open shared object file")
 
-    spec = registry.ModelSpec(
-        name="test-broken-check",
-        task="embedding",
-        source="package",
-        card=ModelCard(summary="test", license="-", languages=(), reference="-", notes=""),
-        loader=lambda weights=None, device=None, **_: None,
-        availability=check,
-    )
-    registry.list_models()
-    registry.register(spec)
+    spec = make_spec("test-broken-check", lambda weights=None, device=None, **_: None, check)
     try:
         row = registry.get(spec.name).describe()
         assert row["available"] is False and "libGL" in row["availability_detail"]

@@ -86,3 +86,17 @@ def test_segmentation_without_masks_and_bad_task():
     assert out.masks.shape == (2, 30, 40) and not out.masks.any()
     with pytest.raises(ModelError, match="task"):
         TorchvisionDetector(FakeDetectionModel(), {}, name="fake", task="keypoints")
+
+
+def test_a_too_thin_image_is_refused_with_its_size():
+    """A 1×4000 image would be scaled to zero pixels high by torchvision's transform (a RuntimeError
+    deep in the backbone): it is an ImageError naming the size, before the model runs."""
+    from vitrine.errors import ImageError
+
+    model = FakeDetectionModel()
+    det = TorchvisionDetector(model, {1: "cat"}, name="fake", task="detection", device="cpu")
+    with pytest.raises(ImageError) as info:
+        det.predict(rgb(w=4000, h=1))
+    assert "4000×1" in info.value.message and info.value.status == 400
+    assert model.calls == []
+    assert det.predict(rgb(w=400, h=40), threshold=0.0).width == 400  # 10:1 is fine

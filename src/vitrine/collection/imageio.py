@@ -14,6 +14,17 @@ downloads, files renamed by hand). It:
   The reason is also on the exception as ``.reason`` (without the file name), and the file as
   ``.path``.
 
+Memory is bounded by construction, not by catching ``MemoryError``:
+
+* a caller that only needs a small picture (a model input, a thumbnail) passes ``min_side``: a
+  JPEG is then decoded at reduced scale by its DCT (Pillow's ``draft``, 1/2 to 1/8), and any other
+  format is box-reduced by a whole factor right after decoding, before the colour conversion,
+  keeping both sides at least ``min_side``;
+* full-size decodes share one pixel budget (``VITRINE_DECODE_BUDGET_PIXELS``, default 100 million,
+  i.e. one image at the pixel limit at a time): a decode waits until the pixels it needs are free,
+  so eight simultaneous uploads of a 9000 x 9000 PNG decode one or two at a time instead of all at
+  once. An image larger than the whole budget waits for the budget to be empty.
+
 Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``, a process-wide setting, 89M pixels by default)
 is kept as a second net: vitrine raises it (never lowers it) to at least its own limit, under a
 lock, so that images vitrine accepts are not refused by Pillow; its warning is silenced while the
@@ -23,11 +34,14 @@ header is read, under the same lock, so that decode threads never interleave the
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
 import os
 import re
 import stat
 import struct
+import sys
 import threading
 import warnings
 import zlib
@@ -40,6 +54,7 @@ from vitrine.errors import ImageError, VitrineError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
+    "decode_budget_pixels",
     "image_info",
     "make_thumbnail",
     "max_file_bytes",
@@ -57,6 +72,7 @@ _MULTI_FRAME_FORMATS = {"GIF", "TIFF", "MPO", "WEBP"}
 
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+DEFAULT_DECODE_BUDGET_PIXELS = 100_000_000
 
 _OPEN_LOCK = threading.Lock()
 
@@ -112,6 +128,60 @@ def max_pixels() -> int:
 def max_file_bytes() -> int:
     """Largest image file accepted in bytes (env ``VITRINE_MAX_FILE_BYTES``, default 256 MiB)."""
     return _env_int("VITRINE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)
+
+
+def decode_budget_pixels() -> int:
+    """Pixels that may be decoded at once, all threads together (env
+    ``VITRINE_DECODE_BUDGET_PIXELS``, default 100 million)."""
+    return _env_int("VITRINE_DECODE_BUDGET_PIXELS", DEFAULT_DECODE_BUDGET_PIXELS)
+
+
+class _PixelBudget:
+    """A weighted semaphore over decoded pixels, shared by every decode of the process."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self.in_use = 0
+        self.peak = 0  # the most pixels ever decoding at once (for tests and measurements)
+
+    def acquire(self, pixels: int) -> int:
+        with self._cond:
+            budget = decode_budget_pixels()
+            take = min(pixels, budget)  # a single image larger than the budget runs alone
+            while self.in_use and self.in_use + take > budget:
+                self._cond.wait()
+            self.in_use += take
+            self.peak = max(self.peak, self.in_use)
+            return take
+
+    def release(self, taken: int) -> None:
+        with self._cond:
+            self.in_use -= taken
+            self._cond.notify_all()
+
+
+_BUDGET = _PixelBudget()
+
+# After a decode of at least this many pixels, freed memory is handed back to the system: glibc
+# keeps what a thread frees in that thread's arena, so eight decode threads that each once held a
+# 9000 x 9000 image would otherwise keep ~2 GB between them for the life of the process.
+_TRIM_PIXELS = 8_000_000
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; absent from musl
+    except (OSError, AttributeError):
+        return None
+
+
+def _give_back_memory() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _fail(name: str, reason: str, hint: str | None = None, path: str | None = None) -> ImageError:
@@ -306,15 +376,37 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         raise ValueError(f"unsupported image mode {mode!r}") from None
 
 
-def _decode(fp, name: str, limit: int, path: str | None) -> Image.Image:
+def _reduce(im: Image.Image, min_side: int) -> Image.Image:
+    """``im`` shrunk by the largest whole factor that keeps both sides >= ``min_side`` (box
+    filter, in the image's own mode where Pillow can; palette and 1-bit images go to RGB/L first)."""
+    factor = min(im.size) // min_side
+    if factor < 2:
+        return im
+    if im.mode == "P":
+        im = _to_rgb(im)
+    elif im.mode == "1":
+        im = im.convert("L")
+    try:
+        return im.reduce(factor)
+    except ValueError:  # a mode reduce() does not take (16-bit): convert to RGB, then reduce
+        return _to_rgb(im).reduce(factor)
+
+
+def _decode(fp, name: str, limit: int, path: str | None, min_side: int | None = None) -> Image.Image:
     im = _open_header(fp, name, limit, path)
     _check_size(im, name, limit, path)
     if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
         # Somebody switched Pillow to "decode what you can": truncation would go unnoticed.
         raise _fail(name, "cannot check for truncated data: ImageFile.LOAD_TRUNCATED_IMAGES is set", path=path)
+    taken, result = 0, None
     try:
+        if min_side and im.format in ("JPEG", "MPO"):
+            im.draft(im.mode, (min_side, min_side))  # DCT scaling: both sides stay >= min_side
+        taken = _BUDGET.acquire(im.size[0] * im.size[1])
         im.load()  # first frame only
         orientation = _orientation(im)
+        if min_side:
+            im = _reduce(im, min_side)
         rgb = _to_rgb(im)
         if rgb is im and im.format in _MULTI_FRAME_FORMATS:
             rgb = im.copy()  # detach from the (multi-frame) file
@@ -323,6 +415,7 @@ def _decode(fp, name: str, limit: int, path: str | None) -> Image.Image:
             rgb = rgb.transpose(method)
         if rgb.mode != "RGB":
             raise ValueError(f"unsupported image mode {rgb.mode!r}")
+        result = rgb
         return rgb
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _fail(name, _bomb_reason(exc, limit), path=path) from None
@@ -336,6 +429,14 @@ def _decode(fp, name: str, limit: int, path: str | None) -> Image.Image:
         raise _fail(name, f"truncated or corrupt image data: {_describe(exc)}", path=path) from None
     except Warning as exc:  # only when warnings are turned into errors (python -W error)
         raise _fail(name, f"cannot decode the image: {_describe(exc)}", path=path) from None
+    finally:
+        if taken:
+            if im is not result:
+                im.close()  # the full-size pixels go before the budget is given back
+            _BUDGET.release(taken)
+            full_size_freed = result is None or result.width * result.height < taken
+            if taken >= _TRIM_PIXELS and full_size_freed:
+                _give_back_memory()
 
 
 def _stat_checks(path: Path, name: str) -> os.stat_result:
@@ -364,8 +465,11 @@ def _stat_checks(path: Path, name: str) -> os.stat_result:
     return st
 
 
-def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Image.Image:
-    """Decode ``path`` to a fully loaded RGB image (EXIF orientation applied); raise ImageError."""
+def open_image(path: str | os.PathLike, *, max_pixels: int | None = None, min_side: int | None = None) -> Image.Image:
+    """Decode ``path`` to a fully loaded RGB image (EXIF orientation applied); raise ImageError.
+
+    ``min_side``: the caller needs no more than this many pixels on the shorter side (a model
+    input, a thumbnail); the image may then be decoded at reduced scale, never below it."""
     path = Path(path)
     name = path.name
     limit = _pixel_limit(max_pixels)
@@ -381,14 +485,16 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> Ima
         raise _fail(name, reason, path=str(path)) from None
     with f:
         try:
-            return _decode(f, name, limit, str(path))
+            return _decode(f, name, limit, str(path), _min_side(min_side))
         except ImageError:
             raise
         except OSError as exc:  # I/O error from the disk itself
             raise _fail(name, f"cannot read the file: {_describe(exc)}", path=str(path)) from None
 
 
-def open_image_bytes(data: bytes, *, name: str = "upload", max_pixels: int | None = None) -> Image.Image:
+def open_image_bytes(
+    data: bytes, *, name: str = "upload", max_pixels: int | None = None, min_side: int | None = None
+) -> Image.Image:
     """Same as :func:`open_image`, for uploaded bytes."""
     limit = _pixel_limit(max_pixels)
     if not data:
@@ -400,7 +506,15 @@ def open_image_bytes(data: bytes, *, name: str = "upload", max_pixels: int | Non
             f"file too large: {_mib(len(data))} exceeds the limit of {_mib(cap)}",
             hint="raise VITRINE_MAX_FILE_BYTES if this is legitimate",
         )
-    return _decode(io.BytesIO(bytes(data)), name, limit, None)
+    return _decode(io.BytesIO(data), name, limit, None, _min_side(min_side))
+
+
+def _min_side(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if value < 1:
+        raise ValueError("min_side must be at least 1")
+    return int(value)
 
 
 def _pixel_limit(value: int | None) -> int:

@@ -19,9 +19,25 @@ import numpy as np
 from PIL import Image
 
 from vitrine.detect.base import Detections
-from vitrine.errors import ModelError
+from vitrine.errors import ImageError, ModelError
 
 MASK_THRESHOLD = 0.5
+# torchvision's detectors scale an image so that its long side fits their input (1333 px): a very
+# thin image ends up a few pixels (or zero) high, and the backbone fails with a RuntimeError. Such an
+# image is refused with its size instead; panoramas (up to ~10:1) are well inside the limit.
+MAX_ASPECT_RATIO = 20.0
+
+
+def check_aspect(image: Image.Image) -> None:
+    """Raise :class:`ImageError` for an image too elongated for a two-stage detector."""
+    w, h = image.size
+    ratio = max(w, h) / max(1, min(w, h))
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageError(
+            f"a {w}×{h} px image is too elongated to detect objects in (aspect ratio {ratio:.0f}:1, "
+            f"at most {MAX_ASPECT_RATIO:.0f}:1)",
+            hint="crop it into pieces of a more usual shape",
+        )
 
 
 def default_device() -> str:
@@ -108,6 +124,8 @@ class TorchvisionDetector:
     def _run(self, images: list[Image.Image], threshold: float) -> list[Detections]:
         import torch
 
+        for im in images:
+            check_aspect(im)
         t0 = time.perf_counter()
         tensors = [_to_tensor(im) for im in images]
         with self._lock, torch.inference_mode():

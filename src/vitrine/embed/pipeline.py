@@ -4,6 +4,13 @@ Decoding and preprocessing run in worker threads (PIL and torchvision release th
 the work) while the model runs on the main thread; at most ``prefetch`` batches are decoded ahead,
 so memory stays flat on any collection size. A file that cannot be decoded is reported through
 ``on_failure`` and the batch goes on without it.
+
+For embedding, images are decoded at reduced scale (``min_side``: JPEG by its DCT, other formats
+box-reduced right after decoding; see :mod:`vitrine.collection.imageio`), and every full-size
+decode draws on the process's pixel budget, so a folder of 9000 x 9000 PNGs decodes a few at a
+time whatever the number of decode threads. The model's own preprocessing bounds the aspect ratio
+(:mod:`vitrine.models.preprocess`). The sizes recorded in the catalog are the file's, read from
+its header.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from PIL import Image
 from vitrine.collection.imageio import image_info, open_image
 from vitrine.errors import Cancelled, ImageError
 from vitrine.models.base import Embedder
+from vitrine.models.preprocess import DECODE_MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -37,19 +45,22 @@ def default_workers() -> int:
     return int(os.environ.get("VITRINE_DECODE_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2)))
 
 
-def _format_of(path: Path) -> str | None:
+def _file_info(path: Path, image: Image.Image) -> dict:
+    """The file's own size (the decoded image may be reduced) and format, from its header."""
     try:
-        return image_info(path).get("format")
+        header = image_info(path)
+        return {"width": header["width"], "height": header["height"], "format": header.get("format")}
     except ImageError:
-        return None
+        return {"width": image.width, "height": image.height, "format": None}
 
 
-def decode_item(prepare: Callable[[Image.Image], Any], item: EmbedItem):
+def decode_item(prepare: Callable[[Image.Image], Any], item: EmbedItem, min_side: int | None = None):
     """Open one image and ``prepare`` it: ``(item, prepared, info, error)``; ``error`` is the
-    reason when the file cannot be decoded or prepared (then ``prepared`` and ``info`` are None)."""
+    reason when the file cannot be decoded or prepared (then ``prepared`` and ``info`` are None).
+    ``min_side``: the image may be decoded at reduced scale, keeping both sides at least that."""
     try:
-        image = open_image(item.path)
-        info = {"width": image.width, "height": image.height, "format": _format_of(item.path)}
+        image = open_image(item.path, min_side=min_side)
+        info = _file_info(item.path, image)
         return item, prepare(image), info, None
     except ImageError as exc:
         # the reason without the file name: a content may have several names (duplicates), and
@@ -67,10 +78,12 @@ def decode_batches(
     workers: int | None = None,
     prefetch: int = 2,
     cancelled: str = "cancelled",
+    min_side: int | None = None,
 ) -> Iterator[list[tuple[EmbedItem, Any, dict | None, str | None]]]:
     """Yield ``items`` decoded and prepared (:func:`decode_item`) batch by batch, in order, with
     up to ``prefetch`` batches decoded ahead in a thread pool. Raises ``Cancelled(cancelled)``
-    before a batch when ``cancel`` is set."""
+    before a batch when ``cancel`` is set. ``min_side``: as for :func:`decode_item` (None: full
+    size, for callers that need the file's pixels)."""
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
         pending: list[list[Future]] = []
@@ -79,7 +92,7 @@ def decode_batches(
         def submit_next():
             nonlocal next_batch
             if next_batch < len(batches):
-                pending.append([pool.submit(decode_item, prepare, it) for it in batches[next_batch]])
+                pending.append([pool.submit(decode_item, prepare, it, min_side) for it in batches[next_batch]])
                 next_batch += 1
 
         for _ in range(prefetch + 1):
@@ -124,6 +137,7 @@ def embed_items(
         workers=workers,
         prefetch=prefetch,
         cancelled="indexing was cancelled; what was embedded so far is kept",
+        min_side=DECODE_MIN_SIDE,
     )
     with closing(batches):  # an error here stops the decoding threads now, not when collected
         for decoded in batches:

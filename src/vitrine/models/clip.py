@@ -27,6 +27,7 @@ from PIL import Image
 from vitrine.errors import ModelError
 from vitrine.models import weights as W
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
+from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import Availability, ModelSpec, register
 
 PRETRAINED_ENV = "VITRINE_CLIP_PRETRAINED"
@@ -127,7 +128,8 @@ class OpenClipEmbedder:
     def preprocess(self, image: Image.Image):
         if image.mode != "RGB":
             image = image.convert("RGB")
-        return self._preprocess(image)
+        # aspect ratio bounded first: open_clip resizes the shorter side to 224 keeping it
+        return self._preprocess(limit_aspect(image))
 
     def embed_batch(self, batch) -> dict[str, np.ndarray]:
         import torch

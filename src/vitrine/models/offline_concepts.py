@@ -21,6 +21,7 @@ import numpy as np
 
 from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
+from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import Availability, ModelSpec, register
 
 NAME = "offline-concepts"
@@ -142,7 +143,8 @@ class OfflineConceptsEmbedder:
         return vectors
 
     def preprocess(self, image):
-        return self.transform(image)
+        # aspect ratio bounded first: the transform resizes the shorter side to 256 keeping it
+        return self.transform(limit_aspect(image))
 
     def embed_batch(self, batch) -> dict[str, np.ndarray]:
         import torch

@@ -4,11 +4,21 @@ SQLAlchemy Core over SQLite in WAL mode by default (a file in the project's data
 SQLAlchemy URL works. Content ids are never reused (AUTOINCREMENT), so they can serve as stable
 FAISS ids. Every write is a transaction: a killed indexing run leaves the catalog consistent,
 and the next run carries on from what was committed.
+
+A corrupt catalog file (truncated, overwritten, garbage in the middle) is reported when it is
+opened, as :class:`CatalogCorrupt` (exit 2 in the CLI, 503 from the API) saying how to rebuild it
+from the images, never as a SQLAlchemy traceback. The check is in two parts (see
+:func:`check_sqlite_catalog`): the header and the size, read on every open (microseconds), and
+SQLite's ``PRAGMA quick_check``, which reads every page (about 2 s warm, 20 s cold, for a
+100,000-image catalog of 750 MB), run only when the file changed since its last clean check (its
+size and mtime are kept next to it in ``.<name>.checked``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +43,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError as SQLDatabaseError
+
+from vitrine.errors import VitrineError
 
 SCHEMA_VERSION = 1
 
@@ -112,6 +125,97 @@ class FileRow:
     content_id: int
 
 
+class CatalogCorrupt(VitrineError):
+    """The catalog file is damaged; it can be rebuilt from the images."""
+
+    status = 503
+    code = "catalog_corrupt"
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _corrupt(path: Path, what: str) -> CatalogCorrupt:
+    return CatalogCorrupt(
+        f"the catalog {path} is damaged: {what}",
+        hint=(
+            "it holds nothing that cannot be rebuilt from the images: move it away with its -wal and -shm "
+            f"files (e.g. `mv {path} {path}.corrupt`, and the same for {path.name}-wal and {path.name}-shm "
+            "when present), then run `vitrine index` on the project: every image is scanned and embedded "
+            "again (and `vitrine tag` again if you used detector tags)"
+        ),
+    )
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}.checked")
+
+
+def _signature(st: os.stat_result) -> str:
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
+def check_sqlite_catalog(path: str | Path, full: bool | None = None) -> None:
+    """Raise :class:`CatalogCorrupt` when the SQLite file at ``path`` is damaged; a missing or
+    empty file is fine (a new catalog). Always: the 100-byte header (SQLite's signature, a valid
+    page size) and the size (a whole number of pages, not shorter than the header says when
+    there is no write-ahead log to complete it). Then ``PRAGMA quick_check`` when ``full`` is
+    True, or, by default, when the file changed since the last clean check."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    if st.st_size == 0:
+        return
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise _corrupt(path, "it is not a SQLite database (its header is missing or overwritten)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise _corrupt(path, f"its header gives an impossible page size ({page_size})")
+    wal = path.with_name(path.name + "-wal")
+    has_wal = wal.exists() and wal.stat().st_size > 0
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]
+    if not has_wal and (st.st_size % page_size or (header_valid and pages * page_size > st.st_size)):
+        expected = f"{pages * page_size} bytes" if header_valid else "a whole number of pages"
+        raise _corrupt(path, f"the file is truncated ({st.st_size} bytes, expected {expected})")
+    marker = _marker(path)
+    if full is None:
+        try:
+            full = marker.read_text().strip() != _signature(st)
+        except OSError:
+            full = True
+    if not full:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise _corrupt(path, f"SQLite cannot read it ({exc})") from None
+    problems = [r[0] for r in rows if r and r[0] != "ok"]
+    if problems:
+        raise _corrupt(path, "SQLite's integrity check found damaged pages: " + "; ".join(problems[:3]))
+    _mark_checked(path, st)
+
+
+def _mark_checked(path: Path, st: os.stat_result) -> None:
+    """Record that the file, as ``st`` describes it, is known to be sound."""
+    marker = _marker(path)
+    try:
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(_signature(st) + "\n")
+        os.replace(tmp, marker)
+    except OSError:
+        pass  # a read-only folder: check again next time
+
+
 def _sqlite_pragmas(dbapi_conn, _record):
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -126,21 +230,43 @@ class Catalog:
 
     def __init__(self, url_or_path: str | Path):
         url = str(url_or_path)
+        file: Path | None = None
         if "://" not in url:
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            file = Path(url)
+            file.parent.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{url}"
+            check_sqlite_catalog(file)
         self.url = url
+        self.file = file
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
         self._lock = threading.Lock()
-        with self.engine.begin() as conn:
-            if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
-                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                if conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first() is None:
+                    conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        except SQLDatabaseError as exc:
+            self.engine.dispose()
+            if file is None:
+                raise
+            raise _corrupt(file, f"SQLite cannot read it ({exc.orig})") from None
 
     def close(self) -> None:
+        """Close the connections. When this was the last one (SQLite has folded its write-ahead log
+        back into the file), the file as vitrine left it is recorded as sound, so that the next open
+        skips the full integrity check; after a crash, or a change by anything else, it runs."""
         self.engine.dispose()
+        if self.file is None:
+            return
+        wal = self.file.with_name(self.file.name + "-wal")
+        try:
+            if wal.exists() and wal.stat().st_size > 0:
+                return  # another process still has it open
+            _mark_checked(self.file, self.file.stat())
+        except OSError:
+            pass
 
     # --- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str, default=None):

@@ -42,6 +42,24 @@ def _tail(data_config: dict) -> list:
     ]
 
 
+def limit_aspect_tensor(image):
+    """The centre of an image tensor ``(..., H, W)`` with an aspect ratio of at most
+    ``MAX_ASPECT`` (a view, no copy): the shorter-side resize that follows then stays bounded
+    (a 1 x 65000 image would otherwise become image_size x 14.5 million pixels)."""
+    from vitrine.models.preprocess import MAX_ASPECT
+
+    h, w = image.shape[-2:]
+    if w > h * MAX_ASPECT:
+        new_w = max(1, round(h * MAX_ASPECT))
+        left = (w - new_w) // 2
+        return image[..., :, left : left + new_w]
+    if h > w * MAX_ASPECT:
+        new_h = max(1, round(w * MAX_ASPECT))
+        top = (h - new_h) // 2
+        return image[..., top : top + new_h, :]
+    return image
+
+
 def eval_transform(image_size: int, data_config: dict):
     """Resize (shorter side) to ``image_size``, centre crop, normalise."""
     from torchvision.transforms import v2
@@ -50,6 +68,7 @@ def eval_transform(image_size: int, data_config: dict):
     return v2.Compose(
         [
             v2.ToImage(),
+            limit_aspect_tensor,
             v2.Resize(image_size, interpolation=interp, antialias=True),
             v2.CenterCrop(image_size),
             *_tail(data_config),
@@ -70,6 +89,7 @@ def train_transform(image_size: int, data_config: dict, augment: str = "light"):
         return v2.Compose(
             [
                 v2.ToImage(),
+                limit_aspect_tensor,
                 v2.Resize(image_size, interpolation=interp, antialias=True),
                 v2.CenterCrop(image_size),
                 v2.RandomCrop(image_size, padding=pad, padding_mode="reflect"),
