@@ -109,7 +109,8 @@ def test_index_json_reports_failures_and_exits_0(tmp_path, demo_source):
 
     status = json.loads(_ok(cli.run("status", project, "--json")).stdout)
     assert status["model"] == OFFLINE and status["indexed_models"] == {OFFLINE: 2}
-    assert status["files"] == 3 and status["failed"] == 1  # the empty file is never catalogued
+    # the same count and list as the index report (the empty file is never catalogued, but it failed)
+    assert status["files"] == 3 and status["failed"] == 2 and status["failures"] == report["failed"]
     assert status["folders"] == {"photos": 3}
     assert status["last_index"]["embedded"] == 2
     assert status["ontology"]["entries"] == 1
@@ -219,6 +220,78 @@ def test_models_status_export(indexed_demo, tmp_path):
 
     _ok(bad, 2)
     assert "cannot export 'vecteurs'" in cli.flat(bad.stderr)
+
+
+def test_init_refuses_a_keyword_given_twice(tmp_path):
+    project = tmp_path / "abbaye"
+    twice = cli.run("init", project, "-k", "Chat=a cat", "-k", "Chien=a dog", "-k", "Chat=un chat")
+    assert twice.returncode == 2 and "Traceback" not in twice.stderr, cli.describe(twice)
+    message = cli.flat(twice.stderr)
+    assert "--keyword 'Chat' is given twice ('a cat' and 'un chat')" in message and "hint:" in message
+    assert not (project / "ontology").exists()  # nothing half-written
+    # an existing ontology file is never overwritten, and init says so instead of ignoring the keywords
+    _ok(cli.run("init", project, "-k", "Chat=a cat"))
+    again = _ok(cli.run("init", project, "-k", "Chien=a dog"))
+    assert "were not written" in cli.flat(again.stderr)
+    assert "Chien" not in project_paths(project).ontology_file.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_models_and_runs_fit_an_80_column_terminal(tmp_path):
+    """Names and run ids are what one copies: never cut nor wrapped, at 80 columns."""
+    from vitrine.train.runs import Run
+    from vitrine.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    long_id = "20261205-142233-finetune-paysages-de-bretagne-efficientnet-lite0-a1b2"
+    Run.create(ws, "finetune", "paysages-de-bretagne", "efficientnet-lite0", {}, run_id=long_id)
+    Run.create(ws, "linear-probe", "chats", "offline-concepts", {}, run_id="short-run")
+    narrow = cli.cli_env(COLUMNS="80")
+    procs = [cli.start(*cmd, env=narrow) for cmd in (("models",), ("runs", "-w", tmp_path), ("models", "--json"))]
+    models, runs, models_json = (cli.finish(p) for p in procs)
+    listed = {m["name"]: m["task"] for m in json.loads(_ok(models_json).stdout)}
+    names = list(listed)
+    table = _ok(models).stdout
+    for name in names:  # one row each, the name whole, the row inside 80 columns
+        row = [line for line in table.splitlines() if line.split()[:2] == [name, listed[name]]]
+        assert len(row) == 1 and len(row[0]) <= 80, (name, table)
+    for m in json.loads(models_json.stdout):
+        if not m["available"]:  # why, below the table, whole
+            assert f"{m['name']} is not available: {m['availability_detail']}" in cli.flat(table)
+    listing = _ok(runs).stdout
+    assert all(len(line) <= 80 for line in listing.splitlines()), listing
+    assert any(long_id in line for line in listing.splitlines()), listing  # on one line, whole
+    assert any("short-run" in line for line in listing.splitlines())
+
+
+@pytest.mark.slow
+def test_status_and_search_after_a_first_run_stopped_before_embedding(fresh_demo):
+    """The model is recorded as soon as it is loaded; until an image is embedded, status says
+    "not indexed yet" and search fails with that message (exit 2), not an empty table."""
+    import threading
+
+    from vitrine.errors import Cancelled
+    from vitrine.project import Project
+
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        Project(fresh_demo).index(model=OFFLINE, progress=lambda *_: cancel.set(), cancel=cancel)
+    status, search = cli.run_many(("status", fresh_demo), ("search", fresh_demo, "a cat"))
+    said = cli.flat(_ok(status).stdout)
+    assert "not indexed yet" in said and OFFLINE in said and "vitrine index" in said, said
+    assert search.returncode == 2 and search.stdout == "", cli.describe(search)
+    assert "has not been indexed yet" in cli.flat(search.stderr)
+
+
+@pytest.mark.slow
+def test_a_french_query_is_answered_with_a_warning(indexed_demo):
+    french, english = cli.run_many(
+        ("search", indexed_demo, "une fusée", "-k", "3", "--json"), ("search", indexed_demo, "a rocket launch")
+    )
+    assert len(json.loads(_ok(french).stdout)) == 3  # the results, with a warning on stderr
+    warning = cli.flat(french.stderr)
+    assert "looks like French" in warning and OFFLINE in warning and "clip-multilingual" in warning
+    assert "warning" not in cli.flat(_ok(english).stderr)
 
 
 # --------------------------------------------------------------------------- serve

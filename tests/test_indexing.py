@@ -225,6 +225,100 @@ def test_interrupted_first_run_resumes_with_its_model(fresh_demo, monkeypatch):
     assert p.model_name == OFFLINE
 
 
+@pytest.mark.slow
+def test_a_first_run_stopped_before_embedding_reports_nothing_indexed(fresh_demo):
+    """Stopped while scanning: the model is recorded, but no image has a vector. Status and search
+    say so ("not indexed yet"), and the interruption message says nothing was kept."""
+    from vitrine.cli import _index_interrupted
+
+    p = Project(fresh_demo)
+    cancel = threading.Event()
+
+    def progress(stage, done, total):
+        if stage == "scan":
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        p.index(model=OFFLINE, progress=progress, cancel=cancel)
+    assert _index_interrupted(p) == f"nothing was embedded yet with {OFFLINE}"
+    st = p.status()
+    assert st["model"] == OFFLINE and st["indexed"] == 0
+    assert st["pending"] == st["contents"]
+    for search in (lambda: p.search("a cat"), lambda: p.search_keyword("Chat")):
+        with pytest.raises(NotFound) as info:
+            search()
+        assert "not been indexed yet" in info.value.message and "vitrine index" in info.value.hint
+
+    # stopped after some batches: the message gives the number really committed
+    cancel.clear()
+
+    def later(stage, done, total):
+        if stage == "embed" and done >= 4:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        p.index(progress=later, cancel=cancel, batch_size=2)
+    committed = p.catalog.models()[OFFLINE]
+    kept = f"the images embedded so far are kept: {committed} of {N_DEMO} indexed with {OFFLINE}"
+    assert _index_interrupted(p) == kept
+    st = p.status()
+    assert (st["indexed"], st["pending"]) == (committed, N_DEMO - committed)
+    assert p.search("a cat", k=1).hits  # what is indexed can be searched
+
+
+@pytest.mark.slow
+def test_index_and_status_count_the_same_failures(tmp_path):
+    """One broken content in two files, and an empty file: three images that cannot be indexed,
+    in the index report, the status count and the status list alike."""
+    project = tmp_path / "p"
+    images = project / "images" / "a"
+    images.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(images / "red.jpg")
+    Image.new("RGB", (64, 48), (10, 200, 10)).save(images / "green.png")
+    data = (images / "red.jpg").read_bytes()
+    (images / "broken.jpg").write_bytes(data[: len(data) // 3])
+    shutil.copy(images / "broken.jpg", images / "broken-copy.jpg")
+    (images / "empty.jpg").write_bytes(b"")
+    p = vitrine.open_project(project)
+    report = p.index(model=OFFLINE)
+    st = p.status()
+    assert [f["path"] for f in report.failed] == ["a/broken-copy.jpg", "a/broken.jpg", "a/empty.jpg"]
+    assert st["failed"] == len(report.failed) == 3
+    assert st["failures"] == report.failed
+    assert (st["indexed"], st["pending"]) == (2, 0)
+    said = cli.flat(cli.run("status", project).stdout)
+    assert "3 failed" in said and "2 indexed with model offline-concepts" in said, said
+    assert all(f"{f['path']}: {f['reason']}" in said for f in report.failed)
+
+    # fixed on disk: the next run and the status agree again
+    (images / "empty.jpg").unlink()
+    shutil.copy(images / "red.jpg", images / "broken.jpg")
+    report = p.index()
+    assert [f["path"] for f in report.failed] == ["a/broken-copy.jpg"]
+    assert p.status()["failed"] == 1 and p.status()["failures"] == report.failed
+
+
+def test_a_query_in_a_language_the_model_does_not_read_says_so(indexed_demo):
+    p = Project(indexed_demo)
+    for query in ("une fusée", "un chat"):
+        note = p.search(query, k=3).language_note
+        assert note is not None and note["language"] == "fr", query
+        assert "French" in note["message"] and OFFLINE in note["message"]
+        assert note["models"] == ["clip-multilingual"] and "clip-multilingual" in note["hint"]
+        assert "fr" in registry.get("clip-multilingual").card.languages  # named because its card says so
+    assert p.search("a rocket launch", k=3).language_note is None
+    assert p.search_keyword("Fusée", k=3).language_note is None  # its description is English
+
+
+def test_the_demo_says_why_its_model_was_chosen(fresh_demo):
+    from vitrine.demo import DEMO_MODEL, DEMO_MODEL_REASON
+
+    report = Project(fresh_demo).index(model=DEMO_MODEL, reason=DEMO_MODEL_REASON)
+    assert report.model_reason == DEMO_MODEL_REASON and "user" not in report.model_reason
+    again = Project(fresh_demo).index()
+    assert again.model_reason == f"the model this project was indexed with; first chosen because {DEMO_MODEL_REASON}"
+
+
 # --------------------------------------------------------------------------- hostile files
 
 
@@ -432,6 +526,8 @@ def test_ctrl_c_stops_cleanly_and_resume_works(demo_source, tmp_path):
     assert "interrupted" in message and "run the same command to resume" in message
     committed = cli.committed_vectors(p.paths.catalog_db)
     assert 4 <= committed < N_DEMO, f"{committed} vectors: the run was not stopped part-way"
+    # it says what was really kept (read back from the catalog)
+    assert f"kept: {committed} of {N_DEMO} indexed with {OFFLINE}" in message, message
     _assert_index_files_sound(p)
     assert p.model_name == OFFLINE  # recorded as soon as the model was loaded
 

@@ -6,10 +6,12 @@ import json
 import os
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -61,16 +63,29 @@ def init(
     ] = None,
 ):
     """Create a project folder: images/ and ontology/<name>_ontology.txt."""
-    from vitrine.collection.layout import init_project
+    from vitrine.collection.layout import init_project, project_paths
 
     with _Guard():
-        keywords = {}
+        keywords: dict[str, str] = {}
         for item in keyword or []:
             if "=" not in item:
                 raise VitrineError(f"--keyword {item!r} must look like Keyword=description")
-            k, d = item.split("=", 1)
-            keywords[k.strip()] = d.strip()
+            k, d = (unicodedata.normalize("NFC", x.strip()) for x in item.split("=", 1))
+            if k in keywords:
+                raise VitrineError(
+                    f"--keyword {k!r} is given twice ({keywords[k]!r} and {d!r}): a keyword is defined once",
+                    hint=f"keep one --keyword {k}=... (or give the other a different name)",
+                )
+            keywords[k] = d
+        existed = project_paths(project_dir).ontology_file.exists()
         paths = init_project(project_dir, keywords=keywords or None)
+    if keywords and existed:
+        err.print(
+            f"[yellow]warning:[/] {paths.ontology_file} already exists and is never overwritten: "
+            "the --keyword values were not written; add them to that file",
+            highlight=False,
+            soft_wrap=True,
+        )
     out.print(f"project [bold]{paths.name}[/] ready at {paths.project_dir}")
     out.print(f"  put images in   {paths.images_dir}/<subfolder>/")
     out.print(f"  edit keywords in {paths.ontology_file}")
@@ -123,9 +138,10 @@ def _progress_bar() -> Progress:
     )
 
 
-def _with_progress(work, interrupted: str):
+def _with_progress(work, interrupted):
     """Run ``work(progress, cancel)`` with a Rich progress bar per stage (on a terminal, or with
-    VITRINE_PROGRESS set); Ctrl-C exits 130 saying ``interrupted`` and how to resume."""
+    VITRINE_PROGRESS set); Ctrl-C exits 130 saying ``interrupted`` (a string, or a function that
+    says what is true at that moment) and how to resume."""
     cancel = threading.Event()
     bar = _progress_bar()
     tasks: dict[str, int] = {}
@@ -139,7 +155,8 @@ def _with_progress(work, interrupted: str):
         with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
             return work(progress, cancel)
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]: {interrupted}; run the same command to resume", soft_wrap=True)
+        said = interrupted() if callable(interrupted) else interrupted
+        err.print(f"[yellow]interrupted[/]: {said}; run the same command to resume", soft_wrap=True, highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -160,7 +177,7 @@ def index(
             lambda progress, cancel: proj.index(
                 model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
             ),
-            interrupted="what was embedded so far is kept",
+            interrupted=lambda: _index_interrupted(proj),
         )
     if as_json:
         _emit_json(report.to_dict())
@@ -175,6 +192,18 @@ def index(
     out.print(table)
     for f in report.failed:
         out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
+
+
+def _index_interrupted(proj) -> str:
+    """What an interrupted ``index`` really kept, read back from the catalog (committed batches)."""
+    report = proj.index_in_progress
+    if report is None:
+        return "nothing was embedded (the run stopped before its model was loaded)"
+    indexed = proj.catalog.models().get(report.model, 0)
+    if not indexed:
+        return f"nothing was embedded yet with {report.model}"
+    total = proj.catalog.counts()["contents"]
+    return f"the images embedded so far are kept: {indexed} of {total} indexed with {report.model}"
 
 
 class _nullcontext:
@@ -216,6 +245,10 @@ def search(
             result = proj.search_keyword(keyword, **kw)
         else:
             result = proj.search_image(image, **kw)
+    note = result.language_note
+    if note:  # on stderr, so that --json output stays a list of hits
+        err.print(f"[yellow]warning:[/] {note['message']}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {note['hint']}", highlight=False, soft_wrap=True)
     if as_json:
         _emit_json(
             [{"path": h.path, "score": h.score, "folder": h.folder, "duplicates": h.duplicates} for h in result.hits]
@@ -287,11 +320,25 @@ def status(project_dir: ProjectDir, as_json: JsonOpt = False):
     if as_json:
         _emit_json(st)
         return
-    out.print(f"[bold]{st['name']}[/]: {st['files']} images, model {st['model'] or '(not indexed)'}")
+    out.print(f"[bold]{st['name']}[/]: {st['files']} images", highlight=False)
+    if st["model"] is None:
+        out.print("  not indexed yet: run `vitrine index` to embed the images", highlight=False)
+    elif not st["indexed"]:
+        out.print(
+            f"  not indexed yet: no image has been embedded with {st['model']} "
+            "(an indexing run was stopped); run `vitrine index` to embed them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        more = f", {st['pending']} still to embed (run `vitrine index` to finish)" if st["pending"] else ""
+        out.print(f"  {st['indexed']} indexed with model {st['model']}{more}", highlight=False, soft_wrap=True)
     for folder, n in st["folders"].items():
         out.print(f"  {folder or '(top level)'}: {n}")
     if st["failed"]:
-        out.print(f"  [yellow]{st['failed']} unreadable[/] (see `vitrine index` output)")
+        out.print(f"  [yellow]{st['failed']} failed[/] (cannot be indexed):", highlight=False)
+        for f in st["failures"]:
+            out.print(f"    {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
     tagging = st.get("tagging") or {}
     for name, row in (tagging.get("models") or {}).items():
         pending = f", {row['pending']} to tag" if row.get("pending") else ""
@@ -315,13 +362,30 @@ def models(
     if as_json:
         _emit_json(rows)
         return
-    table = Table(title="models")
-    for col in ("name", "task", "weights", "available", "summary"):
-        table.add_column(col)
+    # names and sources never wrap (they are what one copies); the long texts wrap in their column,
+    # and why a model is unavailable is said below the table, where it has the whole width
+    table = Table(title="models", box=box.SIMPLE_HEAD)
+    table.add_column("name", no_wrap=True, min_width=max((len(r["name"]) for r in rows), default=4))
+    table.add_column("task", no_wrap=True)
+    table.add_column("weights", no_wrap=True)
+    table.add_column("available", no_wrap=True)
+    wide = out.width >= 110  # in a narrower terminal the summaries would squeeze the names
+    if wide:
+        table.add_column("summary", overflow="fold")
+    unavailable = []
     for r in rows:
-        avail = f"[green]yes[/] ({r['availability']})" if r["available"] else f"[red]no[/] ({r['availability_detail']})"
-        table.add_row(r["name"], r["task"], r["weights_source"], avail, r["summary"])
+        if r["available"]:
+            where = r["availability"]
+            avail = "[green]yes[/]" + (f" ({where})" if where != r["weights_source"] else "")
+        else:
+            avail = "[red]no[/] (below)"
+            unavailable.append(r)
+        table.add_row(r["name"], r["task"], r["weights_source"], avail, *([r["summary"]] if wide else []))
     out.print(table)
+    if not wide:
+        out.print("[dim](each model's summary: in a terminal 110 columns wide, or with --json)[/]", highlight=False)
+    for r in unavailable:
+        out.print(f"[red]{r['name']}[/] is not available: {r['availability_detail']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -404,7 +468,8 @@ def serve(
             soft_wrap=True,
         )
     err.print(f"vitrine serving {root.resolve()} on http://{host}:{port}{root_path}/", highlight=False, soft_wrap=True)
-    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=True)
+    # proxy headers are read by the app, from VITRINE_TRUSTED_PROXIES only (uvicorn's own trusts localhost)
+    uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @app.command()
@@ -413,7 +478,7 @@ def demo(
     index_it: Annotated[bool, typer.Option("--index/--no-index")] = True,
 ):
     """Build a demo project from real photos that ship with scikit-image and scikit-learn."""
-    from vitrine.demo import build_demo
+    from vitrine.demo import DEMO_MODEL, DEMO_MODEL_REASON, build_demo
 
     with _Guard():
         project_dir = build_demo(root)
@@ -421,10 +486,11 @@ def demo(
         if index_it:
             from vitrine.project import Project
 
-            report = Project(project_dir).index(model="offline-concepts")
+            report = Project(project_dir).index(model=DEMO_MODEL, reason=DEMO_MODEL_REASON)
             out.print(
                 f"indexed {report.embedded} new, {report.unchanged} unchanged with {report.model} "
-                "(the demo uses the offline model, so it runs with no model hub)"
+                f"({report.model_reason})",
+                highlight=False,
             )
             out.print('try: "a cat", "a cup of coffee", "a rocket launch", "a motorcycle", or the keyword chips')
 

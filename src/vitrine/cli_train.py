@@ -416,6 +416,13 @@ def eval_run(
     ] = None,
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
     iou_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
+    ignore_difficult: Annotated[
+        bool | None,
+        typer.Option(
+            "--ignore-difficult/--count-difficult",
+            help="detection: VOC's protocol, 'difficult' objects neither found nor missed (default: on for VOC data)",
+        ),
+    ] = None,
 ):
     """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
     a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
@@ -435,7 +442,9 @@ def eval_run(
                     "detection evaluation takes --model and --data (and no run id)",
                     hint="vitrine eval --model ssd-mobilenet-v2-coco --data annotations.json",
                 )
-        eval_detection(model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json)
+        eval_detection(
+            model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult
+        )
         return
     with _Guard():
         if run_id is None:
@@ -534,7 +543,9 @@ def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     detectors = any(r["kind"] in ("detection", "segmentation") for r in rows)
     classifiers = any(r["kind"] not in ("detection", "segmentation") for r in rows)
     scores = ("accuracy", "macro F1") * classifiers + ("box AP50", "mask AP50") * detectors
-    for col in ("id", "kind", "dataset", "model", "state", *scores):
+    # a run id is what one copies into the next command: never wrapped nor cut; the rest folds
+    table.add_column("id", no_wrap=True, min_width=max(len(r["id"]) for r in rows))
+    for col in ("kind", "dataset", "model", "state", *scores):
         table.add_column(col, justify="right" if col in scores else "left", overflow="fold")
     colours = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
     for row in rows:

@@ -31,6 +31,10 @@ SKIMAGE_PHOTOS = {
     "documents/page.png": "page",
     "documents/texte.png": "text",
 }
+# the demo indexes with the offline model so that it runs with no model hub; its record says so
+DEMO_MODEL = "offline-concepts"
+DEMO_MODEL_REASON = "the demo's model: it works offline, with no model hub"
+
 SKLEARN_PHOTOS = {"lieux/temple-chine.jpg": "china.jpg", "lieux/fleur.jpg": "flower.jpg"}
 
 ONTOLOGY = {

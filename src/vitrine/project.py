@@ -36,7 +36,9 @@ from vitrine.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
+from vitrine.models.preprocess import DECODE_MIN_SIDE
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
+from vitrine.search.language import language_note
 from vitrine.store.catalog import Catalog
 from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD, TagReport, check_threshold, normalize_tags
 
@@ -101,6 +103,7 @@ class Project:
             )
         self._catalog: Catalog | None = None
         self._catalog_lock = threading.Lock()
+        self.index_in_progress: IndexReport | None = None
 
     @property
     def name(self) -> str:
@@ -141,6 +144,12 @@ class Project:
                 hint=f"run `vitrine index {self.paths.project_dir}` first",
             )
         if model is None or model == active:
+            if not self.catalog.models().get(active):
+                raise NotFound(
+                    f"project {self.name!r} has not been indexed yet: no image has a vector for {active!r} "
+                    "(an indexing run was stopped before it embedded any image)",
+                    hint=f"run `vitrine index {self.paths.project_dir}` first",
+                )
             return active
         registry.get(model)  # an unknown name is reported as such, with the known ones
         indexed = self.catalog.models()
@@ -182,22 +191,26 @@ class Project:
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
         batch_size: int | None = None,
+        reason: str | None = None,
     ) -> IndexReport:
         """Scan images/, embed new or changed images, drop removed ones, update the index.
 
+        ``reason`` says why ``model`` was chosen (default: "chosen by the user").
         Safe to interrupt: vectors are committed batch by batch and the index file is replaced
-        atomically, so the next run carries on where this one stopped."""
+        atomically, so the next run carries on where this one stopped. While it runs,
+        :attr:`index_in_progress` is its report so far (what an interrupted run had committed)."""
         start = time.perf_counter()
         cat = self.catalog
+        self.index_in_progress = None
         if model is not None:
             registry.get(model)  # unknown names fail before any work
-            reason = "chosen by the user"
+            reason = reason or "chosen by the user"
         elif self.model_name is not None:
             model, reason = self.model_name, "the model this project was indexed with"
         else:
             model, reason = registry.default_embedding_model(probe_hub=True)
         first_reason = cat.get_meta(f"model_reason:{model}")
-        if first_reason and reason != "chosen by the user":
+        if first_reason and reason not in ("chosen by the user", first_reason):
             reason = f"{reason}; first chosen because {first_reason}"
         with self._exclusive():
             embedder = registry.load(model, weights=weights)
@@ -208,6 +221,7 @@ class Project:
             if weights:
                 cat.set_meta(f"weights:{model}", weights)
             report = IndexReport(model=model, model_reason=reason)
+            self.index_in_progress = report
             scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
             report.removed = len(scan.removed)
             report.failed = [{"path": s.relpath, "reason": s.reason} for s in scan.skipped]
@@ -299,7 +313,9 @@ class Project:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         vector = embedder.embed_texts([text])[0]
         query = {"kind": "text", "text": text}
-        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+        result = self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+        result.language_note = _language_note(text, name)
+        return result
 
     def search_keyword(
         self,
@@ -321,7 +337,9 @@ class Project:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         vector = embedder.embed_texts([text])[0]
         query = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
-        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+        result = self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+        result.language_note = _language_note(text, name)
+        return result
 
     def search_similar(
         self,
@@ -365,9 +383,9 @@ class Project:
         """Search by an example image given as a file path or as uploaded bytes (``tags``: as in :meth:`search`)."""
         name = self._resolve_query_model(model)
         if isinstance(image, bytes):  # decoded first: a bad image fails without loading the model
-            pil, label = open_image_bytes(image), "upload"
+            pil, label = open_image_bytes(image, min_side=DECODE_MIN_SIDE), "upload"
         else:
-            pil, label = open_image(Path(image)), str(image)
+            pil, label = open_image(Path(image), min_side=DECODE_MIN_SIDE), str(image)
         embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
@@ -383,6 +401,7 @@ class Project:
         cancel: threading.Event | None = None,
         batch_size: int | None = None,
         weights: str | None = None,
+        workspace=None,
     ) -> TagReport:
         """Scan images/, then run detector ``model`` over every content it has not tagged yet at
         ``threshold`` and keep the labels it finds (score >= threshold) as tags.
@@ -397,7 +416,8 @@ class Project:
         start = time.perf_counter()
         threshold = check_threshold(threshold)
         name = (model or "").strip() or DEFAULT_TAG_MODEL
-        detector = load_detector(name, weights=weights)  # unknown names fail before any work
+        # a run id is looked up in ``workspace`` (a server passes its root; default $VITRINE_HOME or cwd)
+        detector = load_detector(name, weights=weights, workspace=workspace)  # unknown names fail before any work
         cat = self.catalog
         with self._exclusive("tagged"):
             scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
@@ -482,24 +502,50 @@ class Project:
             key = hashlib.sha256(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
         thumb = self.paths.thumbs_dir / key[:2] / f"{key}-{size}.jpg"
         if not thumb.exists():
-            data = make_thumbnail(open_image(path), size=size)
+            data = make_thumbnail(open_image(path, min_side=size), size=size)
             thumb.parent.mkdir(parents=True, exist_ok=True)
             tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, thumb)
         return thumb
 
+    def failures(self) -> list[dict]:
+        """Every image that cannot be indexed now, one row per file ({"path", "reason"}), sorted:
+        files whose content failed to decode (each copy counts) and files the last scan skipped
+        (empty, unreadable, unsafe). ``index`` reports the same list, so the counts agree."""
+        cat = self.catalog
+        rows = dict(cat.failures())
+        last = cat.get_meta("last_index") or {}
+        for f in last.get("failed") or []:
+            # a scan skip is not catalogued; one that is catalogued now has been read since
+            if f["path"] not in rows and os.path.lexists(self.paths.images_dir / f["path"]):
+                if cat.file_info(f["path"]) is None:
+                    rows[f["path"]] = f["reason"]
+        return [{"path": p, "reason": r} for p, r in sorted(rows.items())]
+
     def status(self) -> dict:
+        """What is true now: ``indexed`` images (contents with a vector for ``model``), ``pending``
+        ones still to embed (an interrupted run leaves some), ``failed`` files (as ``index`` counts
+        them, listed in ``failures``)."""
         cat = self.catalog
         counts = cat.counts()
         models = cat.models()
+        model = self.model_name
+        failures = self.failures()
+        failed_contents = counts["failed"]
+        indexed = models.get(model, 0) if model else 0
+        pending = max(0, counts["contents"] - indexed - failed_contents) if model else counts["contents"]
         return {
             "name": self.name,
             "project_dir": str(self.paths.project_dir),
-            "model": self.model_name,
+            "model": model,
             "indexed_models": models,
             "files": counts["files"],
-            "failed": counts["failed"],
+            "contents": counts["contents"],
+            "indexed": indexed,
+            "pending": pending,
+            "failed": len(failures),
+            "failures": failures,
             "folders": cat.folders(),
             "last_index": cat.get_meta("last_index"),
             "tagging": self.tagging_status(),
@@ -528,6 +574,16 @@ class Project:
                 )
                 n += 1
             offset += len(rows)
+
+
+def _language_note(text: str, model: str) -> dict | None:
+    """A note when ``text`` looks written in a language ``model``'s text side does not read,
+    naming the embedding models that read it (from the model cards)."""
+    by_language: dict[str, list[str]] = {}
+    for spec in registry.list_models("embedding"):
+        for lang in spec.card.languages:
+            by_language.setdefault(lang, []).append(spec.name)
+    return language_note(text, model, registry.get(model).card.languages, by_language)
 
 
 def _stage(progress: Progress | None, stage: str):

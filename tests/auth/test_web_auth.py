@@ -8,6 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from vitrine.auth.ratelimit import LoginLimiter
 from vitrine.server.app import create_app as _create_app
 
 _made: list = []
@@ -239,3 +240,78 @@ def test_database_trouble_is_a_503_not_a_500(app, monkeypatch):
     r = client(app, headers={"authorization": f"Bearer {token}"}).get("/api/v1/me")
     assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
     assert r.headers["retry-after"] == "5"
+
+
+def test_nobody_can_lock_a_known_user_out(app):
+    attacker = client(app, client=("10.0.0.66", 40000))
+    for _ in range(5):
+        assert sign_in(attacker, password="guess").status_code == 401
+    assert sign_in(attacker).status_code == 429  # that address, that name: blocked
+    owner = client(app, client=("10.0.0.5", 40000))
+    r = sign_in(owner)  # the owner, from their own address, signs in at once
+    assert r.status_code == 303 and "vitrine_session" in r.headers.get("set-cookie", "")
+
+
+def test_a_guesser_spread_over_addresses_is_slowed_not_blocking():
+    clock = [1000.0]
+    limiter = LoginLimiter(max_failures=5, window_seconds=300, clock=lambda: clock[0])
+    for i in range(4):
+        limiter.failure("alice", f"10.0.1.{i}")
+    assert limiter.slowdown("alice") == 0
+    for i in range(4, 40):
+        limiter.failure("alice", f"10.0.1.{i}")
+    assert limiter.retry_after("alice", "10.0.2.1") == 0  # never a lock for the name
+    assert 0 < limiter.slowdown("alice") <= 5.0
+    clock[0] += 301
+    assert limiter.slowdown("alice") == 0
+
+
+def _spray(c: TestClient, n: int) -> list[int]:
+    """Wrong passwords at n names, each claiming another X-Forwarded-For address."""
+    return [
+        c.post(
+            "/login",
+            data={**login_form(c), "username": f"user{i}", "password": "x"},
+            headers={"x-forwarded-for": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(n)
+    ]
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path, monkeypatch, db_url):
+    monkeypatch.delenv("VITRINE_TRUSTED_PROXIES", raising=False)
+    application = create_app(tmp_path, multi_user=True, database_url=db_url)
+    application.state.auth.limiter = LoginLimiter(max_failures=5, max_per_address=3)
+    local = client(application, client=("127.0.0.1", 40000))
+    assert _spray(local, 4) == [401, 401, 401, 429]  # one address, whatever the header says
+
+    monkeypatch.setenv("VITRINE_TRUSTED_PROXIES", "127.0.0.1, 10.9.0.0/16")
+    (tmp_path / "b").mkdir()
+    behind = create_app(tmp_path / "b", multi_user=True, database_url=f"sqlite:///{tmp_path / 'b.db'}")
+    behind.state.auth.limiter = LoginLimiter(max_failures=5, max_per_address=3)
+    proxy = client(behind, client=("127.0.0.1", 40000))
+    assert _spray(proxy, 4) == [401, 401, 401, 401]  # the proxy's clients, one each
+    other = client(behind, client=("192.0.2.7", 40000))  # not a proxy: its header is not believed
+    assert _spray(other, 4) == [401, 401, 401, 429]
+
+
+def test_serve_leaves_proxy_headers_to_the_app(tmp_path, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from vitrine.cli import app as cli
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kw: seen.update(kw))
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--single-user"])
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_headers"] is False  # uvicorn's default trusts X-Forwarded-For from localhost
+
+
+def test_token_lifetime_is_bounded(app):
+    c = client(app, headers={"authorization": f"Bearer {app.state.auth.store.create_token('alice', 't')[1]}"})
+    for expires in ("99999999999999999999w", "11y", "4000d"):
+        r = c.post("/api/v1/tokens", json={"name": "long", "expires": expires})
+        assert r.status_code == 400, (expires, r.text)
+        assert r.json()["error"]["hint"]
+    assert c.post("/api/v1/tokens", json={"name": "ok", "expires": "52w"}).status_code == 201

@@ -1010,3 +1010,94 @@ def test_unknown_job_is_404(client):
     error_of(client.get(f"{API}/jobs/0123456789ab"), 404, "not_found", "no job")
     error_of(client.post(f"{API}/jobs/0123456789ab/cancel"), 404, "not_found", "no job")
     error_of(client.post(f"{API}/jobs/%2e%2e/cancel"), 404, "not_found")
+
+
+# ------------------------------------------------------------------------------ hardening (issue 10)
+def _integers(node, where: str = ""):
+    """Every integer schema in an OpenAPI document, with where it is."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            yield where, node
+        for key, value in node.items():
+            yield from _integers(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _integers(value, f"{where}/{i}")
+
+
+def test_every_integer_parameter_is_bounded(client):
+    found = list(_integers(client.get("/openapi.json").json()))
+    assert len(found) > 10
+    unbounded = [w for w, s in found if "maximum" not in s and "exclusiveMaximum" not in s]
+    unbounded += [w for w, s in found if "minimum" not in s and "exclusiveMinimum" not in s]
+    assert unbounded == []
+
+
+def test_an_offset_past_any_integer_is_a_422_not_a_500(client):
+    huge = "1138" + "0" * 40
+    for url in (f"{API}/projects/{NAME}/images?offset={huge}", f"{API}/projects/{NAME}/tags/cat?offset={huge}"):
+        error_of(client.get(url), 422, "invalid_request", "offset")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/static/x%00", "/static/a%00b.css", f"{API}/projects/{NAME}%00", f"{API}/jobs/a%0Ab", f"{API}/projects?x=%00"],
+)
+def test_nul_and_control_characters_in_urls_are_a_400(client, url):
+    error_of(client.get(url), 400, None, "control character")
+
+
+def test_openapi_documents_what_the_api_answers(client):
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    assert set(schema["components"]["schemas"]["ErrorDetail"]["properties"]) >= {"code", "message", "hint"}
+    status = paths[f"{API}/projects/{{name}}"]["get"]["responses"]
+    assert status["404"]["content"]["application/json"]["schema"] == error
+    assert status["422"]["content"]["application/json"]["schema"] == error  # the app's body, not FastAPI's
+    for csv_route in ("/projects/{name}/ontology.csv", "/projects/{name}/catalog.csv", "/runs/{run_id}/per_class.csv"):
+        assert list(paths[API + csv_route]["get"]["responses"]["200"]["content"]) == ["text/csv"], csv_route
+    logout = paths[f"{API}/logout"]["post"]["responses"]
+    assert "204" in logout and "200" not in logout
+    assert "409" in paths[f"{API}/projects/{{name}}/search"]["get"]["responses"]
+    assert "413" in paths[f"{API}/projects/{{name}}/search/image"]["post"]["responses"]
+    # every operation documents at least one error besides 422
+    bare = [
+        (m, p)
+        for p, item in paths.items()
+        for m, op in item.items()
+        if not set(op["responses"]) - {"200", "201", "202", "204", "422"}
+    ]
+    assert bare == [(m, p) for m, p in bare if p == f"{API}/health"]
+
+
+def test_tag_looks_up_detection_runs_in_the_served_root(tmp_path, indexed_demo, monkeypatch):
+    """A run id given to POST /projects/{name}/tag (and its job) is a run of the served root, not
+    of the server's working directory."""
+    from vitrine.errors import ModelError
+    from vitrine.server.api.v1 import run_tag_job
+    from vitrine.train.runs import atomic_write_json
+    from vitrine.workspace import Workspace
+
+    root = tmp_path / "root"
+    shutil.copytree(indexed_demo, root / NAME)
+    run_dir = Workspace(root).run_dir("a-classifier")
+    run_dir.mkdir(parents=True)
+    atomic_write_json(run_dir / "run.json", {"id": "a-classifier", "kind": "linear-probe", "state": "done"})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("VITRINE_HOME", raising=False)
+    client = make_client(root)
+    # found in the root: refused as the classifier it is, not as an unknown name
+    error_of(client.post(f"{API}/projects/{NAME}/tag", data={"model": "a-classifier"}), 400, None, "not a detector")
+
+    class Ctx:
+        services = client.app.state.vitrine
+        cancel_event = None
+
+        def progress(self, *a, **k):
+            pass
+
+    with pytest.raises(ModelError, match="not a detector"):
+        run_tag_job(Ctx(), {"project": NAME, "model": "a-classifier", "threshold": 0.5})

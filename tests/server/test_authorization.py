@@ -713,3 +713,48 @@ def test_no_route_answers_5xx(world, model_condition):
         assert unavailable >= 3, "the broken models were never reached: the check proves nothing"
     else:
         assert world.call("root", ("POST", "/api/v1/detect", upload())).status_code == 200
+
+
+def test_a_public_projects_status_shows_no_private_job_of_another_user(world):
+    project = world.keys[("project", "public")]
+    store = world.app.state.auth.store
+    job = world.app.state.vitrine.jobs.submit("authz-noop", project, {"secret": "alice's params"}, owner="alice")
+    assert store.claim("job", job.id, store.user("alice").id)  # private
+    wait_done(world, job.id)
+    assert world.call("bob", _get(f"/api/v1/jobs/{job.id}")(None, None)).status_code == 404
+    seen = world.call("bob", _get(f"/api/v1/projects/{project}")(None, None))
+    assert seen.status_code == 200, describe(seen)
+    assert job.id not in seen.text and "alice's params" not in seen.text
+    assert world.call("alice", _get(f"/api/v1/projects/{project}")(None, None)).json()["job"]["id"] == job.id
+
+
+def test_bodies_members_read_carry_no_absolute_server_paths(world):
+    """The project folder, its ontology file and a dataset's source folder are shown relative to
+    the served root, never as the server's absolute paths."""
+    root = str(world.app.state.vitrine.settings.root)
+    urls = [
+        "/api/v1/projects/{project}",
+        "/api/v1/projects/{project}/ontology",
+        "/api/v1/projects/{project}/check",
+        "/api/v1/datasets",
+        "/api/v1/datasets/{dataset}",
+        "/api/v1/runs",
+        "/api/v1/runs/{run}",
+        "/api/v1/jobs",
+    ]
+    keys = {kind: world.keys[(kind, "public")] for kind in ("project", "dataset", "run")}
+    for url in urls:
+        r = world.call("bob", ("GET", url.format(**keys), {}))
+        assert r.status_code == 200, describe(r)
+        assert root not in r.text and "/tmp/" not in r.text, describe(r)
+    status = world.call("bob", ("GET", f"/api/v1/projects/{keys['project']}", {})).json()
+    assert status["project_dir"] == keys["project"]
+    assert status["ontology"]["file"].startswith(keys["project"] + "/")
+
+
+def test_a_name_with_a_nul_byte_is_no_such_object(world):
+    """A NUL byte in an object named by a request's body (PostgreSQL refuses it in a query) is a 404
+    like any other unknown name, not a 503 "database unreachable" (found by the fuzzer)."""
+    r = world.call("bob", ("POST", "/api/v1/detection/train", {"json": {"dataset": "alice\x00-dataset"}}))
+    assert r.status_code == 404, describe(r)
+    assert r.json()["error"]["code"] == "not_found"

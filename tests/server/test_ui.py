@@ -49,6 +49,18 @@ TIMEOUT_MS = 20_000
 ACCENTED = "animals/cheval été.jpg"
 
 
+def _default_model_reason() -> str:
+    from vitrine.models import registry
+
+    name, reason = registry.default_embedding_model(probe_hub=False)
+    if name != "offline-concepts":  # CLIP weights are on this machine: say why in the same shape
+        reason = "clip-vit-b-32 is not available (its weights could not be read here); offline-concepts works offline"
+    return reason
+
+
+WORDY_REASON = _default_model_reason()
+
+
 # ------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory) -> Path:
@@ -59,6 +71,12 @@ def demo_root(tmp_path_factory) -> Path:
     report = vitrine.open_project(project).index(model="offline-concepts")
     assert report.embedded == len(DEMO_IMAGES), report.to_dict()
     assert [f["path"] for f in report.failed] == [DEMO_BROKEN]
+    # a second project whose model was chosen for a long reason (the real one when CLIP is missing)
+    wordy = root / "wordy" / "images"
+    wordy.mkdir(parents=True)
+    for rel in list(DEMO_IMAGES)[:2]:
+        (wordy / Path(rel).name).write_bytes((project / "images" / rel).read_bytes())
+    vitrine.open_project(root / "wordy").index(model="offline-concepts", reason=WORDY_REASON)
     return root
 
 
@@ -220,12 +238,81 @@ def test_api_errors_are_shown(server, page, shots):
     error.locator(".error-close").click()
     expect(error).to_be_hidden()
 
-    page.goto(f"{server.url}/p/demo/image/{quote('nowhere/missing.jpg')}")
-    expect(page.locator("#error .error-message")).to_contain_text("no image 'nowhere/missing.jpg'")
+    # an image that is not in the collection: a 404 error page, not a page with a broken picture
+    resp = page.goto(f"{server.url}/p/demo/image/{quote('nowhere/missing.jpg')}")
+    assert resp is not None and resp.status == 404
+    expect(page.locator("#page-error")).to_contain_text("no image 'nowhere/missing.jpg'")
+    expect(page.locator("#main-image")).to_have_count(0)
+
+    # an unknown URL of the UI: an HTML page with a 404, not raw JSON
+    resp = page.goto(f"{server.url}/no/such/page")
+    assert resp is not None and resp.status == 404 and resp.headers["content-type"].startswith("text/html")
+    expect(page.locator("#page-error")).to_contain_text("no page at /no/such/page")
+    expect(page.locator("#error-home")).to_be_visible()
 
     resp = page.goto(page_url(server.url, "nope"))
     assert resp is not None and resp.status == 404
     expect(page.locator("#page-error")).to_contain_text("no project 'nope'")
+
+
+def test_a_refused_upload_leaves_no_broken_preview(server, page, shots):
+    page.goto(page_url(server.url))
+    wait_results(page)
+    page.set_input_files("#upload-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image\n"})
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error .error-message")).not_to_be_empty()
+    expect(page.locator("#query-preview")).to_be_hidden()
+    expect(page.locator("#results-title")).to_have_text("No search: the upload was refused")
+    expect(page.locator("#results .result")).to_have_count(0)
+    page.screenshot(path=str(shots / "project-upload-refused.png"), full_page=True)
+
+
+def test_a_slow_search_says_it_is_loading_the_model(server, page, shots):
+    """The first search after a start loads the model for seconds: the previous grid goes at once
+    and the page says what it is waiting for (the search answer is held back here to see it)."""
+    page.goto(page_url(server.url))
+    wait_results(page)  # the "All images" grid
+    held = []
+    page.route(re.compile(r"/api/v1/projects/demo/search\?"), lambda route: held.append(route))
+    page.fill("#search-input", "a cat")
+    page.click("#search-form button[type=submit]")
+    loading = page.locator("#results-loading")
+    expect(loading).to_be_visible()
+    expect(page.locator("#results .result")).to_have_count(0)  # not the stale "All images" grid
+    expect(loading).to_contain_text("loading the model offline-concepts")
+    page.screenshot(path=str(shots / "project-search-loading.png"), full_page=True)
+    assert len(held) == 1
+    held[0].continue_()
+    wait_results(page)
+    expect(loading).to_be_hidden()
+    assert captions(page)[0] == "animals/cat.jpg"
+
+
+def test_a_query_in_another_language_names_the_multilingual_model(server, page, shots):
+    page.goto(page_url(server.url, query="?q=" + quote("une fusée")))
+    wait_results(page)
+    note = page.locator("#language-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("French")
+    expect(note).to_contain_text("offline-concepts reads only English")
+    expect(note).to_contain_text("clip-multilingual")
+    page.screenshot(path=str(shots / "project-french-query.png"), full_page=True)
+    page.goto(page_url(server.url, query="?q=" + quote("a rocket launch")))
+    wait_results(page)
+    expect(note).to_be_hidden()
+
+
+def test_the_header_keeps_a_long_model_reason_short(server, page, demo_root):
+    """The reason a model was chosen can carry a long hub error: one short line, details on demand."""
+    page.goto(page_url(server.url, "wordy"))
+    reason = page.locator("#status-reason")
+    expect(reason).to_contain_text("clip-vit-b-32 is not available")
+    full = WORDY_REASON
+    assert "(" in full and "(" not in reason.inner_text() and len(reason.inner_text()) < len(full)
+    details = page.locator("#index-status .reason-details")
+    expect(details.locator("p")).to_be_hidden()
+    details.locator("summary").click()
+    expect(details.locator("p")).to_have_text(full)
 
 
 def test_behind_a_path_prefix_proxy(demo_root, page, shots):

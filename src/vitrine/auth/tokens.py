@@ -47,13 +47,21 @@ def same(a: str | None, b: str | None) -> bool:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$")
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 86400}
+MAX_DURATION_DAYS = 3650  # ten years: longer is "never expires", which is said by giving no expiry
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``"30d"``, ``"12h"``, ``"90m"``, ``"2w"`` or a bare number of days."""
+    """Seconds in ``"30d"``, ``"12h"``, ``"90m"``, ``"2w"`` or a bare number of days, at most
+    :data:`MAX_DURATION_DAYS`."""
     from vitrine.errors import VitrineError
 
-    m = _DURATION.match(str(text))
+    m = _DURATION.match(str(text)[:64])
     if not m or float(m.group(1)) <= 0:
-        raise VitrineError(f"cannot read the duration {text!r}", hint="write e.g. 30d, 12h, 90m or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+        raise VitrineError(f"cannot read the duration {str(text)[:64]!r}", hint="write e.g. 30d, 12h, 90m or 2w")
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not seconds <= MAX_DURATION_DAYS * 86400:  # also inf and nan
+        raise VitrineError(
+            f"the duration {str(text)[:64]!r} is longer than {MAX_DURATION_DAYS} days",
+            hint="give a shorter lifetime (e.g. 52w), or none for a token that never expires",
+        )
+    return seconds

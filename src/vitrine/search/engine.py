@@ -63,6 +63,9 @@ class SearchResult:
     limit: int
     has_more: bool  # whether a next page exists
     hits: list[Hit]
+    # set when the query looks written in a language the model does not read (search/language.py):
+    # {"language", "message", "hint", "models"}; the results are then unlikely to match it
+    language_note: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,6 +21,7 @@ from vitrine import __version__
 from vitrine.errors import PayloadTooLarge, VitrineError
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
+from vitrine.server.api.responses import document_common
 from vitrine.server.api.v1 import error_response, human_size
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.security import install_security
@@ -106,6 +107,32 @@ class RootPath:
         await self.app(scope, receive, send)
 
 
+class CleanPaths:
+    """Refuse a path holding a NUL byte or another control character (``/static/x%00``), or a query
+    string holding a NUL byte, with a 400 JSON body, before any route, mount, file lookup or
+    database query sees it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            where = None
+            if any(ord(c) < 32 or ord(c) == 127 for c in scope.get("path", "")):
+                where = "path"
+            elif b"\0" in query or b"%00" in query:
+                where = "query string"
+            if where:
+                problem = VitrineError(
+                    f"the URL's {where} holds a control character (e.g. a NUL byte)",
+                    hint="remove it from the URL: no file, object name or search holds one",
+                )
+                await error_response(problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _offline_docs(app: FastAPI) -> None:
     """Swagger UI from the swagger-ui-bundle package instead of a CDN: /docs works offline."""
     from fastapi.openapi.docs import get_swagger_ui_html
@@ -172,10 +199,17 @@ def create_app(
     install_security(app)
     if settings.root_path:
         app.add_middleware(RootPath, root_path=settings.root_path)
+    app.add_middleware(CleanPaths)  # outermost: before the login check and the static files
+    document_common(app)
     _offline_docs(app)
 
+    # pages of the UI answer errors with an HTML page and the right status; the API with JSON
+    from vitrine.server.ui.routes import html_error_response, is_page_request
+
     @app.exception_handler(VitrineError)
-    async def vitrine_error(_request: Request, exc: VitrineError):
+    async def vitrine_error(request: Request, exc: VitrineError):
+        if is_page_request(request):
+            return html_error_response(request, exc.status, exc.message, exc.hint)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -197,14 +231,21 @@ def create_app(
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if is_page_request(request) and exc.status_code >= 400:
+            message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+            return html_error_response(request, exc.status_code, message)
         return JSONResponse(
             {"error": {"code": "http_error", "message": str(exc.detail), "hint": None}}, status_code=exc.status_code
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception):
+    async def unexpected(request: Request, exc: Exception):
         log.exception("unexpected error")
+        if is_page_request(request):
+            return html_error_response(
+                request, 500, f"internal error: {type(exc).__name__}", "the server log has the details; try again"
+            )
         return JSONResponse(
             {"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}", "hint": None}},
             status_code=500,

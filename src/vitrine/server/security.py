@@ -75,6 +75,16 @@ USE_ROUTES = frozenset(
 )
 
 
+TRUSTED_PROXIES_ENV = "VITRINE_TRUSTED_PROXIES"
+
+
+def trusted_proxies() -> list[str]:
+    """The addresses (or CIDR networks) of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed, from ``VITRINE_TRUSTED_PROXIES`` (comma-separated). None by
+    default: the client address is the connection's peer, whatever headers a client sends."""
+    return [p.strip() for p in os.environ.get(TRUSTED_PROXIES_ENV, "").split(",") if p.strip()]
+
+
 def _env_flag(name: str) -> bool | None:
     value = os.environ.get(name, "").strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -351,7 +361,7 @@ async def authorize(request: Request) -> None:
 
     def decide() -> None:
         for kind, key, action in wanted:
-            check(principal, action, kind, key, store.access(kind, key) if store else None)
+            check(principal, action, kind, key, _access_record(store, kind, key))
 
     try:
         await run_in_threadpool(decide)
@@ -360,6 +370,15 @@ async def authorize(request: Request) -> None:
 
         log.warning("cannot check access: %s", exc)
         raise DatabaseError("the server database cannot be reached to check access", hint="try again shortly") from None
+
+
+def _access_record(store, kind: str, key: str):
+    """The access record of an object, or None. A name holding a NUL byte names nothing (no object
+    name can hold one, and PostgreSQL refuses it in a query): it is "no such object", not a
+    database error."""
+    if store is None or "\x00" in key:
+        return None
+    return store.access(kind, key)
 
 
 # ------------------------------------------------------------------------------ helpers for routes
@@ -383,7 +402,7 @@ def require(kind: str, key: str, action: str = "read") -> None:
     if ctx is None or ctx.principal.is_admin:
         return
     store = ctx.runtime.store
-    check(ctx.principal, action, kind, key, store.access(kind, key) if store else None)
+    check(ctx.principal, action, kind, key, _access_record(store, kind, key))
 
 
 def claim(kind: str, key: str) -> None:
@@ -482,6 +501,11 @@ def install_security(app: FastAPI, multi_user: bool | None = None) -> AuthRuntim
             log.warning("VITRINE_SESSION_HOURS=%r is not a number; sessions last 12 h", hours)
     app.state.auth = runtime
     app.add_middleware(AuthMiddleware, runtime=runtime)
+    proxies = trusted_proxies()
+    if proxies:  # outside the login check: the limiter and the cookies see the real client
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.router.dependencies.append(Depends(authorize))
     app.add_exception_handler(Hidden, _page_error)
     app.add_exception_handler(Forbidden, _page_error)
@@ -494,3 +518,46 @@ def install_security(app: FastAPI, multi_user: bool | None = None) -> AuthRuntim
     app.include_router(router)
     app.include_router(ui_router)
     return runtime
+
+
+# ------------------------------------------------------------------------------ server paths
+def _looks_like_server_path(value: str, root: str) -> bool:
+    if len(value) < 2 or not value.startswith(("/", "\\")) and not (len(value) > 2 and value[1] == ":"):
+        return False
+    if value.startswith(root):
+        return True
+    try:
+        path = Path(value)
+        return path.is_absolute() and (path.exists() or path.parent.exists())
+    except (OSError, ValueError):
+        return False
+
+
+def _shown(value: str, root: Path) -> str:
+    path = Path(value)
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return path.name
+
+
+def hide_paths(data):
+    """``data`` (JSON-able) with the absolute server paths in it made relative to the served root
+    (or cut to their last part when outside it), on a multi-user server: what members read says
+    nothing of the server's folders. Unchanged in single-user mode (the caller owns the machine)."""
+    ctx = _current.get()
+    if ctx is None or not ctx.runtime.multi_user:
+        return data
+    root = ctx.runtime.root
+    prefix = str(root)
+
+    def walk(value):
+        if isinstance(value, str):
+            return _shown(value, root) if _looks_like_server_path(value, prefix) else value
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(data)

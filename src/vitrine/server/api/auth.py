@@ -19,9 +19,10 @@ handlers run; they only add what is theirs (the caller's own tokens, owner-only 
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +31,7 @@ from vitrine.auth import tokens
 from vitrine.auth.policy import Forbidden, Principal, check
 from vitrine.auth.service import check_kind
 from vitrine.errors import VitrineError
+from vitrine.server.api.responses import MAX_INT, errors
 from vitrine.server.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -90,13 +92,13 @@ class NewToken(BaseModel):
     expires: str | None = Field(None, description="lifetime such as 30d, 12h or 2w; none: never expires")
 
 
-@router.get("/tokens")
+@router.get("/tokens", responses=errors(400))
 def list_tokens(request: Request):
     runtime, principal = _multi(request)
     return [t.to_dict() for t in runtime.store.list_tokens(principal.name)]
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, responses=errors(400))
 def create_token(request: Request, body: NewToken):
     """A new API token for the caller. The answer's ``token`` is shown this once and never again."""
     runtime, principal = _multi(request)
@@ -105,15 +107,15 @@ def create_token(request: Request, body: NewToken):
     return {**info.to_dict(), "token": secret}
 
 
-@router.delete("/tokens/{token_id}")
-def revoke_token(request: Request, token_id: int):
+@router.delete("/tokens/{token_id}", responses=errors(400, 404))
+def revoke_token(request: Request, token_id: Annotated[int, Path(ge=1, le=MAX_INT)]):
     """Revoke one of the caller's tokens (an admin may revoke anyone's)."""
     runtime, principal = _multi(request)
     owner = None if principal.is_admin else principal.id
     return runtime.store.revoke_token(token_id, user_id=owner).to_dict()
 
 
-@router.get("/users")
+@router.get("/users", responses=errors(400, 403))
 def list_users(request: Request):
     runtime, principal = _multi(request)
     if not principal.is_admin:
@@ -145,14 +147,14 @@ def _access(runtime: AuthRuntime, principal: Principal, kind: str, key: str, man
     return out
 
 
-@router.get("/access/{kind}/{key}")
+@router.get("/access/{kind}/{key}", responses=errors(400, 404))
 def get_access(request: Request, kind: Kind, key: str):
     """Owner (null: the admins), visibility and, for its owner, the users it is shared with."""
     runtime, principal = _multi(request)
     return _access(runtime, principal, kind, key, manage=False)
 
 
-@router.put("/access/{kind}/{key}")
+@router.put("/access/{kind}/{key}", responses=errors(400, 403, 404))
 def set_access(request: Request, kind: Kind, key: str, body: AccessChange):
     runtime, principal = _multi(request)
     check(principal, "manage", kind, key, runtime.store.access(kind, key))
@@ -162,7 +164,7 @@ def set_access(request: Request, kind: Kind, key: str, body: AccessChange):
     return _access(runtime, principal, kind, key, manage=True)
 
 
-@router.put("/access/{kind}/{key}/shares/{user}")
+@router.put("/access/{kind}/{key}/shares/{user}", responses=errors(400, 403, 404))
 def share(request: Request, kind: Kind, key: str, user: str):
     """Share the object with a user (it becomes ``shared`` if it was private)."""
     runtime, principal = _multi(request)
@@ -171,7 +173,7 @@ def share(request: Request, kind: Kind, key: str, user: str):
     return _access(runtime, principal, kind, key, manage=True)
 
 
-@router.delete("/access/{kind}/{key}/shares/{user}")
+@router.delete("/access/{kind}/{key}/shares/{user}", responses=errors(400, 403, 404))
 def unshare(request: Request, kind: Kind, key: str, user: str):
     runtime, principal = _multi(request)
     check(principal, "manage", kind, key, runtime.store.access(kind, key))
@@ -187,7 +189,7 @@ def _end_session(request: Request, response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request))
 
 
-@router.post("/logout")
+@router.post("/logout", status_code=204, response_class=Response)
 def api_logout(request: Request):
     """End the caller's session (its cookie stops working at once)."""
     response = Response(status_code=204)
@@ -272,6 +274,9 @@ async def login_submit(request: Request):
             headers={"Retry-After": str(seconds)},
             nxt=nxt,
         )
+    delay = runtime.limiter.slowdown(name)
+    if delay > 0:  # many failures at this name from many addresses: slower, never locked
+        await asyncio.sleep(delay)
     user = await run_in_threadpool(runtime.store.authenticate, name, password)
     if user is None:
         runtime.limiter.failure(name, address)

@@ -28,8 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, NotFound, VitrineError
 from vitrine.jobs import JobContext, register_kind
+from vitrine.server.api.responses import CSV, IMAGE, JPEG
 from vitrine.server.api.v1 import read_upload
-from vitrine.server.security import require, visible
+from vitrine.server.security import hide_paths, require, visible
 from vitrine.server.state import AppState
 from vitrine.train.runs import Run, list_runs, new_run_id
 from vitrine.workspace import Workspace
@@ -186,7 +187,7 @@ def dataset_row(ws: Workspace, name: str, c: _Cache) -> dict:
 @router.get("/datasets")
 def list_datasets(ws: WorkspaceDep, c: CacheDep):
     """Every dataset of the workspace with its size; a damaged one carries an ``error``."""
-    return [dataset_row(ws, name, c) for name in visible("dataset", ws.dataset_names())]
+    return hide_paths([dataset_row(ws, name, c) for name in visible("dataset", ws.dataset_names())])
 
 
 @router.get("/datasets/{name}")
@@ -195,7 +196,7 @@ def dataset_summary(d: DatasetDep):
     and its counts per split and class."""
     out = d.dataset.summary()
     out["counts"] = d.dataset.counts()
-    return jsonable(out)
+    return hide_paths(jsonable(out))
 
 
 def dataset_stats_cached(d: _Loaded, c: _Cache) -> dict:
@@ -274,7 +275,7 @@ def sample_file(d: _Loaded, path: str) -> Path:
     return file
 
 
-@router.get("/datasets/{name}/images/{path:path}")
+@router.get("/datasets/{name}/images/{path:path}", response_class=FileResponse, responses=IMAGE)
 def dataset_image(d: DatasetDep, path: str):
     """The original image file of one sample."""
     return FileResponse(sample_file(d, path))
@@ -291,7 +292,7 @@ def dataset_thumbnail(d: _Loaded, path: str, size: int) -> Path | bytes:
     thumb = d.dir / THUMBS_DIR / key[:2] / f"{key}-{size}.jpg"
     if thumb.is_file():
         return thumb
-    data = make_thumbnail(open_image(file), size=size)
+    data = make_thumbnail(open_image(file, min_side=size), size=size)
     tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         thumb.parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +305,7 @@ def dataset_thumbnail(d: _Loaded, path: str, size: int) -> Path | bytes:
     return thumb
 
 
-@router.get("/datasets/{name}/thumbs/{path:path}")
+@router.get("/datasets/{name}/thumbs/{path:path}", response_class=Response, responses=JPEG)
 def dataset_thumb(d: DatasetDep, path: str, size: Annotated[int, Query(ge=32, le=1024)] = 320):
     """A JPEG thumbnail of one sample (longest side ``size``)."""
     thumb = dataset_thumbnail(d, path, size)
@@ -541,7 +542,7 @@ def dataset_jobs(d: DatasetDep, st: StateDep, c: CacheDep):
     """The training jobs of this dataset, newest first."""
     found = st.jobs.list(target=f"dataset:{d.name}", kind=TRAIN_JOB)
     mine = set(visible("job", [j.id for j in found]))
-    return [_job_dict(j, c) for j in found if j.id in mine]
+    return hide_paths([_job_dict(j, c) for j in found if j.id in mine])
 
 
 # ------------------------------------------------------------------------------ runs
@@ -622,7 +623,7 @@ def runs(
     rows = [run_row(r) for r in found if r.id in mine]
     if sort != "created":
         rows.sort(key=lambda row: (row[sort] is None, -(row[sort] or 0.0)))
-    return rows
+    return hide_paths(rows)
 
 
 @router.get("/runs/{run_id}")
@@ -637,14 +638,16 @@ def run_detail(run: RunDep):
         except (OSError, ValueError):
             per_class = None
     files = [n for n in ("metrics.json", "per_class.csv", "per_class.json", "confusion.csv") if (run.dir / n).is_file()]
-    return jsonable(
-        {
-            "record": run.record,
-            "summary": run_row(run),
-            "metrics": _read_json(run.dir / "metrics.json"),
-            "per_class": per_class,
-            "files": files,
-        }
+    return hide_paths(
+        jsonable(
+            {
+                "record": run.record,
+                "summary": run_row(run),
+                "metrics": _read_json(run.dir / "metrics.json"),
+                "per_class": per_class,
+                "files": files,
+            }
+        )
     )
 
 
@@ -655,12 +658,12 @@ def _run_csv(run: Run, name: str) -> FileResponse:
     return FileResponse(path, media_type="text/csv; charset=utf-8", filename=f"{run.id}_{name}")
 
 
-@router.get("/runs/{run_id}/confusion.csv")
+@router.get("/runs/{run_id}/confusion.csv", response_class=FileResponse, responses=CSV)
 def run_confusion_csv(run: RunDep):
     return _run_csv(run, "confusion.csv")
 
 
-@router.get("/runs/{run_id}/per_class.csv")
+@router.get("/runs/{run_id}/per_class.csv", response_class=FileResponse, responses=CSV)
 def run_per_class_csv(run: RunDep):
     return _run_csv(run, "per_class.csv")
 

@@ -592,12 +592,12 @@ DetectionRunDep = Annotated[Run, Depends(load_detection_run)]
 def detection_runs(st: StateDep):
     """Every detection and instance-segmentation run the caller may read, newest first, with its
     state and metrics (box / mask mAP, P/R/F1, mean IoU, ms/image)."""
-    from vitrine.server.security import visible
+    from vitrine.server.security import hide_paths, visible
     from vitrine.train.runs import list_runs
 
     found = [r for r in list_runs(Workspace(st.settings.root)) if r.record.get("kind") in DETECTION_RUN_KINDS]
     mine = set(visible("run", [r.id for r in found]))
-    return [detection_run_row(r) for r in found if r.id in mine]
+    return hide_paths([detection_run_row(r) for r in found if r.id in mine])
 
 
 def _run_job(st: AppState, run_id: str) -> dict | None:
@@ -617,16 +617,20 @@ def detection_run(run: DetectionRunDep, st: StateDep):
     report = _metrics_report(run)
     types = [t for t in report.get("iou_types", []) if isinstance(report.get(t), dict)]
     files = [p.name for p in sorted(run.dir.glob("*")) if p.is_file() and p.suffix in (".json", ".csv")]
-    return jsonable(
-        {
-            "record": run.record,
-            "summary": detection_run_row(run),
-            "iou_types": types,
-            "per_class": {t: report[t].get("per_class", []) for t in types},
-            "pr_curves": {t: report[t].get("pr_curves", []) for t in types},
-            "files": files,
-            "job": _run_job(st, run.id),
-        }
+    from vitrine.server.security import hide_paths
+
+    return hide_paths(
+        jsonable(
+            {
+                "record": run.record,
+                "summary": detection_run_row(run),
+                "iou_types": types,
+                "per_class": {t: report[t].get("per_class", []) for t in types},
+                "pr_curves": {t: report[t].get("pr_curves", []) for t in types},
+                "files": files,
+                "job": _run_job(st, run.id),
+            }
+        )
     )
 
 

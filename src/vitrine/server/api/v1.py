@@ -13,7 +13,8 @@ from vitrine.jobs import JobContext, register_kind
 from vitrine.models import registry
 from vitrine.project import Project
 from vitrine.search.engine import MAX_RESULTS, normalize_folder
-from vitrine.server.security import visible
+from vitrine.server.api.responses import CSV, IMAGE, JPEG, MAX_INT, CSVResponse, errors
+from vitrine.server.security import hide_paths, visible
 from vitrine.server.state import AppState
 
 router = APIRouter(prefix="/api/v1")
@@ -59,25 +60,30 @@ def list_projects(st: StateDep):
 def project_status(p: ProjectDep, st: StateDep):
     status = p.status()
     jobs = st.jobs.list(target=p.name)
-    status["job"] = jobs[0].to_dict() if jobs else None
-    return status
+    mine = set(visible("job", [j.id for j in jobs]))  # another user's private job stays theirs
+    job = next((j for j in jobs if j.id in mine), None)
+    status["job"] = job.to_dict() if job else None
+    return hide_paths(status)
 
 
 @router.get("/projects/{name}/check")
 def project_check(p: ProjectDep):
-    return p.check().to_dict()
+    return hide_paths(p.check().to_dict())
 
 
 @router.get("/projects/{name}/ontology")
 def ontology(p: ProjectDep):
     onto = p.ontology
-    return {
-        "file": onto.source,
-        "entries": [{"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries],
-        "problems": [
-            {"line": pr.line, "text": pr.text, "message": pr.message, "severity": pr.severity} for pr in onto.problems
-        ],
-    }
+    return hide_paths(
+        {
+            "file": onto.source,
+            "entries": [{"keyword": e.keyword, "description": e.description, "line": e.line} for e in onto.entries],
+            "problems": [
+                {"line": pr.line, "text": pr.text, "message": pr.message, "severity": pr.severity}
+                for pr in onto.problems
+            ],
+        }
+    )
 
 
 def _csv_response(write, filename: str) -> Response:
@@ -90,14 +96,14 @@ def _csv_response(write, filename: str) -> Response:
     )
 
 
-@router.get("/projects/{name}/ontology.csv")
+@router.get("/projects/{name}/ontology.csv", response_class=CSVResponse, responses=CSV)
 def ontology_csv(p: ProjectDep):
     from vitrine.collection.ontology import ontology_to_csv
 
     return _csv_response(lambda fp: ontology_to_csv(p.ontology, fp), f"{p.name}_ontology.csv")
 
 
-@router.get("/projects/{name}/catalog.csv")
+@router.get("/projects/{name}/catalog.csv", response_class=CSVResponse, responses=CSV)
 def catalog_csv(p: ProjectDep):
     return _csv_response(p.export_catalog_csv, f"{p.name}_catalog.csv")
 
@@ -121,7 +127,7 @@ def run_index_job(ctx: JobContext, params: dict) -> dict:
 register_kind(INDEX_JOB, run_index_job, resumable=True, concurrency=2, description="index a project's images")
 
 
-@router.post("/projects/{name}/index", status_code=202)
+@router.post("/projects/{name}/index", status_code=202, responses=errors(503))
 def start_index(p: ProjectDep, st: StateDep, model: Annotated[str | None, Form()] = None):
     if model is not None:
         registry.get(model)  # 400 now rather than a failed job later
@@ -140,15 +146,18 @@ def run_tag_job(ctx: JobContext, params: dict) -> dict:
     st = ctx.services
     if st is not None:
         p = st.project(params["project"])
+        workspace = st.settings.root  # detection runs of the served root, not of the working directory
     else:  # run outside a server: the project in the default workspace
         from vitrine.workspace import default_workspace
 
-        p = Project(default_workspace() / params["project"])
+        workspace = default_workspace()
+        p = Project(workspace / params["project"])
     report = p.tag(
         model=params.get("model") or DEFAULT_TAG_MODEL,
         threshold=params.get("threshold", DEFAULT_THRESHOLD),
         progress=ctx.progress,
         cancel=ctx.cancel_event,
+        workspace=workspace,
     )
     return report.to_dict() | {"kind": "tag"}
 
@@ -156,7 +165,7 @@ def run_tag_job(ctx: JobContext, params: dict) -> dict:
 register_kind(TAG_JOB, run_tag_job, resumable=True, concurrency=1, description="tag a project's images with a detector")
 
 
-@router.post("/projects/{name}/tag", status_code=202)
+@router.post("/projects/{name}/tag", status_code=202, responses=errors(503))
 def start_tag(
     p: ProjectDep,
     st: StateDep,
@@ -167,7 +176,7 @@ def start_tag(
     from vitrine.tagging import DEFAULT_TAG_MODEL
 
     model = (model or "").strip() or DEFAULT_TAG_MODEL
-    load_detector(model)  # 400 now (unknown name, weights missing) rather than a failed job later
+    load_detector(model, workspace=st.settings.root)  # 400 now (unknown name, weights missing), not a failed job
     return st.jobs.submit(TAG_JOB, p.name, {"project": p.name, "model": model, "threshold": threshold}).to_dict()
 
 
@@ -186,7 +195,7 @@ def images_with_tag(
     label: str,
     model: Annotated[str | None, Query(description="only this tagging model's tags")] = None,
     folder: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
     return p.images_with_tag(label, model=model, folder=folder, offset=offset, limit=limit).to_dict()
@@ -196,20 +205,20 @@ def images_with_tag(
 def list_jobs(st: StateDep, project: str | None = None):
     found = st.jobs.list(target=project)
     mine = set(visible("job", [j.id for j in found]))
-    return [j.to_dict() for j in found if j.id in mine]
+    return [hide_paths(j.to_dict()) for j in found if j.id in mine]
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, st: StateDep):
-    return st.jobs.get(job_id).to_dict()
+    return hide_paths(st.jobs.get(job_id).to_dict())
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=errors(409))
 def cancel_job(job_id: str, st: StateDep):
     return st.jobs.cancel(job_id).to_dict()
 
 
-@router.get("/projects/{name}/search")
+@router.get("/projects/{name}/search", responses=errors(409, 503))
 def search(
     p: ProjectDep,
     q: Annotated[str | None, Query(description="free text")] = None,
@@ -264,7 +273,7 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/projects/{name}/search/image")
+@router.post("/projects/{name}/search/image", responses=errors(409, 503))
 async def search_by_upload(
     p: ProjectDep,
     st: StateDep,
@@ -293,7 +302,7 @@ async def search_by_upload(
 def list_images(
     p: ProjectDep,
     folder: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ):
     total, rows = p.catalog.list_files(folder=normalize_folder(folder), offset=offset, limit=limit)
@@ -305,12 +314,12 @@ def image_meta(p: ProjectDep, path: str):
     return p.image_info(path)
 
 
-@router.get("/projects/{name}/files/{path:path}")
+@router.get("/projects/{name}/files/{path:path}", response_class=FileResponse, responses=IMAGE)
 def image_file(p: ProjectDep, path: str):
     return FileResponse(p.image_path(path))
 
 
-@router.get("/projects/{name}/thumbs/{path:path}")
+@router.get("/projects/{name}/thumbs/{path:path}", response_class=FileResponse, responses=JPEG)
 def image_thumb(p: ProjectDep, path: str, size: Annotated[int, Query(ge=32, le=1024)] = 320):
     return FileResponse(
         p.thumbnail(path, size=size), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"}

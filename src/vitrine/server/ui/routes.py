@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from vitrine import __version__
@@ -45,6 +45,34 @@ def static_file(path: str) -> Path:
     return target
 
 
+# what answers JSON whatever goes wrong: the API, its schema and docs assets, and the static files
+_NOT_PAGES = ("/api/", "/static/", "/docs-assets/", "/openapi.json")
+
+
+def is_page_request(request: Request) -> bool:
+    """Whether ``request`` is for a page of the UI (a person's browser), which gets an HTML error
+    page, rather than for the API or a file, which gets JSON: decided by the path alone."""
+    path = request.scope.get("path") or "/"
+    base = base_of(request)
+    if base and path.startswith(base + "/"):
+        path = path[len(base) :]
+    return request.method in ("GET", "HEAD") and not path.startswith(_NOT_PAGES)
+
+
+_ERROR_TITLES = {404: "Page not found", 403: "Not allowed", 405: "Not allowed", 503: "Unavailable"}
+
+
+def html_error_response(request: Request, status: int, message: str, hint: str | None = None) -> HTMLResponse:
+    """The UI's error page, answered with ``status`` (never a 200 for a page that does not exist)."""
+    if status == 404 and not hint:
+        hint = "check the address, or start again from the list of collections"
+    title = _ERROR_TITLES.get(status, "Something went wrong" if status >= 500 else "Cannot show this page")
+    templates = getattr(request.app.state, "ui_templates", None) or make_templates()
+    context = {"page": "error", "base": base_of(request), "title": title, "status": status}
+    context["error"] = {"message": message, "hint": hint}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status)
+
+
 def make_templates() -> Jinja2Templates:
     from vitrine.server.security import template_context
 
@@ -53,7 +81,50 @@ def make_templates() -> Jinja2Templates:
     templates.env.filters["qs"] = quote_segment
     templates.env.filters["qp"] = quote_path
     templates.env.globals["version"] = __version__
+    templates.env.globals["plotly_v"] = plotly_version()
     return templates
+
+
+_PLOTLY_GZ: dict[Path, tuple[float, bytes]] = {}  # plotly.min.js -> (mtime, its gzip), made once
+
+
+def plotly_version() -> str:
+    """What the Plotly bundle's URL carries (``?v=``): vitrine's version and plotly's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{__version__}-{version('plotly')}"
+    except PackageNotFoundError:
+        return __version__
+
+
+def _gzipped(path: Path) -> bytes:
+    import gzip
+
+    mtime = path.stat().st_mtime
+    cached = _PLOTLY_GZ.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
+        _PLOTLY_GZ[path] = cached
+    return cached[1]
+
+
+def plotly_js_response(request: Request) -> Response:
+    """plotly.min.js from the installed package: gzip-compressed for clients that accept it, and
+    cached for a year when asked for under its versioned URL (else revalidated daily)."""
+    from vitrine.server.api.classification import plotly_js_path
+
+    path = plotly_js_path()
+    versioned = request.query_params.get("v") == plotly_version()
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable" if versioned else "public, max-age=86400",
+        "Vary": "Accept-Encoding",
+    }
+    media_type = "text/javascript; charset=utf-8"
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+        return Response(_gzipped(path), media_type=media_type, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
 
 
 def _project_summaries(request: Request) -> list[dict]:
@@ -83,14 +154,15 @@ def _project_summaries(request: Request) -> list[dict]:
 
 def mount_ui(app: FastAPI) -> None:
     templates = make_templates()
+    app.state.ui_templates = templates
 
     # Plotly for the classification charts, from the installed plotly package (no CDN). Declared
     # before the static route, which would otherwise answer (404) for this path.
+    # Compressed once (4.8 MB -> about 1.4 MB with gzip) and cached by browsers for a year: its URL
+    # carries the versions (``plotly_v``), so an upgrade is a new URL.
     @app.get("/static/vendor/plotly.min.js", include_in_schema=False)
-    def plotly_js():
-        from vitrine.server.api.classification import plotly_js_response
-
-        return plotly_js_response()
+    def plotly_js(request: Request):
+        return plotly_js_response(request)
 
     # A route rather than ``app.mount(StaticFiles)``: a mounted app resolves files from
     # scope["path"] minus scope["root_path"], which breaks when a proxy strips the prefix but the
@@ -105,7 +177,10 @@ def mount_ui(app: FastAPI) -> None:
         return templates.TemplateResponse(request, template, context, status_code=status_code)
 
     def error_page(request: Request, exc: VitrineError, title: str) -> HTMLResponse:
-        return render(request, "error.html", status_code=exc.status, page="error", title=title, error=exc.to_dict())
+        status = exc.status
+        return render(
+            request, "error.html", status_code=status, page="error", title=title, error=exc.to_dict(), status=status
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request):
@@ -127,9 +202,12 @@ def mount_ui(app: FastAPI) -> None:
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
         try:
-            request.app.state.vitrine.project(name)
+            project = request.app.state.vitrine.project(name)
+            project.image_path(path)  # an image that is not in the collection is a 404, not a broken picture
         except VitrineError as exc:
-            return error_page(request, exc, name)
+            if isinstance(exc, NotFound) and not exc.hint:
+                exc.hint = f"it may have been moved or removed since the last indexing: see the collection {name}"
+            return error_page(request, exc, path)
         return render(request, "image.html", name=name, path=path)
 
     # ---------------------------------------------------------------- classification
@@ -140,7 +218,12 @@ def mount_ui(app: FastAPI) -> None:
             datasets = _dataset_summaries(request)
         except VitrineError as exc:
             return error_page(request, exc, "Datasets")
-        return render(request, "datasets.html", datasets=datasets, root=st.settings.root.name)
+        from vitrine.server.security import runtime_of
+
+        # the folder to import into (`-w`): the server lists only its own workspace's datasets; its
+        # absolute path is shown to the local user only, never in multi-user mode
+        workspace = None if runtime_of(request).multi_user else str(st.settings.root)
+        return render(request, "datasets.html", datasets=datasets, root=st.settings.root.name, workspace=workspace)
 
     @app.get("/datasets/{name}", response_class=HTMLResponse, include_in_schema=False)
     def dataset_page(request: Request, name: str):

@@ -93,6 +93,7 @@
     let upload = null; // {file, offset} while the results shown come from an uploaded image
     let current = { mode: "browse", offset: 0, hasMore: false };
     let previewUrl = null;
+    let statusModel = null; // the project's model, from its status: named while a first query loads it
 
     // ------------------------------------------------------------ state in the URL
     function readUrl() {
@@ -184,6 +185,41 @@
       return `model ${result.model}`;
     }
 
+    // While a query runs: the previous grid goes (it is not the answer), a line says what is
+    // happening, and if it takes long, why: the first query after a start loads the model.
+    let loadingTimer = null;
+    function startLoading(what) {
+      stopLoading();
+      fillGrid(resultsList, []);
+      $("#no-results").hidden = true;
+      $("#pager").hidden = true;
+      $("#language-note").hidden = true;
+      const box = $("#results-loading");
+      const text = $("#results-loading-text");
+      text.textContent = `${what}…`;
+      box.hidden = false;
+      loadingTimer = window.setTimeout(() => {
+        const model = statusModel ? `the model ${statusModel}` : "the model";
+        text.textContent = `${what}: loading ${model} (the first search after the server starts takes a few seconds)…`;
+      }, 800);
+    }
+    function stopLoading() {
+      if (loadingTimer) window.clearTimeout(loadingTimer);
+      loadingTimer = null;
+      $("#results-loading").hidden = true;
+    }
+
+    // A query in a language the model does not read gets unrelated images: the answer says so.
+    function showLanguageNote(result) {
+      const box = $("#language-note");
+      const note = result.language_note;
+      box.hidden = !note;
+      if (note) {
+        $("#language-note-message").textContent = note.message;
+        $("#language-note-hint").textContent = note.hint || "";
+      }
+    }
+
     async function runFromUrl() {
       const seq = ++runSeq;
       const s = readUrl();
@@ -193,6 +229,7 @@
       markTag(s.tag);
       setPreview(null);
       clearError();
+      $("#language-note").hidden = true;
       resultsSection.setAttribute("aria-busy", "true");
       const params = new URLSearchParams({ k: String(PAGE_SIZE), offset: String(s.offset) });
       if (s.folder) params.set("folder", s.folder);
@@ -203,9 +240,12 @@
           if (s.tag) params.set("tag", s.tag);
           current = { mode: s.q ? "text" : "keyword", offset: s.offset, hasMore: false };
           setHeader(s.q ? ["Results for ", h("q", { id: "results-query" }, s.q)] : ["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, s.keyword)],
-            "", "Searching…");
+            "", "");
+          startLoading("Searching");
           const result = await api(projectApi(`/search?${params}`));
           if (seq !== runSeq) return;
+          stopLoading();
+          showLanguageNote(result);
           const query = result.query || {};
           if (query.kind === "keyword") {
             setHeader(["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, query.keyword)],
@@ -239,6 +279,7 @@
         }
       } catch (err) {
         if (seq !== runSeq) return;
+        stopLoading();
         showPage([], s.offset, false, "");
         $("#no-results").hidden = true;
         $("#results-meta").textContent = "";
@@ -253,10 +294,11 @@
       clearError();
       markChip("");
       input.value = "";
-      setPreview(upload.file);
+      setPreview(null); // shown once the server has read it as an image: never a broken preview
       resultsSection.setAttribute("aria-busy", "true");
       current = { mode: "upload", offset: upload.offset, hasMore: false };
-      setHeader("Similar to the uploaded image", upload.file.name, "Searching…");
+      setHeader("Similar to the uploaded image", upload.file.name, "");
+      startLoading("Searching");
       const fd = new FormData();
       fd.append("file", upload.file, upload.file.name);
       fd.append("k", String(PAGE_SIZE));
@@ -265,13 +307,17 @@
       try {
         const result = await api(projectApi("/search/image"), { method: "POST", body: fd });
         if (seq !== runSeq) return;
+        stopLoading();
+        setPreview(upload.file);
         setHeader("Similar to the uploaded image", upload.file.name, rangeText(result));
         showPage(result.hits, upload.offset, result.has_more);
       } catch (err) {
         if (seq !== runSeq) return;
+        stopLoading();
         showPage([], upload.offset, false, "");
         $("#no-results").hidden = true;
         $("#results-meta").textContent = "";
+        setHeader("No search: the upload was refused", upload.file.name, "");
         showError(err, `search with ${upload.file.name}`);
       } finally {
         if (seq === runSeq) resultsSection.setAttribute("aria-busy", "false");
@@ -414,21 +460,33 @@
     let polling = null;
 
     function renderStatus(st) {
+      statusModel = st.model || null;
       const box = $("#index-status");
       const last = st.last_index || null;
       const lines = [];
-      if (st.model) {
+      const reason = last && last.model_reason ? last.model_reason : "";
+      // the reason's parenthesised details (a hub error, a path) are long: one short line, the rest on demand
+      let shortReason = reason;
+      for (let before = ""; before !== shortReason;) {  // nested parentheses: innermost first
+        before = shortReason;
+        shortReason = shortReason.replace(/\s*\([^()]*\)/g, "");
+      }
+      if (st.model && st.indexed) {
         lines.push(h("p", { class: "status-model" }, "Model ", h("strong", { id: "status-model" }, st.model),
-          last && last.model_reason ? h("span", { class: "muted", id: "status-reason" }, ` — ${last.model_reason}`) : null));
+          shortReason ? h("span", { class: "muted", id: "status-reason", title: reason }, ` — ${shortReason}`) : null,
+          shortReason !== reason ? h("details", { class: "reason-details" }, h("summary", {}, "details"),
+            h("p", { class: "muted" }, reason)) : null));
       } else {
-        lines.push(h("p", { class: "status-model" }, h("span", { class: "badge badge-warn" }, "Not indexed yet"),
-          " Click “Index now” to scan and embed the images."));
+        lines.push(h("p", { class: "status-model" }, h("span", { id: "status-not-indexed", class: "badge badge-warn" }, "Not indexed yet"),
+          st.model ? ` An indexing run with ${st.model} was stopped before it embedded any image. Click “Index now” to carry on.`
+            : " Click “Index now” to scan and embed the images."));
       }
       const facts = [
         h("span", { id: "status-files" }, plural(st.files, "image")),
         h("span", {}, plural(Object.keys(st.folders || {}).length, "folder")),
-        h("span", { id: "status-failed", class: st.failed ? "text-warn" : "" }, `${st.failed} failed`),
       ];
+      if (st.model && st.pending) facts.push(h("span", { id: "status-pending", class: "text-warn" }, `${st.pending} still to index`));
+      facts.push(h("span", { id: "status-failed", class: st.failed ? "text-warn" : "" }, `${st.failed} failed`));
       if (last && last.finished_at) {
         const when = new Date(last.finished_at * 1000);
         facts.push(h("span", { id: "status-when" }, "indexed ",
@@ -439,15 +497,13 @@
       lines.push(h("p", { class: "status-facts" }, joined));
       box.replaceChildren(...lines);
 
-      const failures = (last && last.failed) || [];
+      // one list and one count, the same ones `vitrine index` and `vitrine status` give
+      const failures = st.failures || [];
       const details = $("#failures");
-      if (st.failed || failures.length) {
-        const n = Math.max(st.failed, failures.length);
-        $("#failures-summary").textContent = `${plural(n, "image")} could not be indexed`;
-        $("#failure-list").replaceChildren(...(failures.length
-          ? failures.map((f) => h("li", {}, h("code", { class: "failure-path" }, f.path), " — ",
-            h("span", { class: "failure-reason" }, f.reason)))
-          : [h("li", { class: "muted" }, "The reasons were reported by an earlier indexing run.")]));
+      if (st.failed) {
+        $("#failures-summary").textContent = `${plural(st.failed, "image")} could not be indexed`;
+        $("#failure-list").replaceChildren(...failures.map((f) => h("li", {}, h("code", { class: "failure-path" }, f.path), " — ",
+          h("span", { class: "failure-reason" }, f.reason))));
         details.hidden = false;
       } else {
         details.hidden = true;
