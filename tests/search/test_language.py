@@ -46,7 +46,10 @@ def test_the_note_names_the_models_that_read_the_language():
     note = language_note("une fusée", "offline-concepts", ("en",), readers)
     assert note["language"] == "fr" and note["models"] == ["clip-multilingual"]
     assert "French" in note["message"] and "offline-concepts reads only English" in note["message"]
-    assert "`vitrine index --model clip-multilingual`" in note["hint"] and "search in English" in note["hint"]
+    assert (
+        "`vitrine index <project folder> --model clip-multilingual`" in note["hint"]
+        and "search in English" in note["hint"]
+    )
     # no note when the model reads it, when the query is English or unclear, or the model says nothing
     assert language_note("une fusée", "clip-multilingual", ("en", "fr"), readers) is None
     assert language_note("a rocket", "offline-concepts", ("en",), readers) is None

@@ -147,7 +147,8 @@ def language_note(
     others = [m for m in models_by_language.get(lang, []) if m != model]
     hint = "search in " + NAMES.get(sorted(readable)[0], sorted(readable)[0])
     if others:
-        hint += f", or index the project with a model that reads {name}: `vitrine index --model {others[0]}`"
+        command = f"vitrine index <project folder> --model {others[0]}"
+        hint += f", or index the project with a model that reads {name}: `{command}`"
     return {
         "language": lang,
         "message": (
