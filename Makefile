@@ -66,8 +66,10 @@ lock: $(TOOLS_VENV)/bin/uv
 lock-sync: $(TOOLS_VENV)/bin/uv
 	$(COMPILE)
 
+# ruff, then the import contracts of .importlinter: layers import downward only, no cycles
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 bench: install system-deps
 	$(PY) benchmarks/indexing_throughput.py

@@ -279,7 +279,7 @@ def run_baseline(full) -> Result:
 
 
 def run_zero_shot(ws, ds, images: list) -> Result:
-    from vitrine.train.classifier import load_classifier
+    from vitrine.predict.classifier import load_classifier
     from vitrine.train.zero_shot import make_zero_shot
 
     with Timer() as t:
@@ -304,7 +304,7 @@ def run_zero_shot(ws, ds, images: list) -> Result:
 
 
 def run_probe(ws, ds, images: list) -> Result:
-    from vitrine.train.classifier import load_classifier
+    from vitrine.predict.classifier import load_classifier
     from vitrine.train.linear_probe import train_linear_probe
 
     with Timer() as t:
@@ -361,7 +361,7 @@ def finetune_config(args):
 
 def run_finetune(args, ws, ds, images: list) -> Result:
     from vitrine.evaluate.classification import evaluate_run
-    from vitrine.train.classifier import load_classifier
+    from vitrine.predict.classifier import load_classifier
     from vitrine.train.finetune import train_finetune
 
     config = finetune_config(args)

@@ -229,7 +229,7 @@ def test_interrupted_first_run_resumes_with_its_model(fresh_demo, monkeypatch):
 def test_a_first_run_stopped_before_embedding_reports_nothing_indexed(fresh_demo):
     """Stopped while scanning: the model is recorded, but no image has a vector. Status and search
     say so ("not indexed yet"), and the interruption message says nothing was kept."""
-    from vitrine.cli import _index_interrupted
+    from vitrine.cli.project import _index_interrupted
 
     p = Project(fresh_demo)
     cancel = threading.Event()

@@ -10,7 +10,7 @@ import pytest
 from vitrine.detect import list_detectors, load_detector
 from vitrine.detect.ssd import OpenCVSSDDetector
 from vitrine.errors import ModelError, NotFound
-from vitrine.train.runs import Run
+from vitrine.runs import Run
 from vitrine.workspace import Workspace
 
 

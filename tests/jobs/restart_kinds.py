@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from vitrine.jobs import register_kind
-from vitrine.train.runs import atomic_write_json
+from vitrine.runs import atomic_write_json
 
 
 def count_steps(ctx, params):

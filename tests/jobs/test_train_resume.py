@@ -14,9 +14,9 @@ from sqlalchemy import insert
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.jobs.table import jobs as jobs_table
+from vitrine.runs import Run
 from vitrine.server.app import create_app
 from vitrine.store.db import database_url, open_database
-from vitrine.train.runs import Run
 from vitrine.workspace import Workspace
 
 

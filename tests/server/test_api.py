@@ -1075,8 +1075,8 @@ def test_tag_looks_up_detection_runs_in_the_served_root(tmp_path, indexed_demo, 
     """A run id given to POST /projects/{name}/tag (and its job) is a run of the served root, not
     of the server's working directory."""
     from vitrine.errors import ModelError
-    from vitrine.server.api.v1 import run_tag_job
-    from vitrine.train.runs import atomic_write_json
+    from vitrine.runs import atomic_write_json
+    from vitrine.tasks.tag import run_tag_job
     from vitrine.workspace import Workspace
 
     root = tmp_path / "root"

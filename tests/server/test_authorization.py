@@ -251,7 +251,7 @@ def _dataset(root: Path, name: str) -> None:
 
 
 def _run(root: Path, run_id: str, task: str | None = None) -> None:
-    from vitrine.train.runs import atomic_write_json
+    from vitrine.runs import atomic_write_json
     from vitrine.workspace import Workspace
 
     directory = Workspace(root).run_dir(run_id)
@@ -569,7 +569,7 @@ def test_indexing_is_for_the_projects_owner(world, noop_training):
 def test_a_shared_run_does_not_open_its_private_dataset(world):
     """Predicting on "the run's own dataset" checks that dataset too: sharing a run shares the
     model, not the images it was trained on."""
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
     from vitrine.workspace import Workspace
 
     root = world.app.state.auth.root

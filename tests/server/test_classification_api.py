@@ -29,9 +29,9 @@ from PIL import Image
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled
+from vitrine.predict import classifier as classifier_module
+from vitrine.runs import Run, atomic_write_json
 from vitrine.server.app import create_app
-from vitrine.train import classifier as classifier_module
-from vitrine.train.runs import Run, atomic_write_json
 from vitrine.workspace import Workspace
 
 API = "/api/v1"

@@ -53,8 +53,8 @@ except ImportError:
     pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
 
 from vitrine.errors import Cancelled  # noqa: E402
+from vitrine.runs import Run  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402
-from vitrine.train.runs import Run  # noqa: E402
 
 PREFIX = "/proxy/8000"
 TIMEOUT_MS = 20_000

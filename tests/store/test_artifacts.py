@@ -68,7 +68,7 @@ def test_local_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_export_a_run_folder(store, tmp_path):
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
     from vitrine.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")

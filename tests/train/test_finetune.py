@@ -19,12 +19,13 @@ from PIL import Image, ImageDraw
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, ModelError, VitrineError
+from vitrine.predict.classifier import load_classifier
+from vitrine.runs import Run
+from vitrine.runs import record as runs_module
+from vitrine.runs.checkpoint import load_checkpoint, save_checkpoint
 from vitrine.store.artifacts import ArtifactStore
 from vitrine.train import backbones
 from vitrine.train import finetune as ft
-from vitrine.train import runs as runs_module
-from vitrine.train.classifier import load_classifier
-from vitrine.train.runs import Run
 from vitrine.workspace import Workspace
 
 CLASSES = ("blue", "green", "red")
@@ -116,10 +117,10 @@ def test_run_writes_record_checkpoints_tensorboard_and_reports(shapes, ws):
     assert [info["epoch"] for stage, info in seen if stage == "epoch"] == [1, 2]
     assert seen[-1][0] == "done"
 
-    last = ft.load_checkpoint(run.checkpoints_dir / "last.pt")
+    last = load_checkpoint(run.checkpoints_dir / "last.pt")
     assert last["epoch"] == 2 and last["step"] == 6 and last["classes"] == list(CLASSES)
     assert {"model", "optimizer", "scheduler", "rng", "config", "best_val_loss"} <= set(last)
-    best = ft.load_checkpoint(run.checkpoints_dir / "best.pt")
+    best = load_checkpoint(run.checkpoints_dir / "best.pt")
     assert best["epoch"] in (1, 2)
     assert not list(run.checkpoints_dir.glob(".*tmp"))
 
@@ -148,7 +149,7 @@ def test_cancel_then_resume_continues_epochs_and_tensorboard(shapes, ws):
         ft.train_finetune(ws, shapes, tiny(), progress=stop_after_first_epoch, cancel=cancel, run_id="ft-resume")
     run = Run.load(ws, "ft-resume")
     assert run.record["state"] == "cancelled"
-    last = ft.load_checkpoint(run.checkpoints_dir / "last.pt")
+    last = load_checkpoint(run.checkpoints_dir / "last.pt")
     assert last["epoch"] == 1 and last["step"] == 3 and last["step_in_epoch"] == 0
     # a cancelled run keeps a usable classifier
     assert load_classifier(run).predict_proba([Image.new("RGB", (32, 32))]).shape == (1, 3)
@@ -166,7 +167,7 @@ def test_cancel_then_resume_continues_epochs_and_tensorboard(shapes, ws):
     assert run.record["state"] == "done"
     assert run.record["progress"]["epoch"] == 2 and run.record["progress"]["step"] == 6
     assert [h["epoch"] for h in run.record["metrics"]["history"]] == [1, 2]
-    assert ft.load_checkpoint(run.checkpoints_dir / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run.checkpoints_dir / "last.pt")["epoch"] == 2
     tb = scalars(run.tensorboard_dir)
     assert [s for s, _ in tb["train/loss"]] == list(range(1, 7))  # both parts, no duplicates
     assert [s for s, _ in tb["val/loss"]] == [3, 6]
@@ -186,7 +187,7 @@ def test_cancel_mid_epoch_saves_a_loadable_checkpoint_and_resumes_there(shapes, 
         )
     run = Run.load(ws, "ft-mid")
     assert run.record["state"] == "cancelled"
-    last = ft.load_checkpoint(run.checkpoints_dir / "last.pt")
+    last = load_checkpoint(run.checkpoints_dir / "last.pt")
     assert (last["epoch"], last["step"], last["step_in_epoch"]) == (0, 1, 1)
     clf = load_classifier(run)  # no best.pt yet: last.pt serves
     assert clf.checkpoint.name == "last.pt"
@@ -205,40 +206,9 @@ def test_resume_refuses_changes_that_would_change_the_model(shapes, ws):
     with pytest.raises(VitrineError, match="no checkpoint"):
         ft.train_finetune(ws, shapes, None, resume=True, run_id="ft-early")
     (ws.run_dir("ft-early") / "checkpoints").mkdir(parents=True, exist_ok=True)
-    ft.save_checkpoint(ws.run_dir("ft-early") / "checkpoints" / "last.pt", {"model": {}, "config": {}})
+    save_checkpoint(ws.run_dir("ft-early") / "checkpoints" / "last.pt", {"model": {}, "config": {}})
     with pytest.raises(VitrineError, match="cannot change lr"):
         ft.train_finetune(ws, shapes, {"lr": 0.5}, resume=True, run_id="ft-early")
-
-
-# ------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def test_checkpoint_write_is_atomic_when_the_process_dies_while_saving(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoints" / "last.pt"
-    ft.save_checkpoint(path, {"model": {"w": torch.ones(3)}, "epoch": 1})
-
-    real_save = torch.save
-
-    def crash_half_way(obj, f, *a, **kw):
-        f.write(b"PK\x03\x04 half a checkpoint")  # bytes hit the (temporary) file, then the crash
-        raise OSError("simulated crash: disk full")
-
-    monkeypatch.setattr(torch, "save", crash_half_way)
-    with pytest.raises(OSError, match="simulated crash"):
-        ft.save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 2})
-    monkeypatch.setattr(torch, "save", real_save)
-
-    state = ft.load_checkpoint(path)  # the previous checkpoint, intact
-    assert state["epoch"] == 1 and torch.equal(state["model"]["w"], torch.ones(3))
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary file left behind
-
-
-def test_damaged_checkpoint_is_a_clear_error(tmp_path):
-    bad = tmp_path / "last.pt"
-    bad.write_bytes(b"garbage")
-    with pytest.raises(VitrineError, match="cannot be read"):
-        ft.load_checkpoint(bad)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +228,7 @@ def test_early_stopping_stops_on_a_val_loss_plateau(shapes, ws):
 
 def test_freeze_stages_keeps_the_stem_and_first_stages_unchanged(shapes, ws):
     run = ft.train_finetune(ws, shapes, tiny(epochs=1, freeze_stages=2, pretrained=False, seed=3))
-    trained = ft.load_checkpoint(run.checkpoints_dir / "last.pt")["model"]
+    trained = load_checkpoint(run.checkpoints_dir / "last.pt")["model"]
     torch.manual_seed(3)  # the run's initial weights (same seed, same construction order)
     initial, _ = backbones.build_classifier("efficientnet-lite0", 3, pretrained=False)
     initial = initial.state_dict()

@@ -21,9 +21,9 @@ from vitrine.errors import Cancelled, VitrineError
 from vitrine.models import registry
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.registry import Availability, ModelSpec
-from vitrine.train.classifier import load_classifier
+from vitrine.predict.classifier import load_classifier
+from vitrine.runs import Run
 from vitrine.train.embeddings import cache_file, embed_dataset
-from vitrine.train.runs import Run
 from vitrine.workspace import Workspace
 
 TINY = "tiny-colour"

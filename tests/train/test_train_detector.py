@@ -22,9 +22,9 @@ from pycocotools import mask as mask_utils
 
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
 from vitrine.errors import Cancelled, ModelError, VitrineError
+from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train import detection as D
 from vitrine.train.detection_models import DetectionModelOptions, build_detection_model
-from vitrine.train.finetune import load_checkpoint
 from vitrine.workspace import Workspace
 
 SIZE = 64
@@ -281,7 +281,7 @@ def test_training_run_records_everything(finished):
     assert (run.dir / "detection_metrics.json").is_file() and (run.dir / "per_class_segm.csv").is_file()
     assert any((run.dir / "tb").iterdir())
     # the run sits beside classification runs and is listed with them
-    from vitrine.train.runs import list_runs
+    from vitrine.runs import list_runs
 
     assert [r.id for r in list_runs(ws)] == ["full"]
 

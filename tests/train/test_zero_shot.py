@@ -12,8 +12,8 @@ from PIL import Image
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import VitrineError
-from vitrine.train.classifier import load_classifier
-from vitrine.train.runs import Run
+from vitrine.predict.classifier import load_classifier
+from vitrine.runs import Run
 from vitrine.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

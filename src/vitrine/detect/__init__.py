@@ -74,7 +74,7 @@ def load_detector(name: str, weights: str | None = None, device: str | None = No
 
 
 def _load_run(run_id: str, device: str | None, workspace) -> Detector:
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
     from vitrine.workspace import check_name
 
     known = ", ".join(_registry_names())
@@ -124,7 +124,7 @@ def list_detectors(workspace=None) -> list[dict]:
         if spec.task in DETECTION_TASKS:
             rows.append({**spec.describe(probe_hub=False), "kind": "registry"})
     try:
-        from vitrine.train.runs import list_runs
+        from vitrine.runs import list_runs
 
         runs = list_runs(_workspace(workspace))
     except VitrineError:

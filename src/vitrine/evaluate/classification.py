@@ -195,7 +195,7 @@ def confusion_svg(classes: list[str], matrix: list[list[int]], title: str = "") 
 
 def write_report(run_dir, report: dict) -> list[Path]:
     """Write metrics.json, per_class.csv/.json, confusion.csv/.svg into ``run_dir`` (atomically)."""
-    from vitrine.train.runs import atomic_write_json
+    from vitrine.runs import atomic_write_json
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,8 +292,8 @@ def evaluate_run(
     the run's own dataset. Returns the report, with ``split``, ``speed`` and ``skipped`` added.
     """
     from vitrine.data.dataset import ClassificationDataset
-    from vitrine.train.classifier import load_classifier
-    from vitrine.train.runs import Run
+    from vitrine.predict.classifier import load_classifier
+    from vitrine.runs import Run
     from vitrine.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)

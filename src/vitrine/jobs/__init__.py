@@ -6,7 +6,8 @@ then ``JobManager(engine).submit(kind, target, params)``.
 """
 
 from vitrine.jobs.kinds import JobKind, concurrency_limits, get_kind, register_kind, registered_kinds
-from vitrine.jobs.manager import STATES, Job, JobContext, JobManager
+from vitrine.jobs.manager import JobManager
+from vitrine.jobs.types import STATES, Job, JobContext
 
 __all__ = [
     "STATES",

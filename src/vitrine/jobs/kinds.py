@@ -2,9 +2,9 @@
 
 A kind's handler is a module-level function ``handler(ctx, params) -> dict | None`` (never a
 closure): a job is stored with its params only, so that any process can run it again after a
-restart. Modules that register kinds are imported by whoever runs jobs (the server imports its
-routers); more can be named in ``VITRINE_JOB_MODULES`` (comma-separated module names), e.g. for
-plugins or tests.
+restart. Modules that register kinds are imported by whoever runs jobs (the server imports
+``vitrine.tasks``, which registers the built-in kinds); more can be named in ``VITRINE_JOB_MODULES``
+(comma-separated module names), e.g. for plugins or tests.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vitrine.errors import VitrineError
-
-if TYPE_CHECKING:
-    from vitrine.jobs.manager import JobContext
+from vitrine.jobs.types import JobContext
 
 CONCURRENCY_ENV = "VITRINE_JOBS_CONCURRENCY"
 MODULES_ENV = "VITRINE_JOB_MODULES"
 
-Handler = Callable[["JobContext", dict], "dict[str, Any] | None"]
+Handler = Callable[[JobContext, dict], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True)

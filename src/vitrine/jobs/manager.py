@@ -19,14 +19,12 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import math
 import os
 import socket
 import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +34,10 @@ from sqlalchemy.engine import Engine
 from vitrine.errors import Cancelled, NotFound, VitrineError
 from vitrine.jobs.kinds import JobKind, concurrency_limits, get_kind, registered_kinds
 from vitrine.jobs.table import jobs as jobs_table
+from vitrine.jobs.types import ACTIVE, FINISHED, LOG_LINES, Job, JobContext, RunningJob, jsonable
 
 log = logging.getLogger("vitrine.jobs")
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
-ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled")
-LOG_LINES = 50  # lines of log kept per job
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes of a job (at most)
 HEARTBEAT_INTERVAL = 5.0
 CANCEL_POLL_INTERVAL = 1.0
@@ -65,211 +60,6 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise VitrineError(f"{name} must be a whole number, not {raw!r}") from None
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON (numpy numbers, paths, sets and the like converted)."""
-
-    def default(o):
-        if hasattr(o, "item") and callable(o.item):
-            return o.item()
-        if isinstance(o, (set, tuple)):
-            return list(o)
-        return str(o)
-
-    def clean(o):
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [clean(v) for v in o]
-        return o
-
-    return clean(json.loads(json.dumps(value, default=default)))
-
-
-# ------------------------------------------------------------------------------------ the job record
-@dataclass
-class Job:
-    """A job as stored: what ``get``/``list``/``submit`` return and the API serialises."""
-
-    id: str
-    kind: str
-    target: str
-    params: dict
-    state: str = "queued"
-    owner: str | None = None
-    stage: str = ""
-    done: int = 0
-    total: int = 0
-    info: dict | None = None
-    message: str = ""
-    result: dict | None = None
-    error: dict | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    heartbeat_at: float | None = None
-    worker_id: str | None = None
-    attempts: int = 0
-    cancel_requested: bool = False
-    log: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_row(cls, row) -> Job:
-        m = row._mapping
-        return cls(
-            id=m["id"],
-            kind=m["kind"],
-            target=m["target"] or "",
-            params=m["params"] or {},
-            state=m["state"],
-            owner=m["owner"],
-            stage=m["stage"] or "",
-            done=int(m["done"] or 0),
-            total=int(m["total"] or 0),
-            info=m["info"],
-            message=m["message"] or "",
-            result=m["result"],
-            error=m["error"],
-            created_at=m["created_at"],
-            started_at=m["started_at"],
-            finished_at=m["finished_at"],
-            heartbeat_at=m["heartbeat_at"],
-            worker_id=m["worker_id"],
-            attempts=int(m["attempts"] or 0),
-            cancel_requested=bool(m["cancel_requested"]),
-            log=[line for line in (m["log_tail"] or "").split("\n") if line],
-        )
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left: the handler's own estimate when it gives one, else from the pace so far."""
-        if self.state != "running":
-            return None
-        given = (self.info or {}).get("eta_seconds")
-        if isinstance(given, (int, float)) and math.isfinite(given):
-            return max(0.0, float(given))
-        if not self.started_at or not self.done or not self.total:
-            return None
-        elapsed = time.time() - self.started_at
-        return max(0.0, elapsed / self.done * (self.total - self.done))
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "target": self.target,
-            "owner": self.owner,
-            "params": self.params,
-            "state": self.state,
-            "stage": self.stage,
-            "done": self.done,
-            "total": self.total,
-            "fraction": (self.done / self.total) if self.total else None,
-            "eta_seconds": self.eta_seconds,
-            "info": self.info,
-            "message": self.message,
-            "log": self.log,
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "cancel_requested": self.cancel_requested,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "heartbeat_at": self.heartbeat_at,
-        }
-
-
-# ------------------------------------------------------------------------------------ running jobs
-class _Running:
-    """What the pool keeps about a job it runs: the live progress, written out by the pool."""
-
-    def __init__(self, job: Job):
-        self.job = job
-        self.lock = threading.Lock()
-        self.cancel = threading.Event()
-        self.stage, self.done, self.total = job.stage, job.done, job.total
-        self.info: dict = dict(job.info or {})
-        self.message = job.message
-        self.log: collections.deque[str] = collections.deque(job.log, maxlen=LOG_LINES)
-        self.dirty = False
-        self.lost = False  # another process took the job over: stop, write nothing more
-        self.thread: threading.Thread | None = None
-
-    def snapshot(self) -> dict:
-        with self.lock:
-            self.dirty = False
-            return {
-                "stage": self.stage[:64],
-                "done": int(self.done),
-                "total": int(self.total),
-                "info": _jsonable(self.info) if self.info else None,
-                "message": self.message,
-                "log_tail": "\n".join(self.log),
-            }
-
-
-class JobContext:
-    """What a handler gets: its job's identity and params, progress, log and cancel."""
-
-    def __init__(self, manager: JobManager, running: _Running):
-        self._manager = manager
-        self._running = running
-        job = running.job
-        self.job_id: str = job.id
-        self.kind: str = job.kind
-        self.target: str = job.target
-        self.owner: str | None = job.owner
-        self.params: dict = job.params
-        self.attempt: int = job.attempts  # 1 on the first run, 2 after one restart, …
-        self.services = manager.services  # what the host gives handlers (the server's AppState)
-        self.cancel_event: threading.Event = running.cancel
-
-    @property
-    def resumed(self) -> bool:
-        """True when an earlier run of this job was interrupted (the handler should resume)."""
-        return self.attempt > 1
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
-
-    def check_cancel(self, message: str = "cancelled") -> None:
-        if self.cancel_event.is_set():
-            raise Cancelled(message)
-
-    def progress(
-        self, stage: str, done: int = 0, total: int = 0, info: dict | None = None, message: str | None = None
-    ) -> None:
-        r = self._running
-        with r.lock:
-            r.stage, r.done, r.total = stage or "", int(done or 0), int(total or 0)
-            kept = {"checkpoint": r.info["checkpoint"]} if "checkpoint" in r.info else {}
-            r.info = {**kept, **(info or {})}  # this step's details replace the last step's
-            if message is not None:
-                r.message = message
-            r.dirty = True
-
-    def set_message(self, message: str) -> None:
-        with self._running.lock:
-            self._running.message = message
-            self._running.dirty = True
-
-    def log(self, line: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        with self._running.lock:
-            for part in str(line).splitlines() or [""]:
-                self._running.log.append(f"{stamp} {part}"[:500])
-            self._running.dirty = True
-
-    def set_checkpoint(self, path: str | os.PathLike) -> None:
-        """Say where the job keeps its last checkpoint (named if the job fails when the server stops)."""
-        with self._running.lock:
-            self._running.info["checkpoint"] = str(path)
-            self._running.dirty = True
 
 
 # ------------------------------------------------------------------------------------ the manager
@@ -298,7 +88,7 @@ class JobManager:
         self.stale_after = float(_env_int(STALE_ENV, 60) if stale_after is None else stale_after)
         self.host = socket.gethostname()
         self.worker_id = worker_id or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningJob] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -631,7 +421,7 @@ class JobManager:
                 job.attempts += 1
                 claimed.append((job, kinds[job.kind]))
         for job, kind in claimed:
-            running = _Running(job)
+            running = RunningJob(job)
             if job.cancel_requested:
                 running.cancel.set()
             running.thread = threading.Thread(
@@ -662,7 +452,7 @@ class JobManager:
             if not changed:
                 self._lose(r)
 
-    def _lose(self, r: _Running) -> None:
+    def _lose(self, r: RunningJob) -> None:
         """The job is no longer ours (another process recovered it, or it was deleted): stop it."""
         if not r.lost:
             log.warning("job %s was taken over by another process; stopping it here", r.job.id)
@@ -693,7 +483,7 @@ class JobManager:
             elif row.cancel_requested:
                 r.cancel.set()
 
-    def _execute(self, r: _Running, kind: JobKind) -> None:
+    def _execute(self, r: RunningJob, kind: JobKind) -> None:
         ctx = JobContext(self, r)
         job = r.job
         if job.attempts > 1:
@@ -703,7 +493,7 @@ class JobManager:
             if r.cancel.is_set() and not self._stopping:
                 raise Cancelled("cancelled before it started")
             out = kind.handler(ctx, dict(job.params))
-            result = _jsonable(out if isinstance(out, dict) or out is None else {"value": out})
+            result = jsonable(out if isinstance(out, dict) or out is None else {"value": out})
             state = "done"
         except Cancelled as exc:
             if self._stopping and not r.lost:
@@ -726,14 +516,14 @@ class JobManager:
         finally:
             self._finish(r, state, result, error, message)
 
-    def _interrupted(self, kind: JobKind, r: _Running) -> tuple[str, str]:
+    def _interrupted(self, kind: JobKind, r: RunningJob) -> tuple[str, str]:
         if kind.resumable:
             return "queued", "the server stopped; the job resumes when it starts again"
         checkpoint = r.info.get("checkpoint")
         where = f"; last checkpoint kept at {checkpoint}" if checkpoint else ""
         return "failed", f"server stopped{where}"
 
-    def _finish(self, r: _Running, state: str, result, error, message: str | None) -> None:
+    def _finish(self, r: RunningJob, state: str, result, error, message: str | None) -> None:
         if message is not None:
             with r.lock:
                 r.message = message
@@ -742,7 +532,7 @@ class JobManager:
             with r.lock:
                 r.log.append(f"{time.strftime('%H:%M:%S')} failed: {ctx_line}"[:500])
         values = r.snapshot()
-        values.update(state=state, result=result, error=_jsonable(error) if error else None)
+        values.update(state=state, result=result, error=jsonable(error) if error else None)
         if state == "queued":
             values.update(worker_id=None, started_at=None)
         else:
@@ -777,4 +567,4 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["ACTIVE", "FINISHED", "STATES", "Job", "JobContext", "JobManager"]
+__all__ = ["JobManager"]

@@ -257,6 +257,7 @@ def create_app(
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)
+    import vitrine.tasks  # noqa: F401  (registers every job kind, before the jobs left by a stopped server resume)
     from vitrine.jobs.kinds import load_job_modules
 
     load_job_modules()  # job kinds of plugins (VITRINE_JOB_MODULES), before the jobs left by a stopped server resume

@@ -15,7 +15,7 @@ best checkpoint on the test split (val when there is none). The run lives in the
                               val/bbox_map50, val/segm_map50 (and @.5:.95) per validation
     detection_metrics.json, per_class_<bbox|segm>.csv   the final evaluation (vitrine.evaluate.detection)
 
-Checkpoints are atomic (:func:`vitrine.train.finetune.save_checkpoint`). ``resume=True``
+Checkpoints are atomic (:func:`vitrine.runs.checkpoint.save_checkpoint`). ``resume=True``
 continues from ``last.pt`` with the same batches, augmentations and optimizer state as an
 uninterrupted run (mid-epoch included). A time budget (``max_minutes``) stops training early
 enough for the validation that follows to fit in it, and the run is still evaluated; a
@@ -40,6 +40,8 @@ import numpy as np
 import torch
 
 from vitrine.errors import Cancelled, ImageError, ModelError, VitrineError
+from vitrine.runs import Run
+from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train.detection_models import (
     ARCHS,
     DETECTION_BACKBONES,
@@ -52,11 +54,9 @@ from vitrine.train.finetune import (
     _rng_state,
     _seed_everything,
     _set_rng_state,
-    load_checkpoint,
     lr_factor,
     resumed_config,
 )
-from vitrine.train.runs import Run
 
 KINDS = {"maskrcnn": "segmentation", "fasterrcnn": "detection"}
 CHECKPOINT_FORMAT = 1

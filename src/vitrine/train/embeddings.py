@@ -323,18 +323,6 @@ def embed_dataset(
     )
 
 
-def embed_pil_images(model, space: str, images: list, batch_size: int | None = None) -> np.ndarray:
-    """Vectors in ``space`` for decoded RGB images, ``batch_size`` (default: the model's) at a time."""
-    from vitrine.models.base import embed_images
-
-    dim = model.spaces.dims[space]
-    if not images:
-        return np.zeros((0, dim), dtype=np.float32)
-    step = batch_size or model.batch_size or 32
-    parts = [embed_images(model, images[i : i + step])[space] for i in range(0, len(images), step)]
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
 # ------------------------------------------------------------------------------------------------
 # shared by the linear probe and the zero-shot classifier
 

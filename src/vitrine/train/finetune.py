@@ -43,8 +43,9 @@ import torch
 from torch import nn
 
 from vitrine.errors import Cancelled, ImageError, VitrineError
-from vitrine.train.classifier import register_loader
-from vitrine.train.runs import Run
+from vitrine.predict.classifier import FinetuneClassifier
+from vitrine.runs import Run
+from vitrine.runs.checkpoint import load_checkpoint
 
 KIND = "finetune"
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
@@ -195,56 +196,6 @@ def lr_factor(schedule: str, progress: float, warmup: float = 0.0) -> float:
     if schedule == "step":
         return 0.1 ** min(int(p * 3), 2)
     return 1.0
-
-
-# ------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write ``state`` with torch.save atomically: a crash leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint (tensors and plain data only: ``weights_only``)."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise VitrineError(f"checkpoint {path} not found") from None
-    except Exception as e:
-        raise VitrineError(f"checkpoint {path} cannot be read: {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise VitrineError(f"checkpoint {path} is not a vitrine fine-tuning checkpoint")
-    return state
 
 
 def resumed_config(run: Run, config, config_cls, allowed: tuple[str, ...]):
@@ -1145,62 +1096,3 @@ def train_finetune(
         raise
     finally:
         trainer.close()
-
-
-# ------------------------------------------------------------------------------------------------
-# the classifier a finished run offers
-
-
-class FinetuneClassifier:
-    """A fine-tuned network from a run's best.pt (else last.pt): ``predict_proba`` over PIL images."""
-
-    kind = KIND
-
-    def __init__(self, run_dir: str | os.PathLike, device: str | None = None, batch_size: int = 64):
-        from vitrine.train import backbones
-        from vitrine.train.augment import eval_transform
-
-        run_dir = Path(run_dir)
-        for name in ("best.pt", "last.pt"):
-            path = run_dir / "checkpoints" / name
-            if path.is_file():
-                break
-        else:
-            raise VitrineError(f"run {run_dir.name!r} has no checkpoint", hint="train it (again) with vitrine train")
-        state = load_checkpoint(path)
-        self.checkpoint = path
-        self.classes: list[str] = list(state["classes"])
-        config = state.get("config") or {}
-        self.backbone = state.get("backbone") or config.get("backbone")
-        self.image_size = int(state.get("image_size") or config.get("image_size") or 224)
-        self.channels_last = bool(config.get("channels_last"))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model, data_config = backbones.build_classifier(self.backbone, len(self.classes), pretrained=False)
-        model.load_state_dict(state["model"])
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model.to(self.device).eval()
-        self.data_config = state.get("data_config") or data_config
-        self.transform = eval_transform(self.image_size, self.data_config)
-        self.batch_size = batch_size
-
-    def predict_proba(self, images) -> np.ndarray:
-        images = list(images)
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                batch = [
-                    im if im.mode == "RGB" else im.convert("RGB") for im in images[start : start + self.batch_size]
-                ]
-                x = torch.stack([self.transform(im) for im in batch]).to(self.device)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                out.append(self.model(x).float().softmax(dim=1).double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)))
-
-
-def load_finetuned(run: Run) -> FinetuneClassifier:
-    return FinetuneClassifier(run.dir)
-
-
-register_loader(KIND, load_finetuned)

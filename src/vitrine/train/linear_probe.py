@@ -15,26 +15,23 @@ same model and space, then go through the pipeline.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from vitrine.errors import Cancelled, VitrineError
-from vitrine.train.classifier import register_loader
+from vitrine.predict.classifier import LinearProbeClassifier, full_proba
+from vitrine.runs import Run, atomic_write_json
 from vitrine.train.embeddings import (
     dataset_cache_dir,
     decode_some,
     embed_dataset,
-    embed_pil_images,
     evaluate_probs,
     resolve,
 )
-from vitrine.train.runs import Run, atomic_write_json
 
 KIND = "linear-probe"
 DEFAULT_MODEL = "offline-concepts"
@@ -60,14 +57,6 @@ def make_pipeline(C: float, max_iter: int = 1000, class_weight=None):
             ("logreg", LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight, solver="lbfgs")),
         ]
     )
-
-
-def full_proba(pipeline, vectors: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over all ``n_classes`` (a class absent from the train split gets 0)."""
-    out = np.zeros((len(vectors), n_classes), dtype=np.float64)
-    if len(vectors):
-        out[:, pipeline.classes_] = pipeline.predict_proba(vectors)
-    return out
 
 
 def _log_loss(y: np.ndarray, probs: np.ndarray) -> float:
@@ -241,42 +230,4 @@ def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, prog
     run.update(state="done", metrics=metrics, progress={"stage": "done"}, finished_at=time.time())
 
 
-class LinearProbeClassifier:
-    """A saved linear probe: embeds images with its model and space, then applies the pipeline."""
-
-    kind = KIND
-
-    def __init__(self, run_dir: str | Path):
-        import joblib
-
-        from vitrine.models import registry
-
-        run_dir = Path(run_dir)
-        try:
-            meta = json.loads((run_dir / "classifier.json").read_text(encoding="utf-8"))
-            self.pipeline = joblib.load(run_dir / "classifier.joblib")
-        except FileNotFoundError:
-            raise VitrineError(
-                f"run {run_dir.name!r} has no saved linear probe", hint="train it again (it takes seconds)"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise VitrineError(f"run {run_dir.name!r}: cannot read its linear probe: {exc}") from None
-        self.classes: list[str] = list(meta["classes"])
-        self.embedding_model: str = meta["embedding_model"]
-        self.space: str = meta["space"]
-        self.model = registry.load(self.embedding_model)
-
-    def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        return full_proba(self.pipeline, np.asarray(vectors, dtype=np.float32), len(self.classes))
-
-    def predict_proba(self, images) -> np.ndarray:
-        return self.proba_from_vectors(embed_pil_images(self.model, self.space, list(images)))
-
-
-def load_linear_probe(run: Run) -> LinearProbeClassifier:
-    return LinearProbeClassifier(run.dir)
-
-
-register_loader(KIND, load_linear_probe)
-
-__all__ = ["DEFAULT_CONFIG", "LinearProbeClassifier", "load_linear_probe", "train_linear_probe"]
+__all__ = ["DEFAULT_CONFIG", "train_linear_probe"]

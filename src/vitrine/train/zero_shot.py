@@ -28,7 +28,6 @@ the dataset has no splits, on all its samples: nothing was fitted on them).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -38,16 +37,15 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.errors import Cancelled, VitrineError
-from vitrine.train.classifier import register_loader
+from vitrine.predict.classifier import ZeroShotClassifier, softmax_scores
+from vitrine.runs import Run, atomic_write_json
 from vitrine.train.embeddings import (
     dataset_cache_dir,
     decode_some,
     embed_dataset,
-    embed_pil_images,
     evaluate_probs,
     resolve,
 )
-from vitrine.train.runs import Run, atomic_write_json
 
 KIND = "zero-shot"
 DEFAULT_MODEL = "offline-concepts"
@@ -143,13 +141,6 @@ def prompt_vectors(model, texts: list[list[str]]) -> np.ndarray:
         out.append(vectors[i : i + len(group)].mean(axis=0))
         i += len(group)
     return l2_normalize(np.stack(out))
-
-
-def softmax_scores(image_vectors: np.ndarray, text_vectors: np.ndarray, logit_scale: float) -> np.ndarray:
-    logits = logit_scale * (np.asarray(image_vectors, np.float64) @ np.asarray(text_vectors, np.float64).T)
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def make_zero_shot(
@@ -250,43 +241,4 @@ def make_zero_shot(
     return run
 
 
-class ZeroShotClassifier:
-    """Cosine between an image and each class prompt, through a softmax at ``logit_scale``."""
-
-    kind = KIND
-
-    def __init__(self, run_dir: str | Path):
-        from vitrine.models import registry
-
-        run_dir = Path(run_dir)
-        try:
-            meta = json.loads((run_dir / "classifier.json").read_text(encoding="utf-8"))
-            with np.load(run_dir / "classifier.npz", allow_pickle=False) as data:
-                self.text_vectors = np.asarray(data["text_vectors"], dtype=np.float32)
-        except FileNotFoundError:
-            raise VitrineError(
-                f"run {run_dir.name!r} has no saved zero-shot classifier", hint="make it again"
-            ) from None
-        except (OSError, ValueError, KeyError) as exc:
-            raise VitrineError(f"run {run_dir.name!r}: cannot read its zero-shot classifier: {exc}") from None
-        self.classes: list[str] = list(meta["classes"])
-        self.embedding_model: str = meta["embedding_model"]
-        self.space: str = meta["space"]
-        self.logit_scale = float(meta["logit_scale"])
-        self.prompts = meta.get("prompts")
-        self.model = registry.load(self.embedding_model)
-
-    def proba_from_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        return softmax_scores(vectors, self.text_vectors, self.logit_scale)
-
-    def predict_proba(self, images) -> np.ndarray:
-        return self.proba_from_vectors(embed_pil_images(self.model, self.space, list(images)))
-
-
-def load_zero_shot(run: Run) -> ZeroShotClassifier:
-    return ZeroShotClassifier(run.dir)
-
-
-register_loader(KIND, load_zero_shot)
-
-__all__ = ["ZeroShotClassifier", "build_prompts", "load_zero_shot", "make_zero_shot", "softmax_scores"]
+__all__ = ["build_prompts", "make_zero_shot"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import math
 import os
 import threading
 import time
@@ -22,23 +21,31 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import Cancelled, NotFound, VitrineError
-from vitrine.jobs import JobContext, register_kind
+from vitrine.errors import NotFound, VitrineError
+from vitrine.runs import Run, list_runs, new_run_id
 from vitrine.server.api.responses import CSV, IMAGE, JPEG
 from vitrine.server.api.v1 import read_upload
 from vitrine.server.security import hide_paths, require, visible
 from vitrine.server.state import AppState
-from vitrine.train.runs import Run, list_runs, new_run_id
+from vitrine.tasks.common import jsonable, read_json
+from vitrine.tasks.train_classifier import (
+    EMBEDDING_ONLY,
+    FINETUNE_ONLY,
+    PROBE_ONLY,
+    TRAIN_JOB,
+    ZERO_SHOT_ONLY,
+    TrainRequest,
+    finetune_config,
+    run_summary,
+)
 from vitrine.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
 
 THUMBS_DIR = "thumbs"  # under the dataset's folder
-TRAIN_JOB = "train"
 MAX_PER_CLASS = 64
 CLASSIFIERS_KEPT = 4  # loaded classifiers kept in memory (least recently used dropped first)
 
@@ -145,26 +152,6 @@ def load_run(run_id: str, ws: WorkspaceDep) -> Run:
 
 
 RunDep = Annotated[Run, Depends(load_run)]
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types from what the core returns (numpy numbers and arrays, paths, tuples, sets);
-    NaN and infinities become null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return value.as_posix()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    return value
 
 
 # ------------------------------------------------------------------------------ datasets
@@ -316,32 +303,6 @@ def dataset_thumb(d: DatasetDep, path: str, size: Annotated[int, Query(ge=32, le
 
 
 # ------------------------------------------------------------------------------ training
-class TrainRequest(BaseModel):
-    """What to train. ``backbone`` is for fine-tuning; ``embedding_model`` for the linear probe and
-    the zero-shot classifier. Options left out take the method's defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["finetune", "linear-probe", "zero-shot"]
-    backbone: str | None = Field(None, min_length=1, max_length=200)
-    embedding_model: str | None = Field(None, min_length=1, max_length=200)
-    epochs: int | None = Field(None, ge=1, le=1000)
-    batch_size: int | None = Field(None, ge=1, le=4096)
-    lr: float | None = Field(None, gt=0, le=10)
-    image_size: int | None = Field(None, ge=32, le=1024)
-    max_minutes: float | None = Field(None, gt=0, le=7 * 24 * 60)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    C: float | None = Field(None, gt=0, description="linear probe: inverse regularisation (default: picked on val)")
-    prompts: Literal["names", "ontology"] | None = None
-    run_id: str | None = Field(None, min_length=1, max_length=100, description="the new run's id (default: made up)")
-
-
-FINETUNE_ONLY = ("backbone", "epochs", "batch_size", "lr", "image_size", "max_minutes", "seed")
-EMBEDDING_ONLY = ("embedding_model",)
-PROBE_ONLY = ("C",)
-ZERO_SHOT_ONLY = ("prompts",)
-
-
 def _check_options(body: TrainRequest) -> None:
     """Refuse options that the method would silently ignore."""
     allowed = {
@@ -403,116 +364,6 @@ def train_options():
     }
 
 
-def _finetune_config(body: TrainRequest):
-    try:
-        from vitrine.train.finetune import FinetuneConfig
-    except ImportError as exc:
-        raise VitrineError(f"fine-tuning is not available on this server ({exc})") from None
-
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    wanted = {k: getattr(body, k) for k in FINETUNE_ONLY if getattr(body, k) is not None}
-    unknown = sorted(set(wanted) - known)
-    if unknown:
-        raise VitrineError(f"fine-tuning has no option {', '.join(unknown)}", hint=f"its options: {', '.join(known)}")
-    return FinetuneConfig(**wanted)
-
-
-def describe_progress(stage: str, done: int, total: int, info: dict | None) -> str:
-    """One line for the job's ``message``: epoch, step, loss, accuracy and time left when known."""
-    info = info or {}
-    bits = []
-    if info.get("epoch") is not None:
-        bits.append(f"epoch {info['epoch']}" + (f"/{info['epochs']}" if info.get("epochs") else ""))
-    if info.get("step") is not None:
-        bits.append(f"step {info['step']}" + (f"/{info['steps']}" if info.get("steps") else ""))
-    for key, label in (("loss", "loss"), ("train_loss", "loss"), ("val_loss", "val loss")):
-        if isinstance(info.get(key), (int, float)) and label not in " ".join(bits):
-            bits.append(f"{label} {info[key]:.4f}")
-    for key, label in (("val_accuracy", "val acc"), ("accuracy", "acc")):
-        if isinstance(info.get(key), (int, float)):
-            bits.append(f"{label} {info[key]:.3f}")
-            break
-    eta = info.get("eta_seconds")
-    if isinstance(eta, (int, float)) and math.isfinite(eta):
-        bits.append(f"about {_duration(eta)} left")
-    return " · ".join(bits)
-
-
-def _duration(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s} s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
-
-
-def _train(
-    ws: Workspace,
-    dataset: ClassificationDataset,
-    body: TrainRequest,
-    run_id: str,
-    ctx: JobContext,
-    resume: bool = False,
-) -> dict:
-    def progress(stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
-        details = {**(info or {}), **extra}
-        message = describe_progress(stage, done, total, details)
-        ctx.progress(stage, int(done or 0), int(total or 0), jsonable(details), message=message)
-
-    common = {"progress": progress, "cancel": ctx.cancel_event, "run_id": run_id}
-    if body.method == "finetune":
-        from vitrine.train.finetune import train_finetune
-
-        ctx.set_checkpoint(ws.run_dir(run_id) / "checkpoints" / "last.pt")
-        run = train_finetune(ws, dataset, _finetune_config(body), **common, **({"resume": True} if resume else {}))
-    elif body.method == "linear-probe":
-        from vitrine.train.linear_probe import train_linear_probe
-
-        config = {k: v for k, v in {"C": body.C, "batch_size": body.batch_size}.items() if v is not None}
-        kwargs = {"embedding_model": body.embedding_model} if body.embedding_model else {}
-        run = train_linear_probe(ws, dataset, config=config, **kwargs, **common)
-    else:
-        from vitrine.train.zero_shot import make_zero_shot
-
-        kwargs = {"embedding_model": body.embedding_model} if body.embedding_model else {}
-        run = make_zero_shot(ws, dataset, prompts=body.prompts or "names", **kwargs, **common)
-    record = run.record
-    if record.get("state") == "cancelled":
-        raise Cancelled(f"training was cancelled; run {run.id} keeps what it had done")
-    return {"run_id": run.id, "state": record.get("state"), **run_summary(run)}
-
-
-def run_train_job(ctx: JobContext, params: dict) -> dict:
-    """The ``train`` job kind: train a classifier on dataset ``params["dataset"]`` as
-    ``params["request"]`` (a TrainRequest) asks, into run ``params["run_id"]``. Run again after an
-    interruption, a fine-tuning resumes from the run's last.pt; the other methods (seconds to
-    minutes) and a fine-tuning stopped before its first checkpoint start over."""
-    from vitrine.data.importers import load_dataset
-
-    st = ctx.services
-    ws = Workspace(st.settings.root) if st is not None else Workspace()
-    body = TrainRequest(**params["request"])
-    run_id = params["run_id"]
-    run_dir = ws.run_dir(run_id)
-    resume = False
-    if ctx.resumed and (run_dir / "run.json").exists():
-        if body.method == "finetune" and (run_dir / "checkpoints" / "last.pt").is_file():
-            resume = True
-            ctx.log(f"resuming run {run_id} from its last checkpoint")
-        else:
-            import shutil
-
-            shutil.rmtree(run_dir)  # this job's own partial run, which cannot resume: start it over
-            ctx.log(f"run {run_id} had no checkpoint to resume from: starting it over")
-    return _train(ws, load_dataset(ws, params["dataset"]), body, run_id, ctx, resume=resume)
-
-
-register_kind(TRAIN_JOB, run_train_job, resumable=True, concurrency=1, description="train a classifier")
-
-
 def _job_dict(job, c: _Cache | None = None) -> dict:
     out = job.to_dict()
     out["run_id"] = (job.params or {}).get("run_id") if job.kind == TRAIN_JOB else None
@@ -527,7 +378,7 @@ def start_training(d: DatasetDep, body: TrainRequest, st: StateDep, ws: Workspac
     the answer is that job."""
     _check_options(body)
     if body.method == "finetune":
-        _finetune_config(body)  # a bad option is a 400 now, not a failed job
+        finetune_config(body)  # a bad option is a 400 now, not a failed job
     run_id = body.run_id or new_run_id(body.method, d.name)
     if (ws.run_dir(run_id) / "run.json").exists():
         raise VitrineError(f"run {run_id!r} already exists", hint="pick another run_id")
@@ -546,51 +397,6 @@ def dataset_jobs(d: DatasetDep, st: StateDep, c: CacheDep):
 
 
 # ------------------------------------------------------------------------------ runs
-def _evaluation(metrics: dict) -> dict:
-    """The evaluation a run reports: on its test split, else on all samples, else on val."""
-    for split in ("test", "all", "val"):
-        found = metrics.get(split)
-        if isinstance(found, dict) and found.get("accuracy") is not None:
-            return found
-    return metrics if metrics.get("accuracy") is not None else {}
-
-
-def _speed(*sources: dict) -> float | None:
-    for src in sources:
-        for holder in (src, src.get("speed") if isinstance(src.get("speed"), dict) else None):
-            if holder and isinstance(holder.get("images_per_second"), (int, float)):
-                return float(holder["images_per_second"])
-    return None
-
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def run_summary(run: Run) -> dict:
-    """The numbers a leaderboard shows: accuracy, macro-F1 and speed, from run.json or metrics.json."""
-    record_metrics = run.record.get("metrics") or {}
-    evaluation = _evaluation(record_metrics) if isinstance(record_metrics, dict) else {}
-    file_metrics = None
-    if not evaluation or _speed(evaluation, record_metrics) is None:
-        file_metrics = _read_json(run.dir / "metrics.json") or {}
-        if not evaluation:
-            evaluation = _evaluation(file_metrics)
-    sources = [s for s in (evaluation, record_metrics, file_metrics) if isinstance(s, dict)]
-    return {
-        "accuracy": evaluation.get("accuracy"),
-        "macro_f1": evaluation.get("macro_f1"),
-        "evaluated_on": evaluation.get("split"),
-        "images_per_second": _speed(*sources),
-    }
-
-
 def run_row(run: Run) -> dict:
     r = run.record
     return jsonable(
@@ -629,7 +435,7 @@ def runs(
 @router.get("/runs/{run_id}")
 def run_detail(run: RunDep):
     """The run's record (config, state, progress, metrics) and its evaluation files."""
-    per_class = _read_json(run.dir / "per_class.json")
+    per_class = read_json(run.dir / "per_class.json")
     if per_class is None and (run.dir / "per_class.json").is_file():
         import json
 
@@ -643,7 +449,7 @@ def run_detail(run: RunDep):
             {
                 "record": run.record,
                 "summary": run_row(run),
-                "metrics": _read_json(run.dir / "metrics.json"),
+                "metrics": read_json(run.dir / "metrics.json"),
                 "per_class": per_class,
                 "files": files,
             }
@@ -671,7 +477,7 @@ def run_per_class_csv(run: RunDep):
 # ------------------------------------------------------------------------------ predictions
 def classifier_for(run: Run, c: _Cache):
     """The run's classifier, loaded once (again when run.json changes), with a lock to use it."""
-    from vitrine.train.classifier import load_classifier
+    from vitrine.predict.classifier import load_classifier
 
     key = _stamp(run.dir / "run.json")
     with c.classifier_lock:

@@ -13,7 +13,6 @@ import dataclasses
 import io
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -22,12 +21,12 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from vitrine.errors import Cancelled, ModelError, NotFound, VitrineError
-from vitrine.jobs import JobContext, register_kind
-from vitrine.server.api.classification import jsonable
+from vitrine.errors import ModelError, NotFound, VitrineError
+from vitrine.runs import Run
 from vitrine.server.api.v1 import StateDep, read_upload
 from vitrine.server.state import AppState
-from vitrine.train.runs import Run
+from vitrine.tasks.common import jsonable, read_json
+from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source, detection_summary
 from vitrine.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -355,7 +354,6 @@ async def segment_overlay(request: Request, st: StateDep, src: ImageDep, opts: D
 # ownership policy applies to it like to any dataset. ``annotations`` may then pick a file or
 # folder inside that dataset folder (a COCO json, a YOLO data.yaml, a CVAT xml, a VOC folder);
 # nothing outside it is ever read.
-TRAIN_DETECTOR_JOB = "train-detector"
 DETECTION_RUN_KINDS = ("detection", "segmentation")
 API_REFUSED_OPTIONS = ("weights",)  # a path on the server: the CLI's to give, not a request's
 
@@ -377,36 +375,6 @@ class DetectionTrainRequest(BaseModel):
     run_id: str | None = Field(None, min_length=1, max_length=100, description="the new run's id (default: made up)")
 
 
-def detection_source(ws: Workspace, dataset: str, annotations: str | None = None) -> Path:
-    """The annotation file or folder a training request names, inside the dataset's folder of the
-    workspace: names that are not folder names, absolute paths, ``..`` and links leading outside
-    the folder are refused."""
-    directory = ws.dataset_dir(dataset)  # refuses names that are not plain folder names
-    if not directory.is_dir():
-        found = sorted(p.name for p in ws.datasets_dir.iterdir() if p.is_dir()) if ws.datasets_dir.is_dir() else []
-        raise NotFound(
-            f"no dataset folder {dataset!r} in the workspace",
-            hint=("dataset folders here: " + ", ".join(found))
-            if found
-            else "make one with `vitrine data scenes` into the workspace's datasets/ folder",
-        )
-    if annotations is None:
-        return directory
-    rel = annotations.replace("\\", "/")
-    parts = rel.split("/")
-    if rel.startswith("/") or ".." in parts or "\x00" in rel or (len(rel) > 1 and rel[1] == ":"):
-        raise VitrineError(
-            f"annotations path {annotations!r} is not inside dataset {dataset!r}",
-            hint="give a path relative to the dataset folder, e.g. annotations/instances_train.json",
-        )
-    target = (directory / rel).resolve()
-    if not target.is_relative_to(directory.resolve()):
-        raise VitrineError(f"annotations path {annotations!r} leads outside dataset {dataset!r}")
-    if not target.exists():
-        raise NotFound(f"no {annotations!r} in dataset {dataset!r}", hint="give a file or folder of the dataset")
-    return target
-
-
 def detection_config(options: dict) -> Any:
     """A DetectionConfig from a request's options; a bad option is a VitrineError (400)."""
     from vitrine.train.detection import DetectionConfig
@@ -425,68 +393,6 @@ def detection_config(options: dict) -> Any:
         raise VitrineError(f"bad detection training options: {exc}", hint="see DetectionConfig's options") from None
 
 
-def _train_progress(ctx: JobContext):
-    from vitrine.server.api.classification import describe_progress
-
-    def progress(stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
-        details = {**(info or {}), **extra}
-        message = describe_progress(stage, done, total, details)
-        if stage != "train" and not message:
-            message = {"validate": "validating", "evaluate": "evaluating on the held-out split"}.get(stage, stage)
-        ctx.progress(stage, int(done or 0), int(total or 0), jsonable(details), message=message)
-
-    return progress
-
-
-def run_train_detector_job(ctx: JobContext, params: dict) -> dict:
-    """The ``train-detector`` job kind: train a Faster / Mask R-CNN on dataset ``params["dataset"]``
-    (``params["annotations"]`` inside it) with the options ``params["config"]`` into run
-    ``params["run_id"]``. Run again after an interruption, it resumes from the run's last.pt; a run
-    stopped before its first checkpoint starts over."""
-    from vitrine.train.detection import RESUME_OVERRIDES, train_detector
-
-    st = ctx.services
-    ws = Workspace(st.settings.root) if st is not None else Workspace()
-    run_id = params["run_id"]
-    run_dir = ws.run_dir(run_id)
-    config = dict(params.get("config") or {})
-    resume = False
-    if ctx.resumed and (run_dir / "run.json").exists():
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            resume = True
-            config = {k: v for k, v in config.items() if k in RESUME_OVERRIDES}
-            ctx.log(f"resuming run {run_id} from its last checkpoint")
-        else:
-            import shutil
-
-            shutil.rmtree(run_dir)  # this job's own partial run, which cannot resume: start it over
-            ctx.log(f"run {run_id} had no checkpoint to resume from: starting it over")
-    source = detection_source(ws, params["dataset"], params.get("annotations"))
-    ctx.set_checkpoint(run_dir / "checkpoints" / "last.pt")
-    run = train_detector(
-        ws,
-        str(source),
-        config,
-        progress=_train_progress(ctx),
-        cancel=ctx.cancel_event,
-        run_id=run_id,
-        resume=resume,
-        dataset_name=params["dataset"],
-    )
-    if run.record.get("state") == "cancelled":
-        raise Cancelled(f"training was cancelled; run {run.id} keeps its last checkpoint")
-    return {"run_id": run.id, "state": run.record.get("state"), **detection_summary(run)}
-
-
-register_kind(
-    TRAIN_DETECTOR_JOB,
-    run_train_detector_job,
-    resumable=True,
-    concurrency=1,
-    description="train a detector (Faster / Mask R-CNN)",
-)
-
-
 def _detector_job_dict(job) -> dict:
     out = job.to_dict()
     out["run_id"] = (job.params or {}).get("run_id")
@@ -500,8 +406,8 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
     folder of the workspace's ``datasets/`` (``annotations`` a file or folder inside it); ``config``
     holds DetectionConfig options. Bad options or an unusable dataset are refused (400/404) before
     any job starts. The answer carries the ``run_id`` the run will have."""
+    from vitrine.runs import new_run_id
     from vitrine.train.detection import check_dataset, resolve_dataset
-    from vitrine.train.runs import new_run_id
     from vitrine.workspace import check_name
 
     ws = Workspace(st.settings.root)
@@ -527,32 +433,7 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
 # ------------------------------------------------------------------------------ detection runs
 def _metrics_report(run: Run) -> dict:
     """The run's evaluation report (detection_metrics.json: per IoU type, per class, PR curves)."""
-    from vitrine.server.api.classification import _read_json
-
-    return _read_json(run.dir / "detection_metrics.json") or {}
-
-
-def _evaluation(run: Run) -> dict:
-    metrics = run.record.get("metrics") or {}
-    for key in ("test", "all", "val", "train"):
-        found = metrics.get(key)
-        if isinstance(found, dict) and any("map" in k for k in found):
-            return {"split": key, **found}
-    return {"split": None}
-
-
-def detection_summary(run: Run) -> dict:
-    """The headline numbers of a detection run: box and mask mAP@.5 and @.5:.95, P/R/F1 and mean
-    IoU per type, inference ms/image."""
-    ev = _evaluation(run)
-    metrics = run.record.get("metrics") or {}
-    speed = ev.get("speed") or metrics.get("speed") or {}
-    keys = ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou")
-    out = {f"{t}_{k}": ev.get(f"{t}_{k}") for t in ("bbox", "segm") for k in keys}
-    out["evaluated_on"] = ev.get("split")
-    out["n_images"] = ev.get("n_images")
-    out["ms_per_image"] = speed.get("ms_per_image") if isinstance(speed, dict) else None
-    return out
+    return read_json(run.dir / "detection_metrics.json") or {}
 
 
 def detection_run_row(run: Run) -> dict:
@@ -592,8 +473,8 @@ DetectionRunDep = Annotated[Run, Depends(load_detection_run)]
 def detection_runs(st: StateDep):
     """Every detection and instance-segmentation run the caller may read, newest first, with its
     state and metrics (box / mask mAP, P/R/F1, mean IoU, ms/image)."""
+    from vitrine.runs import list_runs
     from vitrine.server.security import hide_paths, visible
-    from vitrine.train.runs import list_runs
 
     found = [r for r in list_runs(Workspace(st.settings.root)) if r.record.get("kind") in DETECTION_RUN_KINDS]
     mine = set(visible("run", [r.id for r in found]))

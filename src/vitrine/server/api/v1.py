@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vitrine.errors import PayloadTooLarge, VitrineError
-from vitrine.jobs import JobContext, register_kind
 from vitrine.models import registry
 from vitrine.project import Project
 from vitrine.search.engine import MAX_RESULTS, normalize_folder
 from vitrine.server.api.responses import CSV, IMAGE, JPEG, MAX_INT, CSVResponse, errors
 from vitrine.server.security import hide_paths, visible
 from vitrine.server.state import AppState
+from vitrine.tasks.index import INDEX_JOB
+from vitrine.tasks.tag import TAG_JOB
 
 router = APIRouter(prefix="/api/v1")
 
@@ -108,61 +109,11 @@ def catalog_csv(p: ProjectDep):
     return _csv_response(p.export_catalog_csv, f"{p.name}_catalog.csv")
 
 
-INDEX_JOB = "index"
-
-
-def run_index_job(ctx: JobContext, params: dict) -> dict:
-    """The ``index`` job kind: index project ``params["project"]`` with ``params["model"]`` (None:
-    the model it was indexed with). Re-running it carries on where an interrupted run stopped."""
-    st = ctx.services
-    if st is not None:
-        p = st.project(params["project"])
-    else:  # run outside a server: the project in the default workspace
-        from vitrine.workspace import default_workspace
-
-        p = Project(default_workspace() / params["project"])
-    return p.index(model=params.get("model"), progress=ctx.progress, cancel=ctx.cancel_event).to_dict()
-
-
-register_kind(INDEX_JOB, run_index_job, resumable=True, concurrency=2, description="index a project's images")
-
-
 @router.post("/projects/{name}/index", status_code=202, responses=errors(503))
 def start_index(p: ProjectDep, st: StateDep, model: Annotated[str | None, Form()] = None):
     if model is not None:
         registry.get(model)  # 400 now rather than a failed job later
     return st.jobs.submit(INDEX_JOB, p.name, {"project": p.name, "model": model}).to_dict()
-
-
-TAG_JOB = "tag"
-
-
-def run_tag_job(ctx: JobContext, params: dict) -> dict:
-    """The ``tag`` job kind: run detector ``params["model"]`` over project ``params["project"]``
-    at ``params["threshold"]`` and keep its labels as tags. Re-running it carries on where an
-    interrupted run stopped."""
-    from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD
-
-    st = ctx.services
-    if st is not None:
-        p = st.project(params["project"])
-        workspace = st.settings.root  # detection runs of the served root, not of the working directory
-    else:  # run outside a server: the project in the default workspace
-        from vitrine.workspace import default_workspace
-
-        workspace = default_workspace()
-        p = Project(workspace / params["project"])
-    report = p.tag(
-        model=params.get("model") or DEFAULT_TAG_MODEL,
-        threshold=params.get("threshold", DEFAULT_THRESHOLD),
-        progress=ctx.progress,
-        cancel=ctx.cancel_event,
-        workspace=workspace,
-    )
-    return report.to_dict() | {"kind": "tag"}
-
-
-register_kind(TAG_JOB, run_tag_job, resumable=True, concurrency=1, description="tag a project's images with a detector")
 
 
 @router.post("/projects/{name}/tag", status_code=202, responses=errors(503))

@@ -239,7 +239,7 @@ def mount_ui(app: FastAPI) -> None:
         return render(request, "runs.html", dataset=request.query_params.get("dataset") or "")
 
     def run_page(request: Request, run_id: str, focus: str) -> HTMLResponse:
-        from vitrine.train.runs import Run
+        from vitrine.runs import Run
         from vitrine.workspace import Workspace
 
         ws = Workspace(request.app.state.vitrine.settings.root)
@@ -266,7 +266,7 @@ def mount_ui(app: FastAPI) -> None:
     # ---------------------------------------------------------------- detection
     @app.get("/detection/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def detection_run_page(request: Request, run_id: str):
-        from vitrine.train.runs import Run
+        from vitrine.runs import Run
         from vitrine.workspace import Workspace
 
         ws = Workspace(request.app.state.vitrine.settings.root)

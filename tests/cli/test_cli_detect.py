@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent / "server"))
+sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "server"))
 import cli_helpers as cli  # noqa: E402
 from test_detection_api import FAKE_SEG, DiscSegmenter, register_fake_segmenter, unregister_fake_segmenter  # noqa: E402
 from ui_helpers import demo_photo  # noqa: E402

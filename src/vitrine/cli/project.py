@@ -1,61 +1,26 @@
-"""The ``vitrine`` command line (Typer + Rich). Every command that prints results takes --json."""
+"""The project commands of ``vitrine``: ``init``, ``check``, ``index``, ``search``, ``tag``, ``status``,
+``models``, ``export``, ``serve`` and ``demo`` (a project folder holds images/ and ontology/; the
+workbench behind them is :class:`vitrine.project.Project`). Every command that prints results takes --json.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
 import unicodedata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from vitrine.cli._console import JsonOpt, emit_json, err, guard, out, with_progress
 from vitrine.errors import VitrineError
 
-app = typer.Typer(
-    help="vitrine: index, search and explore image collections with deep vision models, offline.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-out = Console()
-err = Console(stderr=True)
-
 ProjectDir = Annotated[Path, typer.Argument(help="project folder (holds images/ and ontology/)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 
 
-def _fail(exc: VitrineError, code: int = 2):
-    # soft_wrap: never break messages at the console width (80 columns when piped)
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-    if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-class _Guard:
-    """Turn VitrineError into a clean message and exit code 2 (no traceback)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and isinstance(exc, VitrineError):
-            _fail(exc)
-        return False
-
-
-@app.command()
 def init(
     project_dir: ProjectDir,
     keyword: Annotated[
@@ -65,7 +30,7 @@ def init(
     """Create a project folder: images/ and ontology/<name>_ontology.txt."""
     from vitrine.collection.layout import init_project, project_paths
 
-    with _Guard():
+    with guard():
         keywords: dict[str, str] = {}
         for item in keyword or []:
             if "=" not in item:
@@ -92,18 +57,17 @@ def init(
     out.print(f"  then run        vitrine index {project_dir}")
 
 
-@app.command()
 def check(project_dir: ProjectDir, as_json: JsonOpt = False):
     """Validate the project layout and the ontology; report every problem with its line."""
     from vitrine.collection.layout import validate_layout
     from vitrine.collection.ontology import load_ontology
     from vitrine.project import CheckReport, project_paths
 
-    with _Guard():
+    with guard():
         paths = project_paths(project_dir)
         report = CheckReport(layout=validate_layout(project_dir), ontology=load_ontology(paths.ontology_file))
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
     else:
         for p in report.layout:
             colour = "red" if p.severity == "error" else "yellow"
@@ -124,43 +88,6 @@ def check(project_dir: ProjectDir, as_json: JsonOpt = False):
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description:<6}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("•"),
-        TimeElapsedColumn(),
-        TextColumn("• ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
-def _with_progress(work, interrupted):
-    """Run ``work(progress, cancel)`` with a Rich progress bar per stage (on a terminal, or with
-    VITRINE_PROGRESS set); Ctrl-C exits 130 saying ``interrupted`` (a string, or a function that
-    says what is true at that moment) and how to resume."""
-    cancel = threading.Event()
-    bar = _progress_bar()
-    tasks: dict[str, int] = {}
-
-    def progress(stage: str, done: int, total: int):
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total or None)
-        bar.update(tasks[stage], completed=done, total=total or None)
-
-    try:
-        with bar if (err.is_terminal or os.environ.get("VITRINE_PROGRESS")) else _nullcontext():
-            return work(progress, cancel)
-    except KeyboardInterrupt:
-        said = interrupted() if callable(interrupted) else interrupted
-        err.print(f"[yellow]interrupted[/]: {said}; run the same command to resume", soft_wrap=True, highlight=False)
-        raise typer.Exit(130) from None
-
-
-@app.command()
 def index(
     project_dir: ProjectDir,
     model: Annotated[str | None, typer.Option(help="embedding model (see `vitrine models`)")] = None,
@@ -171,16 +98,16 @@ def index(
     """Embed new or changed images and update the search index (incremental, resumable)."""
     from vitrine.project import Project
 
-    with _Guard():
+    with guard():
         proj = Project(project_dir)
-        report = _with_progress(
+        report = with_progress(
             lambda progress, cancel: proj.index(
                 model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
             ),
             interrupted=lambda: _index_interrupted(proj),
         )
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
         return
     out.print(f"model [bold]{report.model}[/] ({report.model_reason})", highlight=False)
     table = Table(show_header=False, box=None)
@@ -206,15 +133,6 @@ def _index_interrupted(proj) -> str:
     return f"the images embedded so far are kept: {indexed} of {total} indexed with {report.model}"
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-
-@app.command()
 def search(
     project_dir: ProjectDir,
     text: Annotated[str | None, typer.Argument(help="free-text query")] = None,
@@ -233,7 +151,7 @@ def search(
     """Search a project by text, ontology keyword, or example image."""
     from vitrine.project import Project
 
-    with _Guard():
+    with guard():
         given = [x for x in (text, keyword, image) if x is not None]
         if len(given) != 1:
             raise VitrineError("give exactly one query: TEXT, --keyword K, or --image PATH")
@@ -250,7 +168,7 @@ def search(
         err.print(f"[yellow]warning:[/] {note['message']}", highlight=False, soft_wrap=True)
         err.print(f"[yellow]hint:[/] {note['hint']}", highlight=False, soft_wrap=True)
     if as_json:
-        _emit_json(
+        emit_json(
             [{"path": h.path, "score": h.score, "folder": h.folder, "duplicates": h.duplicates} for h in result.hits]
         )
         return
@@ -271,7 +189,6 @@ def search(
     out.print(table)
 
 
-@app.command()
 def tag(
     project_dir: ProjectDir,
     model: Annotated[str, typer.Option(help="detection model or detection run id (see `vitrine models`)")] = (
@@ -284,9 +201,9 @@ def tag(
     """Run a detector over the images and keep its labels as tags (incremental, resumable)."""
     from vitrine.project import Project
 
-    with _Guard():
+    with guard():
         proj = Project(project_dir)
-        report = _with_progress(
+        report = with_progress(
             lambda progress, cancel: proj.tag(
                 model=model, threshold=threshold, progress=progress, cancel=cancel, batch_size=batch_size
             ),
@@ -294,7 +211,7 @@ def tag(
         )
         counts = proj.tags()
     if as_json:
-        _emit_json(report.to_dict() | {"tags": counts})
+        emit_json(report.to_dict() | {"tags": counts})
         return
     out.print(f"tagged with [bold]{report.model}[/] at threshold {report.threshold}", highlight=False)
     table = Table(show_header=False, box=None)
@@ -310,15 +227,14 @@ def tag(
         out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def status(project_dir: ProjectDir, as_json: JsonOpt = False):
     """Show what is indexed, with which model, and what failed."""
     from vitrine.project import Project
 
-    with _Guard():
+    with guard():
         st = Project(project_dir).status()
     if as_json:
-        _emit_json(st)
+        emit_json(st)
         return
     out.print(f"[bold]{st['name']}[/]: {st['files']} images", highlight=False)
     if st["model"] is None:
@@ -351,7 +267,6 @@ def status(project_dir: ProjectDir, as_json: JsonOpt = False):
         out.print("tags: none yet (`vitrine tag` runs a detector over the images)", highlight=False)
 
 
-@app.command()
 def models(
     as_json: JsonOpt = False, probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False
 ):
@@ -360,7 +275,7 @@ def models(
 
     rows = [s.describe(probe_hub=probe_hub) for s in registry.list_models()]
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     # names and sources never wrap (they are what one copies); the long texts wrap in their column,
     # and why a model is unavailable is said below the table, where it has the whole width
@@ -388,7 +303,6 @@ def models(
         out.print(f"[red]{r['name']}[/] is not available: {r['availability_detail']}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def export(
     project_dir: ProjectDir,
     what: Annotated[str, typer.Argument(help="catalog or ontology")],
@@ -398,7 +312,7 @@ def export(
     from vitrine.collection.ontology import ontology_to_csv
     from vitrine.project import Project
 
-    with _Guard():
+    with guard():
         if what not in ("catalog", "ontology"):
             raise VitrineError(f"cannot export {what!r}", hint="choose catalog or ontology")
         proj = Project(project_dir)
@@ -434,7 +348,6 @@ def _server_torch_threads() -> None:
     torch.set_num_threads(n)
 
 
-@app.command()
 def serve(
     root: Annotated[Path, typer.Argument(help="a project, or a folder of projects")] = Path("."),
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -455,7 +368,7 @@ def serve(
     from vitrine.server.app import create_app
 
     _server_torch_threads()
-    with _Guard():
+    with guard():
         if not root.is_dir():
             raise VitrineError(f"{root} is not a folder", hint="give a project folder or a folder of projects")
         application = create_app(root, root_path=root_path, multi_user=multi_user)
@@ -472,7 +385,6 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info", proxy_headers=False)
 
 
-@app.command()
 def demo(
     root: Annotated[Path, typer.Argument(help="where to build the demo projects")] = Path("demo"),
     index_it: Annotated[bool, typer.Option("--index/--no-index")] = True,
@@ -480,7 +392,7 @@ def demo(
     """Build a demo project from real photos that ship with scikit-image and scikit-learn."""
     from vitrine.demo import DEMO_MODEL, DEMO_MODEL_REASON, build_demo
 
-    with _Guard():
+    with guard():
         project_dir = build_demo(root)
         out.print(f"demo project at {project_dir}")
         if index_it:
@@ -495,20 +407,7 @@ def demo(
             out.print('try: "a cat", "a cup of coffee", "a rocket launch", "a motorcycle", or the keyword chips')
 
 
-def _register_subcommands() -> None:
-    from vitrine import cli_data, cli_detect, cli_predict, cli_train, cli_users
-    from vitrine.jobs import cli as cli_jobs
-
-    for module in (cli_data, cli_train, cli_predict, cli_detect, cli_users, cli_jobs):
-        module.register(app)
-
-
-_register_subcommands()
-
-
-def main():  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main `vitrine` app."""
+    for command in (init, check, index, search, tag, status, models, export, serve, demo):
+        app.command()(command)

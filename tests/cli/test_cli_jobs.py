@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from vitrine.cli.jobs import register
 from vitrine.jobs import JobManager, register_kind
-from vitrine.jobs.cli import register
 from vitrine.jobs.kinds import unregister_kind
 from vitrine.store.db import database_url, open_database
 
@@ -75,8 +75,8 @@ def test_list_show_and_cancel(cli_app, tmp_path):
 
 
 def test_export_run(cli_app, tmp_path):
+    from vitrine.runs import Run
     from vitrine.store.artifacts import ArtifactStore
-    from vitrine.train.runs import Run
     from vitrine.workspace import Workspace
 
     run = Run.create(Workspace(tmp_path / "ws"), "zero-shot", "shapes", "offline-concepts", {}, "zs-1")

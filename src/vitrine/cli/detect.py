@@ -1,9 +1,7 @@
-"""``vitrine detect`` / ``vitrine segment``: find objects in image files and folders; and the
-detection side of ``vitrine eval`` (mAP of a detector on an annotated dataset).
+"""``vitrine detect`` / ``vitrine segment``: find objects in image files and folders.
 
     vitrine detect  --model M IMAGES_OR_FOLDERS... --out DIR [--threshold 0.5] [--json]
     vitrine segment --model M IMAGES_OR_FOLDERS... --out DIR [--threshold 0.5] [--json]
-    vitrine eval --model M --data D [--out DIR] [--format coco|yolo|cvat|voc]
 
 ``detect`` and ``segment`` write one ``<name>.png`` overlay per image (masks, boxes, "label 0.93"
 tags) and one ``detections.json`` in DIR: a COCO file whose ``images`` list maps ids to the input
@@ -26,6 +24,9 @@ from typing import Annotated, Any
 
 import typer
 
+from vitrine.cli._console import JsonOpt, emit_json, err, guard, out, show_progress
+from vitrine.cli._inputs import collect_inputs, load_for_task
+
 DETECTIONS_FILE = "detections.json"
 Images = Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")]
 ModelOpt = Annotated[
@@ -36,7 +37,6 @@ ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="keep detect
 WorkspaceOpt = Annotated[
     Path | None, typer.Option(help="workspace holding runs/ (default: $VITRINE_HOME or the current folder)")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 
 
 @dataclasses.dataclass
@@ -53,12 +53,6 @@ class ImageResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _show_progress() -> bool:
-    from vitrine.cli import err
-
-    return bool(err.is_terminal or os.environ.get("VITRINE_PROGRESS")) and not os.environ.get("VITRINE_NO_PROGRESS")
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
@@ -83,28 +77,6 @@ def _overlay_name(shown: str, taken: set[str]) -> str:
         name = f"{stem}-{n}.png"
     taken.add(name.lower())
     return name
-
-
-def _segmentation_models(workspace) -> list[str]:
-    from vitrine.detect import list_detectors
-
-    return [r["name"] for r in list_detectors(workspace=workspace) if r.get("task") == "segmentation"]
-
-
-def load_for_task(model: str, task: str, workspace) -> Any:
-    """The detector ``model``; for ``segment``, refuse a boxes-only model with the ones to use."""
-    from vitrine.detect import load_detector
-    from vitrine.errors import VitrineError
-
-    detector = load_detector(model, workspace=workspace)
-    if task == "segmentation" and getattr(detector, "task", "detection") != "segmentation":
-        seg = _segmentation_models(workspace)
-        raise VitrineError(
-            f"model {model!r} only detects boxes: it cannot segment",
-            hint=("segmentation models: " + ", ".join(seg) if seg else "fine-tune a Mask R-CNN first")
-            + f"; or run `vitrine detect --model {model}` for boxes",
-        )
-    return detector
 
 
 def coco_document(detector: Any, task: str, threshold: float, results: list[ImageResult], dets: dict) -> dict:
@@ -218,13 +190,11 @@ def _run(
     from rich.table import Table
     from rich.text import Text
 
-    from vitrine.cli import _emit_json, _Guard, err, out
-    from vitrine.cli_predict import collect_inputs
     from vitrine.errors import VitrineError
-    from vitrine.train.runs import atomic_write_json
+    from vitrine.runs import atomic_write_json
     from vitrine.workspace import Workspace
 
-    with _Guard():
+    with guard():
         inputs = collect_inputs(images)
         if not inputs:
             raise VitrineError("no images found", hint="give image files, or folders that hold some")
@@ -243,7 +213,7 @@ def _run(
             TimeElapsedColumn(),
             console=err,
             transient=True,
-            disable=not _show_progress(),
+            disable=not show_progress(),
         )
         try:
             with progress:
@@ -267,7 +237,7 @@ def _run(
     for r in failed:
         err.print(f"[yellow]skipped[/] {escape(r.path)}: {escape(r.error or '')}", highlight=False, soft_wrap=True)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "model": getattr(detector, "name", model),
                 "task": task,
@@ -324,122 +294,6 @@ def segment(
 ):
     """Instance segmentation of images: overlays with masks and one COCO detections.json (RLE masks)."""
     _run("segmentation", images, model, out_dir, threshold, workspace, as_json)
-
-
-# ------------------------------------------------------------------------------------------------
-# vitrine eval --model M --data D
-
-
-def _fmt(x: Any, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
-def eval_detection(
-    model: str,
-    data: Path,
-    out_dir: Path | None = None,
-    data_format: str | None = None,
-    score_threshold: float = 0.5,
-    iou_threshold: float = 0.5,
-    workspace: Path | None = None,
-    as_json: bool = False,
-    ignore_difficult: bool | None = None,
-) -> dict:
-    """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
-    CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
-    ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
-    by default on for a VOC source, off otherwise."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from vitrine.cli import _emit_json, _Guard, err, out
-    from vitrine.data.detection.convert import detect_format, read_any
-    from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
-    from vitrine.workspace import Workspace
-
-    with _Guard():
-        fmt = (data_format or detect_format(data)).lower()
-        gt = read_any(data, format=fmt)
-        if ignore_difficult is None:
-            ignore_difficult = fmt == "voc"
-        detector = load_for_task(model, "detection", Workspace(workspace))
-        progress = Progress(
-            TextColumn("[bold]predicting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not _show_progress(),
-        )
-        try:
-            with progress:
-                bar = progress.add_task("predict", total=len(gt.images))
-                preds = predict_dataset(
-                    detector, gt, threshold=0.05, progress=lambda done, total: progress.update(bar, completed=done)
-                )
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]", highlight=False)
-            raise typer.Exit(130) from None
-        report = evaluate_detection(
-            gt, preds, score_threshold=score_threshold, iou_threshold=iou_threshold, ignore_difficult=ignore_difficult
-        )
-        report["model"] = getattr(detector, "name", model)
-        report["data"] = str(data)
-        written: list[Path] = []
-        if out_dir is not None:
-            written = write_detection_report(report, out_dir)
-            html = Path(out_dir) / "pr_curves.html"
-            tmp = html.with_name(f".{html.name}.{os.getpid()}.tmp")
-            pr_curve_figure(report).write_html(str(tmp), include_plotlyjs=True, full_html=True)
-            os.replace(tmp, html)
-            written.append(html)
-    if as_json:
-        _emit_json({**report, "files": [str(p) for p in written]})
-        return report
-    ms = report.get("ms_per_image")
-    title = f"{report['model']} on {data} ({report['images']} image(s), {report['gt_objects']} object(s))"
-    if report["ignore_difficult"]:
-        title += f"; {report['difficult_ignored']} difficult object(s) ignored (VOC protocol)"
-    table = Table(title=title)
-    table.add_column("metric")
-    for t in report["iou_types"]:
-        table.add_column("boxes" if t == "bbox" else "masks", justify="right")
-    rows = [
-        ("mAP@.5", "map50"),
-        ("mAP@.5:.95", "map"),
-        ("mAP@.75", "map75"),
-        (f"precision (score ≥ {score_threshold:g}, IoU ≥ {iou_threshold:g})", "precision"),
-        ("recall", "recall"),
-        ("F1", "f1"),
-        ("mean IoU", "mean_iou"),
-    ]
-    for label, key in rows:
-        table.add_row(label, *[_fmt(report[t].get(key)) for t in report["iou_types"]])
-    if ms is not None:
-        table.add_row("ms / image", *[f"{ms:.1f}"] * len(report["iou_types"]))
-    out.print(table)
-    first = report["iou_types"][0]
-    per_class = Table(title=f"per class ({'boxes' if first == 'bbox' else 'masks'})")
-    for col in ("class", "gt", "AP@.5", "AP@.5:.95", "precision", "recall", "F1"):
-        per_class.add_column(col, justify="left" if col == "class" else "right")
-    for row in report[first].get("per_class") or []:
-        per_class.add_row(
-            str(row["class"]),
-            str(row.get("gt", "")),
-            _fmt(row.get("ap50")),
-            _fmt(row.get("ap")),
-            _fmt(row.get("precision")),
-            _fmt(row.get("recall")),
-            _fmt(row.get("f1")),
-        )
-    out.print(per_class)
-    if report.get("unmapped"):
-        unmapped = ", ".join(f"{k} ×{v}" for k, v in report["unmapped"].items())
-        err.print(f"[yellow]left out[/] (classes not in the dataset): {unmapped}", highlight=False, soft_wrap=True)
-    if written:
-        err.print("wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
-    return report
 
 
 def register(app: typer.Typer) -> None:

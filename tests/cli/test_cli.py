@@ -22,7 +22,7 @@ from PIL import Image
 
 from vitrine.collection.layout import init_project, project_paths
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cli_helpers as cli  # noqa: E402
 
 OFFLINE = cli.OFFLINE
@@ -239,7 +239,7 @@ def test_init_refuses_a_keyword_given_twice(tmp_path):
 @pytest.mark.slow
 def test_models_and_runs_fit_an_80_column_terminal(tmp_path):
     """Names and run ids are what one copies: never cut nor wrapped, at 80 columns."""
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
     from vitrine.workspace import Workspace
 
     ws = Workspace(tmp_path)

@@ -24,6 +24,9 @@ from typing import Annotated
 
 import typer
 
+from vitrine.cli._console import emit_json, err, guard, out
+from vitrine.cli._inputs import collect_inputs
+
 
 @dataclass
 class Prediction:
@@ -39,40 +42,6 @@ class Prediction:
             "top": [{"class": c, "prob": p} for c, p in self.top],
             "error": self.error,
         }
-
-
-def collect_inputs(args: list[Path]) -> list[tuple[str, Path | None, str | None]]:
-    """``(shown path, file, error)`` for every image under ``args``, in the order given (folders sorted)."""
-    from vitrine.collection.walk import walk_images
-    from vitrine.errors import VitrineError
-
-    out: list[tuple[str, Path | None, str | None]] = []
-    seen: set[Path] = set()
-
-    def add(shown: str, path: Path | None, error: str | None) -> None:
-        if path is not None:
-            key = path.resolve()
-            if key in seen:
-                return
-            seen.add(key)
-        out.append((shown, path, error))
-
-    for arg in args:
-        if arg.is_dir():
-            try:
-                found, skipped = walk_images(arg)
-            except VitrineError as exc:
-                add(str(arg), None, exc.message)
-                continue
-            rows = [(str(arg / f.relpath), f.path, None) for f in found]
-            rows += [(str(arg / s.relpath), None, s.reason) for s in skipped]
-            for shown, path, error in sorted(rows, key=lambda r: r[0]):
-                add(shown, path, error)
-        elif arg.exists():
-            add(str(arg), arg, None)
-        else:
-            add(str(arg), None, "no such file or folder")
-    return out
 
 
 def predict_files(
@@ -130,7 +99,7 @@ def _csv_row(p: Prediction, k: int) -> list[str]:
 
 
 def _load_run(model: str, workspace: Path | None):
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
     from vitrine.workspace import Workspace
 
     as_path = Path(model)
@@ -140,8 +109,8 @@ def _load_run(model: str, workspace: Path | None):
 
 
 def _load_classifier(run):
+    from vitrine.predict.classifier import load_classifier
     from vitrine.train import linear_probe, zero_shot  # noqa: F401  (they register their loaders)
-    from vitrine.train.classifier import load_classifier
 
     try:
         from vitrine.train import finetune  # noqa: F401
@@ -168,10 +137,9 @@ def predict(
     from rich.table import Table
     from rich.text import Text
 
-    from vitrine.cli import _emit_json, _Guard, err, out
     from vitrine.errors import VitrineError
 
-    with _Guard():
+    with guard():
         run = _load_run(model, workspace)
         inputs = collect_inputs(images)
         if not inputs:
@@ -205,7 +173,7 @@ def predict(
     for p in failed:
         err.print(f"[yellow]skipped[/] {escape(p.path)}: {escape(p.error)}", highlight=False, soft_wrap=True)
     if as_json:
-        _emit_json({"run": run.id, "kind": run.kind, "predictions": [p.to_dict() for p in predictions]})
+        emit_json({"run": run.id, "kind": run.kind, "predictions": [p.to_dict() for p in predictions]})
     elif not to_stdout:
         table = Table(title=f"run {run.id} ({run.kind})")
         table.add_column("file", overflow="fold")

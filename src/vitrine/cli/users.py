@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from vitrine.cli._console import err, fail, out
+
 users_app = typer.Typer(help="Accounts of a multi-user server (`vitrine serve --multi-user`).", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 Workspace = Annotated[
     Path | None,
@@ -52,10 +51,7 @@ def _guarded(fn):
     try:
         return fn()
     except VitrineError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(exc)
 
 
 def _read_password(from_stdin: bool) -> str:

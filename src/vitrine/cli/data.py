@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from vitrine.cli._console import JsonOpt, emit_json, err, guard, out
+
 data_app = typer.Typer(
     help="Labelled datasets: import, list, statistics; detection scenes and annotation conversion.",
     no_args_is_help=True,
@@ -21,7 +23,6 @@ data_app = typer.Typer(
 import_app = typer.Typer(help="Import a labelled dataset into the workspace.", no_args_is_help=True)
 data_app.add_typer(import_app, name="import")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="dataset name (letters, digits, . _ -)")]
 WorkspaceOpt = Annotated[
     Path | None, typer.Option("--workspace", "-w", help="workspace folder (default: $VITRINE_HOME or .)")
@@ -39,13 +40,6 @@ CheckOpt = Annotated[
 ]
 
 MAX_SHOWN_PROBLEMS = 50
-
-
-def _cli():
-    # vitrine.cli imports this module while it is being built: import it when a command runs.
-    from vitrine import cli
-
-    return cli
 
 
 def _workspace(workspace: Path | None):
@@ -94,13 +88,12 @@ def _finish_import(
     from vitrine.data.importers import import_dataset
     from vitrine.data.split import assign_splits, split_notes
 
-    cli = _cli()
     dataset = assign_splits(dataset, val=val, test=test, seed=seed, stratify=stratify, keep_existing=keep_split)
     directory = import_dataset(_workspace(workspace), dataset, overwrite=overwrite)
     counts = _named_counts(dataset)
     notes = split_notes(dataset)
     if as_json:
-        cli._emit_json(
+        emit_json(
             {
                 "name": dataset.name,
                 "path": str(directory),
@@ -115,7 +108,6 @@ def _finish_import(
             }
         )
         return
-    out = cli.out
     out.print(
         f"dataset [bold]{dataset.name}[/]: {len(dataset.samples)} images, {len(dataset.classes)} classes, "
         f"saved in {escape(str(directory))}",
@@ -163,7 +155,7 @@ def import_imagefolder(
     """Import an ImageFolder tree: one folder per class; train/val/test folders above them are kept."""
     from vitrine.data.importers import from_imagefolder
 
-    with _cli()._Guard():
+    with guard():
         _refuse_existing(workspace, name, overwrite)
         dataset = from_imagefolder(path, name, check_images=check_images)
         _finish_import(
@@ -211,7 +203,7 @@ def import_csv(
     """Import a CSV of image paths and labels; bad rows are reported with their line and skipped."""
     from vitrine.data.importers import from_csv
 
-    with _cli()._Guard():
+    with guard():
         _refuse_existing(workspace, name, overwrite)
         dataset = from_csv(
             file,
@@ -256,7 +248,7 @@ def import_collection(
     """Import a collection, its subfolders of images/ used as labels."""
     from vitrine.data.importers import from_collection
 
-    with _cli()._Guard():
+    with guard():
         _refuse_existing(workspace, name, overwrite)
         dataset = from_collection(project_dir, name, depth=depth, check_images=check_images)
         _finish_import(
@@ -280,8 +272,7 @@ def list_datasets(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     from vitrine.data.dataset import ClassificationDataset
     from vitrine.errors import VitrineError
 
-    cli = _cli()
-    with cli._Guard():
+    with guard():
         ws = _workspace(workspace)
         rows = []
         for name in ws.dataset_names():
@@ -302,10 +293,10 @@ def list_datasets(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
             except VitrineError as exc:  # one damaged dataset does not hide the others
                 rows.append({"name": name, "error": exc.message})
     if as_json:
-        cli._emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
-        cli.out.print(f"no dataset in {escape(str(ws.root))} (import one with `vitrine data import`)", highlight=False)
+        out.print(f"no dataset in {escape(str(ws.root))} (import one with `vitrine data import`)", highlight=False)
         return
     table = Table(title=f"datasets in {escape(str(ws.root))}")
     for col in ("name", "images", "classes", "train", "val", "test", "source", "skipped"):
@@ -323,7 +314,7 @@ def list_datasets(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
             r["source"],
             str(r["skipped"]),
         )
-    cli.out.print(table)
+    out.print(table)
 
 
 def _fmt_bytes(n) -> str:
@@ -363,15 +354,13 @@ def stats(
     from vitrine.data.importers import load_dataset
     from vitrine.data.stats import dataset_stats
 
-    cli = _cli()
-    with cli._Guard():
+    with guard():
         ws = _workspace(workspace)
         dataset = load_dataset(ws, name)
         st = dataset_stats(dataset, max_images=max_images, cache_dir=ws.dataset_dir(name), refresh=refresh)
     if as_json:
-        cli._emit_json(st if per_image else {k: v for k, v in st.items() if k != "per_image"})
+        emit_json(st if per_image else {k: v for k, v in st.items() if k != "per_image"})
         return
-    out = cli.out
     cached = " [dim](cached)[/]" if st.get("cached") else ""
     out.print(
         f"dataset [bold]{st['name']}[/]: {st['total']} images, {len(st['classes'])} classes, "
@@ -435,8 +424,7 @@ def fashion_mnist(
 
     from vitrine.data.fashion_mnist import DEFAULT_SOURCE, export_fashion_mnist
 
-    cli = _cli()
-    with cli._Guard():
+    with guard():
         t0 = time.perf_counter()
         path = export_fashion_mnist(
             out_dir,
@@ -455,14 +443,13 @@ def fashion_mnist(
         files = sum(1 for _ in path.rglob("*.png"))
         command = f"vitrine data import imagefolder {path} --name fashion-mnist"
     if as_json:
-        cli._emit_json({"path": str(path), "layout": layout, "images": files, "elapsed_s": round(elapsed, 2)})
+        emit_json({"path": str(path), "layout": layout, "images": files, "elapsed_s": round(elapsed, 2)})
         return
-    cli.out.print(f"wrote {files} images to {escape(str(path))} in {elapsed:.1f} s", highlight=False, soft_wrap=True)
-    cli.out.print(f"import it with: {escape(command)}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {files} images to {escape(str(path))} in {elapsed:.1f} s", highlight=False, soft_wrap=True)
+    out.print(f"import it with: {escape(command)}", highlight=False, soft_wrap=True)
 
 
 def _print_problems(problems, what: str = "problems") -> None:
-    out = _cli().out
     if not problems:
         return
     out.print(f"[yellow]{len(problems)} {what}[/]:", highlight=False)
@@ -499,11 +486,10 @@ def scenes(
     from vitrine.data.detection.scenes import generate_scenes
     from vitrine.data.fashion_mnist import DEFAULT_SOURCE
 
-    cli = _cli()
-    with cli._Guard():
+    with guard():
         t0 = time.perf_counter()
         progress = Progress(
-            TextColumn("[bold]scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=cli.err,
+            TextColumn("[bold]scenes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
             disable=as_json,
         )  # fmt: skip
         with progress:
@@ -525,7 +511,7 @@ def scenes(
     splits = {sp: len(ds.split(sp).images) for sp in ("train", "val", "test")}
     objects = {sp: len(ds.split(sp).annotations) for sp in ("train", "val", "test")}
     if as_json:
-        cli._emit_json(
+        emit_json(
             {
                 "path": str(out_dir),
                 "images": splits,
@@ -538,13 +524,13 @@ def scenes(
         )
         return
     counts = ", ".join(f"{sp} {splits[sp]} images / {objects[sp]} objects" for sp in splits if splits[sp])
-    cli.out.print(
+    out.print(
         f"wrote scenes to {escape(str(out_dir))} in {elapsed:.1f} s: {counts}", highlight=False, soft_wrap=True
     )
-    cli.out.print(
+    out.print(
         f"COCO: {escape(str(out_dir / 'annotations'))}/instances_<split>.json", highlight=False, soft_wrap=True
     )
-    cli.out.print(f"YOLO: {escape(str(out_dir / 'yolo' / 'data.yaml'))}", highlight=False, soft_wrap=True)
+    out.print(f"YOLO: {escape(str(out_dir / 'yolo' / 'data.yaml'))}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("convert")
@@ -570,14 +556,13 @@ def convert(
     from vitrine.data.detection.convert import FORMATS, read_any, write_any
     from vitrine.errors import VitrineError
 
-    cli = _cli()
-    with cli._Guard():
+    with guard():
         if to_format.lower() not in FORMATS:
             raise VitrineError(f"unknown output format {to_format!r}", hint="choose among " + ", ".join(FORMATS))
         ds = read_any(src, format=from_format, images_root=images_root)
         written = write_any(ds, dst, to_format, task=task, images=images)
     if as_json:
-        cli._emit_json(
+        emit_json(
             {
                 "source": str(src),
                 "destination": str(dst),
@@ -590,7 +575,7 @@ def convert(
             }
         )
         return
-    cli.out.print(
+    out.print(
         f"converted {len(ds.images)} images, {len(ds.annotations)} annotations, {len(ds.categories)} classes "
         f"to {to_format.lower()} in {escape(str(dst))}",
         highlight=False,

@@ -29,7 +29,7 @@ RUN_STATES = ("created", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 ARTIFACTS_ENV = "VITRINE_ARTIFACTS_URL"
 
-log = logging.getLogger("vitrine.train.runs")
+log = logging.getLogger("vitrine.runs")
 _STORES: dict[str, object] = {}
 _STORES_LOCK = threading.Lock()
 
@@ -93,7 +93,7 @@ class Run:
 
     def save_checkpoint(self, name: str, state: dict) -> Path:
         """Write ``checkpoints/<name>`` atomically, and publish it to the artifact store."""
-        from vitrine.train.finetune import save_checkpoint
+        from vitrine.runs.checkpoint import save_checkpoint  # torch, only when a trainer saves
 
         path = save_checkpoint(self.checkpoints_dir / name, state)
         self.publish(f"checkpoints/{name}")

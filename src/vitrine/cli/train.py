@@ -1,9 +1,11 @@
-"""``vitrine train``, ``vitrine eval``, ``vitrine runs`` and ``vitrine tensorboard``.
+"""``vitrine train``, ``vitrine train-detector``, ``vitrine eval``, ``vitrine runs`` and ``vitrine tensorboard``.
 
     vitrine train DATASET [--method finetune|linear-probe|zero-shot] [--backbone efficientnet-lite0]
                   [--epochs N --batch-size N --lr X --image-size N ...] [--name RUN_ID]
                   [--resume RUN_ID] [--workspace DIR] [--json]
+    vitrine train-detector DATASET [--arch maskrcnn|fasterrcnn] [--backbone efficientnet-lite0] [--resume RUN_ID]
     vitrine eval RUN [--split test] [--json]
+    vitrine eval --model M --data D [--out DIR] [--format coco|yolo|cvat|voc]
     vitrine runs [--json]
     vitrine tensorboard [RUN] [--port 6006] [--launch]
 
@@ -22,9 +24,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from vitrine.cli._console import JsonOpt, emit_json, err, fail, guard, out, show_progress
+from vitrine.cli._inputs import load_for_task
 
 METHODS = ("finetune", "linear-probe", "zero-shot")
 
@@ -32,7 +37,6 @@ WorkspaceOpt = Annotated[
     Path | None,
     typer.Option("--workspace", "-w", help="workspace holding datasets/ and runs/ (default: $VITRINE_HOME or .)"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 
 
 def _workspace(path: Path | None):
@@ -239,10 +243,9 @@ def train(
     as_json: JsonOpt = False,
 ):
     """Train a classifier on a dataset: fine-tune a network, fit a linear probe, or go zero-shot."""
-    from vitrine.cli import _emit_json, _fail, _Guard, err
     from vitrine.data.dataset import ClassificationDataset
     from vitrine.errors import Cancelled, VitrineError
-    from vitrine.train.runs import new_run_id
+    from vitrine.runs import new_run_id
 
     finetune_opts = {
         "backbone": backbone,
@@ -269,7 +272,7 @@ def train(
     flags = {"early_stopping_patience": "--patience", "pretrained": "--pretrained/--random-init"}
     cancel = threading.Event()
     run_id = resume or name
-    with _Guard():
+    with guard():
         if method not in METHODS:
             raise VitrineError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
         ws = _workspace(workspace)
@@ -291,9 +294,7 @@ def train(
         if run_id is None:
             run_id = new_run_id(method, ds.name)
 
-        show_bar = bool(err.is_terminal or os.environ.get("VITRINE_PROGRESS")) and not os.environ.get(
-            "VITRINE_NO_PROGRESS"
-        )
+        show_bar = show_progress()
         try:
             with _CancelOnSigint(cancel, err), _TrainProgress(err, show_bar) as progress:
                 common = {"progress": progress, "cancel": cancel, "run_id": run_id}
@@ -345,17 +346,16 @@ def train(
             err.print(f"[yellow]cancelled[/]: run {run.id}", highlight=False)
             raise typer.Exit(130)
     if as_json:
-        _emit_json(run.record)
+        emit_json(run.record)
         return
     _print_run(run, ws)
     if run.record.get("state") == "failed":
-        _fail(VitrineError(f"run {run.id} failed: {run.record.get('error')}"))
+        fail(VitrineError(f"run {run.id} failed: {run.record.get('error')}"))
 
 
 def _print_run(run, ws) -> None:
     from rich.table import Table
 
-    from vitrine.cli import out
 
     r = run.record
     metrics = r.get("metrics") or {}
@@ -428,15 +428,12 @@ def eval_run(
     a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
     from rich.table import Table
 
-    from vitrine.cli import _emit_json, _Guard, err, out
     from vitrine.errors import VitrineError
     from vitrine.evaluate.classification import evaluate_run
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
 
     if data is not None or model is not None:
-        from vitrine.cli_detect import eval_detection
-
-        with _Guard():
+        with guard():
             if data is None or model is None or run_id is not None:
                 raise VitrineError(
                     "detection evaluation takes --model and --data (and no run id)",
@@ -446,7 +443,7 @@ def eval_run(
             model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult
         )
         return
-    with _Guard():
+    with guard():
         if run_id is None:
             raise VitrineError(
                 "give the run to evaluate, or --model and --data for a detector",
@@ -456,9 +453,7 @@ def eval_run(
             raise VitrineError(f"unknown split {split!r}", hint="test, val, train or all")
         ws = _workspace(workspace)
         run = Run.load(ws, run_id)
-        show_bar = bool(err.is_terminal or os.environ.get("VITRINE_PROGRESS")) and not os.environ.get(
-            "VITRINE_NO_PROGRESS"
-        )
+        show_bar = show_progress()
         try:
             with _TrainProgress(err, show_bar) as progress:
                 report = evaluate_run(ws, run, None, split, batch_size=batch_size, progress=progress)
@@ -466,7 +461,7 @@ def eval_run(
             err.print("[yellow]interrupted[/]", highlight=False)
             raise typer.Exit(130) from None
     if as_json:
-        _emit_json({"run": run.id, **report})
+        emit_json({"run": run.id, **report})
         return
     table = Table(title=f"run {run.id} on {split} ({report['n']} images)")
     table.add_column("metric")
@@ -496,11 +491,126 @@ def eval_run(
 
 
 # ------------------------------------------------------------------------------------------------
+# vitrine eval --model M --data D (a detector on annotations)
+
+
+def _fmt_metric(x: Any, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def eval_detection(
+    model: str,
+    data: Path,
+    out_dir: Path | None = None,
+    data_format: str | None = None,
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    workspace: Path | None = None,
+    as_json: bool = False,
+    ignore_difficult: bool | None = None,
+) -> dict:
+    """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
+    CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
+    ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
+    by default on for a VOC source, off otherwise."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from vitrine.data.detection.convert import detect_format, read_any
+    from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
+    from vitrine.workspace import Workspace
+
+    with guard():
+        fmt = (data_format or detect_format(data)).lower()
+        gt = read_any(data, format=fmt)
+        if ignore_difficult is None:
+            ignore_difficult = fmt == "voc"
+        detector = load_for_task(model, "detection", Workspace(workspace))
+        progress = Progress(
+            TextColumn("[bold]predicting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not show_progress(),
+        )
+        try:
+            with progress:
+                bar = progress.add_task("predict", total=len(gt.images))
+                preds = predict_dataset(
+                    detector, gt, threshold=0.05, progress=lambda done, total: progress.update(bar, completed=done)
+                )
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(130) from None
+        report = evaluate_detection(
+            gt, preds, score_threshold=score_threshold, iou_threshold=iou_threshold, ignore_difficult=ignore_difficult
+        )
+        report["model"] = getattr(detector, "name", model)
+        report["data"] = str(data)
+        written: list[Path] = []
+        if out_dir is not None:
+            written = write_detection_report(report, out_dir)
+            html = Path(out_dir) / "pr_curves.html"
+            tmp = html.with_name(f".{html.name}.{os.getpid()}.tmp")
+            pr_curve_figure(report).write_html(str(tmp), include_plotlyjs=True, full_html=True)
+            os.replace(tmp, html)
+            written.append(html)
+    if as_json:
+        emit_json({**report, "files": [str(p) for p in written]})
+        return report
+    ms = report.get("ms_per_image")
+    title = f"{report['model']} on {data} ({report['images']} image(s), {report['gt_objects']} object(s))"
+    if report["ignore_difficult"]:
+        title += f"; {report['difficult_ignored']} difficult object(s) ignored (VOC protocol)"
+    table = Table(title=title)
+    table.add_column("metric")
+    for t in report["iou_types"]:
+        table.add_column("boxes" if t == "bbox" else "masks", justify="right")
+    rows = [
+        ("mAP@.5", "map50"),
+        ("mAP@.5:.95", "map"),
+        ("mAP@.75", "map75"),
+        (f"precision (score ≥ {score_threshold:g}, IoU ≥ {iou_threshold:g})", "precision"),
+        ("recall", "recall"),
+        ("F1", "f1"),
+        ("mean IoU", "mean_iou"),
+    ]
+    for label, key in rows:
+        table.add_row(label, *[_fmt_metric(report[t].get(key)) for t in report["iou_types"]])
+    if ms is not None:
+        table.add_row("ms / image", *[f"{ms:.1f}"] * len(report["iou_types"]))
+    out.print(table)
+    first = report["iou_types"][0]
+    per_class = Table(title=f"per class ({'boxes' if first == 'bbox' else 'masks'})")
+    for col in ("class", "gt", "AP@.5", "AP@.5:.95", "precision", "recall", "F1"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for row in report[first].get("per_class") or []:
+        per_class.add_row(
+            str(row["class"]),
+            str(row.get("gt", "")),
+            _fmt_metric(row.get("ap50")),
+            _fmt_metric(row.get("ap")),
+            _fmt_metric(row.get("precision")),
+            _fmt_metric(row.get("recall")),
+            _fmt_metric(row.get("f1")),
+        )
+    out.print(per_class)
+    if report.get("unmapped"):
+        unmapped = ", ".join(f"{k} ×{v}" for k, v in report["unmapped"].items())
+        err.print(f"[yellow]left out[/] (classes not in the dataset): {unmapped}", highlight=False, soft_wrap=True)
+    if written:
+        err.print("wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
 # vitrine runs
 
 
 def run_rows(ws) -> list[dict]:
-    from vitrine.train.runs import list_runs
+    from vitrine.runs import list_runs
 
     rows = []
     for run in list_runs(ws):
@@ -529,12 +639,11 @@ def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     """List the training runs of the workspace (newest first) with their scores."""
     from rich.table import Table
 
-    from vitrine.cli import _emit_json, _Guard, out
 
-    with _Guard():
+    with guard():
         rows = run_rows(_workspace(workspace))
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
         out.print("no runs yet: train one with `vitrine train DATASET`")
@@ -583,11 +692,10 @@ def tensorboard(
     as_json: JsonOpt = False,
 ):
     """Show how to open the training curves in TensorBoard, or (--launch) open them."""
-    from vitrine.cli import _emit_json, _Guard, err, out
     from vitrine.errors import NotFound
-    from vitrine.train.runs import Run
+    from vitrine.runs import Run
 
-    with _Guard():
+    with guard():
         ws = _workspace(workspace)
         if run_id:
             logdir = Run.load(ws, run_id).tensorboard_dir
@@ -600,7 +708,7 @@ def tensorboard(
     command = shlex.join(_tensorboard_argv(logdir, port, host, short=True))
     url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
     if as_json and not launch:
-        _emit_json({"logdir": str(logdir), "command": command, "url": url})
+        emit_json({"logdir": str(logdir), "command": command, "url": url})
         return
     out.print(command, highlight=False, soft_wrap=True)
     err.print(f"then open {url}", highlight=False)
@@ -699,7 +807,6 @@ def train_detector_cmd(
     as_json: JsonOpt = False,
 ):
     """Fine-tune Mask R-CNN or Faster R-CNN on a detection dataset (runs are listed by `vitrine runs`)."""
-    from vitrine.cli import _emit_json, _fail, _Guard, err
     from vitrine.errors import Cancelled, VitrineError
 
     opts = {
@@ -731,7 +838,7 @@ def train_detector_cmd(
             rpn_pre_nms_top_n_test=proposals,
         )
     cancel = threading.Event()
-    with _Guard():
+    with guard():
         from vitrine.train.detection import DetectionConfig, train_detector
 
         ws = _workspace(workspace)
@@ -740,9 +847,7 @@ def train_detector_cmd(
         if dataset is None and not resume:
             raise VitrineError("give the dataset to train on", hint="a COCO .json file or a folder of them")
         run_id = resume or name
-        show_bar = bool(err.is_terminal or os.environ.get("VITRINE_PROGRESS")) and not os.environ.get(
-            "VITRINE_NO_PROGRESS"
-        )
+        show_bar = show_progress()
         try:
             with _CancelOnSigint(cancel, err), _DetectionProgress(err, show_bar) as progress:
                 common = {"progress": progress, "cancel": cancel, "run_id": run_id}
@@ -767,17 +872,16 @@ def train_detector_cmd(
             )
             raise typer.Exit(130) from None
     if as_json:
-        _emit_json(run.record)
+        emit_json(run.record)
         return
     _print_detection_run(run)
     if run.record.get("state") == "failed":
-        _fail(VitrineError(f"run {run.id} failed: {run.record.get('error')}"))
+        fail(VitrineError(f"run {run.id} failed: {run.record.get('error')}"))
 
 
 def _print_detection_run(run) -> None:
     from rich.table import Table
 
-    from vitrine.cli import out
 
     r = run.record
     metrics = r.get("metrics") or {}

@@ -15,28 +15,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
+from vitrine.cli._console import JsonOpt, err, fail, out
 from vitrine.errors import VitrineError
-
-err = Console(stderr=True)
-out = Console()
 
 RootOpt = Annotated[
     Path | None,
     typer.Option("--root", "-w", help="the folder the server serves (default: VITRINE_HOME or the current folder)"),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 
 jobs_app = typer.Typer(help="Background jobs (indexing, training, evaluation) of the server database.")
-
-
-def _fail(exc: VitrineError):
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-    if exc.hint:
-        err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _manager(root: Path | None):
@@ -66,7 +55,7 @@ def list_jobs(
     try:
         jobs = _manager(root).list(kind=kind, states=(state,) if state else None, limit=limit, owner=owner)
     except VitrineError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         sys.stdout.write(json.dumps([j.to_dict() for j in jobs], indent=2, default=str) + "\n")
         return
@@ -86,7 +75,7 @@ def show_job(job_id: str, root: RootOpt = None):
     try:
         job = _manager(root).get(job_id)
     except VitrineError as exc:
-        _fail(exc)
+        fail(exc)
     sys.stdout.write(json.dumps(job.to_dict(), indent=2, default=str) + "\n")
 
 
@@ -96,7 +85,7 @@ def cancel_job(job_id: str, root: RootOpt = None):
     try:
         job = _manager(root).cancel(job_id)
     except VitrineError as exc:
-        _fail(exc)
+        fail(exc)
     err.print(f"job {job.id} ({job.kind} {job.target}): {job.state}" + (f" · {job.message}" if job.message else ""))
 
 
@@ -121,9 +110,9 @@ def export_run(
         store = ArtifactStore(url)
         keys = export_tree(run_dir, store, run_id, skip=skip)
     except VitrineError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(VitrineError(f"cannot write to {url}: {exc}", hint="check the destination and its credentials"))
+        fail(VitrineError(f"cannot write to {url}: {exc}", hint="check the destination and its credentials"))
     err.print(f"exported {len(keys)} files of run {run_id} to {store.url_for(run_id)}", highlight=False, soft_wrap=True)
 
 

@@ -1,0 +1,30 @@
+"""The ``vitrine`` command line (Typer + Rich). Every command that prints results takes --json.
+
+This module only assembles: it creates the app and adds the command groups, one module each
+(:mod:`~vitrine.cli.project`, :mod:`~vitrine.cli.data`, :mod:`~vitrine.cli.train`,
+:mod:`~vitrine.cli.predict`, :mod:`~vitrine.cli.detect`, :mod:`~vitrine.cli.jobs`,
+:mod:`~vitrine.cli.users`). They share :mod:`vitrine.cli._console` (consoles, --json, errors,
+progress) and :mod:`vitrine.cli._inputs` (image files, detectors), and never import this module
+nor each other.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from vitrine.cli import data, detect, jobs, predict, project, train, users
+
+app = typer.Typer(
+    help="vitrine: index, search and explore image collections with deep vision models, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# the order of `vitrine --help`: project commands first, then the other groups
+for _group in (project, data, train, predict, detect, users, jobs):
+    _group.register(app)
+
+
+def main():  # pragma: no cover
+    app()

@@ -1,0 +1,5 @@
+"""Inference from what runs produced: predictors that never import ``train/``.
+
+``classifier``: every trained classifier (fine-tuning, linear probe, zero-shot) loaded from its
+run folder for prediction; predict pages, the CLI and evaluation only use this.
+"""

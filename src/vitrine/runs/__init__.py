@@ -1,0 +1,31 @@
+"""The record every kind of run shares: one folder under ``<workspace>/runs/<id>/``.
+
+``record`` holds :class:`Run` (``run.json``: id, kind, dataset, model, config, state, progress,
+metrics, classes, times), :func:`list_runs` and the atomic JSON writer; ``checkpoint`` the atomic
+checkpoint writer and reader. Training, evaluation, prediction, the server and the CLI read and
+write runs through this package; it imports nothing from ``train/`` or ``evaluate/``.
+"""
+
+from vitrine.runs.record import (
+    ARTIFACTS_ENV,
+    FINAL_STATES,
+    RUN_KINDS,
+    RUN_STATES,
+    Run,
+    artifact_store,
+    atomic_write_json,
+    list_runs,
+    new_run_id,
+)
+
+__all__ = [
+    "ARTIFACTS_ENV",
+    "FINAL_STATES",
+    "RUN_KINDS",
+    "RUN_STATES",
+    "Run",
+    "artifact_store",
+    "atomic_write_json",
+    "list_runs",
+    "new_run_id",
+]

@@ -1,0 +1,29 @@
+"""Job handlers: one module per job kind, each registering its kind when imported. Importing
+``vitrine.tasks`` registers them all (the server does, before its jobs resume); none imports
+FastAPI, so a worker runs them without the web layer.
+
+- ``index`` (:mod:`vitrine.tasks.index`): index a project's images
+- ``tag`` (:mod:`vitrine.tasks.tag`): tag a project's images with a detector
+- ``train`` (:mod:`vitrine.tasks.train_classifier`): train a classifier
+- ``train-detector`` (:mod:`vitrine.tasks.train_detector`): train a detector
+"""
+
+from vitrine.tasks import index, tag, train_classifier, train_detector
+from vitrine.tasks.index import INDEX_JOB
+from vitrine.tasks.tag import TAG_JOB
+from vitrine.tasks.train_classifier import TRAIN_JOB
+from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB
+
+KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB)
+
+__all__ = [
+    "INDEX_JOB",
+    "KINDS",
+    "TAG_JOB",
+    "TRAIN_DETECTOR_JOB",
+    "TRAIN_JOB",
+    "index",
+    "tag",
+    "train_classifier",
+    "train_detector",
+]
