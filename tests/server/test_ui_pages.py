@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from vitrine.server.app import create_app
-from vitrine.server.ui.routes import plotly_version
+from vitrine.server.templates import plotly_version
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cli_helpers as cli  # noqa: E402

@@ -18,12 +18,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vitrine import __version__
+from vitrine.auth.policy import Forbidden, Hidden
 from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.server.api.auth import router as auth_router
+from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.responses import document_common
-from vitrine.server.api.v1 import error_response, human_size
+from vitrine.server.api.v1 import human_size
 from vitrine.server.api.v1 import router as api_router
+from vitrine.server.errors import error_response, html_error_response, is_page_request, page_error
 from vitrine.server.security import install_security
 from vitrine.server.state import AppState, Settings
 
@@ -197,6 +201,10 @@ def create_app(
     app.add_middleware(BodyLimit, settings=settings)
     # accounts and the one authorization layer: before the routes (its dependency applies to them)
     install_security(app)
+    app.add_exception_handler(Hidden, page_error)  # what a user may not see: 404, as if absent
+    app.add_exception_handler(Forbidden, page_error)  # what a user may read but not change: 403
+    app.include_router(auth_router)  # accounts: /api/v1/me, tokens, access...
+    app.include_router(auth_ui_router)  # ... and the login and account pages
     if settings.root_path:
         app.add_middleware(RootPath, root_path=settings.root_path)
     app.add_middleware(CleanPaths)  # outermost: before the login check and the static files
@@ -204,8 +212,6 @@ def create_app(
     _offline_docs(app)
 
     # pages of the UI answer errors with an HTML page and the right status; the API with JSON
-    from vitrine.server.ui.routes import html_error_response, is_page_request
-
     @app.exception_handler(VitrineError)
     async def vitrine_error(request: Request, exc: VitrineError):
         if is_page_request(request):

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from vitrine.auth import tokens
-from vitrine.auth.policy import LOCAL_ADMIN, Forbidden, Hidden, Principal, check
+from vitrine.auth.policy import LOCAL_ADMIN, Forbidden, Principal, check
 from vitrine.auth.ratelimit import LoginLimiter
 from vitrine.auth.service import DEFAULT_SESSION_SECONDS, AuthStore
 
@@ -453,23 +453,6 @@ class OwnedJobs:
         return job
 
 
-# ------------------------------------------------------------------------------ errors on pages
-def _page_error(request: Request, exc) -> object:
-    from vitrine.server.api.v1 import error_response
-
-    path = route_path(request.scope)
-    if request.method in ("GET", "HEAD") and not path.startswith("/api/") and path != "/openapi.json":
-        from vitrine.server.ui.routes import base_of, make_templates
-
-        return make_templates().TemplateResponse(
-            request,
-            "error.html",
-            {"page": "error", "base": base_of(request), "title": "vitrine", "error": exc.to_dict()},
-            status_code=exc.status,
-        )
-    return error_response(exc)
-
-
 def template_context(request: Request) -> dict:
     """What every page template gets: the signed-in user and the CSRF token of the session."""
     principal = principal_of(request)
@@ -507,16 +490,10 @@ def install_security(app: FastAPI, multi_user: bool | None = None) -> AuthRuntim
 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.router.dependencies.append(Depends(authorize))
-    app.add_exception_handler(Hidden, _page_error)
-    app.add_exception_handler(Forbidden, _page_error)
     if not isinstance(st.jobs, OwnedJobs):
         st.jobs = OwnedJobs(st.jobs)
     if store is not None and not store.list_users():
         log.warning("multi-user mode with no users: add an admin with `vitrine users add NAME --admin`")
-    from vitrine.server.api.auth import router, ui_router
-
-    app.include_router(router)
-    app.include_router(ui_router)
     return runtime
 
 

@@ -214,7 +214,7 @@ def _login_page(
     headers: dict | None = None,
     nxt: str | None = None,
 ):
-    from vitrine.server.ui.routes import make_templates
+    from vitrine.server.templates import make_templates
 
     csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or tokens.new_secret()
     response = make_templates().TemplateResponse(

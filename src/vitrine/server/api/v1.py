@@ -6,7 +6,7 @@ import io
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from vitrine.errors import PayloadTooLarge, VitrineError
 from vitrine.models import registry
@@ -275,7 +275,3 @@ def image_thumb(p: ProjectDep, path: str, size: Annotated[int, Query(ge=32, le=1
     return FileResponse(
         p.thumbnail(path, size=size), media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"}
     )
-
-
-def error_response(exc: VitrineError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status)

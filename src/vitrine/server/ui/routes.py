@@ -8,33 +8,15 @@ and ``static/app.js`` fills them from ``/api/v1``. Every URL is built from ``bas
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from vitrine import __version__
 from vitrine.errors import NotFound, VitrineError
+from vitrine.server.templates import base_of, make_templates, plotly_version, quote_segment
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
-
-
-def quote_segment(value: object) -> str:
-    """Percent-encode one URL path segment (slashes included)."""
-    return quote(str(value), safe="")
-
-
-def quote_path(value: object) -> str:
-    """Percent-encode a relative path, keeping its slashes."""
-    return quote(str(value), safe="/")
-
-
-def base_of(request: Request) -> str:
-    """The path prefix the app is served under ('' when at the root), without a trailing slash."""
-    return (request.scope.get("root_path") or "").rstrip("/")
 
 
 def static_file(path: str) -> Path:
@@ -45,57 +27,7 @@ def static_file(path: str) -> Path:
     return target
 
 
-# what answers JSON whatever goes wrong: the API, its schema and docs assets, and the static files
-_NOT_PAGES = ("/api/", "/static/", "/docs-assets/", "/openapi.json")
-
-
-def is_page_request(request: Request) -> bool:
-    """Whether ``request`` is for a page of the UI (a person's browser), which gets an HTML error
-    page, rather than for the API or a file, which gets JSON: decided by the path alone."""
-    path = request.scope.get("path") or "/"
-    base = base_of(request)
-    if base and path.startswith(base + "/"):
-        path = path[len(base) :]
-    return request.method in ("GET", "HEAD") and not path.startswith(_NOT_PAGES)
-
-
-_ERROR_TITLES = {404: "Page not found", 403: "Not allowed", 405: "Not allowed", 503: "Unavailable"}
-
-
-def html_error_response(request: Request, status: int, message: str, hint: str | None = None) -> HTMLResponse:
-    """The UI's error page, answered with ``status`` (never a 200 for a page that does not exist)."""
-    if status == 404 and not hint:
-        hint = "check the address, or start again from the list of collections"
-    title = _ERROR_TITLES.get(status, "Something went wrong" if status >= 500 else "Cannot show this page")
-    templates = getattr(request.app.state, "ui_templates", None) or make_templates()
-    context = {"page": "error", "base": base_of(request), "title": title, "status": status}
-    context["error"] = {"message": message, "hint": hint}
-    return templates.TemplateResponse(request, "error.html", context, status_code=status)
-
-
-def make_templates() -> Jinja2Templates:
-    from vitrine.server.security import template_context
-
-    # every page knows the signed-in user and the session's CSRF token (multi-user mode)
-    templates = Jinja2Templates(directory=str(TEMPLATES_DIR), context_processors=[template_context])
-    templates.env.filters["qs"] = quote_segment
-    templates.env.filters["qp"] = quote_path
-    templates.env.globals["version"] = __version__
-    templates.env.globals["plotly_v"] = plotly_version()
-    return templates
-
-
 _PLOTLY_GZ: dict[Path, tuple[float, bytes]] = {}  # plotly.min.js -> (mtime, its gzip), made once
-
-
-def plotly_version() -> str:
-    """What the Plotly bundle's URL carries (``?v=``): vitrine's version and plotly's."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"{__version__}-{version('plotly')}"
-    except PackageNotFoundError:
-        return __version__
 
 
 def _gzipped(path: Path) -> bytes:
