@@ -44,6 +44,7 @@ import faiss
 import numpy as np
 
 from vitrine.errors import NotFound, VitrineError
+from vitrine.store.durable import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -295,19 +296,6 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders; rename durability is best effort there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = _tmp_path(path)
     try:
@@ -319,7 +307,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _file_digest(path: Path) -> tuple[int, str]:
@@ -651,7 +639,7 @@ class VectorIndex:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             sidecar = {
                 "format": _FORMAT_NAME,
                 "version": FORMAT_VERSION,

@@ -14,19 +14,7 @@ from pathlib import Path
 import torch
 
 from vitrine.errors import VitrineError
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from vitrine.store.durable import fsync_dir
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -44,7 +32,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

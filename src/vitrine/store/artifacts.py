@@ -22,21 +22,9 @@ from pathlib import Path
 from typing import IO
 
 from vitrine.errors import NotFound, VitrineError
+from vitrine.store.durable import fsync_dir
 
 __all__ = ["ArtifactStore", "export_tree"]
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ArtifactStore:
@@ -107,7 +95,7 @@ class ArtifactStore:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         else:
             self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self.fs.pipe_file(path, bytes(data))
@@ -132,7 +120,7 @@ class ArtifactStore:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         else:
             self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self.fs.put_file(str(source), path)
