@@ -79,3 +79,24 @@ def test_an_availability_check_that_raises_reads_unavailable():
         assert row["available"] is False and "libGL" in row["availability_detail"]
     finally:
         registry.unregister(spec.name)
+
+
+def test_a_load_with_other_weights_does_not_clear_the_default_failure():
+    """The listing reports whether the model's own weights load: a load from a local file that works
+    says nothing about them."""
+
+    def loader(weights=None, device=None, **_):
+        if weights is None:
+            raise ImportError("libsimulated.so.1: cannot open shared object file")
+        return object()
+
+    spec = make_spec(
+        "test-default-fails", loader, lambda weights=None, probe_hub=False, **_: registry.Availability(True, "x", "")
+    )
+    try:
+        with pytest.raises(ModelUnavailable):
+            registry.load(spec.name)
+        registry.load(spec.name, weights="local.pt")
+        assert registry.get(spec.name).describe()["available"] is False
+    finally:
+        registry.unregister(spec.name)

@@ -150,7 +150,8 @@ def load(name: str, weights: str | None = None, device: str | None = None) -> Em
                 if weights is None:
                     _FAILED[name] = reason
                 raise ModelUnavailable(reason, hint="`vitrine models` lists what works here") from e
-            _FAILED.pop(name, None)
+            if weights is None:  # only the default weights' failure is what listings report
+                _FAILED.pop(name, None)
             _LOADED[key] = model
         return model
 
