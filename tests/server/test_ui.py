@@ -329,7 +329,9 @@ def test_behind_a_path_prefix_proxy(demo_root, page, shots):
             expect(card).to_have_attribute("href", PREFIX + "/p/demo")
             card.click()
             expect(page).to_have_url(base + "/p/demo")
-            # style.css was served and applied (through the prefix)
+            # style.css was served and applied (through the prefix); the URL changes before the new
+            # page's stylesheet is applied, so wait for it (up to the default timeout)
+            page.wait_for_function("getComputedStyle(document.querySelector('.topbar')).position === 'sticky'")
             assert page.eval_on_selector(".topbar", "e => getComputedStyle(e).position") == "sticky"
             wait_results(page)
 
