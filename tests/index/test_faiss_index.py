@@ -384,7 +384,7 @@ def test_crash_during_save_keeps_previous_index(tmp_path, data, monkeypatch):
     def failing_sidecar(path_, data_):
         raise OSError("killed")
 
-    monkeypatch.setattr(fi, "_atomic_write_bytes", failing_sidecar)
+    monkeypatch.setattr(fi, "atomic_write_bytes", failing_sidecar)
     with pytest.raises(OSError):
         new.save(path)
     monkeypatch.undo()

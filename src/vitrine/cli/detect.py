@@ -15,8 +15,6 @@ image found, DIR not writable).
 from __future__ import annotations
 
 import dataclasses
-import os
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,6 +24,7 @@ import typer
 
 from vitrine.cli._console import JsonOpt, emit_json, err, guard, out, show_progress
 from vitrine.cli._inputs import collect_inputs, load_for_task
+from vitrine.core.atomic import atomic_write_bytes
 
 DETECTIONS_FILE = "detections.json"
 Images = Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")]
@@ -53,19 +52,6 @@ class ImageResult:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _overlay_name(shown: str, taken: set[str]) -> str:
@@ -158,7 +144,7 @@ def detect_files(
                 buf = io.BytesIO()
                 drawn.convert("RGB").save(buf, format="PNG")
                 name = _overlay_name(shown, taken)
-                _atomic_bytes(out_dir / name, buf.getvalue())
+                atomic_write_bytes(out_dir / name, buf.getvalue())
             except VitrineError as exc:
                 res.error = exc.message
             except OSError as exc:

@@ -17,7 +17,6 @@ exits with status 130, saying how to resume it (``--resume RUN_ID``); a second C
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import signal
 import subprocess
@@ -30,6 +29,7 @@ import typer
 
 from vitrine.cli._console import JsonOpt, emit_json, err, fail, guard, out, show_progress
 from vitrine.cli._inputs import load_for_task
+from vitrine.core.atomic import atomic_path
 
 METHODS = ("finetune", "linear-probe", "zero-shot")
 
@@ -356,7 +356,6 @@ def train(
 def _print_run(run, ws) -> None:
     from rich.table import Table
 
-
     r = run.record
     metrics = r.get("metrics") or {}
     ev = evaluation_of(r)
@@ -553,9 +552,8 @@ def eval_detection(
         if out_dir is not None:
             written = write_detection_report(report, out_dir)
             html = Path(out_dir) / "pr_curves.html"
-            tmp = html.with_name(f".{html.name}.{os.getpid()}.tmp")
-            pr_curve_figure(report).write_html(str(tmp), include_plotlyjs=True, full_html=True)
-            os.replace(tmp, html)
+            with atomic_path(html) as tmp:
+                pr_curve_figure(report).write_html(str(tmp), include_plotlyjs=True, full_html=True)
             written.append(html)
     if as_json:
         emit_json({**report, "files": [str(p) for p in written]})
@@ -638,7 +636,6 @@ def run_rows(ws) -> list[dict]:
 def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     """List the training runs of the workspace (newest first) with their scores."""
     from rich.table import Table
-
 
     with guard():
         rows = run_rows(_workspace(workspace))
@@ -881,7 +878,6 @@ def train_detector_cmd(
 
 def _print_detection_run(run) -> None:
     from rich.table import Table
-
 
     r = run.record
     metrics = r.get("metrics") or {}

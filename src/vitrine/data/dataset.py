@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import NotFound, VitrineError
 
 SPLITS = ("train", "val", "test")
@@ -91,7 +91,7 @@ class ClassificationDataset:
         writer.writerow(["path", "label", "split"])
         for s in self.samples:
             writer.writerow([s.path, s.label, s.split])
-        _atomic_write(directory / "samples.csv", buf.getvalue())
+        atomic_write_text(directory / "samples.csv", buf.getvalue())
         meta = {
             "format": 1,
             "name": self.name,
@@ -100,7 +100,7 @@ class ClassificationDataset:
             "source": self.source,
             "problems": [asdict(p) for p in self.problems],
         }
-        _atomic_write(directory / "dataset.json", json.dumps(meta, ensure_ascii=False, indent=2))
+        atomic_write_text(directory / "dataset.json", json.dumps(meta, ensure_ascii=False, indent=2))
         return directory
 
     @classmethod
@@ -123,12 +123,3 @@ class ClassificationDataset:
             source=meta.get("source", {}),
             problems=[RowProblem(**p) for p in meta.get("problems", [])],
         )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import NotFound, VitrineError
 
 __all__ = [
@@ -228,9 +229,7 @@ def export_fashion_mnist(
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(["path", "label", "split"])
             writer.writerows(rows)
-            tmp = out / ".labels.csv.tmp"
-            tmp.write_text(buf.getvalue(), encoding="utf-8")
-            os.replace(tmp, out / "labels.csv")
+            atomic_write_text(out / "labels.csv", buf.getvalue())
     except OSError as exc:
         raise VitrineError(f"cannot write into {out}: {exc.strerror or exc}") from None
     return out

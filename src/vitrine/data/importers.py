@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vitrine.collection.imageio import SUPPORTED_SUFFIXES, image_info
+from vitrine.core.atomic import atomic_write_text
 from vitrine.data.dataset import SPLITS, ClassificationDataset, RowProblem, Sample
 from vitrine.errors import ImageError, NotFound, VitrineError
 from vitrine.workspace import Workspace, check_name
@@ -648,9 +649,7 @@ def to_csv(
             raise VitrineError(f"{s.path} is not inside {base}", hint="give a root that holds every image")
         writer.writerow([Path(rel).as_posix(), s.label, s.split])
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, csv_path)
+    atomic_write_text(csv_path, buf.getvalue())
     return csv_path
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.collection.imageio import image_info
-from vitrine.data.dataset import SPLITS, ClassificationDataset, _atomic_write
+from vitrine.core.atomic import atomic_write_text
+from vitrine.data.dataset import SPLITS, ClassificationDataset
 from vitrine.errors import ImageError
 
 __all__ = ["STATS_VERSION", "dataset_stats", "sample_paths"]
@@ -158,7 +159,7 @@ def dataset_stats(
     stats["elapsed_s"] = round(time.perf_counter() - t0, 3)
     if key is not None:
         try:
-            _atomic_write(cache / "stats.json", json.dumps({"key": key, "stats": stats}, ensure_ascii=False))
+            atomic_write_text(cache / "stats.json", json.dumps({"key": key, "stats": stats}, ensure_ascii=False))
         except OSError:
             pass  # a read-only dataset folder: no cache, same numbers
     stats["cached"] = False

@@ -24,13 +24,13 @@ import csv
 import html
 import io
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import ImageError, VitrineError
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "per_class.json", "confusion.csv", "confusion.svg")
@@ -116,19 +116,6 @@ def summary(report: dict) -> dict:
 # files
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _per_class_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(PER_CLASS_FIELDS), extrasaction="ignore")
@@ -204,10 +191,10 @@ def write_report(run_dir, report: dict) -> list[Path]:
     matrix = report.get("confusion_matrix") or [[0] * len(classes) for _ in classes]
     atomic_write_json(run_dir / "metrics.json", report)
     atomic_write_json(run_dir / "per_class.json", rows)  # type: ignore[arg-type]  (a list is fine)
-    _atomic_text(run_dir / "per_class.csv", _per_class_csv(rows))
-    _atomic_text(run_dir / "confusion.csv", _confusion_csv(classes, matrix))
+    atomic_write_text(run_dir / "per_class.csv", _per_class_csv(rows))
+    atomic_write_text(run_dir / "confusion.csv", _confusion_csv(classes, matrix))
     title = f"confusion matrix, {report['split']} split" if report.get("split") else ""
-    _atomic_text(run_dir / "confusion.svg", confusion_svg(classes, matrix, title))
+    atomic_write_text(run_dir / "confusion.svg", confusion_svg(classes, matrix, title))
     return [run_dir / name for name in REPORT_FILES]
 
 

@@ -546,7 +546,7 @@ def _csv_text(rows: list[dict]) -> str:
 
 def write_detection_report(report: dict, out_dir: str | Path) -> list[Path]:
     """Write ``detection_metrics.json`` and ``per_class_<bbox|segm>.csv`` into ``out_dir`` atomically."""
-    from vitrine.evaluate.classification import _atomic_text
+    from vitrine.core.atomic import atomic_write_text
     from vitrine.runs import atomic_write_json
 
     out = Path(out_dir)
@@ -555,7 +555,7 @@ def write_detection_report(report: dict, out_dir: str | Path) -> list[Path]:
     atomic_write_json(paths[0], report)
     for t in report.get("iou_types", []):
         path = out / f"per_class_{t}.csv"
-        _atomic_text(path, _csv_text(report[t]["per_class"]))
+        atomic_write_text(path, _csv_text(report[t]["per_class"]))
         paths.append(path)
     return paths
 

@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import threading
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +42,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from vitrine.core.atomic import atomic_open, atomic_write_bytes
 from vitrine.errors import NotFound, VitrineError
-from vitrine.store.durable import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -290,24 +289,6 @@ def _dedupe_last(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 def _file_digest(path: Path) -> tuple[int, str]:
@@ -620,26 +601,17 @@ class VectorIndex:
         with self._lock:
             h = hashlib.sha256()
             size = 0
-            tmp = _tmp_path(path)
-            try:
-                with open(tmp, "wb") as f:
+            with atomic_open(path, "wb") as f:
 
-                    def sink(chunk: bytes) -> None:
-                        nonlocal size
-                        f.write(chunk)
-                        h.update(chunk)
-                        size += len(chunk)
+                def sink(chunk: bytes) -> None:
+                    nonlocal size
+                    f.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
 
-                    writer = faiss.PyCallbackIOWriter(sink)
-                    faiss.write_index(self._index, writer)
-                    del writer
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_dir(path.parent)
+                writer = faiss.PyCallbackIOWriter(sink)
+                faiss.write_index(self._index, writer)
+                del writer
             sidecar = {
                 "format": _FORMAT_NAME,
                 "version": FORMAT_VERSION,
@@ -653,7 +625,7 @@ class VectorIndex:
                 "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "meta": meta,
             }
-            _atomic_write_bytes(_sidecar_path(path), json.dumps(sidecar, indent=2).encode("utf-8"))
+            atomic_write_bytes(_sidecar_path(path), json.dumps(sidecar, indent=2).encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> VectorIndex:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from vitrine.core.atomic import atomic_open, atomic_write_bytes
 from vitrine.errors import NotFound, VitrineError
-from vitrine.store.durable import fsync_dir
 
 __all__ = ["ArtifactStore", "export_tree"]
 
@@ -85,17 +84,7 @@ class ArtifactStore:
         if self.local:
             directory = os.path.dirname(path)
             os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            fsync_dir(directory)
+            atomic_write_bytes(path, data)
         else:
             self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self.fs.pipe_file(path, bytes(data))
@@ -110,17 +99,8 @@ class ArtifactStore:
         if self.local:
             directory = os.path.dirname(path)
             os.makedirs(directory, exist_ok=True)
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                with open(source, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            fsync_dir(directory)
+            with open(source, "rb") as src, atomic_open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
         else:
             self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
             self.fs.put_file(str(source), path)

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError as SQLDatabaseError
 
+from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import VitrineError
 
 SCHEMA_VERSION = 1
@@ -209,9 +210,7 @@ def _mark_checked(path: Path, st: os.stat_result) -> None:
     """Record that the file, as ``st`` describes it, is known to be sound."""
     marker = _marker(path)
     try:
-        tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-        tmp.write_text(_signature(st) + "\n")
-        os.replace(tmp, marker)
+        atomic_write_text(marker, _signature(st) + "\n")
     except OSError:
         pass  # a read-only folder: check again next time
 

@@ -1,32 +1,24 @@
-"""Small file helpers shared by the writers: atomic writes, image links, image sizes."""
+"""Small file helpers shared by the writers: writing a file atomically, image links, image sizes."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import ImageError, VitrineError
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and rename (never half-written)."""
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with the one atomic writer (never half-written), making its folder;
+    a failure becomes an error naming the file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, text)
     except OSError as exc:
         raise VitrineError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from vitrine.data.detection._io import atomic_write_text, image_size
+from vitrine.data.detection._io import image_size, write_text
 from vitrine.data.detection.geometry import (
     is_finite,
     polygons_to_rle,
@@ -259,5 +259,5 @@ def to_coco(ds: DetectionDataset, json_path: str | os.PathLike, masks: str = "ke
             for c in sorted(ds.categories, key=lambda c: c.id)
         ],
     }
-    atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
+    write_text(path, json.dumps(doc, separators=(",", ":")))
     return []

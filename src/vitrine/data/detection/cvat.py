@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrine.data.detection._io import atomic_write_text
+from vitrine.data.detection._io import write_text
 from vitrine.data.detection._xml import parse_xml
 from vitrine.data.detection.coco import split_from_name
 from vitrine.data.detection.geometry import (
@@ -312,5 +312,5 @@ def to_cvat(ds: DetectionDataset, xml_path: str | os.PathLike, name: str = "vitr
                     ET.SubElement(el, "attribute", {"name": str(key)}).text = str(value)
     ET.indent(root, space="  ")
     text = '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-    atomic_write_text(path, text)
+    write_text(path, text)
     return []

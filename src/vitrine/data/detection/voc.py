@@ -17,7 +17,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vitrine.data.detection._io import atomic_write_text, image_size, place_image
+from vitrine.data.detection._io import image_size, place_image, write_text
 from vitrine.data.detection._xml import parse_xml
 from vitrine.data.detection.geometry import is_finite
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
@@ -234,8 +234,8 @@ def to_voc(ds: DetectionDataset, out_dir: str | os.PathLike, images: str = "link
         if im.split:
             listing.setdefault(im.split, []).append(stem)
     for split, stems in listing.items():
-        atomic_write_text(out / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
-    atomic_write_text(out / "labels.txt", "".join(c.name + "\n" for c in cats))
+        write_text(out / "ImageSets" / "Main" / f"{split}.txt", "".join(s + "\n" for s in stems))
+    write_text(out / "labels.txt", "".join(c.name + "\n" for c in cats))
     unwritable = [c.name for c in cats if ":" in c.name or c.name.strip() != c.name or c.name == _BACKGROUND]
     if unwritable:
         problems.append(
@@ -249,7 +249,7 @@ def to_voc(ds: DetectionDataset, out_dir: str | os.PathLike, images: str = "link
     else:
         lines = ["# label:color_rgb:parts:actions", f"{_BACKGROUND}:0,0,0::"]
         lines += [f"{c.name}:{','.join(map(str, _voc_colour(i)))}::" for i, c in enumerate(cats, start=1)]
-        atomic_write_text(out / "labelmap.txt", "".join(line + "\n" for line in lines))
+        write_text(out / "labelmap.txt", "".join(line + "\n" for line in lines))
     if masks:
         problems.append(
             Problem(str(out), "Annotations", f"{masks} mask(s) not representable in VOC (boxes only): boxes kept")

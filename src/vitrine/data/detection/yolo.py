@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from vitrine.data.detection._io import atomic_write_text, image_size, place_image
+from vitrine.data.detection._io import image_size, place_image, write_text
 from vitrine.data.detection.geometry import is_finite, join_polygons, polygons_bbox, segmentation_to_polygons
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
 from vitrine.data.detection.validate import clean_annotation
@@ -432,5 +432,5 @@ def to_yolo(
     doc = {"train": doc.get("train", first), "val": doc.get("val", first), **doc}
     doc["nc"] = len(cats)
     doc["names"] = {i: c.name for i, c in enumerate(cats)}
-    atomic_write_text(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    write_text(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return problems
