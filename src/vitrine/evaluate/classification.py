@@ -24,7 +24,6 @@ import csv
 import html
 import io
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from vitrine.core.atomic import atomic_write_text
 from vitrine.errors import ImageError, VitrineError
+from vitrine.evaluate import speed
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "per_class.json", "confusion.csv", "confusion.svg")
 PER_CLASS_FIELDS = ("class", "precision", "recall", "f1", "support", "predicted")
@@ -203,48 +203,34 @@ def write_report(run_dir, report: dict) -> list[Path]:
 
 
 def measure_speed(
-    classifier, images: list, batch_size: int = 32, warmup: int = 1, min_seconds: float = 0.5, max_repeats: int = 3
+    classifier,
+    images: list,
+    batch_size: int = 32,
+    warmup: int = 1,
+    min_seconds: float = 0.5,
+    max_repeats: int = 3,
+    latency_images: int = 0,
 ) -> dict:
-    """Time ``classifier.predict_proba`` over ``images`` (decoded PIL images) in batches.
-
-    ``warmup`` rounds of one full batch (and one of the last, smaller batch's size) run first and
-    are not timed. The timed pass is repeated (up to ``max_repeats`` times, until ``min_seconds``
-    have passed) and the median pass is reported. Preprocessing is included: this is what a user
-    waits for per image on this machine.
+    """Time ``classifier.predict_proba`` over ``images`` (decoded PIL images) with the one speed
+    harness (:func:`vitrine.evaluate.speed.measure`): throughput in batches of ``batch_size`` (the
+    median of up to ``max_repeats`` passes, until ``min_seconds`` have passed, after ``warmup``
+    untimed rounds), and, when ``latency_images`` > 0, milliseconds per image at batch 1.
+    Preprocessing is included: this is what a user waits for per image on this machine.
     """
-    images = list(images)
     if not images:
         raise ValueError("measure_speed needs at least one image")
-    batch_size = max(1, int(batch_size))
-    rest = len(images) % batch_size
-    for _ in range(max(0, int(warmup))):
-        classifier.predict_proba(images[:batch_size])
-        if rest and len(images) > batch_size:
-            classifier.predict_proba(images[:rest])  # new shapes cost extra the first time (oneDNN, cuDNN)
-    passes: list[float] = []
-    while True:
-        started = time.perf_counter()
-        for i in range(0, len(images), batch_size):
-            classifier.predict_proba(images[i : i + batch_size])
-        passes.append(time.perf_counter() - started)
-        if len(passes) >= max(1, max_repeats) or sum(passes) >= min_seconds:
-            break
-    seconds = max(float(np.median(passes)), 1e-9)
-    out = {
-        "ms_per_image": 1000.0 * seconds / len(images),
-        "images_per_second": len(images) / seconds,
-        "batch_size": batch_size,
-        "device": str(getattr(classifier, "device", "cpu")),
-        "images": len(images),
-        "repeats": len(passes),
-    }
-    try:
-        import torch
-
-        out["threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return out
+    report = speed.measure(
+        classifier.predict_proba,
+        images,
+        batch_size=max(1, int(batch_size)),
+        latency_images=latency_images,
+        warmup=warmup,
+        min_seconds=min_seconds,
+        max_repeats=max_repeats,
+        device=str(getattr(classifier, "device", "cpu")),
+    )
+    out = {"ms_per_image": 1000.0 / report.images_per_second, **report.to_dict()}
+    return {k: v for k, v in out.items() if not k.startswith("latency") or latency_images > 0}
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ import numpy as np
 from vitrine.data.detection.model import DetectionDataset
 from vitrine.detect.base import Detections, Detector
 from vitrine.errors import VitrineError
+from vitrine.evaluate import speed
 
 IOU_TYPES = ("bbox", "segm")
 # Detections.extra key: the masks as COCO RLEs, when predict_dataset dropped the full-size arrays
@@ -509,25 +510,29 @@ def measure_detector_speed(
     detector: Detector, images: list, warmup: int = 2, repeats: int = 10, threshold: float = 0.5
 ) -> dict:
     """Inference time of ``detector`` on ``images`` (PIL images), one image at a time, after
-    ``warmup`` untimed calls: ``{"ms_per_image" (median), "ms_min", "ms_max", "images", "model"}``.
-    Preprocessing is included; decoding the files is not."""
-    import time
-
+    ``warmup`` untimed calls, with the one speed harness (:func:`vitrine.evaluate.speed.measure`):
+    ``{"ms_per_image" (median), "ms_min", "ms_max", "images", "model"}`` and what the figures depend
+    on (device, threads, CPUs, load). Preprocessing is included; decoding the files is not."""
     if not images:
         raise VitrineError("no images to time the detector on")
-    for i in range(max(0, warmup)):
-        detector.predict(images[i % len(images)], threshold=threshold)
-    times = []
-    for i in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        detector.predict(images[i % len(images)], threshold=threshold)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    report = speed.measure(
+        lambda batch: [detector.predict(im, threshold=threshold) for im in batch],
+        images,
+        batch_size=0,
+        latency_images=max(1, repeats),
+        warmup=warmup,
+        device=str(getattr(detector, "device", "cpu")),
+    )
     return {
         "model": getattr(detector, "name", ""),
-        "ms_per_image": float(np.median(times)),
-        "ms_min": float(np.min(times)),
-        "ms_max": float(np.max(times)),
-        "images": len(times),
+        "ms_per_image": report.latency_ms,
+        "ms_min": report.latency_ms_min,
+        "ms_max": report.latency_ms_max,
+        "images": report.latency_images,
+        "device": report.device,
+        "threads": report.threads,
+        "cpus": report.cpus,
+        "load_average": report.load_average,
     }
 
 
