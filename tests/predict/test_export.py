@@ -9,8 +9,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from vitrine.detect.base import Detections
-from vitrine.detect.export import (
+from vitrine.errors import VitrineError
+from vitrine.models.detectors.base import Detections
+from vitrine.predict.export import (
     detections_to_json,
     mask_to_polygons,
     mask_to_rle,
@@ -18,7 +19,6 @@ from vitrine.detect.export import (
     rle_to_mask,
     to_coco_results,
 )
-from vitrine.errors import VitrineError
 
 
 def blob_mask(h=60, w=80):

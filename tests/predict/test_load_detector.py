@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-from vitrine.detect import list_detectors, load_detector
-from vitrine.detect.ssd import OpenCVSSDDetector
 from vitrine.errors import ModelError, NotFound
+from vitrine.models.detectors.ssd import OpenCVSSDDetector
+from vitrine.predict.detector import list_detectors, load_detector
 from vitrine.runs import Run
 from vitrine.workspace import Workspace
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vitrine.detect.base import Detections
-from vitrine.detect.overlay import PALETTE, class_color, draw_overlay
+from vitrine.models.detectors.base import Detections
+from vitrine.predict.overlay import PALETTE, class_color, draw_overlay
 
 
 def make_detections(width=200, height=150):

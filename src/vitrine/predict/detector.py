@@ -1,10 +1,10 @@
-"""Detection and instance segmentation: load a detector, run it, draw and export what it found.
+"""Detectors by name, for inference: a registry model or a detection run fine-tuned in vitrine.
 
 ``load_detector(name)`` resolves either a registry model (tasks ``detection`` / ``segmentation``,
-see :mod:`vitrine.detect.zoo`) or a run fine-tuned in vitrine (by run id, in the workspace), and
-returns a :class:`~vitrine.detect.base.Detector`. ``draw_overlay`` (:mod:`vitrine.detect.overlay`)
-draws its :class:`~vitrine.detect.base.Detections`; :mod:`vitrine.detect.export` turns them into
-the API/CLI JSON and COCO results.
+see :mod:`vitrine.models.detectors.zoo`) or a run fine-tuned in vitrine (by run id, in the
+workspace), and returns a :class:`~vitrine.models.detectors.base.Detector`. ``draw_overlay``
+(:mod:`vitrine.predict.overlay`) draws its :class:`~vitrine.models.detectors.base.Detections`;
+:mod:`vitrine.predict.export` turns them into the API/CLI JSON and COCO results.
 
 Heavy libraries (torch, torchvision, OpenCV) are imported only when a model is loaded.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from vitrine.detect.base import Detections, Detector
 from vitrine.errors import ModelError, NotFound, VitrineError
+from vitrine.models.detectors.base import Detections, Detector
 
 DETECTION_TASKS = ("detection", "segmentation")
 
@@ -98,6 +98,7 @@ def _load_run(run_id: str, device: str | None, workspace) -> Detector:
             hint=f"detection models: {known}, or the id of a detection run",
         )
     try:
+        # MERGE: `from vitrine.predict.run_detector import load_run_detector` once it moves out of train/
         from vitrine.train.detection import load_run_detector
     except ImportError:
         raise NotFound(
@@ -152,7 +153,7 @@ def list_detectors(workspace=None) -> list[dict]:
 
 
 def draw_overlay(*args, **kwargs):
-    """See :func:`vitrine.detect.overlay.draw_overlay` (imported lazily)."""
-    from vitrine.detect.overlay import draw_overlay as _draw
+    """See :func:`vitrine.predict.overlay.draw_overlay` (imported lazily)."""
+    from vitrine.predict.overlay import draw_overlay as _draw
 
     return _draw(*args, **kwargs)

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vitrine.detect.base import Detections
 from vitrine.errors import VitrineError
+from vitrine.models.detectors.base import Detections
 
 MASK_FORMATS = ("rle", "polygon", "none")
 

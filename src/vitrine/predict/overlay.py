@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vitrine.detect.base import Detections
+from vitrine.models.detectors.base import Detections
 
 # 20 saturated, well-separated colours (Tableau 10 without its grey, then more of the same strength):
 # light tints and greys would vanish on photos

@@ -1,56 +1,22 @@
-"""Where a model's weights come from: a local file, the Hugging Face cache, or a download.
+"""The Hugging Face hub as a weights source: its cache, its endpoint, and downloads from it.
 
-Shared by every model whose weights live on a hub (CLIP today; classifiers and detectors later).
-The order is always the same:
-
-1. an explicit local path (``--weights PATH``, or the ``VITRINE_WEIGHTS_<NAME>`` environment
-   variable), checked to exist;
-2. the Hugging Face cache (``HF_HUB_CACHE`` / ``HF_HOME``), found without touching the network;
-3. a download from the hub, only when it answers (``HF_HUB_OFFLINE`` / ``VITRINE_OFFLINE`` switch
-   the network off entirely).
-
-When none works, the error says so and names the way out: the offline model, or local weights.
+Found without touching the network: ``hf_cached_file`` (``HF_HUB_CACHE`` / ``HF_HOME``, read now).
+``hub_reachable`` asks the one probe of :mod:`vitrine.weights.network` about ``HF_ENDPOINT``;
+``download_hf_file`` fails fast, with a hint naming the offline model and the local-weights options,
+when the hub cannot be reached or offline mode is on.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.weights.local import local_weights_hint
+from vitrine.weights.network import is_offline, reachable
 
-OFFLINE_MODEL = "offline-concepts"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
-_REACHABLE_TTL_S = 60.0
-
-_TRUE = {"1", "true", "yes", "on", "y"}
-
-_reachable_cache: dict[str, tuple[float, bool]] = {}
-_reachable_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------------------------
-# names and hints
-
-
-def weights_env_var(model_name: str) -> str:
-    """``clip-vit-b-32`` -> ``VITRINE_WEIGHTS_CLIP_VIT_B_32``."""
-    return "VITRINE_WEIGHTS_" + re.sub(r"[^A-Za-z0-9]", "_", model_name).upper()
-
-
-def local_weights_hint(model_name: str | None) -> str:
-    """How to point vitrine at weights on disk (and at the offline model)."""
-    env = weights_env_var(model_name) if model_name else "VITRINE_WEIGHTS_<MODEL>"
-    return (
-        f"use the model `{OFFLINE_MODEL}`, which works offline (`--model {OFFLINE_MODEL}`), or download "
-        f"the weights on a connected machine and point at the file with `--weights PATH` or {env}=PATH"
-    )
 
 
 def hub_unreachable_error(model_name: str | None, what: str) -> ModelError:
@@ -64,44 +30,7 @@ def hub_unreachable_error(model_name: str | None, what: str) -> ModelError:
 
 
 # --------------------------------------------------------------------------------------------
-# 1. local override
-
-
-def local_weights_override(model_name: str, weights: str | os.PathLike | None = None) -> Path | None:
-    """The local weights path for ``model_name``, if the user gave one.
-
-    An explicit ``weights`` argument wins over the ``VITRINE_WEIGHTS_<NAME>`` environment variable.
-    A path that does not exist raises :class:`ModelError` naming it.
-    """
-    env = weights_env_var(model_name)
-    if weights is not None and str(weights).strip():
-        raw, origin = str(weights), "--weights"
-    elif os.environ.get(env, "").strip():
-        raw, origin = os.environ[env].strip(), env
-    else:
-        return None
-    path = Path(os.path.expandvars(raw)).expanduser()
-    if not path.exists():
-        raise ModelError(
-            f"weights for model {model_name!r} not found: {path} (given by {origin})",
-            hint=(
-                f"check the path, or unset {env} and drop --weights to use the Hugging Face cache "
-                f"or a download; `{OFFLINE_MODEL}` works without any weights file"
-            ),
-        )
-    return path
-
-
-# --------------------------------------------------------------------------------------------
-# 2. the Hugging Face cache
-
-
-def is_offline() -> bool:
-    """True when the user switched the network off (read at call time, not at import)."""
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE
-        for v in ("VITRINE_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+# the cache
 
 
 def hf_endpoint() -> str:
@@ -145,50 +74,13 @@ def hf_cached_file(repo_id: str, filename: str | Sequence[str], revision: str | 
 
 
 # --------------------------------------------------------------------------------------------
-# 3. the network
-
-
-def _probe(url: str, timeout: float) -> bool:
-    req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "vitrine"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout):
-            return True
-    except urllib.error.HTTPError as e:  # the server answered: the hub is there
-        return e.code < 500
-    except Exception:
-        return False
+# downloads
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face endpoint (``HF_ENDPOINT``) answers a HEAD request within ``timeout``.
-
-    False at once in offline mode. The answer is cached for about a minute. The probe runs in a
-    daemon thread so that slow DNS resolution cannot hold the caller longer than ``timeout``.
-    """
-    if is_offline():
-        return False
-    endpoint = hf_endpoint()
-    now = time.monotonic()
-    with _reachable_lock:
-        hit = _reachable_cache.get(endpoint)
-        if hit is not None and now - hit[0] < _REACHABLE_TTL_S:
-            return hit[1]
-
-    result: list[bool] = []
-    thread = threading.Thread(
-        target=lambda: result.append(_probe(endpoint, timeout)), name="vitrine-hub-probe", daemon=True
-    )
-    thread.start()
-    thread.join(timeout + 0.1)
-    ok = bool(result and result[0])
-    with _reachable_lock:
-        _reachable_cache[endpoint] = (time.monotonic(), ok)
-    return ok
-
-
-def clear_reachability_cache() -> None:
-    with _reachable_lock:
-        _reachable_cache.clear()
+    """Whether the Hugging Face endpoint (``HF_ENDPOINT``) answers within ``timeout`` (False at
+    once in offline mode; the answer is cached for about a minute)."""
+    return reachable(hf_endpoint(), timeout)
 
 
 def _is_network_error(exc: BaseException) -> bool:

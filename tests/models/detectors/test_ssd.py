@@ -12,10 +12,10 @@ from PIL import Image
 from skimage import data
 
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.detect import load_detector
-from vitrine.detect.ssd import CONFIG_FILE, GRAPH_FILE, OpenCVSSDDetector, package_files
 from vitrine.errors import ModelError
 from vitrine.evaluate.detection import evaluate_detection, measure_detector_speed, predict_dataset
+from vitrine.models.detectors.ssd import CONFIG_FILE, GRAPH_FILE, OpenCVSSDDetector, package_files
+from vitrine.predict.detector import load_detector
 
 # chelsea is 451x300; the cat's face fills most of it: eyes near (170, 115) and (320, 140), nose (260, 240)
 FACE_POINTS = [(170, 115), (320, 140), (260, 240)]

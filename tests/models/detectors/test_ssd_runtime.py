@@ -13,7 +13,7 @@ from vitrine.models import registry
 def test_ssd_is_available_on_opencv_4():
     import cv2
 
-    from vitrine.detect.ssd import runtime_problem
+    from vitrine.models.detectors.ssd import runtime_problem
 
     assert int(cv2.__version__.split(".")[0]) == 4, "the lock and pyproject.toml keep OpenCV below 5"
     assert runtime_problem() is None
@@ -28,7 +28,7 @@ def test_without_the_importer_it_is_unavailable_with_the_reason(opencv_without_t
     with pytest.raises(ModelUnavailable) as info:
         registry.load(opencv_without_tf_importer)
     assert info.value.status == 503 and "OpenCV 5" in info.value.message
-    from vitrine.detect import load_detector
+    from vitrine.predict.detector import load_detector
 
     with pytest.raises(ModelUnavailable):
         load_detector(opencv_without_tf_importer)

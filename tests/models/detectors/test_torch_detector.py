@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vitrine.detect.base import Detections, Detector
-from vitrine.detect.torch_detector import TorchvisionDetector
 from vitrine.errors import ModelError
+from vitrine.models.detectors.base import Detections, Detector
+from vitrine.models.detectors.torch_detector import TorchvisionDetector
 
 
 class FakeDetectionModel(torch.nn.Module):

@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vitrine.detect import list_detectors, load_detector, zoo
-from vitrine.detect.coco_labels import COCO_CATEGORIES, coco_label
-from vitrine.detect.torch_detector import TorchvisionDetector
 from vitrine.errors import ModelError
 from vitrine.models import registry
-from vitrine.models import weights as W
+from vitrine.models.detectors import zoo
+from vitrine.models.detectors.coco_labels import COCO_CATEGORIES, coco_label
+from vitrine.models.detectors.torch_detector import TorchvisionDetector
+from vitrine.predict.detector import list_detectors, load_detector
+from vitrine.weights import local as W
 
 
 @pytest.fixture(autouse=True)

