@@ -12,10 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vitrine.errors import ModelError, ModelUnavailable, VitrineError
-from vitrine.models.base import Embedder, ModelCard
 from vitrine.weights.spec import WEIGHT_SOURCES, Availability, WeightsSpec
+
+if TYPE_CHECKING:  # annotations only: at run time the registry imports nothing of vitrine.models
+    from vitrine.models.base import Embedder, ModelCard
 
 
 @dataclass(frozen=True)
