@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     torch.set_num_threads(args.threads)
+    from vitrine.models.detectors.rcnn import build_detection_model
     from vitrine.train.detection import (
         CategoryMapped,
         DetectionConfig,
@@ -177,7 +178,6 @@ def main(argv=None) -> int:
         summarize,
         train_detector,
     )
-    from vitrine.train.detection_models import build_detection_model
     from vitrine.workspace import Workspace
 
     t_all = time.perf_counter()
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         ]
 
         # the baseline: the same network, heads not trained
-        from vitrine.detect.torch_detector import TorchvisionDetector
+        from vitrine.models.detectors.torch_detector import TorchvisionDetector
 
         ids = sorted(c.id for c in ds.categories)
         torch.manual_seed(args.seed)
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
 
         # the offline SSD detector, speed only
         try:
-            from vitrine.detect import load_detector
+            from vitrine.predict.detector import load_detector
 
             ssd = load_detector(SSD)
         except Exception as e:  # not registered, or its package missing

@@ -176,7 +176,7 @@ def register_bench_models(bench_device: str, seed: int, offline_too: bool) -> No
     registry's default device)."""
     from vitrine.models import registry
     from vitrine.models.base import ModelCard
-    from vitrine.models.clip import OpenClipEmbedder
+    from vitrine.models.embedders.clip import OpenClipEmbedder
     from vitrine.models.registry import Availability, ModelSpec
 
     def clip_loader(weights=None, device=None, **_):

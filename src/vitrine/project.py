@@ -410,7 +410,7 @@ class Project:
         tags go with them, changed files are tagged again, unreadable ones are reported in
         ``failed`` and tried again next time. Tagging at another threshold re-tags everything
         for that model. Stages for ``progress``: ``scan``, ``tag``."""
-        from vitrine.detect import load_detector
+        from vitrine.predict.detector import load_detector
         from vitrine.tagging import tag_contents
 
         start = time.perf_counter()

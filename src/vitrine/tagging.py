@@ -25,9 +25,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vitrine.detect.base import Detections, Detector
 from vitrine.embed.pipeline import EmbedItem, decode_batches, throttle_seconds
 from vitrine.errors import VitrineError
+from vitrine.models.detectors.base import Detections, Detector
 from vitrine.store.catalog import Catalog
 
 DEFAULT_TAG_MODEL = "ssd-mobilenet-v2-coco"

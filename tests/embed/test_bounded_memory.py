@@ -27,9 +27,9 @@ _PEAK_SCRIPT = textwrap.dedent(
     import resource, sys
     import open_clip, timm, torch
     from PIL import Image
-    from vitrine.models.clip import OpenClipEmbedder
-    from vitrine.models.offline_concepts import OfflineConceptsEmbedder
-    from vitrine.train.augment import eval_transform, train_transform
+    from vitrine.models.embedders.clip import OpenClipEmbedder
+    from vitrine.models.embedders.offline_concepts import OfflineConceptsEmbedder
+    from vitrine.models.classifiers.transforms import eval_transform, train_transform
 
     offline = OfflineConceptsEmbedder.__new__(OfflineConceptsEmbedder)
     config = timm.data.resolve_data_config({}, model=timm.create_model("efficientnet_lite0"))

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.detect.base import Detections
-from vitrine.detect.export import mask_to_rle, to_coco_results
 from vitrine.errors import VitrineError
 from vitrine.evaluate.detection import (
     category_map_by_name,
@@ -19,6 +17,8 @@ from vitrine.evaluate.detection import (
     predict_dataset,
     write_detection_report,
 )
+from vitrine.models.detectors.base import Detections
+from vitrine.predict.export import mask_to_rle, to_coco_results
 
 SIZE = 100
 

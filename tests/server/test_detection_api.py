@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ui_helpers import build_demo_project, demo_photo  # noqa: E402
 
-from vitrine.detect.base import Detections  # noqa: E402
+from vitrine.models.detectors.base import Detections  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402
 
 API = "/api/v1"

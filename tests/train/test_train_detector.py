@@ -22,9 +22,9 @@ from pycocotools import mask as mask_utils
 
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
 from vitrine.errors import Cancelled, ModelError, VitrineError
+from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
 from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train import detection as D
-from vitrine.train.detection_models import DetectionModelOptions, build_detection_model
 from vitrine.workspace import Workspace
 
 SIZE = 64
@@ -142,7 +142,7 @@ def test_lite0_builders_have_the_right_heads():
 
 
 def test_lite0_packaged_imagenet_weights_are_loaded():
-    from vitrine.train import backbones
+    from vitrine.models.classifiers import backbones
 
     classifier, _ = backbones.build_classifier("efficientnet-lite0", 10, pretrained=True)
     model = build_detection_model(DetectionModelOptions(freeze_stages=2), num_classes=3)
@@ -360,7 +360,7 @@ def test_cancel_keeps_last_checkpoint(scenes, tmp_path):
 
 
 def test_load_run_detector_predicts(finished):
-    from vitrine.detect import Detector, load_detector
+    from vitrine.predict.detector import Detector, load_detector
 
     ws, ds, run = finished
     image = Image.open(Path(ds.root) / ds.images[-1].file_name).convert("RGB")
@@ -371,7 +371,7 @@ def test_load_run_detector_predicts(finished):
     assert out.masks is not None and out.masks.shape == (len(out), SIZE, SIZE)
     assert set(out.class_ids.tolist()) <= {1, 7} and set(out.labels) <= {"rectangle", "disc"}
     assert np.all(out.boxes[:, 2] <= SIZE) and np.all(np.diff(out.scores) <= 0)
-    # the same through vitrine.detect.load_detector, by run id
+    # the same through vitrine.predict.detector.load_detector, by run id
     again = load_detector("full", workspace=ws).predict(image, threshold=0.0)
     assert np.allclose(again.scores, out.scores) and np.allclose(again.boxes, out.boxes)
 

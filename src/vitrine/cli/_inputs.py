@@ -42,15 +42,15 @@ def collect_inputs(args: list[Path]) -> list[tuple[str, Path | None, str | None]
 
 
 def _segmentation_models(workspace) -> list[str]:
-    from vitrine.detect import list_detectors
+    from vitrine.predict.detector import list_detectors
 
     return [r["name"] for r in list_detectors(workspace=workspace) if r.get("task") == "segmentation"]
 
 
 def load_for_task(model: str, task: str, workspace) -> Any:
     """The detector ``model``; for ``segment``, refuse a boxes-only model with the ones to use."""
-    from vitrine.detect import load_detector
     from vitrine.errors import VitrineError
+    from vitrine.predict.detector import load_detector
 
     detector = load_detector(model, workspace=workspace)
     if task == "segmentation" and getattr(detector, "task", "detection") != "segmentation":

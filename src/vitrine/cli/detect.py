@@ -67,7 +67,7 @@ def _overlay_name(shown: str, taken: set[str]) -> str:
 
 def coco_document(detector: Any, task: str, threshold: float, results: list[ImageResult], dets: dict) -> dict:
     """The detections.json document: info, images (id -> file), categories, annotations."""
-    from vitrine.detect.export import to_coco_results
+    from vitrine.predict.export import to_coco_results
 
     annotations = to_coco_results(dets)
     for i, ann in enumerate(annotations, start=1):
@@ -125,8 +125,8 @@ def detect_files(
     import io
 
     from vitrine.collection.imageio import open_image
-    from vitrine.detect.overlay import draw_overlay
     from vitrine.errors import VitrineError
+    from vitrine.predict.overlay import draw_overlay
 
     results: list[ImageResult] = []
     dets: dict = {}

@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.data.detection.model import DetectionDataset
-from vitrine.detect.base import Detections, Detector
 from vitrine.errors import VitrineError
 from vitrine.evaluate import speed
+from vitrine.models.detectors.base import Detections, Detector
 
 IOU_TYPES = ("bbox", "segm")
 # Detections.extra key: the masks as COCO RLEs, when predict_dataset dropped the full-size arrays
@@ -154,7 +154,7 @@ def _gt_coco(gt: DetectionDataset, ignore_difficult: bool = False):
 def _results_from_detections(
     gt: DetectionDataset, predictions: Mapping[int, Detections], unmapped: Counter
 ) -> tuple[list[dict], bool]:
-    from vitrine.detect.export import mask_to_rle
+    from vitrine.predict.export import mask_to_rle
 
     by_name = {normalize_name(c.name): c.id for c in gt.categories}
     sizes = {im.id: (im.width, im.height) for im in gt.images}
@@ -481,8 +481,8 @@ def predict_dataset(
     (``det.masks`` is then None): a hundred full-size boolean masks per image would otherwise
     hold hundreds of MB over a dataset. :func:`evaluate_detection` reads either form."""
     from vitrine.collection.imageio import open_image
-    from vitrine.detect.export import mask_to_rle
     from vitrine.errors import NotFound
+    from vitrine.predict.export import mask_to_rle
 
     if gt.root is None:
         raise VitrineError("the dataset has no images folder (root)", hint="load it with its images folder")
@@ -570,7 +570,7 @@ def pr_curve_figure(report: dict, iou_type: str | None = None):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from vitrine.detect.overlay import class_color
+    from vitrine.predict.overlay import class_color
 
     types = [iou_type] if iou_type else list(report.get("iou_types", []))
     titles = []

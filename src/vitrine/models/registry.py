@@ -1,8 +1,10 @@
 """The one registry of models: name -> weights source, card, loader, availability.
 
-Every model vitrine can use is a :class:`ModelSpec` registered here (embedding models now;
-classifiers and detectors register under other ``task`` values). Loaded models are cached per
-process, so a server loads each model once.
+Every model vitrine can use is a :class:`ModelSpec` registered here (embedders, classifiers and
+detectors, under their ``task``). Like timm's ``_registry``, this module imports no model: the
+model modules register themselves when :mod:`vitrine.models.catalog` imports them, which the
+``vitrine.models`` package does first. Loaded models are cached per process, so a server loads
+each model once.
 """
 
 from __future__ import annotations
@@ -10,21 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vitrine.errors import ModelError, ModelUnavailable, VitrineError
-from vitrine.models.base import Embedder, ModelCard
+from vitrine.weights.spec import WEIGHT_SOURCES, Availability, WeightsSpec
 
-WEIGHT_SOURCES = ("package", "hub", "local")
-
-
-@dataclass(frozen=True)
-class Availability:
-    """Whether a model's weights can be had now, and where from (``cached``, ``local``, ``package``,
-    ``downloadable``), or why not."""
-
-    ok: bool
-    where: str
-    detail: str = ""
+if TYPE_CHECKING:  # annotations only: at run time the registry imports nothing of vitrine.models
+    from vitrine.models.base import Embedder, ModelCard
 
 
 @dataclass(frozen=True)
@@ -35,6 +29,7 @@ class ModelSpec:
     card: ModelCard
     loader: Callable[..., Embedder]  # loader(weights: str | None = None, device: str | None = None)
     availability: Callable[..., Availability]  # availability(weights: str | None = None, probe_hub: bool)
+    weights: WeightsSpec | None = None  # the default pretrained weights, where one spec describes them
 
     def __post_init__(self):
         if self.source not in WEIGHT_SOURCES:
@@ -77,7 +72,6 @@ _FAILED: dict[str, str] = {}  # model name -> why its default weights could not 
 # open_clip for the first time, and two threads importing torchvision at once deadlock or see a
 # half-initialised module.
 _LOCK = threading.RLock()
-_BUILTINS_LOADED = False
 
 
 def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
@@ -94,17 +88,7 @@ def unregister(name: str) -> None:
         _LOADED.pop(key, None)
 
 
-def _ensure_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from vitrine.detect import zoo  # noqa: F401  (detectors and instance segmenters)
-        from vitrine.models import clip, offline_concepts  # noqa: F401  (they register themselves)
-        from vitrine.train import backbones  # noqa: F401  (fine-tunable classifiers)
-
-
 def get(name: str) -> ModelSpec:
-    _ensure_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -113,7 +97,6 @@ def get(name: str) -> ModelSpec:
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:
-    _ensure_builtins()
     return [s for s in _REGISTRY.values() if task is None or s.task == task]
 
 

@@ -74,8 +74,8 @@ class FinetuneClassifier:
     def __init__(self, run_dir: str | os.PathLike, device: str | None = None, batch_size: int = 64):
         import torch
 
-        from vitrine.train import backbones
-        from vitrine.train.augment import eval_transform
+        from vitrine.models.classifiers import backbones
+        from vitrine.models.classifiers.transforms import eval_transform
 
         run_dir = Path(run_dir)
         for name in ("best.pt", "last.pt"):

@@ -40,9 +40,7 @@ import numpy as np
 import torch
 
 from vitrine.errors import Cancelled, ImageError, ModelError, VitrineError
-from vitrine.runs import Run
-from vitrine.runs.checkpoint import load_checkpoint
-from vitrine.train.detection_models import (
+from vitrine.models.detectors.rcnn import (
     ARCHS,
     DETECTION_BACKBONES,
     DetectionModelOptions,
@@ -50,6 +48,8 @@ from vitrine.train.detection_models import (
     check_options,
     model_summary,
 )
+from vitrine.runs import Run
+from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train.finetune import (
     _rng_state,
     _seed_everything,
@@ -691,7 +691,7 @@ class _Trainer:
 
     # -- prediction -----------------------------------------------------------------------------
     def detector(self):
-        from vitrine.detect.torch_detector import TorchvisionDetector
+        from vitrine.models.detectors.torch_detector import TorchvisionDetector
 
         return TorchvisionDetector(
             CategoryMapped(self.model, self.prep.category_ids),
@@ -1161,7 +1161,7 @@ def train_detector(
 def load_run_detector(run: Run, device: str | None = None, checkpoint: str = "best"):
     """A :class:`~vitrine.detect.torch_detector.TorchvisionDetector` over the run's best.pt (else
     last.pt), rebuilt from the run's config; class ids are the dataset's category ids."""
-    from vitrine.detect.torch_detector import TorchvisionDetector
+    from vitrine.models.detectors.torch_detector import TorchvisionDetector
 
     names = ("best.pt", "last.pt") if checkpoint == "best" else ("last.pt", "best.pt")
     for name in names:

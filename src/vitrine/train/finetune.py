@@ -547,8 +547,8 @@ class _Trainer:
 
     # -- setup ----------------------------------------------------------------------------------
     def setup(self, resume_state: dict | None, prebuilt=None) -> None:
-        from vitrine.train import backbones
-        from vitrine.train.augment import eval_transform, train_transform
+        from vitrine.models.classifiers import backbones
+        from vitrine.models.classifiers.transforms import eval_transform, train_transform
 
         cfg = self.cfg
         if resume_state is None and prebuilt is None:
@@ -994,7 +994,7 @@ def train_finetune(
     change the options in ``RESUME_OVERRIDES`` (a dict, or a FinetuneConfig whose values for those
     options are taken).
     """
-    from vitrine.train import backbones
+    from vitrine.models.classifiers import backbones
 
     ws, ds = _resolve(workspace, dataset)
     resume_state = None

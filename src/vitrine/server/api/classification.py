@@ -331,7 +331,7 @@ def _model_spec(name: str, task: str):
     from vitrine.models import registry
 
     if task == "classification":
-        import vitrine.train.backbones  # noqa: F401  (registers the fine-tuning backbones)
+        import vitrine.models.classifiers.backbones  # noqa: F401  (registers the fine-tuning backbones)
     spec = registry.get(name)
     if spec.task != task:
         wanted = "a fine-tuning backbone" if task == "classification" else "an embedding model"
@@ -354,7 +354,7 @@ def train_options():
     from vitrine.models import registry
 
     try:
-        import vitrine.train.backbones  # noqa: F401  (registers the fine-tuning backbones)
+        import vitrine.models.classifiers.backbones  # noqa: F401  (registers the fine-tuning backbones)
     except ImportError:  # pragma: no cover - part of vitrine
         pass
     return {

@@ -39,7 +39,7 @@ _LOCKS_GUARD = threading.Lock()
 
 # ------------------------------------------------------------------------------ models
 def _detectors(st: AppState) -> list[dict]:
-    from vitrine.detect import list_detectors
+    from vitrine.predict.detector import list_detectors
     from vitrine.server.security import visible
 
     rows = list_detectors(workspace=st.settings.root)
@@ -71,7 +71,7 @@ class _RunDetectors:
         self.loaded: OrderedDict[str, tuple[tuple, Any]] = OrderedDict()
 
     def get(self, st: AppState, name: str) -> Any:
-        from vitrine.detect import load_detector
+        from vitrine.predict.detector import load_detector
         from vitrine.workspace import Workspace
 
         record = Workspace(st.settings.root).runs_dir / name / "run.json"
@@ -104,7 +104,7 @@ def load_model(st: AppState, name: str, task: str, runs: _RunDetectors | None = 
     """The detector ``name``: a registry model (loaded once per process by the registry) or a
     fine-tuned run (kept in ``runs``). An unknown name is a 404 naming the known ones; a boxes-only
     model asked to segment is a 400 naming the segmentation models."""
-    from vitrine.detect import load_detector
+    from vitrine.predict.detector import load_detector
 
     rows = _detectors(st)
     if name not in _names(rows):
@@ -182,8 +182,8 @@ def result_json(det: Any, detector: Any, task: str, mask_format: str) -> dict:
     """The answer of /detect and /segment: model, task, size, time, and one row per detection
     (box in pixel xyxy, class id, label, score, the class's overlay colour, and for segmentation
     the mask)."""
-    from vitrine.detect.export import detections_to_json
-    from vitrine.detect.overlay import class_color
+    from vitrine.predict.export import detections_to_json
+    from vitrine.predict.overlay import class_color
 
     exported = detections_to_json(det, mask_format=mask_format if det.masks is not None else "none")
     rows = exported.get("detections", []) if isinstance(exported, dict) else exported
@@ -293,7 +293,7 @@ async def _answer(
 
 
 async def overlay_response(image: Image.Image, det: Any, alpha: float) -> Response:
-    from vitrine.detect.overlay import draw_overlay
+    from vitrine.predict.overlay import draw_overlay
 
     def work() -> bytes:
         drawn = draw_overlay(image, det, alpha=alpha)

@@ -123,7 +123,7 @@ def start_tag(
     model: Annotated[str | None, Form(description="detection model or detection run id")] = None,
     threshold: Annotated[float, Form(ge=0.0, le=1.0, description="keep boxes scoring at least this")] = 0.5,
 ):
-    from vitrine.detect import load_detector
+    from vitrine.predict.detector import load_detector
     from vitrine.tagging import DEFAULT_TAG_MODEL
 
     model = (model or "").strip() or DEFAULT_TAG_MODEL

@@ -32,7 +32,7 @@
   let seq = 0;
   let objectUrl = null;
 
-  // Each detection carries its class colour from the server (vitrine.detect.overlay.class_color), so a
+  // Each detection carries its class colour from the server (vitrine.predict.overlay.class_color), so a
   // class looks the same here, in the PNG the API draws and in the CLI's overlays.
   const FALLBACK = [44, 95, 184];
   const colours = new Map();

@@ -1,0 +1,1 @@
+"""Embedding models: CLIP (open_clip, hub weights) and the offline concept embedder (packaged weights)."""
