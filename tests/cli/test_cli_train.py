@@ -79,7 +79,7 @@ def test_train_runs_eval_and_tensorboard(workspace):
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_run(workspace, monkeypatch):
-    import vitrine.train.finetune as ft
+    import vitrine.train.classification.finetune as ft
 
     real = ft.train_finetune
 
@@ -110,7 +110,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_run(workspace, monkeypatch):
 
 
 def test_keyboard_interrupt_exits_130_with_the_resume_hint(workspace, monkeypatch):
-    import vitrine.train.finetune as ft
+    import vitrine.train.classification.finetune as ft
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt

@@ -29,7 +29,7 @@ _PEAK_SCRIPT = textwrap.dedent(
     from PIL import Image
     from vitrine.models.clip import OpenClipEmbedder
     from vitrine.models.offline_concepts import OfflineConceptsEmbedder
-    from vitrine.train.augment import eval_transform, train_transform
+    from vitrine.train.classification.augment import eval_transform, train_transform
 
     offline = OfflineConceptsEmbedder.__new__(OfflineConceptsEmbedder)
     config = timm.data.resolve_data_config({}, model=timm.create_model("efficientnet_lite0"))

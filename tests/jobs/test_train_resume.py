@@ -30,8 +30,8 @@ def _dead_worker() -> str:
 
 
 def test_training_jobs_left_running_resume_or_start_over(tmp_path, monkeypatch):
-    import vitrine.train.finetune as finetune
-    import vitrine.train.linear_probe as linear_probe
+    import vitrine.train.classification.finetune as finetune
+    import vitrine.train.classification.linear_probe as linear_probe
 
     ws = Workspace(tmp_path)
     images = tmp_path / "images"

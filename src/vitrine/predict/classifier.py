@@ -75,7 +75,7 @@ class FinetuneClassifier:
         import torch
 
         from vitrine.train import backbones
-        from vitrine.train.augment import eval_transform
+        from vitrine.train.classification.augment import eval_transform
 
         run_dir = Path(run_dir)
         for name in ("best.pt", "last.pt"):

@@ -60,12 +60,14 @@ class CheckpointPolicy:
     """Which validation is the best: ``monitor`` (a key of the validation's metrics) improving by
     more than ``min_delta`` downwards (``mode="min"``: a loss) or upwards (``"max"``: a score).
     ``keep_first``: the first validation is kept as the best whatever its value (so that a run
-    always has a ``best.pt`` once it validated)."""
+    always has a ``best.pt`` once it validated); ``fallback``: the key read when a validation
+    lacks ``monitor``."""
 
     monitor: str
     mode: str = "min"
     min_delta: float = 0.0
     keep_first: bool = False
+    fallback: str | None = None
 
     def __post_init__(self):
         if self.mode not in ("min", "max"):
@@ -78,7 +80,9 @@ class CheckpointPolicy:
 
     def value(self, metrics: dict):
         """The monitored value of a validation's metrics (None when it has none)."""
-        return metrics.get(self.monitor)
+        if self.monitor in metrics or self.fallback is None:
+            return metrics.get(self.monitor)
+        return metrics.get(self.fallback)
 
     def is_better(self, value, best: float) -> bool:
         """Whether ``value`` (a number, or None) improves on ``best``."""

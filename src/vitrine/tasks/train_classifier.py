@@ -124,4 +124,3 @@ def run_train_job(ctx: JobContext, params: dict) -> dict:
 
 
 register_kind(TRAIN_JOB, run_train_job, resumable=True, concurrency=1, description="train a classifier")
-

@@ -105,4 +105,3 @@ register_kind(
     concurrency=1,
     description="train a detector (Faster / Mask R-CNN)",
 )
-

@@ -378,7 +378,7 @@ class DetectionTrainRequest(BaseModel):
 
 def detection_config(options: dict) -> Any:
     """A DetectionConfig from a request's options; a bad option is a VitrineError (400)."""
-    from vitrine.train.detection import DetectionConfig
+    from vitrine.train.detection.config import DetectionConfig
 
     refused = sorted(k for k in options if k in API_REFUSED_OPTIONS)
     if refused:
@@ -408,7 +408,7 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
     holds DetectionConfig options. Bad options or an unusable dataset are refused (400/404) before
     any job starts. The answer carries the ``run_id`` the run will have."""
     from vitrine.runs import new_run_id
-    from vitrine.train.detection import check_dataset, resolve_dataset
+    from vitrine.train.detection.data import check_dataset, resolve_dataset
     from vitrine.workspace import check_name
 
     ws = Workspace(st.settings.root)
