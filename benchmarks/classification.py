@@ -454,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default=DEFAULT_SOURCE, help="folder holding the four Fashion-MNIST IDX files")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one, removed at the end)")
     ap.add_argument("--test-per-class", type=int, default=None, help="test images per class (default: all 1,000)")
-    ap.add_argument("--val", type=float, default=0.05, help="share of the train images held out for val (default 0.05)")
+    ap.add_argument(
+        "--val", type=float, default=0.05, help="share of the train images held out for val (default 0.05)"
+    )
     ap.add_argument(
         "--probe-train-per-class", type=int, default=200, help="train images per class for the probe (default 200)"
     )

@@ -524,8 +524,12 @@ def scenes(
         )
         return
     counts = ", ".join(f"{sp} {splits[sp]} images / {objects[sp]} objects" for sp in splits if splits[sp])
-    out.print(f"wrote scenes to {escape(str(out_dir))} in {elapsed:.1f} s: {counts}", highlight=False, soft_wrap=True)
-    out.print(f"COCO: {escape(str(out_dir / 'annotations'))}/instances_<split>.json", highlight=False, soft_wrap=True)
+    out.print(
+        f"wrote scenes to {escape(str(out_dir))} in {elapsed:.1f} s: {counts}", highlight=False, soft_wrap=True
+    )
+    out.print(
+        f"COCO: {escape(str(out_dir / 'annotations'))}/instances_<split>.json", highlight=False, soft_wrap=True
+    )
     out.print(f"YOLO: {escape(str(out_dir / 'yolo' / 'data.yaml'))}", highlight=False, soft_wrap=True)
 
 

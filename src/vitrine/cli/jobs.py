@@ -60,16 +60,8 @@ def list_jobs(
         sys.stdout.write(json.dumps([j.to_dict() for j in jobs], indent=2, default=str) + "\n")
         return
     owners = any(j.owner for j in jobs)  # a multi-user server's jobs: who started each
-    table = Table(
-        Column("id", no_wrap=True),
-        "kind",
-        "target",
-        *(["owner"] if owners else []),
-        "state",
-        "progress",
-        "created",
-        "message",
-    )
+    table = Table(Column("id", no_wrap=True), "kind", "target", *(["owner"] if owners else []), "state", "progress",
+                  "created", "message")
     for j in jobs:
         progress = f"{j.stage} {j.done}/{j.total}" if j.total else j.stage
         cells = [j.id, j.kind, j.target, *([j.owner or ""] if owners else []), j.state, progress]

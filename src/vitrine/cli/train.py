@@ -356,6 +356,7 @@ def train(
 def _print_run(run, ws) -> None:
     from rich.table import Table
 
+
     r = run.record
     metrics = r.get("metrics") or {}
     ev = evaluation_of(r)
@@ -638,6 +639,7 @@ def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     """List the training runs of the workspace (newest first) with their scores."""
     from rich.table import Table
 
+
     with guard():
         rows = run_rows(_workspace(workspace))
     if as_json:
@@ -880,6 +882,7 @@ def train_detector_cmd(
 
 def _print_detection_run(run) -> None:
     from rich.table import Table
+
 
     r = run.record
     metrics = r.get("metrics") or {}
