@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vitrine.cli import app
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "train" / "classification"))
 from test_finetune import CLASSES, make_shapes  # noqa: E402
 
 TINY = ["--random-init", "--image-size", "32", "--batch-size", "8", "--patience", "0"]

@@ -1,7 +1,7 @@
 """The server's ``train`` job kind after a restart: a fine-tuning left running by a dead server
 resumes from its run's last.pt; a linear probe (no checkpoint) starts over in the same run folder.
 The trainers are replaced by fakes that record how they were called (the real resume is tested
-in tests/train)."""
+in tests/train/classification)."""
 
 from __future__ import annotations
 
