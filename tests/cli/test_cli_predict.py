@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
 import cli_helpers as cli  # noqa: E402
 import test_linear_probe as shared  # noqa: E402
 from test_linear_probe import COLOURS, TINY, saved_dataset  # noqa: E402
