@@ -89,6 +89,31 @@ def resumed_config(run: Run, config, config_cls, allowed: tuple[str, ...]):
     return cfg, state
 
 
+def config_from(config, config_cls):
+    """A run's configuration: the defaults (None), a dict of options, or the config object itself."""
+    if config is None:
+        return config_cls()
+    if isinstance(config, dict):
+        return config_cls.from_dict(config)
+    return config
+
+
+def load_resumable(workspace, run_id: str | None, kinds, what: str) -> Run:
+    """The run ``run_id`` to resume, refused when no id is given or the run is of another kind."""
+    if not run_id:
+        raise VitrineError("resuming needs the run id")
+    run = Run.load(workspace, run_id)
+    if run.kind not in kinds:
+        raise VitrineError(f"run {run_id!r} is a {run.kind} run, not a {what} run")
+    return run
+
+
+def refuse_existing(workspace, run_id: str | None) -> None:
+    """Refuse a new run's id that an existing run has (before anything is built for it)."""
+    if run_id and (workspace.run_dir(run_id) / "run.json").exists():
+        raise VitrineError(f"run {run_id!r} already exists", hint="pick another name, or resume it")
+
+
 def select_device(name: str | None) -> torch.device:
     """The device asked for (refused when unknown, or CUDA without a GPU), else CUDA when present."""
     if name:
@@ -517,7 +542,10 @@ __all__ = [
     "MIN_LR_RATIO",
     "RECORD_INTERVAL",
     "Trainer",
+    "config_from",
+    "load_resumable",
     "lr_factor",
+    "refuse_existing",
     "resumed_config",
     "rng_state",
     "seed_everything",

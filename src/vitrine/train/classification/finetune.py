@@ -51,7 +51,15 @@ from vitrine.runs.lifecycle import run_lifecycle
 from vitrine.train.classification.config import KIND, RESUME_OVERRIDES, FinetuneConfig, balanced_class_weights
 from vitrine.train.classification.data import ImageStore, SplitDataset, collate, prepare_splits
 from vitrine.train.classification.embeddings import resolve
-from vitrine.train.trainer import Trainer, lr_factor, resumed_config, seed_everything
+from vitrine.train.trainer import (
+    Trainer,
+    config_from,
+    load_resumable,
+    lr_factor,
+    refuse_existing,
+    resumed_config,
+    seed_everything,
+)
 
 log = logging.getLogger("vitrine.train.classification.finetune")
 
@@ -387,26 +395,16 @@ def train_finetune(
     resume_state = None
     prebuilt = None
     if resume:
-        if not run_id:
-            raise VitrineError("resuming needs the run id")
-        run = Run.load(ws, run_id)
-        if run.kind != KIND:
-            raise VitrineError(f"run {run_id!r} is a {run.kind} run, not a fine-tuning run")
+        run = load_resumable(ws, run_id, (KIND,), "fine-tuning")
         cfg, resume_state = resumed_config(run, config, FinetuneConfig, RESUME_OVERRIDES)
         if ds.name != run.record.get("dataset"):
             raise VitrineError(f"run {run_id!r} was trained on dataset {run.record.get('dataset')!r}, not {ds.name!r}")
         run.update(config=cfg.to_dict())
     else:
-        if config is None:
-            cfg = FinetuneConfig()
-        elif isinstance(config, dict):
-            cfg = FinetuneConfig.from_dict(config)
-        else:
-            cfg = config
+        cfg = config_from(config, FinetuneConfig)
         if len(ds.classes) < 2:
             raise VitrineError(f"dataset {ds.name!r} has {len(ds.classes)} class(es): a classifier needs 2 or more")
-        if run_id and (ws.run_dir(run_id) / "run.json").exists():
-            raise VitrineError(f"run {run_id!r} already exists", hint="pick another name, or resume it")
+        refuse_existing(ws, run_id)
         # built before the run folder exists: unknown backbones and missing weights leave no run behind;
         # seeded first, so that the new head (and a random initialisation) are reproducible
         seed_everything(cfg.seed)

@@ -53,7 +53,15 @@ from vitrine.train.detection.data import (
     train_transform,
 )
 from vitrine.train.detection_models import build_detection_model, model_summary
-from vitrine.train.trainer import Trainer, lr_factor, resumed_config, seed_everything
+from vitrine.train.trainer import (
+    Trainer,
+    config_from,
+    load_resumable,
+    lr_factor,
+    refuse_existing,
+    resumed_config,
+    seed_everything,
+)
 
 log = logging.getLogger("vitrine.train.detection")
 
@@ -391,11 +399,7 @@ def train_detector(
     resume_state = None
     prebuilt = None
     if resume:
-        if not run_id:
-            raise VitrineError("resuming needs the run id")
-        run = Run.load(ws, run_id)
-        if run.kind not in KINDS.values():
-            raise VitrineError(f"run {run_id!r} is a {run.kind} run, not a detection run")
+        run = load_resumable(ws, run_id, KINDS.values(), "detection")
         if dataset is None:
             source = run.record.get("dataset_path")
             if not source:
@@ -407,16 +411,10 @@ def train_detector(
             raise VitrineError(f"run {run_id!r} was trained on dataset {run.record.get('dataset')!r}, not {name!r}")
         run.update(config=cfg.to_dict())
     else:
-        if config is None:
-            cfg = DetectionConfig()
-        elif isinstance(config, dict):
-            cfg = DetectionConfig.from_dict(config)
-        else:
-            cfg = config
+        cfg = config_from(config, DetectionConfig)
         ds, name, source = resolve_dataset(dataset, dataset_name)
         prepare(ds, cfg)  # every dataset problem is reported before a run folder exists
-        if run_id and (ws.run_dir(run_id) / "run.json").exists():
-            raise VitrineError(f"run {run_id!r} already exists", hint="pick another name, or resume it")
+        refuse_existing(ws, run_id)
         # built before the run folder exists: missing weights leave no run behind; seeded first
         seed_everything(cfg.seed)
         num_classes = len(ds.categories) + 1
