@@ -12,7 +12,7 @@ in the same process:
       poorly on small grey clothes);
   (b) linear probe on offline-concepts' ``visual`` embeddings (EfficientNet-Lite0 penultimate
       features): logistic regression, C picked on the val split;
-  (c) fine-tuning EfficientNet-Lite0 end to end (``vitrine.train.finetune``), under a time
+  (c) fine-tuning EfficientNet-Lite0 end to end (``vitrine.train.classification.finetune``), under a time
       budget.
 
 For each: test accuracy and macro-F1 on the official test set (all 10,000 images by default),
@@ -280,7 +280,7 @@ def run_baseline(full) -> Result:
 
 def run_zero_shot(ws, ds, images: list) -> Result:
     from vitrine.predict.classifier import load_classifier
-    from vitrine.train.zero_shot import make_zero_shot
+    from vitrine.train.classification.zero_shot import make_zero_shot
 
     with Timer() as t:
         run = make_zero_shot(ws, ds, embedding_model=EMBEDDING_MODEL, progress=Progress("zero-shot"))
@@ -305,7 +305,7 @@ def run_zero_shot(ws, ds, images: list) -> Result:
 
 def run_probe(ws, ds, images: list) -> Result:
     from vitrine.predict.classifier import load_classifier
-    from vitrine.train.linear_probe import train_linear_probe
+    from vitrine.train.classification.linear_probe import train_linear_probe
 
     with Timer() as t:
         run = train_linear_probe(ws, ds, embedding_model=EMBEDDING_MODEL, progress=Progress("probe"))
@@ -330,7 +330,7 @@ def run_probe(ws, ds, images: list) -> Result:
 
 
 def finetune_config(args):
-    from vitrine.train.finetune import FinetuneConfig
+    from vitrine.train.classification.finetune import FinetuneConfig
 
     wanted = {
         "backbone": BACKBONE,
@@ -362,7 +362,7 @@ def finetune_config(args):
 def run_finetune(args, ws, ds, images: list) -> Result:
     from vitrine.evaluate.classification import evaluate_run
     from vitrine.predict.classifier import load_classifier
-    from vitrine.train.finetune import train_finetune
+    from vitrine.train.classification.finetune import train_finetune
 
     config = finetune_config(args)
     cancel = threading.Event()
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import vitrine.data.importers  # noqa: F401  (imports what indexing imports, FAISS included)
-    from vitrine.train.embeddings import dataset_cache_dir, embed_dataset
+    from vitrine.train.classification.embeddings import dataset_cache_dir, embed_dataset
     from vitrine.workspace import Workspace
 
     if args.torch_threads:
@@ -559,9 +559,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done: {results[-1].method}: accuracy {results[-1].accuracy:.4f}", file=sys.stderr, flush=True)
         if "finetune" in args.methods:
             try:
-                import vitrine.train.finetune  # noqa: F401
+                import vitrine.train.classification.finetune  # noqa: F401
             except ImportError as exc:
-                print(f"(c) fine-tuning skipped: vitrine.train.finetune cannot be imported ({exc})", flush=True)
+                print(f"(c) fine-tuning skipped: its module cannot be imported ({exc})", flush=True)
             else:
                 results.append(run_finetune(args, ws, finetune_ds, images))
 

@@ -6,7 +6,7 @@ items from its test file), then compares on the held-out test scenes:
 
 - **untrained**: the same Mask R-CNN (EfficientNet-Lite0 + FPN, the packaged ImageNet backbone
   weights) with its detection heads as initialised, not trained: the baseline;
-- **trained**: that network fine-tuned with ``vitrine.train.detection.train_detector`` for a
+- **trained**: that network fine-tuned with ``vitrine.train.detection.trainer.train_detector`` for a
   bounded time (``--minutes``, default 20, of CPU training; validation included), best checkpoint
   by validation mask mAP@.5;
 - **ssd-mobilenet-v2-coco** (when the registry has it): the offline COCO detector, timed only
@@ -170,14 +170,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from vitrine.models.detectors.rcnn import build_detection_model
-    from vitrine.train.detection import (
-        CategoryMapped,
-        DetectionConfig,
-        load_run_detector,
-        resolve_dataset,
-        summarize,
-        train_detector,
-    )
+    from vitrine.predict.run_detector import CategoryMapped, load_run_detector
+    from vitrine.train.detection.config import DetectionConfig
+    from vitrine.train.detection.data import resolve_dataset
+    from vitrine.train.detection.trainer import summarize, train_detector
     from vitrine.workspace import Workspace
 
     t_all = time.perf_counter()

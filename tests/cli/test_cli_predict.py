@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
 import cli_helpers as cli  # noqa: E402
 import test_linear_probe as shared  # noqa: E402
 from test_linear_probe import COLOURS, TINY, saved_dataset  # noqa: E402
@@ -28,7 +28,7 @@ tiny_model = shared.tiny_model  # the fixture, shared
 
 @pytest.fixture
 def probe_run(tmp_path, tiny_model):
-    from vitrine.train.linear_probe import train_linear_probe
+    from vitrine.train.classification.linear_probe import train_linear_probe
 
     ws, _ = saved_dataset(tmp_path)
     run = train_linear_probe(ws, "colours", embedding_model=TINY, run_id="colours-probe")
@@ -109,7 +109,7 @@ def test_predict_json_and_csv_to_stdout(tmp_path, probe_run):
 
 
 def test_predict_with_a_zero_shot_run(tmp_path, tiny_model):
-    from vitrine.train.zero_shot import make_zero_shot
+    from vitrine.train.classification.zero_shot import make_zero_shot
 
     ws, ds = saved_dataset(tmp_path)
     run = make_zero_shot(ws, ds, embedding_model=TINY, run_id="colours-zs")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vitrine.cli import app
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "train"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "train" / "classification"))
 from test_finetune import CLASSES, make_shapes  # noqa: E402
 
 TINY = ["--random-init", "--image-size", "32", "--batch-size", "8", "--patience", "0"]
@@ -79,7 +79,7 @@ def test_train_runs_eval_and_tensorboard(workspace):
 
 
 def test_ctrl_c_saves_and_resume_finishes_the_run(workspace, monkeypatch):
-    import vitrine.train.finetune as ft
+    import vitrine.train.classification.finetune as ft
 
     real = ft.train_finetune
 
@@ -110,7 +110,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_run(workspace, monkeypatch):
 
 
 def test_keyboard_interrupt_exits_130_with_the_resume_hint(workspace, monkeypatch):
-    import vitrine.train.finetune as ft
+    import vitrine.train.classification.finetune as ft
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt

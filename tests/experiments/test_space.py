@@ -6,8 +6,8 @@ import pytest
 from vitrine.errors import VitrineError
 from vitrine.experiments.space import Distribution, SearchSpace, parse_assignment
 from vitrine.experiments.sweep import SweepSpec
-from vitrine.train.detection import DetectionConfig
-from vitrine.train.finetune import FinetuneConfig
+from vitrine.train.classification.config import FinetuneConfig
+from vitrine.train.detection.config import DetectionConfig
 
 
 def test_grid_values_are_typed_and_expanded_in_order():

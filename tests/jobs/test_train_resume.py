@@ -1,7 +1,7 @@
 """The server's ``train`` job kind after a restart: a fine-tuning left running by a dead server
 resumes from its run's last.pt; a linear probe (no checkpoint) starts over in the same run folder.
 The trainers are replaced by fakes that record how they were called (the real resume is tested
-in tests/train)."""
+in tests/train/classification)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def _dead_worker() -> str:
 
 
 def test_training_jobs_left_running_resume_or_start_over(tmp_path, monkeypatch):
-    import vitrine.train.finetune as finetune
-    import vitrine.train.linear_probe as linear_probe
+    import vitrine.train.classification.finetune as finetune
+    import vitrine.train.classification.linear_probe as linear_probe
 
     ws = Workspace(tmp_path)
     images = tmp_path / "images"

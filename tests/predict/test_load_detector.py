@@ -48,20 +48,20 @@ def test_runs_resolve_through_the_training_module(tmp_path, monkeypatch):
     make_run(ws, "running-run", task="detection", state="running")
     make_run(ws, "clf-run", state="done")
 
-    # no vitrine.train.detection: a clear NotFound (importing a None module raises ImportError)
-    monkeypatch.setitem(sys.modules, "vitrine.train.detection", None)
+    # no vitrine.predict.run_detector: a clear NotFound (importing a None module raises ImportError)
+    monkeypatch.setitem(sys.modules, "vitrine.predict.run_detector", None)
     with pytest.raises(NotFound, match="cannot load fine-tuned detectors"):
         load_detector("det-run", workspace=ws)
 
     calls = []
-    fake = types.ModuleType("vitrine.train.detection")
+    fake = types.ModuleType("vitrine.predict.run_detector")
 
     def load_run_detector(run, device=None):
         calls.append((run.id, device))
         return "the detector"
 
     fake.load_run_detector = load_run_detector
-    monkeypatch.setitem(sys.modules, "vitrine.train.detection", fake)
+    monkeypatch.setitem(sys.modules, "vitrine.predict.run_detector", fake)
     assert load_detector("det-run", device="cpu", workspace=str(tmp_path)) == "the detector"
     assert calls == [("det-run", "cpu")]
 

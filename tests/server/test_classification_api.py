@@ -544,7 +544,7 @@ def test_train_bad_options_are_400_and_start_nothing(client, body, words):
 
 def test_train_job_reports_progress_and_makes_a_run(private_root, monkeypatch):
     """The route maps the core's progress (stage, done, total, info) onto the job."""
-    import vitrine.train.linear_probe as lp
+    import vitrine.train.classification.linear_probe as lp
 
     seen = {}
     release = threading.Event()
@@ -593,7 +593,7 @@ def test_train_job_reports_progress_and_makes_a_run(private_root, monkeypatch):
 
 
 def test_cancel_a_training_job(private_root, monkeypatch):
-    import vitrine.train.zero_shot as zs
+    import vitrine.train.classification.zero_shot as zs
 
     def fake_zero_shot(workspace, dataset, *, progress=None, cancel=None, run_id=None, **kw):
         run = Run.create(workspace, "zero-shot", dataset.name, "offline-concepts", {}, run_id)
@@ -616,7 +616,7 @@ def test_cancel_a_training_job(private_root, monkeypatch):
 
 
 def test_failed_training_is_reported_on_the_job(private_root, monkeypatch):
-    import vitrine.train.linear_probe as lp
+    import vitrine.train.classification.linear_probe as lp
     from vitrine.errors import VitrineError
 
     def failing(*args, **kwargs):

@@ -211,7 +211,7 @@ def test_train_from_the_dashboard_then_open_the_run(server, tab, shots):
 
 def test_training_progress_and_cancel(server, tab, shots, monkeypatch):
     """Progress with epochs, steps and time left (as fine-tuning reports them), then Cancel."""
-    import vitrine.train.finetune as ft
+    import vitrine.train.classification.finetune as ft
 
     def slow_finetune(workspace, dataset, config, *, progress=None, cancel=None, run_id=None, **kw):
         run = Run.create(workspace, "finetune", dataset.name, config.backbone, config.to_dict(), run_id)

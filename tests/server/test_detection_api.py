@@ -345,7 +345,7 @@ def test_routes_are_in_the_openapi_schema(client):
 def test_fine_tuned_runs_are_listed_and_loaded_once(tmp_path, monkeypatch, chelsea):
     import json
 
-    import vitrine.train.detection as train_detection
+    import vitrine.predict.run_detector as train_detection
 
     loads = []
 

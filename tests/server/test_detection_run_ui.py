@@ -43,7 +43,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    from vitrine.train.detection import train_detector
+    from vitrine.train.detection.trainer import train_detector
 
     root = build_root(tmp_path_factory.mktemp("detrun-ui") / "workspace")
     run = train_detector(root, str(root / "datasets" / DATASET), dict(TINY), run_id=RUN, dataset_name=DATASET)

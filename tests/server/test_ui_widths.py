@@ -102,7 +102,7 @@ def root(tmp_path_factory) -> Path:
         from test_detection_training_api import TINY
 
         from vitrine.data.detection.scenes import generate_scenes
-        from vitrine.train.detection import train_detector
+        from vitrine.train.detection.trainer import train_detector
 
         generate_scenes(
             root / "datasets" / "scenes",

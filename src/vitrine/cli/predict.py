@@ -110,10 +110,10 @@ def _load_run(model: str, workspace: Path | None):
 
 def _load_classifier(run):
     from vitrine.predict.classifier import load_classifier
-    from vitrine.train import linear_probe, zero_shot  # noqa: F401  (they register their loaders)
+    from vitrine.train.classification import linear_probe, zero_shot  # noqa: F401  (they register their loaders)
 
     try:
-        from vitrine.train import finetune  # noqa: F401
+        from vitrine.train.classification import finetune  # noqa: F401
     except ImportError:
         pass
     return load_classifier(run)

@@ -299,7 +299,7 @@ def train(
             with _CancelOnSigint(cancel, err), _TrainProgress(err, show_bar) as progress:
                 common = {"progress": progress, "cancel": cancel, "run_id": run_id}
                 if method == "finetune":
-                    from vitrine.train.finetune import FinetuneConfig, train_finetune
+                    from vitrine.train.classification.finetune import FinetuneConfig, train_finetune
 
                     if resume:
                         overrides = dict(given)
@@ -317,7 +317,7 @@ def train(
                         )
                         run = train_finetune(ws, ds, config, **common)
                 elif method == "linear-probe":
-                    from vitrine.train.linear_probe import train_linear_probe
+                    from vitrine.train.classification.linear_probe import train_linear_probe
 
                     config = {"batch_size": batch_size} if batch_size is not None else {}
                     if class_weights is not None:
@@ -325,7 +325,7 @@ def train(
                     kw = {"embedding_model": embedding_model} if embedding_model else {}
                     run = train_linear_probe(ws, ds, config=config, **kw, **common)
                 else:
-                    from vitrine.train.zero_shot import make_zero_shot
+                    from vitrine.train.classification.zero_shot import make_zero_shot
 
                     if batch_size is not None:
                         raise VitrineError("--batch-size is not for --method zero-shot")
@@ -836,7 +836,8 @@ def train_detector_cmd(
         )
     cancel = threading.Event()
     with guard():
-        from vitrine.train.detection import DetectionConfig, train_detector
+        from vitrine.train.detection.config import DetectionConfig
+        from vitrine.train.detection.trainer import train_detector
 
         ws = _workspace(workspace)
         if resume and name and name != resume:

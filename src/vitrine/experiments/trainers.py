@@ -19,10 +19,10 @@ class SweepTask:
 
     def config_cls(self):
         if self.name == "classify":
-            from vitrine.train.finetune import FinetuneConfig
+            from vitrine.train.classification.config import FinetuneConfig
 
             return FinetuneConfig
-        from vitrine.train.detection import DetectionConfig
+        from vitrine.train.detection.config import DetectionConfig
 
         return DetectionConfig
 
@@ -30,10 +30,10 @@ class SweepTask:
         """Train one trial: ``dataset`` is a workspace dataset name (classify) or an annotation
         file or folder (detect, an absolute path: trials run in other folders and processes)."""
         if self.name == "classify":
-            from vitrine.train.finetune import train_finetune
+            from vitrine.train.classification.finetune import train_finetune
 
             return train_finetune(workspace, dataset, config, **kwargs)
-        from vitrine.train.detection import train_detector
+        from vitrine.train.detection.trainer import train_detector
 
         return train_detector(workspace, None if kwargs.get("resume") else dataset, config, **kwargs)
 

@@ -98,12 +98,11 @@ def _load_run(run_id: str, device: str | None, workspace) -> Detector:
             hint=f"detection models: {known}, or the id of a detection run",
         )
     try:
-        # MERGE: `from vitrine.predict.run_detector import load_run_detector` once it moves out of train/
-        from vitrine.train.detection import load_run_detector
+        from vitrine.predict.run_detector import load_run_detector
     except ImportError:
         raise NotFound(
             f"run {run_id!r} is a detection run, but this vitrine cannot load fine-tuned detectors",
-            hint=f"update vitrine (vitrine.train.detection is missing), or use a registry model: {known}",
+            hint=f"update vitrine (vitrine.predict.run_detector is missing), or use a registry model: {known}",
         ) from None
     params = inspect.signature(load_run_detector).parameters
     if "device" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):

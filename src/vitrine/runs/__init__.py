@@ -2,8 +2,11 @@
 
 ``record`` holds :class:`Run` (``run.json``: id, kind, dataset, model, config, state, progress,
 metrics, classes, times), :func:`list_runs` and the atomic JSON writer; ``checkpoint`` the atomic
-checkpoint writer and reader. Training, evaluation, prediction, the server and the CLI read and
-write runs through this package; it imports nothing from ``train/`` or ``evaluate/``.
+checkpoint writer and reader, and the policy that picks ``best.pt``; ``lifecycle`` how a run goes
+from running to done, cancelled or failed; ``summary`` the headline numbers of any kind of run;
+``leaderboard`` the rows every run list shows. Training, evaluation, prediction, the server and
+the CLI read and write runs through this package; it imports nothing from ``train/`` or
+``evaluate/``.
 """
 
 from vitrine.runs.record import (

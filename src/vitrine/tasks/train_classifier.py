@@ -2,7 +2,7 @@
 dataset of the workspace into a run; a fine-tuning resumes from its last.pt after a restart.
 
 :class:`TrainRequest` is what a training asks for (the REST API's request body and the job's
-stored params); :func:`run_summary` the numbers a classification run reports."""
+stored params)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from vitrine.data.dataset import ClassificationDataset
 from vitrine.errors import Cancelled, VitrineError
 from vitrine.jobs import JobContext, register_kind
-from vitrine.runs import Run
-from vitrine.tasks.common import describe_progress, jsonable, read_json
+from vitrine.runs.summary import summarize
+from vitrine.tasks.common import describe_progress, jsonable
 from vitrine.workspace import Workspace
 
 TRAIN_JOB = "train"
@@ -50,7 +50,7 @@ ZERO_SHOT_ONLY = ("prompts",)
 def finetune_config(body: TrainRequest):
     """The FinetuneConfig a request asks for; an option fine-tuning lacks is a VitrineError (400)."""
     try:
-        from vitrine.train.finetune import FinetuneConfig
+        from vitrine.train.classification.finetune import FinetuneConfig
     except ImportError as exc:
         raise VitrineError(f"fine-tuning is not available on this server ({exc})") from None
 
@@ -77,25 +77,25 @@ def _train(
 
     common = {"progress": progress, "cancel": ctx.cancel_event, "run_id": run_id}
     if body.method == "finetune":
-        from vitrine.train.finetune import train_finetune
+        from vitrine.train.classification.finetune import train_finetune
 
         ctx.set_checkpoint(ws.run_dir(run_id) / "checkpoints" / "last.pt")
         run = train_finetune(ws, dataset, finetune_config(body), **common, **({"resume": True} if resume else {}))
     elif body.method == "linear-probe":
-        from vitrine.train.linear_probe import train_linear_probe
+        from vitrine.train.classification.linear_probe import train_linear_probe
 
         config = {k: v for k, v in {"C": body.C, "batch_size": body.batch_size}.items() if v is not None}
         kwargs = {"embedding_model": body.embedding_model} if body.embedding_model else {}
         run = train_linear_probe(ws, dataset, config=config, **kwargs, **common)
     else:
-        from vitrine.train.zero_shot import make_zero_shot
+        from vitrine.train.classification.zero_shot import make_zero_shot
 
         kwargs = {"embedding_model": body.embedding_model} if body.embedding_model else {}
         run = make_zero_shot(ws, dataset, prompts=body.prompts or "names", **kwargs, **common)
     record = run.record
     if record.get("state") == "cancelled":
         raise Cancelled(f"training was cancelled; run {run.id} keeps what it had done")
-    return {"run_id": run.id, "state": record.get("state"), **run_summary(run)}
+    return {"run_id": run.id, "state": record.get("state"), **summarize(run)}
 
 
 def run_train_job(ctx: JobContext, params: dict) -> dict:
@@ -124,38 +124,3 @@ def run_train_job(ctx: JobContext, params: dict) -> dict:
 
 
 register_kind(TRAIN_JOB, run_train_job, resumable=True, concurrency=1, description="train a classifier")
-
-
-def _evaluation(metrics: dict) -> dict:
-    """The evaluation a run reports: on its test split, else on all samples, else on val."""
-    for split in ("test", "all", "val"):
-        found = metrics.get(split)
-        if isinstance(found, dict) and found.get("accuracy") is not None:
-            return found
-    return metrics if metrics.get("accuracy") is not None else {}
-
-
-def _speed(*sources: dict) -> float | None:
-    for src in sources:
-        for holder in (src, src.get("speed") if isinstance(src.get("speed"), dict) else None):
-            if holder and isinstance(holder.get("images_per_second"), (int, float)):
-                return float(holder["images_per_second"])
-    return None
-
-
-def run_summary(run: Run) -> dict:
-    """The numbers a leaderboard shows: accuracy, macro-F1 and speed, from run.json or metrics.json."""
-    record_metrics = run.record.get("metrics") or {}
-    evaluation = _evaluation(record_metrics) if isinstance(record_metrics, dict) else {}
-    file_metrics = None
-    if not evaluation or _speed(evaluation, record_metrics) is None:
-        file_metrics = read_json(run.dir / "metrics.json") or {}
-        if not evaluation:
-            evaluation = _evaluation(file_metrics)
-    sources = [s for s in (evaluation, record_metrics, file_metrics) if isinstance(s, dict)]
-    return {
-        "accuracy": evaluation.get("accuracy"),
-        "macro_f1": evaluation.get("macro_f1"),
-        "evaluated_on": evaluation.get("split"),
-        "images_per_second": _speed(*sources),
-    }

@@ -1,8 +1,7 @@
 """The ``train-detector`` job kind: train a Faster / Mask R-CNN on a dataset folder of the
 workspace into a run; it resumes from the run's last.pt after a restart.
 
-:func:`detection_source` finds the annotations a training names inside the dataset's folder;
-:func:`detection_summary` gives the headline numbers of a detection run."""
+:func:`detection_source` finds the annotations a training names inside the dataset's folder."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from vitrine.errors import Cancelled, NotFound, VitrineError
 from vitrine.jobs import JobContext, register_kind
-from vitrine.runs import Run
+from vitrine.runs.summary import summarize
 from vitrine.tasks.common import describe_progress, jsonable
 from vitrine.workspace import Workspace
 
@@ -63,7 +62,8 @@ def run_train_detector_job(ctx: JobContext, params: dict) -> dict:
     (``params["annotations"]`` inside it) with the options ``params["config"]`` into run
     ``params["run_id"]``. Run again after an interruption, it resumes from the run's last.pt; a run
     stopped before its first checkpoint starts over."""
-    from vitrine.train.detection import RESUME_OVERRIDES, train_detector
+    from vitrine.train.detection.config import RESUME_OVERRIDES
+    from vitrine.train.detection.trainer import train_detector
 
     st = ctx.services
     ws = Workspace(st.settings.root) if st is not None else Workspace()
@@ -95,7 +95,7 @@ def run_train_detector_job(ctx: JobContext, params: dict) -> dict:
     )
     if run.record.get("state") == "cancelled":
         raise Cancelled(f"training was cancelled; run {run.id} keeps its last checkpoint")
-    return {"run_id": run.id, "state": run.record.get("state"), **detection_summary(run)}
+    return {"run_id": run.id, "state": run.record.get("state"), **summarize(run)}
 
 
 register_kind(
@@ -105,26 +105,3 @@ register_kind(
     concurrency=1,
     description="train a detector (Faster / Mask R-CNN)",
 )
-
-
-def _evaluation(run: Run) -> dict:
-    metrics = run.record.get("metrics") or {}
-    for key in ("test", "all", "val", "train"):
-        found = metrics.get(key)
-        if isinstance(found, dict) and any("map" in k for k in found):
-            return {"split": key, **found}
-    return {"split": None}
-
-
-def detection_summary(run: Run) -> dict:
-    """The headline numbers of a detection run: box and mask mAP@.5 and @.5:.95, P/R/F1 and mean
-    IoU per type, inference ms/image."""
-    ev = _evaluation(run)
-    metrics = run.record.get("metrics") or {}
-    speed = ev.get("speed") or metrics.get("speed") or {}
-    keys = ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou")
-    out = {f"{t}_{k}": ev.get(f"{t}_{k}") for t in ("bbox", "segm") for k in keys}
-    out["evaluated_on"] = ev.get("split")
-    out["n_images"] = ev.get("n_images")
-    out["ms_per_image"] = speed.get("ms_per_image") if isinstance(speed, dict) else None
-    return out

@@ -7,7 +7,7 @@ internally) and return one dict per image with ``boxes`` (N, 4) xyxy pixels of t
 ``labels`` (N,) int64, ``scores`` (N,) and, for instance segmentation, ``masks`` (N, 1, H, W)
 probabilities. :class:`TorchvisionDetector` turns that into :class:`Detections` (masks thresholded
 at 0.5 into booleans). The registry's torchvision models use it, and so do runs fine-tuned in
-vitrine (``vitrine.train.detection``).
+vitrine (``vitrine.train.detection``, loaded by :mod:`vitrine.predict.run_detector`).
 """
 
 from __future__ import annotations

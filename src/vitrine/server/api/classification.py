@@ -26,6 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import NotFound, VitrineError
 from vitrine.runs import Run, list_runs, new_run_id
+from vitrine.runs.leaderboard import leaderboard, run_row
+from vitrine.runs.summary import summarize
 from vitrine.server.api.responses import CSV, IMAGE, JPEG
 from vitrine.server.api.v1 import read_upload
 from vitrine.server.security import hide_paths, require, visible
@@ -39,7 +41,6 @@ from vitrine.tasks.train_classifier import (
     ZERO_SHOT_ONLY,
     TrainRequest,
     finetune_config,
-    run_summary,
 )
 from vitrine.workspace import Workspace
 
@@ -397,23 +398,6 @@ def dataset_jobs(d: DatasetDep, st: StateDep, c: CacheDep):
 
 
 # ------------------------------------------------------------------------------ runs
-def run_row(run: Run) -> dict:
-    r = run.record
-    return jsonable(
-        {
-            "id": run.id,
-            "kind": r.get("kind"),
-            "dataset": r.get("dataset"),
-            "model": r.get("model"),
-            "state": r.get("state"),
-            "progress": r.get("progress") or {},
-            "created_at": r.get("created_at"),
-            "finished_at": r.get("finished_at"),
-            **run_summary(run),
-        }
-    )
-
-
 SORTS = ("created", "accuracy", "macro_f1", "images_per_second")
 
 
@@ -426,10 +410,7 @@ def runs(
     """Every run of the workspace (newest first, or best first by ``sort``) with its scores."""
     found = [r for r in list_runs(ws) if dataset is None or r.record.get("dataset") == dataset]
     mine = set(visible("run", [r.id for r in found]))
-    rows = [run_row(r) for r in found if r.id in mine]
-    if sort != "created":
-        rows.sort(key=lambda row: (row[sort] is None, -(row[sort] or 0.0)))
-    return hide_paths(rows)
+    return hide_paths(jsonable(leaderboard([r for r in found if r.id in mine], sort)))
 
 
 @router.get("/runs/{run_id}")
@@ -495,7 +476,7 @@ def classifier_for(run: Run, c: _Cache):
 
 def model_card(run: Run) -> dict:
     r = run.record
-    summary = run_summary(run)
+    summary = summarize(run)
     return jsonable(
         {
             "id": run.id,

@@ -23,10 +23,11 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.errors import ModelError, NotFound, VitrineError
 from vitrine.runs import Run
+from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.server.api.v1 import StateDep, read_upload
 from vitrine.server.state import AppState
 from vitrine.tasks.common import jsonable, read_json
-from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source, detection_summary
+from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source
 from vitrine.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -377,7 +378,7 @@ class DetectionTrainRequest(BaseModel):
 
 def detection_config(options: dict) -> Any:
     """A DetectionConfig from a request's options; a bad option is a VitrineError (400)."""
-    from vitrine.train.detection import DetectionConfig
+    from vitrine.train.detection.config import DetectionConfig
 
     refused = sorted(k for k in options if k in API_REFUSED_OPTIONS)
     if refused:
@@ -407,7 +408,7 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
     holds DetectionConfig options. Bad options or an unusable dataset are refused (400/404) before
     any job starts. The answer carries the ``run_id`` the run will have."""
     from vitrine.runs import new_run_id
-    from vitrine.train.detection import check_dataset, resolve_dataset
+    from vitrine.train.detection.data import check_dataset, resolve_dataset
     from vitrine.workspace import check_name
 
     ws = Workspace(st.settings.root)
@@ -436,23 +437,6 @@ def _metrics_report(run: Run) -> dict:
     return read_json(run.dir / "detection_metrics.json") or {}
 
 
-def detection_run_row(run: Run) -> dict:
-    r = run.record
-    return jsonable(
-        {
-            "id": run.id,
-            "kind": r.get("kind"),
-            "dataset": r.get("dataset"),
-            "model": r.get("model"),
-            "state": r.get("state"),
-            "progress": r.get("progress") or {},
-            "created_at": r.get("created_at"),
-            "finished_at": r.get("finished_at"),
-            **detection_summary(run),
-        }
-    )
-
-
 def load_detection_run(run_id: str, st: StateDep) -> Run:
     ws = Workspace(st.settings.root)
     if run_id not in ws.run_ids():  # also refuses ids that are not folder names
@@ -478,7 +462,7 @@ def detection_runs(st: StateDep):
 
     found = [r for r in list_runs(Workspace(st.settings.root)) if r.record.get("kind") in DETECTION_RUN_KINDS]
     mine = set(visible("run", [r.id for r in found]))
-    return hide_paths([detection_run_row(r) for r in found if r.id in mine])
+    return hide_paths(jsonable(leaderboard([r for r in found if r.id in mine])))
 
 
 def _run_job(st: AppState, run_id: str) -> dict | None:
@@ -504,7 +488,7 @@ def detection_run(run: DetectionRunDep, st: StateDep):
         jsonable(
             {
                 "record": run.record,
-                "summary": detection_run_row(run),
+                "summary": run_row(run),
                 "iou_types": types,
                 "per_class": {t: report[t].get("per_class", []) for t in types},
                 "pr_curves": {t: report[t].get("pr_curves", []) for t in types},

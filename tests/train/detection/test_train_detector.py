@@ -23,8 +23,11 @@ from pycocotools import mask as mask_utils
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
 from vitrine.errors import Cancelled, ModelError, VitrineError
 from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
+from vitrine.predict.run_detector import load_run_detector
 from vitrine.runs.checkpoint import load_checkpoint
-from vitrine.train import detection as D
+from vitrine.train.detection import trainer as D
+from vitrine.train.detection.config import DetectionConfig
+from vitrine.train.detection.data import DetectionSamples, augment, train_transform
 from vitrine.workspace import Workspace
 
 SIZE = 64
@@ -207,13 +210,13 @@ def test_resnet50_coco_weights_offline_error_and_local_file(tmp_path, monkeypatc
 
 def test_bad_options_are_refused():
     with pytest.raises(VitrineError, match="arch"):
-        D.DetectionConfig(arch="yolo")
+        DetectionConfig(arch="yolo")
     with pytest.raises(VitrineError, match="anchor_sizes"):
-        D.DetectionConfig(anchor_sizes=[8, 16])
+        DetectionConfig(anchor_sizes=[8, 16])
     with pytest.raises(VitrineError, match="optimizer"):
-        D.DetectionConfig(optimizer="rmsprop")
+        DetectionConfig(optimizer="rmsprop")
     with pytest.raises(VitrineError, match="no option"):
-        D.DetectionConfig.from_dict({"learning_rate": 0.1})
+        DetectionConfig.from_dict({"learning_rate": 0.1})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def test_bad_options_are_refused():
 def test_targets_are_clipped_and_masks_decoded(scenes):
     scenes.annotations.append(Annotation(900, 1, 1, (50.0, 50.0, 40.0, 40.0), None))  # runs off the image
     scenes.annotations.append(Annotation(901, 1, 1, (70.0, 10.0, 5.0, 5.0), None))  # entirely outside
-    samples = D.DetectionSamples(scenes, with_masks=True, budget_bytes=2**30)
+    samples = DetectionSamples(scenes, with_masks=True, budget_bytes=2**30)
     (image, target), why = samples.get(0)
     assert why is None and image.shape == (3, SIZE, SIZE) and image.dtype == torch.uint8
     boxes, masks = target["boxes"], target["masks"]
@@ -241,12 +244,12 @@ def test_targets_are_clipped_and_masks_decoded(scenes):
 
 
 def test_augmentation_keeps_boxes_and_masks_together(scenes):
-    samples = D.DetectionSamples(scenes, with_masks=True, budget_bytes=2**30)
-    transform = D.train_transform("light")
+    samples = DetectionSamples(scenes, with_masks=True, budget_bytes=2**30)
+    transform = train_transform("light")
     torch.manual_seed(3)
     (image, target), _ = samples.get(1)
     for _ in range(10):
-        img, out = D._augment(transform, image, target)
+        img, out = augment(transform, image, target)
         assert img.shape == image.shape
         assert out["boxes"].shape[0] == out["masks"].shape[0] == out["labels"].shape[0]
         for box, mask in zip(out["boxes"], out["masks"], strict=True):
@@ -364,7 +367,7 @@ def test_load_run_detector_predicts(finished):
 
     ws, ds, run = finished
     image = Image.open(Path(ds.root) / ds.images[-1].file_name).convert("RGB")
-    det = D.load_run_detector(run)
+    det = load_run_detector(run)
     assert isinstance(det, Detector) and det.task == "segmentation"
     assert det.classes == {1: "rectangle", 7: "disc"}
     out = det.predict(image, threshold=0.0)
@@ -387,7 +390,7 @@ def test_fasterrcnn_run_from_a_coco_file(tmp_path):
     assert run.record["kind"] == "detection" and run.record["dataset"] == "instances"
     assert run.record["metrics"]["val"]["val_bbox_map50"] is not None
     assert "segm_map50" not in run.record["metrics"]["val"]
-    det = D.load_run_detector(run)
+    det = load_run_detector(run)
     out = det.predict(Image.open(tmp_path / "images" / ds.images[0].file_name), threshold=0.0)
     assert out.masks is None or out.masks.shape[0] == len(out)
 

@@ -24,7 +24,7 @@ tiny_model = shared.tiny_model  # the fixture, shared
 
 
 def test_zero_shot_from_class_names(tmp_path, tiny_model):
-    from vitrine.train.zero_shot import make_zero_shot
+    from vitrine.train.classification.zero_shot import make_zero_shot
 
     ws, ds = saved_dataset(tmp_path)
     run = make_zero_shot(ws, ds.name, embedding_model=TINY, run_id="zs-names", logit_scale=10)
@@ -48,7 +48,7 @@ def test_zero_shot_from_class_names(tmp_path, tiny_model):
 def test_zero_shot_prompts_from_ontology(tmp_path, tiny_model):
     """Class names the text model cannot read; the ontology descriptions say which colour each is.
     Keywords match class names whatever the case, accents and separators."""
-    from vitrine.train.zero_shot import build_prompts, make_zero_shot
+    from vitrine.train.classification.zero_shot import build_prompts, make_zero_shot
 
     classes = {"cerise": COLOURS["red"], "emeraude": COLOURS["green"], "grand_ocean": COLOURS["blue"]}
     ws = Workspace(tmp_path / "ws")
@@ -95,7 +95,7 @@ def test_zero_shot_prompts_from_ontology(tmp_path, tiny_model):
 
 
 def test_zero_shot_without_splits_evaluates_all_samples(tmp_path, tiny_model):
-    from vitrine.train.zero_shot import make_zero_shot
+    from vitrine.train.classification.zero_shot import make_zero_shot
 
     ds = make_dataset(tmp_path / "images", per_split={"": 2})
     run = make_zero_shot(tmp_path / "ws", ds, embedding_model=TINY, template=["a {} thing", "something {}"])
@@ -108,7 +108,7 @@ def test_zero_shot_offline_concepts_on_real_photos(tmp_path):
     """The real offline model: "cat", "coffee", "rocket" as class names; chelsea is a cat."""
     from skimage import data
 
-    from vitrine.train.zero_shot import make_zero_shot
+    from vitrine.train.classification.zero_shot import make_zero_shot
 
     root = tmp_path / "photos"
     samples = []

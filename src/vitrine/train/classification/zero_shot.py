@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrine.errors import Cancelled, VitrineError
+from vitrine.errors import VitrineError
 from vitrine.predict.classifier import ZeroShotClassifier, softmax_scores
 from vitrine.runs import Run, atomic_write_json
-from vitrine.train.embeddings import (
+from vitrine.runs.lifecycle import run_lifecycle
+from vitrine.train.classification.embeddings import (
     dataset_cache_dir,
     decode_some,
     embed_dataset,
@@ -182,8 +183,8 @@ def make_zero_shot(
         "space": space,
     }
     run = Run.create(ws, KIND, ds.name, embedding_model, config, run_id)
-    run.update(state="running", classes=classes, started_at=time.time())
-    try:
+    with run_lifecycle(run) as life:
+        life.start(classes=classes)
         started = time.perf_counter()
         vectors = prompt_vectors(model, texts)
         np.savez(run.dir / "classifier.npz", text_vectors=vectors)
@@ -227,17 +228,7 @@ def make_zero_shot(
                 classifier=ZeroShotClassifier(run.dir),  # the saved files, as predictions will load them
                 speed_images=decode_some(ds, emb.samples),
             )
-        run.update(state="done", metrics=metrics, progress={"stage": "done"}, finished_at=time.time())
-    except Cancelled as exc:
-        run.update(state="cancelled", error=exc.message, finished_at=time.time())
-        raise
-    except KeyboardInterrupt:
-        run.update(state="cancelled", error="interrupted", finished_at=time.time())
-        raise
-    except Exception as exc:
-        message = exc.message if isinstance(exc, VitrineError) else f"{type(exc).__name__}: {exc}"
-        run.update(state="failed", error=message, finished_at=time.time())
-        raise
+        life.done(metrics=metrics, progress={"stage": "done"})
     return run
 
 

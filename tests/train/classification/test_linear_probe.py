@@ -23,7 +23,7 @@ from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.registry import Availability, ModelSpec
 from vitrine.predict.classifier import load_classifier
 from vitrine.runs import Run
-from vitrine.train.embeddings import cache_file, embed_dataset
+from vitrine.train.classification.embeddings import cache_file, embed_dataset
 from vitrine.workspace import Workspace
 
 TINY = "tiny-colour"
@@ -125,7 +125,7 @@ def load_images(ds: ClassificationDataset, split: str) -> tuple[list[Image.Image
 
 
 def test_probe_trains_saves_reloads_and_predicts_identically(tmp_path, tiny_model):
-    from vitrine.train.linear_probe import train_linear_probe
+    from vitrine.train.classification.linear_probe import train_linear_probe
 
     ws, ds = saved_dataset(tmp_path)
     stages = []
@@ -158,7 +158,7 @@ def test_probe_trains_saves_reloads_and_predicts_identically(tmp_path, tiny_mode
 
 
 def test_probe_fixed_C_without_val_split_and_bad_inputs(tmp_path, tiny_model):
-    from vitrine.train.linear_probe import train_linear_probe
+    from vitrine.train.classification.linear_probe import train_linear_probe
 
     ws, ds = saved_dataset(tmp_path, per_split={"train": 6, "test": 2})
     run = train_linear_probe(ws, ds, embedding_model=TINY)
@@ -173,7 +173,7 @@ def test_probe_fixed_C_without_val_split_and_bad_inputs(tmp_path, tiny_model):
 
 
 def test_probe_cancel_marks_the_run(tmp_path, tiny_model):
-    from vitrine.train.linear_probe import train_linear_probe
+    from vitrine.train.classification.linear_probe import train_linear_probe
 
     ws, ds = saved_dataset(tmp_path)
     cancel = threading.Event()

