@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
+from vitrine.core.atomic import atomic_write_json
 from vitrine.jobs import register_kind
-from vitrine.runs import atomic_write_json
 
 
 def count_steps(ctx, params):

@@ -1074,8 +1074,8 @@ def test_openapi_documents_what_the_api_answers(client):
 def test_tag_looks_up_detection_runs_in_the_served_root(tmp_path, indexed_demo, monkeypatch):
     """A run id given to POST /projects/{name}/tag (and its job) is a run of the served root, not
     of the server's working directory."""
+    from vitrine.core.atomic import atomic_write_json
     from vitrine.errors import ModelError
-    from vitrine.runs import atomic_write_json
     from vitrine.tasks.tag import run_tag_job
     from vitrine.workspace import Workspace
 

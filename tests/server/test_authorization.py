@@ -251,7 +251,7 @@ def _dataset(root: Path, name: str) -> None:
 
 
 def _run(root: Path, run_id: str, task: str | None = None) -> None:
-    from vitrine.runs import atomic_write_json
+    from vitrine.core.atomic import atomic_write_json
     from vitrine.workspace import Workspace
 
     directory = Workspace(root).run_dir(run_id)

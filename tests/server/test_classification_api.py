@@ -27,10 +27,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vitrine.core.atomic import atomic_write_json
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled
 from vitrine.predict import classifier as classifier_module
-from vitrine.runs import Run, atomic_write_json
+from vitrine.runs import Run
 from vitrine.server.app import create_app
 from vitrine.workspace import Workspace
 

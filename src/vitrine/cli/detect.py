@@ -176,8 +176,8 @@ def _run(
     from rich.table import Table
     from rich.text import Text
 
+    from vitrine.core.atomic import atomic_write_json
     from vitrine.errors import VitrineError
-    from vitrine.runs import atomic_write_json
     from vitrine.workspace import Workspace
 
     with guard():

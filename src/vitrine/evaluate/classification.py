@@ -182,7 +182,7 @@ def confusion_svg(classes: list[str], matrix: list[list[int]], title: str = "") 
 
 def write_report(run_dir, report: dict) -> list[Path]:
     """Write metrics.json, per_class.csv/.json, confusion.csv/.svg into ``run_dir`` (atomically)."""
-    from vitrine.runs import atomic_write_json
+    from vitrine.core.atomic import atomic_write_json
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -551,8 +551,7 @@ def _csv_text(rows: list[dict]) -> str:
 
 def write_detection_report(report: dict, out_dir: str | Path) -> list[Path]:
     """Write ``detection_metrics.json`` and ``per_class_<bbox|segm>.csv`` into ``out_dir`` atomically."""
-    from vitrine.core.atomic import atomic_write_text
-    from vitrine.runs import atomic_write_json
+    from vitrine.core.atomic import atomic_write_json, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ from vitrine.runs.record import (
     RUN_STATES,
     Run,
     artifact_store,
-    atomic_write_json,
     list_runs,
     new_run_id,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "RUN_STATES",
     "Run",
     "artifact_store",
-    "atomic_write_json",
     "list_runs",
     "new_run_id",
 ]

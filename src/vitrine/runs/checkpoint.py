@@ -9,35 +9,23 @@ direction it improves (a classifier: the lowest val loss; a detector: the highes
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from vitrine.core.atomic import atomic_open
 from vitrine.errors import VitrineError
-from vitrine.store.durable import fsync_dir
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` with torch.save atomically: a crash leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
+    with atomic_open(path, "wb") as fh:
+        torch.save(state, fh)
     return path
 
 

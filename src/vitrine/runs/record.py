@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitrine.core.atomic import atomic_write_json
 from vitrine.errors import NotFound, VitrineError
 from vitrine.workspace import Workspace, check_name
 
@@ -50,15 +51,6 @@ def artifact_store():
 
 def new_run_id(kind: str, dataset: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{dataset}-{uuid.uuid4().hex[:4]}"[:100]
-
-
-def atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_open
 from vitrine.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
@@ -138,9 +139,8 @@ class OfflineConceptsEmbedder:
             except (OSError, ValueError):
                 pass  # corrupt cache: recompute
         vectors = self.embed_texts(texts)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vectors)
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, vectors)
         return vectors
 
     def preprocess(self, image):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_open
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.errors import Cancelled, VitrineError
 from vitrine.workspace import Workspace
@@ -172,8 +173,7 @@ class VectorCache:
         for digest, row in self.rows.items():
             hashes[row] = digest
         stat_items = sorted(self.stats.items())
-        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
-        with open(tmp, "wb") as fh:
+        with atomic_open(self.path, "wb") as fh:
             np.savez(
                 fh,
                 format=np.int64(CACHE_FORMAT),
@@ -186,9 +186,6 @@ class VectorCache:
                 stat_mtimes=np.array([v[1] for _, v in stat_items], dtype=np.int64),
                 stat_hashes=np.array([v[2] for _, v in stat_items], dtype="U40"),
             )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
         self.dirty = False
 
 

@@ -15,16 +15,16 @@ same model and space, then go through the pipeline.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import warnings
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_open, atomic_write_json
 from vitrine.errors import Cancelled, VitrineError
 from vitrine.predict.classifier import LinearProbeClassifier, full_proba
-from vitrine.runs import Run, atomic_write_json
+from vitrine.runs import Run
 from vitrine.runs.lifecycle import run_lifecycle
 from vitrine.train.classification.embeddings import (
     dataset_cache_dir,
@@ -168,9 +168,8 @@ def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, prog
     train_accuracy = float((full_proba(pipeline, train.vectors, len(classes)).argmax(axis=1) == y_train).mean())
 
     # save
-    tmp = run.dir / f".classifier.joblib.{os.getpid()}.tmp"
-    joblib.dump(pipeline, tmp)
-    os.replace(tmp, run.dir / "classifier.joblib")
+    with atomic_open(run.dir / "classifier.joblib", "wb") as fh:
+        joblib.dump(pipeline, fh)
     atomic_write_json(
         run.dir / "classifier.json",
         {

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.atomic import atomic_write_json
 from vitrine.errors import VitrineError
 from vitrine.predict.classifier import ZeroShotClassifier, softmax_scores
-from vitrine.runs import Run, atomic_write_json
+from vitrine.runs import Run
 from vitrine.runs.lifecycle import run_lifecycle
 from vitrine.train.classification.embeddings import (
     dataset_cache_dir,
