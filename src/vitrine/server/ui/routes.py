@@ -1,7 +1,8 @@
 """HTML routes of the web UI and its static files.
 
 The pages are thin shells: the server renders the frame (project name, links, where the API is)
-and ``static/app.js`` fills them from ``/api/v1``. Every URL is built from ``base``, the request's
+and each page's own script (``static/<page>.js``, with the helpers of ``static/common.js``) fills
+them from ``/api/v1``. Every URL is built from ``base``, the request's
 ``root_path``, so that the UI works unchanged behind a proxy that mounts it under a prefix.
 """
 
