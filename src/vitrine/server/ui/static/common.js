@@ -186,6 +186,22 @@ window.vitrine = (() => {
     load: "Loading images", epoch: "Training", done: "Finishing", cancelled: "Cancelled",
   };
 
+  /** Whether a job in this state is still to finish (queued or running). */
+  const isActive = (state) => state === "queued" || state === "running";
+
+  /** A job as the server has it now; cancelling one (answers the job). */
+  const fetchJob = (id) => api(apiUrl(`/jobs/${enc(id)}`));
+  const cancelJob = (id) => api(apiUrl(`/jobs/${enc(id)}/cancel`), { method: "POST" });
+
+  /** A job's box shows the job: its state and id as data-state and data-job-id, its state in the badge. */
+  function showJobState(box, badge, job) {
+    box.hidden = false;
+    box.dataset.state = job.state;
+    box.dataset.jobId = job.id;
+    badge.textContent = job.state;
+    badge.className = `badge state-${job.state}`;
+  }
+
   /** What the fine-tuning of a classifier reports when done. */
   function classifierResult(r) {
     const bits = [];
@@ -284,7 +300,7 @@ window.vitrine = (() => {
     formatDuration, pct, score, decimal, formatWhen, stateBadge,
     projectApi, projectPage, imagePage, thumbUrl, fillGrid,
     datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage,
-    COLORS, layout, plot, STAGES, jobText,
+    COLORS, layout, plot, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
     ApiError, api, showError, clearError, report,
   };
 })();

@@ -6,9 +6,9 @@
   "use strict";
 
   const {
-    $, DATASET, enc, encPath, apiUrl, h, isNum, plural, dotted, formatBytes, formatDuration, pct, score, stateBadge,
-    datasetApi, datasetThumbUrl, runPage, COLORS, layout, plot, jobText, ApiError, api, showError, clearError,
-    report,
+    $, DATASET, enc, encPath, apiUrl, h, isNum, plural, dotted, formatBytes, formatDuration, pct, stateBadge,
+    datasetApi, datasetThumbUrl, runPage, COLORS, layout, plot, jobText, ApiError, isActive, showJobState, api,
+    showError, clearError, report, fetchJob, cancelJob,
   } = window.vitrine;
   const body = document.body;
   const POLL_MS = 700;
@@ -281,14 +281,8 @@
     }
 
     function renderJob(job) {
-      const box = $("#train-job");
-      box.hidden = false;
-      box.dataset.state = job.state;
-      box.dataset.jobId = job.id;
-      const badge = $("#train-state");
-      badge.textContent = job.state;
-      badge.className = `badge state-${job.state}`;
-      const active = job.state === "queued" || job.state === "running";
+      showJobState($("#train-job"), $("#train-state"), job);
+      const active = isActive(job.state);
       const progress = $("#train-progress");
       if (active && isNum(job.fraction)) progress.value = job.fraction;
       else if (active) progress.removeAttribute("value");
@@ -313,14 +307,14 @@
         polling = null;
         let fresh;
         try {
-          fresh = { ...(await api(apiUrl(`/jobs/${enc(job.id)}`))), run_id: job.run_id };
+          fresh = { ...(await fetchJob(job.id)), run_id: job.run_id };
         } catch (err) {
           showError(err, "following the training job");
           $("#train-button").disabled = false;
           return;
         }
         renderJob(fresh);
-        if (fresh.state === "queued" || fresh.state === "running") {
+        if (isActive(fresh.state)) {
           polling = setTimeout(tick, POLL_MS);
           return;
         }
@@ -350,7 +344,7 @@
       const id = $("#train-job").dataset.jobId;
       if (!id) return;
       try {
-        const job = await api(apiUrl(`/jobs/${enc(id)}/cancel`), { method: "POST" });
+        const job = await cancelJob(id);
         $("#train-text").textContent = job.message || "cancelling…";
       } catch (err) {
         showError(err, "cannot cancel");
@@ -374,7 +368,7 @@
       const jobs = await api(datasetApi(DATASET, "/jobs"));
       const last = jobs[0];
       if (!last) return;
-      if (last.state === "queued" || last.state === "running") followJob(last);
+      if (isActive(last.state)) followJob(last);
       else renderJob(last);
     }
 

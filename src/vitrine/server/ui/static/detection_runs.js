@@ -6,11 +6,11 @@
   "use strict";
 
   const {
-    $, enc, apiUrl, h, isNum, score, decimal, layout, jobText, ApiError, api, showError, report,
+    $, enc, apiUrl, h, isNum, decimal, jobText, ApiError, isActive, showJobState, api, showError, report,
+    fetchJob, cancelJob,
   } = window.vitrine;
   const body = document.body;
   const TYPES = { bbox: "Boxes", segm: "Masks" };
-  const ACTIVE = ["queued", "running"];
   // a detector's training job: one stage named, nothing more to say when done
   const DETECTION_JOB = { stages: { train: "Training" }, trained: () => [], cancelled: "Cancelled: the run keeps its last checkpoint" };
 
@@ -22,17 +22,13 @@
     let shownState = null;
 
     function showJob(job) {
-      const box = $("#det-job");
-      box.hidden = false;
-      box.dataset.state = job.state;
-      $("#det-job-state").textContent = job.state;
-      $("#det-job-state").className = `badge state-${job.state}`;
+      showJobState($("#det-job"), $("#det-job-state"), job);
       $("#det-job-text").textContent = jobText(job, DETECTION_JOB);
       const bar = $("#det-progress");
       if (job.state === "running" && job.total) bar.value = job.done / job.total;
       else if (job.state === "done") bar.value = 1;
       else bar.removeAttribute("value");
-      $("#det-cancel").hidden = !ACTIVE.includes(job.state);
+      $("#det-cancel").hidden = !isActive(job.state);
     }
 
     function metricsRows(summary) {
@@ -126,19 +122,19 @@
     async function tick() {
       let active = false;
       if (jobId) {
-        const job = await api(apiUrl(`/jobs/${enc(jobId)}`));
+        const job = await fetchJob(jobId);
         showJob(job);
-        active = ACTIVE.includes(job.state);
+        active = isActive(job.state);
       }
       const d = await loadRun();
-      if (!jobId && d && ACTIVE.includes((d.record || {}).state)) active = true;
+      if (!jobId && d && isActive((d.record || {}).state)) active = true;
       if (active) timer = setTimeout(() => tick().catch(report("following the training")), 2000);
     }
 
     $("#det-cancel").addEventListener("click", async () => {
       if (!jobId) return;
       try {
-        const job = await api(apiUrl(`/jobs/${enc(jobId)}/cancel`), { method: "POST" });
+        const job = await cancelJob(jobId);
         showJob(job);
       } catch (err) {
         showError(err, "cannot cancel");

@@ -10,8 +10,8 @@
   "use strict";
 
   const {
-    $, enc, apiUrl, h, plural, basename, formatDuration, score, projectApi, projectPage, fillGrid, STAGES,
-    ApiError, api, showError, clearError, report,
+    $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, fillGrid, ApiError, isActive,
+    showJobState, api, showError, clearError, report, fetchJob, cancelJob,
   } = window.vitrine;
   const body = document.body;
   const PAGE_SIZE = 24;
@@ -469,21 +469,15 @@
       const st = await api(projectApi());
       renderStatus(st);
       const job = st.job;
-      if (job && (job.state === "queued" || job.state === "running")) followJob(job);
+      if (job && isActive(job.state)) followJob(job);
       else if (job && (job.state === "failed" || job.state === "cancelled")) renderJob(job);
       return st;
     }
 
     function renderJob(job) {
-      const box = $("#job");
-      box.hidden = false;
-      box.dataset.state = job.state;
-      box.dataset.jobId = job.id;
-      const badge = $("#job-state");
-      badge.textContent = job.state;
-      badge.className = `badge state-${job.state}`;
+      showJobState($("#job"), $("#job-state"), job);
       const progress = $("#job-progress");
-      const active = job.state === "queued" || job.state === "running";
+      const active = isActive(job.state);
       let text = "";
       if (active) {
         text = STAGES[job.stage] || (job.state === "queued" ? "Waiting to start" : "Starting");
@@ -527,7 +521,7 @@
         polling = null;
         let fresh;
         try {
-          fresh = await api(apiUrl(`/jobs/${enc(job.id)}`));
+          fresh = await fetchJob(job.id);
         } catch (err) {
           showError(err, "following the job");
           $("#index-button").disabled = false;
@@ -535,7 +529,7 @@
           return;
         }
         renderJob(fresh);
-        if (fresh.state === "queued" || fresh.state === "running") {
+        if (isActive(fresh.state)) {
           polling = setTimeout(tick, POLL_MS);
           return;
         }
@@ -574,7 +568,7 @@
       const id = $("#job").dataset.jobId;
       if (!id) return;
       try {
-        renderJob(await api(apiUrl(`/jobs/${enc(id)}/cancel`), { method: "POST" }));
+        renderJob(await cancelJob(id));
       } catch (err) {
         showError(err, "cannot cancel");
       }
