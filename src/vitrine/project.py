@@ -39,8 +39,9 @@ from vitrine.models.base import Embedder, embed_images
 from vitrine.models.preprocess import DECODE_MIN_SIDE
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
 from vitrine.search.language import language_note
+from vitrine.search.query import Filters, Query
 from vitrine.store.catalog import Catalog
-from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD, TagReport, check_threshold, normalize_tags
+from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD, TagReport, check_threshold
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); stages: scan, embed, index, tag
 
@@ -269,27 +270,17 @@ class Project:
             return report
 
     # --- search -----------------------------------------------------------------------------
-    def _search_vector(
-        self, model_name, embedder, space, vector, query, k, offset, folder, exclude=None, tags=None, tag_model=None
-    ):
-        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
-        tags = normalize_tags(tags)
-        if tags:
-            query = {**query, "tags": tags} | ({"tag_model": tag_model} if tag_model else {})
-        has_more, hits = run_query(
-            index,
-            self.catalog,
-            vector,
-            limit=k,
-            offset=offset,
-            folder=folder,
-            exclude=exclude,
-            tags=tags,
-            tag_model=tag_model,
-        )
-        return SearchResult(
-            query=query, model=model_name, space=space, offset=offset, limit=k, has_more=has_more, hits=hits
-        )
+    def query(self, query: Query) -> SearchResult:
+        """Run one :class:`~vitrine.search.query.Query` (text, keyword, collection image or example
+        image, with its page and filters): what the CLI and the API call, and the search methods
+        below with their keywords."""
+        search = {
+            "text": self._search_text,
+            "keyword": self._search_keyword,
+            "similar": self._search_similar,
+            "image": self._search_image,
+        }[query.kind]
+        return search(query)
 
     def search(
         self,
@@ -303,19 +294,8 @@ class Project:
     ) -> SearchResult:
         """Free-text search; ``tags`` keeps images with every one of those detector tags (see
         :meth:`tag`), from any tagging model or from ``tag_model``."""
-        text = (text or "").strip()
-        if not text:
-            raise VitrineError("the search text is empty", hint="type a few words, e.g. 'a cat'")
-        name = self._resolve_query_model(model)
-        embedder = self._load_model(name)
-        space = embedder.spaces.text_space
-        if space is None:
-            raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
-        vector = embedder.embed_texts([text])[0]
-        query = {"kind": "text", "text": text}
-        result = self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
-        result.language_note = _language_note(text, name)
-        return result
+        filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
+        return self.query(Query(text=text or "", model=model, k=k, offset=offset, filters=filters))
 
     def search_keyword(
         self,
@@ -328,18 +308,8 @@ class Project:
         tag_model: str | None = None,
     ) -> SearchResult:
         """Search with an ontology keyword: its description builds the query (``tags``: as in :meth:`search`)."""
-        entry = self.ontology.get(keyword)
-        text = entry.description or entry.keyword
-        name = self._resolve_query_model(model)
-        embedder = self._load_model(name)
-        space = embedder.spaces.text_space
-        if space is None:
-            raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
-        vector = embedder.embed_texts([text])[0]
-        query = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
-        result = self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
-        result.language_note = _language_note(text, name)
-        return result
+        filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
+        return self.query(Query(keyword=keyword, model=model, k=k, offset=offset, filters=filters))
 
     def search_similar(
         self,
@@ -353,22 +323,8 @@ class Project:
     ) -> SearchResult:
         """More like this: images close to one of the collection's images (by its stored vector;
         ``tags``: as in :meth:`search`)."""
-        name = self._resolve_query_model(model)
-        info = self.catalog.file_info(relpath)
-        if info is None:
-            raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
-        embedder = self._load_model(name)
-        space = embedder.spaces.image_space
-        _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
-        if len(vectors) == 0:
-            raise NotFound(
-                f"{relpath} has no vector for {name!r} ({info.get('error') or 'not indexed yet'})",
-                hint="run `vitrine index` to embed it",
-            )
-        query = {"kind": "image", "image": relpath}
-        return self._search_vector(
-            name, embedder, space, vectors[0], query, k, offset, folder, {info["content_id"]}, tags, tag_model
-        )
+        filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
+        return self.query(Query(similar=relpath, model=model, k=k, offset=offset, filters=filters))
 
     def search_image(
         self,
@@ -381,7 +337,50 @@ class Project:
         tag_model: str | None = None,
     ) -> SearchResult:
         """Search by an example image given as a file path or as uploaded bytes (``tags``: as in :meth:`search`)."""
-        name = self._resolve_query_model(model)
+        filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
+        return self.query(Query(image=image, model=model, k=k, offset=offset, filters=filters))
+
+    def _search_text(self, query: Query) -> SearchResult:
+        name = self._resolve_query_model(query.model)
+        embedder = self._load_model(name)
+        space = self._text_space(name, embedder)
+        vector = embedder.embed_texts([query.text])[0]
+        result = self._search_vector(name, embedder, space, vector, {"kind": "text", "text": query.text}, query)
+        result.language_note = _language_note(query.text, name)
+        return result
+
+    def _search_keyword(self, query: Query) -> SearchResult:
+        entry = self.ontology.get(query.keyword)
+        text = entry.description or entry.keyword
+        name = self._resolve_query_model(query.model)
+        embedder = self._load_model(name)
+        space = self._text_space(name, embedder)
+        vector = embedder.embed_texts([text])[0]
+        asked = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
+        result = self._search_vector(name, embedder, space, vector, asked, query)
+        result.language_note = _language_note(text, name)
+        return result
+
+    def _search_similar(self, query: Query) -> SearchResult:
+        relpath = query.similar
+        name = self._resolve_query_model(query.model)
+        info = self.catalog.file_info(relpath)
+        if info is None:
+            raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
+        embedder = self._load_model(name)
+        space = embedder.spaces.image_space
+        _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
+        if len(vectors) == 0:
+            raise NotFound(
+                f"{relpath} has no vector for {name!r} ({info.get('error') or 'not indexed yet'})",
+                hint="run `vitrine index` to embed it",
+            )
+        asked = {"kind": "image", "image": relpath}
+        return self._search_vector(name, embedder, space, vectors[0], asked, query, exclude={info["content_id"]})
+
+    def _search_image(self, query: Query) -> SearchResult:
+        image = query.image
+        name = self._resolve_query_model(query.model)
         if isinstance(image, bytes):  # decoded first: a bad image fails without loading the model
             pil, label = open_image_bytes(image, min_side=DECODE_MIN_SIDE), "upload"
         else:
@@ -389,8 +388,33 @@ class Project:
         embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
-        query = {"kind": "image", "image": label}
-        return self._search_vector(name, embedder, space, vector, query, k, offset, folder, None, tags, tag_model)
+        return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, query)
+
+    @staticmethod
+    def _text_space(name: str, embedder: Embedder) -> str:
+        space = embedder.spaces.text_space
+        if space is None:
+            raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
+        return space
+
+    def _search_vector(self, model_name, embedder, space, vector, asked: dict, query: Query, exclude=None):
+        """Search ``vector`` in ``space``; ``asked`` is the query as the result reports it."""
+        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
+        filters = query.filters
+        if filters.tags:
+            asked = {**asked, "tags": list(filters.tags)} | (
+                {"tag_model": filters.tag_model} if filters.tag_model else {}
+            )
+        has_more, hits = run_query(index, self.catalog, vector, query, exclude=exclude)
+        return SearchResult(
+            query=asked,
+            model=model_name,
+            space=space,
+            offset=query.offset,
+            limit=query.k,
+            has_more=has_more,
+            hits=hits,
+        )
 
     # --- detector tags ----------------------------------------------------------------------
     def tag(

@@ -74,20 +74,6 @@ def check_threshold(threshold: float) -> float:
     return round(value, 4)
 
 
-def normalize_tags(tags: str | list[str] | tuple[str, ...] | None) -> list[str]:
-    """Tag names as stored: stripped, lower case, without duplicates or empty ones."""
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        tags = [tags]
-    out: list[str] = []
-    for t in tags:
-        name = str(t).strip().lower()
-        if name and name not in out:
-            out.append(name)
-    return out
-
-
 def _shrink(image: Image.Image) -> tuple[Image.Image, float]:
     """``(image in RGB at most MAX_SIDE pixels a side, factor from its pixels to the file's)``."""
     image = image.convert("RGB") if image.mode != "RGB" else image
@@ -190,7 +176,6 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "TagReport",
     "check_threshold",
-    "normalize_tags",
     "summarize",
     "tag_contents",
 ]

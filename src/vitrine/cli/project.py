@@ -150,19 +150,21 @@ def search(
 ):
     """Search a project by text, ontology keyword, or example image."""
     from vitrine.project import Project
+    from vitrine.search.query import Query
 
     with guard():
-        given = [x for x in (text, keyword, image) if x is not None]
-        if len(given) != 1:
-            raise VitrineError("give exactly one query: TEXT, --keyword K, or --image PATH")
-        proj = Project(project_dir)
-        kw = dict(k=k, offset=offset, folder=folder, model=model, tags=tag or None)
-        if text is not None:
-            result = proj.search(text, **kw)
-        elif keyword is not None:
-            result = proj.search_keyword(keyword, **kw)
-        else:
-            result = proj.search_image(image, **kw)
+        query = Query.one_of(
+            "query: TEXT, --keyword K, or --image PATH",
+            text=text,
+            keyword=keyword,
+            image=image,
+            model=model,
+            k=k,
+            offset=offset,
+            folder=folder,
+            tags=tag,
+        )
+        result = Project(project_dir).query(query)
     note = result.language_note
     if note:  # on stderr, so that --json output stays a list of hits
         err.print(f"[yellow]warning:[/] {note['message']}", highlight=False, soft_wrap=True)

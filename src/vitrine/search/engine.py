@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vitrine.index.faiss_index import VectorIndex
+from vitrine.search.query import Query
 from vitrine.store.catalog import Catalog
 
 MAX_RESULTS = 1000  # deepest page a query can reach (offset + limit)
@@ -83,24 +84,22 @@ def run_query(
     index: VectorIndex,
     catalog: Catalog,
     vector: np.ndarray,
+    query: Query,
     *,
-    limit: int = 20,
-    offset: int = 0,
-    folder: str | None = None,
     exclude: set[int] | None = None,
-    tags: list[str] | None = None,
-    tag_model: str | None = None,
 ) -> tuple[bool, list[Hit]]:
-    """Top results for one query vector: (whether a next page exists, hits of the requested page).
+    """Top results for one query vector: (whether a next page exists, hits of the page ``query``
+    asks for).
 
-    ``folder`` keeps one subfolder's images; ``tags`` keeps the images that have every one of those
-    detector tags (case-insensitive; from any tagging model, or from ``tag_model``)."""
+    ``query.filters.folder`` keeps one subfolder's images; ``query.filters.tags`` keeps the images
+    that have every one of those detector tags (from any tagging model, or from ``tag_model``)."""
+    limit, offset = query.k, query.offset
+    tags, tag_model = query.filters.tags, query.filters.tag_model
     exclude = exclude or set()
-    folder = normalize_folder(folder)
+    folder = normalize_folder(query.filters.folder)
     allowed = catalog.content_ids_in_folder(folder) if folder is not None else None
-    wanted = [str(t).strip().lower() for t in tags or [] if str(t).strip()]
-    if wanted:
-        tagged = catalog.content_ids_with_tags(wanted, model=tag_model)
+    if tags:
+        tagged = catalog.content_ids_with_tags(list(tags), model=tag_model)
         allowed = tagged if allowed is None else np.intersect1d(allowed, tagged)
     if allowed is not None and len(allowed) == 0:
         return False, []

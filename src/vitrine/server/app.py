@@ -25,8 +25,8 @@ from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.responses import document_common
-from vitrine.server.api.v1 import human_size
 from vitrine.server.api.v1 import router as api_router
+from vitrine.server.deps import human_size
 from vitrine.server.errors import error_response, html_error_response, is_page_request, page_error
 from vitrine.server.security import install_security
 from vitrine.server.state import AppState, Settings

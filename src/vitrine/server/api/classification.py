@@ -29,9 +29,8 @@ from vitrine.runs import Run, list_runs, new_run_id
 from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.runs.summary import summarize
 from vitrine.server.api.responses import CSV, IMAGE, JPEG
-from vitrine.server.api.v1 import read_upload
+from vitrine.server.deps import RunDep, StateDep, WorkspaceDep, read_upload
 from vitrine.server.security import hide_paths, require, visible
-from vitrine.server.state import AppState
 from vitrine.tasks.common import jsonable, read_json
 from vitrine.tasks.train_classifier import (
     EMBEDDING_ONLY,
@@ -74,10 +73,6 @@ class _Loaded:
     by_path: dict[str, Sample]
 
 
-def state(request: Request) -> AppState:
-    return request.app.state.vitrine
-
-
 _CACHE_LOCK = threading.Lock()
 
 
@@ -92,13 +87,7 @@ def cache(request: Request) -> _Cache:
     return found
 
 
-def workspace(st: Annotated[AppState, Depends(state)]) -> Workspace:
-    return Workspace(st.settings.root)
-
-
-StateDep = Annotated[AppState, Depends(state)]
 CacheDep = Annotated[_Cache, Depends(cache)]
-WorkspaceDep = Annotated[Workspace, Depends(workspace)]
 
 
 def _stamp(*paths: Path) -> tuple:
@@ -140,19 +129,6 @@ def loaded_dataset(name: str, ws: WorkspaceDep, c: CacheDep) -> _Loaded:
 
 
 DatasetDep = Annotated[_Loaded, Depends(loaded_dataset)]
-
-
-def _unknown_run(run_id: str) -> NotFound:
-    return NotFound(f"no run {run_id!r}", hint="see the runs with GET /api/v1/runs (or `vitrine runs`)")
-
-
-def load_run(run_id: str, ws: WorkspaceDep) -> Run:
-    if run_id not in ws.run_ids():  # also refuses ids that are not folder names
-        raise _unknown_run(run_id)
-    return Run.load(ws, run_id)
-
-
-RunDep = Annotated[Run, Depends(load_run)]
 
 
 # ------------------------------------------------------------------------------ datasets

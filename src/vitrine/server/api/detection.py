@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.errors import ModelError, NotFound, VitrineError
 from vitrine.runs import Run
 from vitrine.runs.leaderboard import leaderboard, run_row
-from vitrine.server.api.v1 import StateDep, read_upload
+from vitrine.server.deps import StateDep, read_upload
 from vitrine.server.state import AppState
 from vitrine.tasks.common import jsonable, read_json
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source

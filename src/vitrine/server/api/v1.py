@@ -5,32 +5,23 @@ from __future__ import annotations
 import io
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.errors import VitrineError
 from vitrine.models import registry
-from vitrine.project import Project
 from vitrine.search.engine import MAX_RESULTS, normalize_folder
+from vitrine.search.query import Filters
+from vitrine.search.query import Query as SearchQuery
 from vitrine.server.api.responses import CSV, IMAGE, JPEG, MAX_INT, CSVResponse, errors
+from vitrine.server.deps import ProjectDep, StateDep, read_upload
 from vitrine.server.security import hide_paths, visible
-from vitrine.server.state import AppState
 from vitrine.tasks.index import INDEX_JOB
 from vitrine.tasks.tag import TAG_JOB
 
 router = APIRouter(prefix="/api/v1")
 
 
-def state(request: Request) -> AppState:
-    return request.app.state.vitrine
-
-
-def project(name: str, st: Annotated[AppState, Depends(state)]) -> Project:
-    return st.project(name)
-
-
-ProjectDep = Annotated[Project, Depends(project)]
-StateDep = Annotated[AppState, Depends(state)]
 K = Annotated[int, Query(ge=1, le=200, description="results per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_RESULTS, description="results to skip (pagination)")]
 
@@ -186,42 +177,21 @@ def search(
     ] = None,
     tag_model: Annotated[str | None, Query(description="only tags from this tagging model")] = None,
 ):
-    given = [x for x in (q, keyword, similar) if x is not None]
-    if len(given) != 1:
-        raise VitrineError("give exactly one of q (text), keyword, or similar (an image path)")
+    query = SearchQuery.one_of(
+        "of q (text), keyword, or similar (an image path)",
+        text=q,
+        keyword=keyword,
+        similar=similar,
+        model=model,
+        k=k,
+        offset=offset,
+        folder=folder,
+        tags=tag,
+        tag_model=tag_model,
+    )
     if model is not None:
         registry.get(model)  # an unknown name is a 400, not a model mismatch
-    kw = dict(k=k, offset=offset, folder=folder, model=model, tags=tag, tag_model=tag_model)
-    if q is not None:
-        result = p.search(q, **kw)
-    elif keyword is not None:
-        result = p.search_keyword(keyword, **kw)
-    else:
-        result = p.search_similar(similar, **kw)
-    return result.to_dict()
-
-
-def human_size(n: int) -> str:
-    """``n`` bytes for a message: "512 bytes", "48.8 KiB", "20 MiB"."""
-    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
-async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    chunks, size = [], 0
-    while chunk := await upload.read(1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"upload {upload.filename!r} is larger than the limit of {human_size(limit)}",
-                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
-            )
-        chunks.append(chunk)
-    if not size:
-        raise VitrineError(f"upload {upload.filename!r} is empty")
-    return b"".join(chunks)
+    return p.query(query).to_dict()
 
 
 @router.post("/projects/{name}/search/image", responses=errors(409, 503))
@@ -241,9 +211,14 @@ async def search_by_upload(
     data = await read_upload(file, st.settings.max_upload_bytes)
     from starlette.concurrency import run_in_threadpool
 
-    result = await run_in_threadpool(
-        p.search_image, data, k=k, offset=offset, folder=folder or None, model=model, tags=tag, tag_model=tag_model
+    query = SearchQuery(
+        image=data,
+        model=model,
+        k=k,
+        offset=offset,
+        filters=Filters(folder=folder or None, tags=tag or (), tag_model=tag_model),
     )
+    result = await run_in_threadpool(p.query, query)
     out = result.to_dict()
     out["query"]["image"] = file.filename or "upload"
     return out

@@ -1,7 +1,8 @@
 """HTML routes of the web UI and its static files.
 
 The pages are thin shells: the server renders the frame (project name, links, where the API is)
-and ``static/app.js`` fills them from ``/api/v1``. Every URL is built from ``base``, the request's
+and each page's own script (``static/<page>.js``, with the helpers of ``static/common.js``) fills
+them from ``/api/v1``. Every URL is built from ``base``, the request's
 ``root_path``, so that the UI works unchanged behind a proxy that mounts it under a prefix.
 """
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from vitrine.errors import NotFound, VitrineError
+from vitrine.server.deps import state, workspace
 from vitrine.server.templates import base_of, make_templates, plotly_version, quote_segment
 
 HERE = Path(__file__).resolve().parent
@@ -62,7 +64,7 @@ def plotly_js_response(request: Request) -> Response:
 def _project_summaries(request: Request) -> list[dict]:
     from vitrine.server.security import visible
 
-    st = request.app.state.vitrine
+    st = state(request)
     out = []
     for name in visible("project", sorted(st.project_dirs())):
         try:
@@ -116,7 +118,7 @@ def mount_ui(app: FastAPI) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request):
-        st = request.app.state.vitrine
+        st = state(request)
         try:
             projects = _project_summaries(request)
         except VitrineError as exc:
@@ -126,7 +128,7 @@ def mount_ui(app: FastAPI) -> None:
     @app.get("/p/{name}", response_class=HTMLResponse, include_in_schema=False)
     def project_page(request: Request, name: str):
         try:
-            request.app.state.vitrine.project(name)
+            state(request).project(name)
         except VitrineError as exc:
             return error_page(request, exc, name)
         return render(request, "project.html", name=name)
@@ -134,7 +136,7 @@ def mount_ui(app: FastAPI) -> None:
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
         try:
-            project = request.app.state.vitrine.project(name)
+            project = state(request).project(name)
             project.image_path(path)  # an image that is not in the collection is a 404, not a broken picture
         except VitrineError as exc:
             if isinstance(exc, NotFound) and not exc.hint:
@@ -145,7 +147,7 @@ def mount_ui(app: FastAPI) -> None:
     # ---------------------------------------------------------------- classification
     @app.get("/datasets", response_class=HTMLResponse, include_in_schema=False)
     def datasets_page(request: Request):
-        st = request.app.state.vitrine
+        st = state(request)
         try:
             datasets = _dataset_summaries(request)
         except VitrineError as exc:
@@ -154,14 +156,13 @@ def mount_ui(app: FastAPI) -> None:
 
         # the folder to import into (`-w`): the server lists only its own workspace's datasets; its
         # absolute path is shown to the local user only, never in multi-user mode
-        workspace = None if runtime_of(request).multi_user else str(st.settings.root)
-        return render(request, "datasets.html", datasets=datasets, root=st.settings.root.name, workspace=workspace)
+        folder = None if runtime_of(request).multi_user else str(st.settings.root)
+        return render(request, "datasets.html", datasets=datasets, root=st.settings.root.name, workspace=folder)
 
     @app.get("/datasets/{name}", response_class=HTMLResponse, include_in_schema=False)
     def dataset_page(request: Request, name: str):
-        from vitrine.workspace import Workspace
 
-        ws = Workspace(request.app.state.vitrine.settings.root)
+        ws = workspace(state(request))
         if name not in ws.dataset_names():
             return error_page(request, NotFound(f"no dataset {name!r}"), name)
         return render(request, "dataset.html", name=name)
@@ -172,9 +173,8 @@ def mount_ui(app: FastAPI) -> None:
 
     def run_page(request: Request, run_id: str, focus: str) -> HTMLResponse:
         from vitrine.runs import Run
-        from vitrine.workspace import Workspace
 
-        ws = Workspace(request.app.state.vitrine.settings.root)
+        ws = workspace(state(request))
         if run_id not in ws.run_ids():
             return error_page(request, NotFound(f"no run {run_id!r}"), run_id)
         try:
@@ -199,9 +199,8 @@ def mount_ui(app: FastAPI) -> None:
     @app.get("/detection/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def detection_run_page(request: Request, run_id: str):
         from vitrine.runs import Run
-        from vitrine.workspace import Workspace
 
-        ws = Workspace(request.app.state.vitrine.settings.root)
+        ws = workspace(state(request))
         job_id = request.query_params.get("job_id") or ""
         try:
             exists = run_id in ws.run_ids()
@@ -237,7 +236,6 @@ def mount_ui(app: FastAPI) -> None:
 def _dataset_summaries(request: Request) -> list[dict]:
     from vitrine.server.api.classification import cache, dataset_row
     from vitrine.server.security import visible
-    from vitrine.workspace import Workspace
 
-    ws = Workspace(request.app.state.vitrine.settings.root)
+    ws = workspace(state(request))
     return [dataset_row(ws, name, cache(request)) for name in visible("dataset", ws.dataset_names())]

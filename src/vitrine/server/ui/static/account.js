@@ -2,10 +2,10 @@
 // sharing of the objects the user owns, through /api/v1/me, /api/v1/tokens and /api/v1/access.
 // Unsafe requests carry the session's CSRF header (added by the page's fetch wrapper, base.html).
 (() => {
-  const { apiUrl, $, h, api, report, clearError } = window.vitrine;
+  const { apiUrl, $, h, api, report, clearError, formatWhen } = window.vitrine;
   if (!$("#tokens")) return; // single-user mode: nothing to manage
 
-  const when = (t) => (t ? new Date(t * 1000).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }) : "—");
+  const when = (t) => (t ? formatWhen(t) : "—");
   const json = (method, body) => ({
     method,
     headers: body === undefined ? {} : { "Content-Type": "application/json" },

@@ -1,34 +1,18 @@
-/* vitrine web UI, detection runs: the run page (/detection/runs/{id}: state and live progress of
- * its training job, cancel, box and mask metrics, the per-class AP table, PR curves with Plotly
- * served by vitrine itself) and, on the runs page (/runs), the table of detection runs with their
- * mAP and the "Train a detector" form. Helpers come from common.js (window.vitrine).
+/* vitrine web UI, a detection run's page (/detection/runs/{id}): state and live progress of its
+ * training job, cancel, box and mask metrics, the per-class AP table, PR curves with Plotly served
+ * by vitrine itself. Helpers come from common.js (window.vitrine).
  */
 (() => {
   "use strict";
 
-  const { BASE, $, h, enc, apiUrl, api, isNum, formatDuration, ApiError, showError, clearError, report } = window.vitrine;
+  const {
+    $, enc, apiUrl, h, isNum, decimal, jobText, ApiError, isActive, showJobState, api, showError, report,
+    fetchJob, cancelJob,
+  } = window.vitrine;
   const body = document.body;
-  const fmt = (x, digits = 3) => (isNum(x) ? x.toFixed(digits) : "–");
-  const runUrl = (id, jobId) => `${BASE}/detection/runs/${enc(id)}${jobId ? `?job_id=${enc(jobId)}` : ""}`;
   const TYPES = { bbox: "Boxes", segm: "Masks" };
-  const ACTIVE = ["queued", "running"];
-
-  function jobText(job) {
-    if (job.state === "queued") return "Waiting to start";
-    if (job.state === "running") {
-      let text = job.stage === "train" ? "Training" : job.stage ? job.stage : "Starting";
-      if (job.message) return `${text} · ${job.message}`;
-      if (job.total) text += ` ${job.done}/${job.total}`;
-      if (isNum(job.eta_seconds)) text += ` · about ${formatDuration(job.eta_seconds)} left`;
-      return text;
-    }
-    if (job.state === "done") {
-      const took = job.finished_at && job.started_at ? ` in ${formatDuration(job.finished_at - job.started_at)}` : "";
-      return `Trained${took}`;
-    }
-    if (job.state === "cancelled") return job.message || "Cancelled: the run keeps its last checkpoint";
-    return (job.error && job.error.message) || "the training failed";
-  }
+  // a detector's training job: one stage named, nothing more to say when done
+  const DETECTION_JOB = { stages: { train: "Training" }, trained: () => [], cancelled: "Cancelled: the run keeps its last checkpoint" };
 
   // ============================================================================ run page
   function runPageMain() {
@@ -38,17 +22,13 @@
     let shownState = null;
 
     function showJob(job) {
-      const box = $("#det-job");
-      box.hidden = false;
-      box.dataset.state = job.state;
-      $("#det-job-state").textContent = job.state;
-      $("#det-job-state").className = `badge state-${job.state}`;
-      $("#det-job-text").textContent = jobText(job);
+      showJobState($("#det-job"), $("#det-job-state"), job);
+      $("#det-job-text").textContent = jobText(job, DETECTION_JOB);
       const bar = $("#det-progress");
       if (job.state === "running" && job.total) bar.value = job.done / job.total;
       else if (job.state === "done") bar.value = 1;
       else bar.removeAttribute("value");
-      $("#det-cancel").hidden = !ACTIVE.includes(job.state);
+      $("#det-cancel").hidden = !isActive(job.state);
     }
 
     function metricsRows(summary) {
@@ -58,7 +38,7 @@
           h("tr", { dataset: { type: t } },
             h("th", { scope: "row" }, TYPES[t]),
             ...["map50", "map", "precision", "recall", "f1", "mean_iou"].map((k) =>
-              h("td", { class: "num" }, fmt(summary[`${t}_${k}`])))));
+              h("td", { class: "num" }, decimal(summary[`${t}_${k}`])))));
     }
 
     function classTable(perClass, types) {
@@ -76,10 +56,10 @@
         const cells = [h("th", { scope: "row" }, row.class), h("td", { class: "num" }, String(row.gt ?? ""))];
         types.forEach((t) => {
           const r = (perClass[t] || [])[i] || {};
-          cells.push(h("td", { class: "num" }, fmt(r.ap50)), h("td", { class: "num" }, fmt(r.ap)));
+          cells.push(h("td", { class: "num" }, decimal(r.ap50)), h("td", { class: "num" }, decimal(r.ap)));
         });
-        cells.push(h("td", { class: "num" }, fmt(row.precision)), h("td", { class: "num" }, fmt(row.recall)),
-          h("td", { class: "num" }, fmt(row.f1)));
+        cells.push(h("td", { class: "num" }, decimal(row.precision)), h("td", { class: "num" }, decimal(row.recall)),
+          h("td", { class: "num" }, decimal(row.f1)));
         return h("tr", {}, ...cells);
       });
       $("#det-classes-body").replaceChildren(...rows);
@@ -122,7 +102,7 @@
       $("#det-eval-meta").textContent = rows.length ? [
         s.evaluated_on ? `on the ${s.evaluated_on} split` : "",
         isNum(s.n_images) ? `${s.n_images} images` : "",
-        isNum(s.ms_per_image) ? `inference ${fmt(s.ms_per_image, 1)} ms/image` : "",
+        isNum(s.ms_per_image) ? `inference ${decimal(s.ms_per_image, 1)} ms/image` : "",
         `at score ≥ ${cfg.score_threshold ?? 0.5}, IoU ≥ ${cfg.iou_threshold ?? 0.5}`,
       ].filter(Boolean).join(" · ") : "";
       if ((d.iou_types || []).length) classTable(d.per_class || {}, d.iou_types);
@@ -142,19 +122,19 @@
     async function tick() {
       let active = false;
       if (jobId) {
-        const job = await api(apiUrl(`/jobs/${enc(jobId)}`));
+        const job = await fetchJob(jobId);
         showJob(job);
-        active = ACTIVE.includes(job.state);
+        active = isActive(job.state);
       }
       const d = await loadRun();
-      if (!jobId && d && ACTIVE.includes((d.record || {}).state)) active = true;
+      if (!jobId && d && isActive((d.record || {}).state)) active = true;
       if (active) timer = setTimeout(() => tick().catch(report("following the training")), 2000);
     }
 
     $("#det-cancel").addEventListener("click", async () => {
       if (!jobId) return;
       try {
-        const job = await api(apiUrl(`/jobs/${enc(jobId)}/cancel`), { method: "POST" });
+        const job = await cancelJob(jobId);
         showJob(job);
       } catch (err) {
         showError(err, "cannot cancel");
@@ -164,55 +144,5 @@
     window.addEventListener("beforeunload", () => clearTimeout(timer));
   }
 
-  // ============================================================================ runs page
-  function runsPageMain() {
-    async function loadRuns() {
-      const rows = await api(apiUrl("/detection/runs"));
-      const table = $("#det-runs-table");
-      table.setAttribute("aria-busy", "false");
-      $("#no-det-runs").hidden = rows.length > 0;
-      $("#det-runs-body").replaceChildren(...rows.map((r) =>
-        h("tr", {},
-          h("th", { scope: "row" }, h("a", { href: runUrl(r.id) }, r.id)),
-          h("td", {}, r.kind || ""),
-          h("td", {}, r.dataset || ""),
-          h("td", {}, r.model || ""),
-          h("td", {}, h("span", { class: `badge state-${r.state || ""}` }, r.state || "")),
-          h("td", { class: "num" }, fmt(r.bbox_map50)),
-          h("td", { class: "num" }, fmt(r.bbox_map)),
-          h("td", { class: "num" }, fmt(r.segm_map50)),
-          h("td", { class: "num" }, fmt(r.segm_map)),
-          h("td", { class: "num" }, isNum(r.ms_per_image) ? `${fmt(r.ms_per_image, 1)} ms` : "–"))));
-    }
-
-    const form = $("#det-train-form");
-    if (form) {
-      form.addEventListener("submit", async (event) => {
-        event.preventDefault();
-        clearError();
-        const config = { arch: form.arch.value };
-        if (form.image_size.value) config.image_size = Number(form.image_size.value);
-        if (form.max_minutes.value) config.max_minutes = Number(form.max_minutes.value);
-        if (form.epochs.value) config.epochs = Number(form.epochs.value);
-        const request = { dataset: form.dataset.value.trim(), config };
-        if (form.annotations.value.trim()) request.annotations = form.annotations.value.trim();
-        const button = $("#det-train-button");
-        button.disabled = true;
-        try {
-          const job = await api(apiUrl("/detection/train"), {
-            method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request),
-          });
-          window.location.href = runUrl(job.run_id, job.id);
-        } catch (err) {
-          showError(err, "cannot start the training");
-        } finally {
-          button.disabled = false;
-        }
-      });
-    }
-    loadRuns().catch(report("detection runs"));
-  }
-
   if (body.dataset.run && $("#det-metrics")) runPageMain();
-  else if ($("#det-runs-table")) runsPageMain();
 })();

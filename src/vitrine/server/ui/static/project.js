@@ -1,4 +1,6 @@
-/* vitrine web UI: a small client of the REST API (/api/v1). No build step, no dependencies.
+/* vitrine web UI, a collection's page (/p/{name}): status and indexing, search by text, keyword,
+ * example image or upload with folder and tag filters, browsing, tags. A small client of the REST
+ * API (/api/v1); no build step, no dependencies; helpers come from common.js.
  *
  * Every URL is built from the prefix the server gave in <body data-base>, so the UI works behind a
  * reverse proxy that serves it under a path (e.g. /proxy/8000). Data from the API is always put in
@@ -8,20 +10,12 @@
   "use strict";
 
   const {
-    BASE, PAGE, enc, encPath, apiUrl, $, h, plural, basename, formatBytes, formatDuration,
-    ApiError, api, showError, clearError, report,
+    $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, fillGrid, ApiError, isActive,
+    showJobState, api, showError, clearError, report, fetchJob, cancelJob,
   } = window.vitrine;
   const body = document.body;
-  const PROJECT = body.dataset.project || "";
   const PAGE_SIZE = 24;
   const POLL_MS = 500;
-
-  // ---------------------------------------------------------------------------- URLs
-  const projectApi = (rest = "") => apiUrl(`/projects/${enc(PROJECT)}${rest}`);
-  const projectPage = (query = "") => `${BASE}/p/${enc(PROJECT)}${query}`;
-  const imagePage = (path) => `${BASE}/p/${enc(PROJECT)}/image/${encPath(path)}`;
-  const thumbUrl = (path, size) => projectApi(`/thumbs/${encPath(path)}`) + (size ? `?size=${size}` : "");
-  const fileUrl = (path) => projectApi(`/files/${encPath(path)}`);
 
   // ---------------------------------------------------------------------------- formatting
   function timeAgo(epochSeconds) {
@@ -32,51 +26,6 @@
     if (abs < 3600) return rtf.format(Math.round(diff / 60), "minute");
     if (abs < 86400) return rtf.format(Math.round(diff / 3600), "hour");
     return rtf.format(Math.round(diff / 86400), "day");
-  }
-
-  // ---------------------------------------------------------------------------- result grid
-  /** A path as text nodes with line-break opportunities after each slash (textContent unchanged). */
-  function pathWithBreaks(path) {
-    const parts = String(path).split("/");
-    const out = [];
-    parts.forEach((part, i) => {
-      out.push(i < parts.length - 1 ? `${part}/` : part);
-      if (i < parts.length - 1) out.push(h("wbr"));
-    });
-    return out;
-  }
-
-  function resultItem(hit) {
-    const path = hit.path;
-    const img = h("img", {
-      src: thumbUrl(path), alt: path, loading: "lazy", decoding: "async",
-      onerror: (event) => {
-        event.currentTarget.closest(".thumb").classList.add("broken");
-        event.currentTarget.alt = "no preview";
-      },
-    });
-    const bits = [];
-    if (typeof hit.score === "number") {
-      const title = hit.label ? `detector score for ${hit.label} (${plural(hit.count || 1, "box", "boxes")})`
-        : "similarity score (higher is closer)";
-      bits.push(h("span", { class: "score", title }, hit.score.toFixed(3)));
-    }
-    if (hit.width && hit.height) bits.push(h("span", { class: "dims" }, `${hit.width}×${hit.height}`));
-    if (hit.duplicates && hit.duplicates.length) {
-      bits.push(h("span", { class: "dups", title: hit.duplicates.join("\n") },
-        `+${plural(hit.duplicates.length, "copy", "copies")}`));
-    }
-    if (hit.error) bits.push(h("span", { class: "badge badge-error", title: hit.error }, "failed"));
-    return h("li", { class: "result", dataset: { path } },
-      h("a", { class: "result-link", href: imagePage(path), title: path },
-        h("div", { class: "thumb" }, img),
-        h("div", { class: "result-text" },
-          h("span", { class: "caption" }, pathWithBreaks(path)),
-          bits.length ? h("span", { class: "result-meta" }, bits) : null)));
-  }
-
-  function fillGrid(list, hits) {
-    list.replaceChildren(...hits.map(resultItem));
   }
 
   // ============================================================================ project page
@@ -520,21 +469,15 @@
       const st = await api(projectApi());
       renderStatus(st);
       const job = st.job;
-      if (job && (job.state === "queued" || job.state === "running")) followJob(job);
+      if (job && isActive(job.state)) followJob(job);
       else if (job && (job.state === "failed" || job.state === "cancelled")) renderJob(job);
       return st;
     }
 
     function renderJob(job) {
-      const box = $("#job");
-      box.hidden = false;
-      box.dataset.state = job.state;
-      box.dataset.jobId = job.id;
-      const badge = $("#job-state");
-      badge.textContent = job.state;
-      badge.className = `badge state-${job.state}`;
+      showJobState($("#job"), $("#job-state"), job);
       const progress = $("#job-progress");
-      const active = job.state === "queued" || job.state === "running";
+      const active = isActive(job.state);
       let text = "";
       if (active) {
         text = STAGES[job.stage] || (job.state === "queued" ? "Waiting to start" : "Starting");
@@ -578,7 +521,7 @@
         polling = null;
         let fresh;
         try {
-          fresh = await api(apiUrl(`/jobs/${enc(job.id)}`));
+          fresh = await fetchJob(job.id);
         } catch (err) {
           showError(err, "following the job");
           $("#index-button").disabled = false;
@@ -586,7 +529,7 @@
           return;
         }
         renderJob(fresh);
-        if (fresh.state === "queued" || fresh.state === "running") {
+        if (isActive(fresh.state)) {
           polling = setTimeout(tick, POLL_MS);
           return;
         }
@@ -625,7 +568,7 @@
       const id = $("#job").dataset.jobId;
       if (!id) return;
       try {
-        renderJob(await api(apiUrl(`/jobs/${enc(id)}/cancel`), { method: "POST" }));
+        renderJob(await cancelJob(id));
       } catch (err) {
         showError(err, "cannot cancel");
       }
@@ -650,67 +593,5 @@
     runFromUrl().finally(() => loadModels().catch(report("models")));
   }
 
-  // ============================================================================ image page
-  function imagePageMain() {
-    const path = body.dataset.path || "";
-    const main = $("#main-image");
-    let fellBack = false;
-    main.addEventListener("error", () => {
-      // Browsers cannot show every format an archive holds (TIFF...): fall back to a large JPEG preview.
-      if (fellBack) return;
-      fellBack = true;
-      main.src = thumbUrl(path, 1024);
-    });
-
-    function row(label, value, id) {
-      return [h("dt", {}, label), h("dd", id ? { id } : {}, value)];
-    }
-
-    async function loadMeta() {
-      const dl = $("#meta");
-      try {
-        const m = await api(projectApi(`/meta/${encPath(path)}`));
-        const items = [
-          ...row("Path", h("code", {}, m.relpath || path), "meta-path"),
-          ...row("Folder", m.folder ? h("a", { href: projectPage(`?folder=${enc(m.folder)}`) }, m.folder) : "(top level)", "meta-folder"),
-          ...row("File size", formatBytes(m.size), "meta-size"),
-          ...row("Dimensions", m.width && m.height ? `${m.width} × ${m.height} px` : "unknown", "meta-dims"),
-        ];
-        if (m.format) items.push(...row("Format", m.format, "meta-format"));
-        items.push(...row("SHA-256", h("code", { class: "hash" }, m.sha256 || ""), "meta-sha256"));
-        const dups = m.duplicates || [];
-        items.push(...row("Duplicates", dups.length
-          ? h("ul", { class: "dup-list" }, dups.map((d) => h("li", {}, h("a", { href: imagePage(d) }, d))))
-          : h("span", { class: "muted" }, "none"), "meta-duplicates"));
-        if (m.error) items.push(...row("Problem", h("span", { class: "text-warn" }, m.error), "meta-error"));
-        dl.replaceChildren(...items);
-      } catch (err) {
-        dl.replaceChildren();
-        showError(err, "image details");
-      } finally {
-        dl.setAttribute("aria-busy", "false");
-      }
-    }
-
-    async function loadSimilar() {
-      const list = $("#similar-results");
-      const params = new URLSearchParams({ similar: path, k: "12" });
-      try {
-        const result = await api(projectApi(`/search?${params}`));
-        const hits = result.hits.filter((hit) => hit.path !== path);
-        fillGrid(list, hits);
-        $("#no-similar").hidden = hits.length > 0;
-        $("#similar-meta").textContent = `model ${result.model}`;
-      } catch (err) {
-        showError(err, "more like this");
-      }
-    }
-
-    loadMeta();
-    loadSimilar();
-  }
-
-  // ---------------------------------------------------------------------------- start
-  if (PAGE === "project") projectPageMain();
-  else if (PAGE === "image") imagePageMain();
+  projectPageMain();
 })();

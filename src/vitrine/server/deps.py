@@ -1,0 +1,77 @@
+"""What routes take from a request, as FastAPI dependencies: the app state, the workspace, a
+project by name, a run by id; and an upload read within the server's limit.
+
+Routes (``api/``, ``ui/``) import these; this module imports no route, so dependencies flow one
+way (``app.py`` alone assembles). Caches that belong to one group of routes (datasets and
+classifiers, fine-tuned detectors) stay with those routes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+
+from vitrine.errors import NotFound, PayloadTooLarge, VitrineError
+from vitrine.project import Project
+from vitrine.runs import Run
+from vitrine.server.state import AppState
+from vitrine.workspace import Workspace
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.vitrine
+
+
+StateDep = Annotated[AppState, Depends(state)]
+
+
+def workspace(st: StateDep) -> Workspace:
+    return Workspace(st.settings.root)
+
+
+WorkspaceDep = Annotated[Workspace, Depends(workspace)]
+
+
+def project(name: str, st: StateDep) -> Project:
+    return st.project(name)
+
+
+ProjectDep = Annotated[Project, Depends(project)]
+
+
+def _unknown_run(run_id: str) -> NotFound:
+    return NotFound(f"no run {run_id!r}", hint="see the runs with GET /api/v1/runs (or `vitrine runs`)")
+
+
+def load_run(run_id: str, ws: WorkspaceDep) -> Run:
+    if run_id not in ws.run_ids():  # also refuses ids that are not folder names
+        raise _unknown_run(run_id)
+    return Run.load(ws, run_id)
+
+
+RunDep = Annotated[Run, Depends(load_run)]
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes for a message: "512 bytes", "48.8 KiB", "20 MiB"."""
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """The uploaded file's bytes; over ``limit`` bytes it is refused (413) without reading the rest."""
+    chunks, size = [], 0
+    while chunk := await upload.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"upload {upload.filename!r} is larger than the limit of {human_size(limit)}",
+                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
+            )
+        chunks.append(chunk)
+    if not size:
+        raise VitrineError(f"upload {upload.filename!r} is empty")
+    return b"".join(chunks)
