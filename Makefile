@@ -69,6 +69,7 @@ lock-sync: $(TOOLS_VENV)/bin/uv
 # ruff, then the import contracts of .importlinter: layers import downward only, no cycles
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/lint-imports
 
 bench: install system-deps

@@ -236,9 +236,7 @@ def vitrine_command() -> list[str]:
 
 
 def vitrine_cli(*args: str, stdin: str | None = None, env: dict | None = None, allow_fail: bool = False) -> str:
-    out = subprocess.run(
-        [*vitrine_command(), *args], input=stdin, capture_output=True, text=True, env=env, check=False
-    )
+    out = subprocess.run([*vitrine_command(), *args], input=stdin, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0 and not allow_fail:
         raise SystemExit(f"vitrine {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return out.stdout
@@ -349,8 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         def report(r: Result) -> None:
             results.append(r)
             note = f", first error: {r.first_error}" if r.first_error else ""
-            print(f"  {r.mode:<12} {r.clients:>3} clients: {r.rps:7.1f} req/s, p50 {r.p50_ms:.1f} ms, "
-                  f"p99 {r.p99_ms:.1f} ms, {r.errors} errors{note}", flush=True)
+            print(
+                f"  {r.mode:<12} {r.clients:>3} clients: {r.rps:7.1f} req/s, p50 {r.p50_ms:.1f} ms, "
+                f"p99 {r.p99_ms:.1f} ms, {r.errors} errors{note}",
+                flush=True,
+            )
 
         # everything is set up first, then the modes take turns for each N: a change in the load of
         # other processes hits all of them alike
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             if "inprocess" in modes:
                 project = open_project(root / PROJECT)
                 project.search(QUERIES[0], k=K)  # model load before timing
-                callers["in-process"] = (lambda: (lambda q: project.search(q, k=K)), None)
+                callers["in-process"] = (lambda: lambda q: project.search(q, k=K), None)
             if "single" in modes:
                 single = Server(root, False, env, work / "serve-single.log")
                 servers.append(single)
@@ -370,14 +371,27 @@ def main(argv: list[str] | None = None) -> int:
             if "multi" in modes:
                 for name in ("bench-admin", "bench-user"):
                     extra = ["--admin"] if name == "bench-admin" else []
-                    vitrine_cli("users", "add", name, *extra, "--password-stdin", "-w", str(root),
-                                stdin=f"{name}-password\n", env=env, allow_fail=True)  # may exist (--workdir)
+                    vitrine_cli(
+                        "users",
+                        "add",
+                        name,
+                        *extra,
+                        "--password-stdin",
+                        "-w",
+                        str(root),
+                        stdin=f"{name}-password\n",
+                        env=env,
+                        allow_fail=True,
+                    )  # may exist (--workdir)
                 admin_token = vitrine_cli("users", "reset-token", "bench-admin", "-w", str(root), env=env).split()[-1]
                 user_token = vitrine_cli("users", "reset-token", "bench-user", "-w", str(root), env=env).split()[-1]
                 multi = Server(root, True, env, work / "serve-multi.log")
                 servers.append(multi)
-                share = httpx.put(f"{multi.base}/api/v1/access/project/{PROJECT}/shares/bench-user",
-                                  headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
+                share = httpx.put(
+                    f"{multi.base}/api/v1/access/project/{PROJECT}/shares/bench-user",
+                    headers={"Authorization": f"Bearer {admin_token}"},
+                    timeout=30,
+                )
                 if share.status_code != 200:
                     raise SystemExit(f"cannot share the project with the member: {share.status_code} {share.text}")
                 multi.warm(user_token)
@@ -397,17 +411,25 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(results)
         print()
-        print("in-process = Project.search in this process (no HTTP), the same N threads; vs in-process = req/s "
-              "ratio to it at the same N.")
-        print("multi-user = a member's Bearer token on a project an admin shared with them (token lookup + policy "
-              "on every request).")
-        print("others = cores used by other processes during the timed run (/proc/stat minus this process and the "
-              "server); 0 on an idle machine.")
+        print(
+            "in-process = Project.search in this process (no HTTP), the same N threads; vs in-process = req/s "
+            "ratio to it at the same N."
+        )
+        print(
+            "multi-user = a member's Bearer token on a project an admin shared with them (token lookup + policy "
+            "on every request)."
+        )
+        print(
+            "others = cores used by other processes during the timed run (/proc/stat minus this process and the "
+            "server); 0 on an idle machine."
+        )
         print(f"load average at end (1/5/15 min): {load_average()}")
         busy = [r.others for r in results if r.others is not None]
         if busy and max(busy) > 0.25:
-            print("WARNING: other processes used the CPUs during the runs (column 'others'): absolute numbers are "
-                  "noisy; compare the ratios.")
+            print(
+                "WARNING: other processes used the CPUs during the runs (column 'others'): absolute numbers are "
+                "noisy; compare the ratios."
+            )
         if args.json:
             args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0

@@ -512,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import vitrine.data.importers  # noqa: F401  (imports what indexing imports, FAISS included)
+    from vitrine.core.workspace import Workspace
     from vitrine.train.classification.embeddings import dataset_cache_dir, embed_dataset
-    from vitrine.workspace import Workspace
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -169,12 +169,12 @@ def main(argv=None) -> int:
     from PIL import Image
 
     torch.set_num_threads(args.threads)
+    from vitrine.core.workspace import Workspace
     from vitrine.models.detectors.rcnn import build_detection_model
     from vitrine.predict.run_detector import CategoryMapped, load_run_detector
     from vitrine.train.detection.config import DetectionConfig
     from vitrine.train.detection.data import resolve_dataset
     from vitrine.train.detection.trainer import summarize, train_detector
-    from vitrine.workspace import Workspace
 
     t_all = time.perf_counter()
     print("vitrine detection benchmark: Mask R-CNN on Fashion-MNIST scenes", flush=True)

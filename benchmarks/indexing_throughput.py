@@ -62,8 +62,21 @@ FOLDERS = 8
 
 # skimage.data photos (synthetic test patterns left out); grey ones are converted to RGB
 SKIMAGE_PHOTOS = (
-    "chelsea", "rocket", "astronaut", "coffee", "stereo_motorcycle", "hubble_deep_field", "retina",
-    "immunohistochemistry", "camera", "coins", "moon", "clock", "brick", "grass", "gravel",
+    "chelsea",
+    "rocket",
+    "astronaut",
+    "coffee",
+    "stereo_motorcycle",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "camera",
+    "coins",
+    "moon",
+    "clock",
+    "brick",
+    "grass",
+    "gravel",
 )
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 
@@ -186,10 +199,17 @@ def register_bench_models(bench_device: str, seed: int, offline_too: bool) -> No
     def available(**_):
         return Availability(True, "local", "benchmark entry")
 
-    registry.register(ModelSpec(
-        name=CLIP_NAME, task="embedding", source="local", availability=available, loader=clip_loader,
-        card=ModelCard(summary=f"benchmark only: open_clip {ARCH} (clip-vit-b-32 architecture), random weights"),
-    ), replace=True)
+    registry.register(
+        ModelSpec(
+            name=CLIP_NAME,
+            task="embedding",
+            source="local",
+            availability=available,
+            loader=clip_loader,
+            card=ModelCard(summary=f"benchmark only: open_clip {ARCH} (clip-vit-b-32 architecture), random weights"),
+        ),
+        replace=True,
+    )
     if not offline_too:
         return
     offline = registry.get("offline-concepts")
@@ -197,10 +217,17 @@ def register_bench_models(bench_device: str, seed: int, offline_too: bool) -> No
     def offline_loader(weights=None, device=None, **_):
         return offline.loader(weights=None, device=bench_device)
 
-    registry.register(ModelSpec(
-        name=OFFLINE_NAME, task="embedding", source="package", availability=available, loader=offline_loader,
-        card=ModelCard(summary="benchmark only: offline-concepts pinned to the benchmark's device"),
-    ), replace=True)
+    registry.register(
+        ModelSpec(
+            name=OFFLINE_NAME,
+            task="embedding",
+            source="package",
+            availability=available,
+            loader=offline_loader,
+            card=ModelCard(summary="benchmark only: offline-concepts pinned to the benchmark's device"),
+        ),
+        replace=True,
+    )
 
 
 def unregister_bench_models() -> None:
@@ -341,10 +368,18 @@ def rows_for(methods: list[Method], n: int) -> list[list[str]]:
     for m in methods:
         ips = n / m.median
         ratio = f"{ips / (n / base.median):.2f}x" if base is not None else "-"
-        rows.append([m.label, str(n), f"{m.median:.2f}", f"{ips:.1f}", ratio,
-                     f"{statistics.median(m.cpu_seconds):.1f}",
-                     f"{statistics.median(m.others):.2f}" if m.others else "n/a",
-                     ", ".join(f"{s:.2f}" for s in m.seconds)])
+        rows.append(
+            [
+                m.label,
+                str(n),
+                f"{m.median:.2f}",
+                f"{ips:.1f}",
+                ratio,
+                f"{statistics.median(m.cpu_seconds):.1f}",
+                f"{statistics.median(m.others):.2f}" if m.others else "n/a",
+                ", ".join(f"{s:.2f}" for s in m.seconds),
+            ]
+        )
     return rows
 
 
@@ -357,8 +392,11 @@ def print_table(rows: list[list[str]], title: str) -> None:
         widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
         print(title)
         for j, line in enumerate(table):
-            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                            enumerate(zip(line, widths, strict=True))))
+            print(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+                )
+            )
             if j == 0:
                 print("  ".join("-" * w for w in widths))
         return
@@ -382,8 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="a,b,c,d", help="subset of a,b,c,d to run (a is the reference)")
     ap.add_argument("--warmup", type=int, default=8, help="images each method sees before timing")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
-    ap.add_argument("--omp-passive", action="store_true",
-                    help="set OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep instead of spinning)")
+    ap.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="set OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep instead of spinning)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -415,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_facts(device))
     print(f"load average at start (1/5/15 min): {load_average()}")
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    print("NOTE: the CLIP models run with RANDOM weights (no download): the same compute as the real "
-          "weights, so these numbers measure speed only, never search quality.")
+    print(
+        "NOTE: the CLIP models run with RANDOM weights (no download): the same compute as the real "
+        "weights, so these numbers measure speed only, never search quality."
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="vitrine-bench-"))
     try:
@@ -425,9 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         paths = make_images(source_root, args.n, args.seed)
         warm_paths = make_images(tmp / "warmup-photos", max(1, args.warmup), args.seed + 1)
         mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
-        print(f"images: {len(paths)} JPEGs, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} (20% portrait), "
-              f"{mean_kb:.0f} KiB on average, generated in {time.perf_counter() - t0:.1f} s "
-              "(files are in the page cache for every method)")
+        print(
+            f"images: {len(paths)} JPEGs, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} (20% portrait), "
+            f"{mean_kb:.0f} KiB on average, generated in {time.perf_counter() - t0:.1f} s "
+            "(files are in the page cache for every method)"
+        )
 
         if "c" in wanted:
             av = registry.get("offline-concepts").availability(probe_hub=False)
@@ -444,14 +489,19 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             base_model, base_pre, _ = build_open_clip(device, args.seed)
             loads["(a) open_clip ViT-B-32"] = time.perf_counter() - t0
+
             def run_a(rep: int) -> dict:
                 baseline_loop(base_model, base_pre, paths, bs, device, tmp / f"baseline-{rep}.npy")
                 return {}
 
-            methods.append(Method(
-                "a", "(a) baseline: plain open_clip loop (fp32, no decode threads)", run_a,
-                lambda: baseline_loop(base_model, base_pre, warm_paths, bs, device, None),
-            ))
+            methods.append(
+                Method(
+                    "a",
+                    "(a) baseline: plain open_clip loop (fp32, no decode threads)",
+                    run_a,
+                    lambda: baseline_loop(base_model, base_pre, warm_paths, bs, device, None),
+                )
+            )
 
         def index_method(key: str, name: str, label: str) -> Method:
             t0 = time.perf_counter()
@@ -502,11 +552,14 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit("the embed pipeline lost images")
 
             for workers, what in ((1, "1 decode worker"), (None, f"{default_workers()} decode workers (default)")):
-                methods.append(Method(
-                    "d", f"(d) embed pipeline only, {what}",
-                    lambda rep, w=workers: pipeline(w, items) or {},
-                    lambda w=workers: pipeline(w, warm_items),
-                ))
+                methods.append(
+                    Method(
+                        "d",
+                        f"(d) embed pipeline only, {what}",
+                        lambda rep, w=workers: pipeline(w, items) or {},
+                        lambda w=workers: pipeline(w, warm_items),
+                    )
+                )
 
         if not methods:
             print("nothing to measure")
@@ -514,8 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         print("model load (before timing): " + ", ".join(f"{k} {v:.1f} s" for k, v in loads.items()))
         for m in methods:
             m.warmup()
-        print(f"warm-up done ({args.warmup} images per method); timing {len(methods)} methods x "
-              f"{args.repeats} runs of {args.n} images, interleaved", file=sys.stderr, flush=True)
+        print(
+            f"warm-up done ({args.warmup} images per method); timing {len(methods)} methods x "
+            f"{args.repeats} runs of {args.n} images, interleaved",
+            file=sys.stderr,
+            flush=True,
+        )
         for rep in range(args.repeats):
             for m in methods:
                 c0, b0, t0 = cpu_time(), machine_busy(), time.perf_counter()
@@ -526,21 +583,33 @@ def main(argv: list[str] | None = None) -> int:
                 if b0 is not None and b1 is not None:
                     m.others.append(max(0.0, (b1 - b0) - m.cpu_seconds[-1]) / m.seconds[-1])
                 m.details.append(detail or {})
-                print(f"  run {rep + 1}: {m.label[:70]}: {m.seconds[-1]:.2f} s "
-                      f"({args.n / m.seconds[-1]:.1f} images/s)", file=sys.stderr, flush=True)
+                print(
+                    f"  run {rep + 1}: {m.label[:70]}: {m.seconds[-1]:.2f} s ({args.n / m.seconds[-1]:.1f} images/s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         print()
-        print_table(rows_for(methods, args.n),
-                    f"end-to-end indexing throughput, {args.n} JPEGs ~{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, "
-                    f"{ARCH} in (a, b, d), batch {bs}, median of {args.repeats} run{'s' if args.repeats > 1 else ''} "
-                    f"(device {device})")
+        print_table(
+            rows_for(methods, args.n),
+            f"end-to-end indexing throughput, {args.n} JPEGs ~{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, "
+            f"{ARCH} in (a, b, d), batch {bs}, median of {args.repeats} run{'s' if args.repeats > 1 else ''} "
+            f"(device {device})",
+        )
         if "d" in wanted:
-            print("(d) = vitrine.embed.pipeline.embed_items with the model of (b), vectors kept in memory: "
-                  "no scan, SQLite or FAISS")
-        print("CPU s = CPU time of this process during the run (user + system)"
-              + ("" if os.environ.get("OMP_WAIT_POLICY") else
-                 ", including OpenMP threads spin-waiting between parallel regions (see --omp-passive)")
-              + "; others = cores used by other processes meanwhile, on average (0 on an idle machine)")
+            print(
+                "(d) = vitrine.embed.pipeline.embed_items with the model of (b), vectors kept in memory: "
+                "no scan, SQLite or FAISS"
+            )
+        print(
+            "CPU s = CPU time of this process during the run (user + system)"
+            + (
+                ""
+                if os.environ.get("OMP_WAIT_POLICY")
+                else ", including OpenMP threads spin-waiting between parallel regions (see --omp-passive)"
+            )
+            + "; others = cores used by other processes meanwhile, on average (0 on an idle machine)"
+        )
         for m in methods:
             bds = [d["breakdown"] for d in m.details if "breakdown" in d]
             if bds:
@@ -553,23 +622,40 @@ def main(argv: list[str] | None = None) -> int:
         others = [x for m in methods for x in m.others]
         busy = max(others) > 0.25 if others else load_start > (os.cpu_count() or 1) * 0.5
         if busy:
-            print("WARNING: other processes used the CPUs during the runs (column 'others'). Wall times are "
-                  "then noisy, and the kernel "
-                  "shares a contended CPU per thread, so threaded methods (b-d) get a larger share than "
-                  "the single-threaded baseline: ratios then flatter vitrine. Look at 'CPU s' too "
-                  "(CPU time of this process), and run again on an idle machine.")
-        print("random weights: speed only, never quality. "
-              f"Total benchmark time {time.perf_counter() - t_all:.0f} s.")
+            print(
+                "WARNING: other processes used the CPUs during the runs (column 'others'). Wall times are "
+                "then noisy, and the kernel "
+                "shares a contended CPU per thread, so threaded methods (b-d) get a larger share than "
+                "the single-threaded baseline: ratios then flatter vitrine. Look at 'CPU s' too "
+                "(CPU time of this process), and run again on an idle machine."
+            )
+        print(f"random weights: speed only, never quality. Total benchmark time {time.perf_counter() - t_all:.0f} s.")
         if args.json:
-            args.json.write_text(json.dumps({
-                "n": args.n, "repeats": args.repeats, "device": device, "batch_size": bs,
-                "machine": machine_facts(device), "load_times_s": loads,
-                "methods": [{"key": m.key, "label": m.label, "seconds": m.seconds, "median_s": m.median,
-                             "cpu_seconds": m.cpu_seconds,
-                             "images_per_s": args.n / m.median,
-                             "breakdown": [d["breakdown"] for d in m.details if "breakdown" in d]}
-                            for m in methods],
-            }, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "n": args.n,
+                        "repeats": args.repeats,
+                        "device": device,
+                        "batch_size": bs,
+                        "machine": machine_facts(device),
+                        "load_times_s": loads,
+                        "methods": [
+                            {
+                                "key": m.key,
+                                "label": m.label,
+                                "seconds": m.seconds,
+                                "median_s": m.median,
+                                "cpu_seconds": m.cpu_seconds,
+                                "images_per_s": args.n / m.median,
+                                "breakdown": [d["breakdown"] for d in m.details if "breakdown" in d],
+                            }
+                            for m in methods
+                        ],
+                    },
+                    indent=2,
+                )
+            )
         return 0
     finally:
         unregister_bench_models()
@@ -590,8 +676,10 @@ def vector_check(methods: list[Method], paths: list[Path], source_root: Path) ->
     project.close()
     order = {cid: i for i, cid in enumerate(got_ids)}
     cos = np.array([float(got[order[cid]] @ baseline[i]) for i, cid in enumerate(ids)])
-    return (f"check: (b) stored the same vectors as (a) -- cosine min {cos.min():.6f}, "
-            f"mean {cos.mean():.6f} over {len(cos)} images (same weights, same preprocessing)")
+    return (
+        f"check: (b) stored the same vectors as (a) -- cosine min {cos.min():.6f}, "
+        f"mean {cos.mean():.6f} over {len(cos)} images (same weights, same preprocessing)"
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,7 @@ def isotropic(n: int, dim: int, seed: int) -> np.ndarray:
     return out
 
 
-def dataset(kind: str, n: int, n_queries: int, seed: int, per_component: int
-            ) -> tuple[np.ndarray, np.ndarray]:
+def dataset(kind: str, n: int, n_queries: int, seed: int, per_component: int) -> tuple[np.ndarray, np.ndarray]:
     """Base vectors and queries drawn from the same distribution (queries are not in the base)."""
     if kind == "clustered":
         mix = Mixture.make(n, DIM, seed, per_component)
@@ -152,13 +151,26 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def measure(label: str, vi: VectorIndex, build_s: float, n: int, data: str, queries: np.ndarray,
-            truth: np.ndarray | None, exact_p50: float | None) -> tuple[Row, np.ndarray]:
+def measure(
+    label: str,
+    vi: VectorIndex,
+    build_s: float,
+    n: int,
+    data: str,
+    queries: np.ndarray,
+    truth: np.ndarray | None,
+    exact_p50: float | None,
+) -> tuple[Row, np.ndarray]:
     lat, found = time_single_queries(vi, queries)
     p50 = float(np.percentile(lat, 50))
     row = Row(
-        n=n, data=data, index=label, build_s=build_s, p50_ms=p50,
-        p99_ms=float(np.percentile(lat, 99)), qps=len(lat) / (lat.sum() / 1e3),
+        n=n,
+        data=data,
+        index=label,
+        build_s=build_s,
+        p50_ms=p50,
+        p99_ms=float(np.percentile(lat, 99)),
+        qps=len(lat) / (lat.sum() / 1e3),
         recall=1.0 if truth is None else recall_at_k(found, truth),
         speedup=1.0 if exact_p50 is None else exact_p50 / p50,
         mb_per_m=serialized_bytes(vi._index) / n * 1e6 / 1e6,
@@ -255,22 +267,40 @@ def measure_hnsw(base, ids, queries, truth, exact_p50, n, data) -> Row:
         found[i] = index.search(q[None, :], K)[1][0]
         lat[i] = (time.perf_counter() - t1) * 1e3
     p50 = float(np.percentile(lat, 50))
-    return Row(n, data, "alt: HNSW32 efS=64 (no remove)", build, p50, float(np.percentile(lat, 99)),
-               len(lat) / (lat.sum() / 1e3), recall_at_k(found, truth), exact_p50 / p50,
-               serialized_bytes(index) / n)
+    return Row(
+        n,
+        data,
+        "alt: HNSW32 efS=64 (no remove)",
+        build,
+        p50,
+        float(np.percentile(lat, 99)),
+        len(lat) / (lat.sum() / 1e3),
+        recall_at_k(found, truth),
+        exact_p50 / p50,
+        serialized_bytes(index) / n,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # output
 
-HEADERS = ["n", "data", "index", "build s", "p50 ms", "p99 ms", "QPS", "recall@10", "speed-up",
-           "MB / 1M vec"]
+HEADERS = ["n", "data", "index", "build s", "p50 ms", "p99 ms", "QPS", "recall@10", "speed-up", "MB / 1M vec"]
 
 
 def cells(r: Row) -> list[str]:
     build = "-" if math.isnan(r.build_s) else f"{r.build_s:.1f}"
-    return [f"{r.n:,}", r.data, r.index, build, f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.qps:,.0f}",
-            f"{r.recall:.3f}", f"{r.speedup:.1f}x", f"{r.mb_per_m:,.0f}"]
+    return [
+        f"{r.n:,}",
+        r.data,
+        r.index,
+        build,
+        f"{r.p50_ms:.2f}",
+        f"{r.p99_ms:.2f}",
+        f"{r.qps:,.0f}",
+        f"{r.recall:.3f}",
+        f"{r.speedup:.1f}x",
+        f"{r.mb_per_m:,.0f}",
+    ]
 
 
 def print_table(rows: list[Row], title: str) -> None:
@@ -282,8 +312,11 @@ def print_table(rows: list[Row], title: str) -> None:
         widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
         print(title)
         for j, line in enumerate(table):
-            print("  ".join(c.rjust(w) if i != 2 else c.ljust(w) for i, (c, w) in
-                            enumerate(zip(line, widths, strict=True))))
+            print(
+                "  ".join(
+                    c.rjust(w) if i != 2 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+                )
+            )
             if j == 0:
                 print("  ".join("-" * w for w in widths))
         return
@@ -298,13 +331,17 @@ def print_table(rows: list[Row], title: str) -> None:
 def conclusion(rows: list[Row]) -> str:
     chosen = [r for r in rows if r.index.startswith("chosen: IVF")]
     if not chosen:
-        return (f"Conclusion: every size ran on the exact flat index (EXACT_MAX={EXACT_MAX:,}); "
-                "add sizes above it to exercise IVF.")
+        return (
+            f"Conclusion: every size ran on the exact flat index (EXACT_MAX={EXACT_MAX:,}); "
+            "add sizes above it to exercise IVF."
+        )
     worst = min(chosen, key=lambda r: r.recall)
     big = max(chosen, key=lambda r: r.n)
-    return (f"Conclusion: above EXACT_MAX={EXACT_MAX:,} the chosen IVF index keeps recall@10 >= "
-            f"{worst.recall:.3f} (worst: n={worst.n:,}, {worst.data}) and at n={big.n:,} answers a "
-            f"single query in {big.p50_ms:.2f} ms p50, {big.speedup:.0f}x faster than exact.")
+    return (
+        f"Conclusion: above EXACT_MAX={EXACT_MAX:,} the chosen IVF index keeps recall@10 >= "
+        f"{worst.recall:.3f} (worst: n={worst.n:,}, {worst.data}) and at n={big.n:,} answers a "
+        f"single query in {big.p50_ms:.2f} ms p50, {big.speedup:.0f}x faster than exact."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,13 +353,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hnsw-max", type=int, default=100_000, help="largest n to build HNSW at")
     ap.add_argument("--sweep-nprobe", default="", help="extra nprobe values to measure, e.g. 8,16,64")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-component", type=int, default=5000,
-                    help="mean points per mixture component (clustered data); fewer is easier for IVF")
-    ap.add_argument("--exact-timing-queries", type=int, default=50,
-                    help="single queries timed on the exact index (it is slow at 1M); ground truth "
-                    "uses all queries")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="FAISS threads (0: vitrine's default, VITRINE_FAISS_THREADS or 1)")
+    ap.add_argument(
+        "--per-component",
+        type=int,
+        default=5000,
+        help="mean points per mixture component (clustered data); fewer is easier for IVF",
+    )
+    ap.add_argument(
+        "--exact-timing-queries",
+        type=int,
+        default=50,
+        help="single queries timed on the exact index (it is slow at 1M); ground truth uses all queries",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=0, help="FAISS threads (0: vitrine's default, VITRINE_FAISS_THREADS or 1)"
+    )
     args = ap.parse_args(argv)
     if args.threads > 0:
         os.environ["VITRINE_FAISS_THREADS"] = str(args.threads)  # what vitrine's index uses for each call
@@ -334,19 +379,25 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["clustered", "isotropic"] if args.data == "both" else [args.data]
 
     threads = faiss_thread_count()
-    print(f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
-          f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
-          f"{os.cpu_count()} CPUs, {platform.machine()}")
+    print(
+        f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
+        f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}"
+    )
     for kind in kinds:
         if kind == "clustered":
-            print(f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
-                  "component, components grouped in topics), normalised; queries drawn from the same "
-                  "mixture, not from the base set")
+            print(
+                f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
+                "component, components grouped in topics), normalised; queries drawn from the same "
+                "mixture, not from the base set"
+            )
         else:
             print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
-    print(f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
-          f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
-          f"load average at start {os.getloadavg()[0]:.1f}")
+    print(
+        f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
+        f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
+        f"load average at start {os.getloadavg()[0]:.1f}"
+    )
 
     rows: list[Row] = []
     t_start = time.perf_counter()

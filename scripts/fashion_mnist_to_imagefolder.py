@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.fashion_mnist import DEFAULT_SOURCE, export_fashion_mnist
-from vitrine.errors import VitrineError
 
 
 def main(argv: list[str] | None = None) -> int:

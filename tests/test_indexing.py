@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import vitrine
-from vitrine.errors import Cancelled, IndexMismatch, NotFound, VitrineError
+from vitrine.core.errors import Cancelled, IndexMismatch, NotFound, VitrineError
 from vitrine.index.faiss_index import VectorIndex
 from vitrine.index.maintain import forget_cached, index_path
 from vitrine.models import registry

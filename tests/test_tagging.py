@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from vitrine.errors import Cancelled, ModelError, NotFound, VitrineError
+from vitrine.core.errors import Cancelled, ModelError, NotFound, VitrineError
 from vitrine.project import Project
 from vitrine.server.app import create_app
 

@@ -11,7 +11,7 @@ The Python API mirrors the CLI: open or create a project, index it, search it.
 
 __version__ = "0.1.0"
 
-from vitrine.errors import VitrineError  # noqa: E402
+from vitrine.core.errors import VitrineError  # noqa: E402
 from vitrine.project import CheckReport, IndexReport, Project, create_project, open_project  # noqa: E402
 
 __all__ = ["Project", "IndexReport", "CheckReport", "open_project", "create_project", "VitrineError", "__version__"]

@@ -31,8 +31,8 @@ from vitrine.collection.layout import (
 )
 from vitrine.collection.ontology import Ontology, OntologyCache
 from vitrine.collection.scan import scan_project
+from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.embed.pipeline import EmbedItem, embed_items
-from vitrine.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images

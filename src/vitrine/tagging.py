@@ -25,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from vitrine.core.errors import VitrineError
 from vitrine.embed.pipeline import EmbedItem, decode_batches, throttle_seconds
-from vitrine.errors import VitrineError
 from vitrine.models.detectors.base import Detections, Detector
 from vitrine.store.catalog import Catalog
 

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import inspect
 
 from vitrine.auth.policy import can
-from vitrine.errors import NotFound
+from vitrine.core.errors import NotFound
 
 
 @pytest.fixture

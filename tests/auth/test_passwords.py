@@ -4,7 +4,7 @@ import pytest
 from argon2 import profiles
 
 from vitrine.auth import passwords
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 
 def test_hash_is_argon2id_and_verifies():

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from vitrine.auth import quota
 from vitrine.auth.quota import QuotaExceeded, QuotaService, human, parse_size
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.jobs import register_kind
 
 
@@ -53,7 +53,7 @@ def _write(path, n: int) -> None:
 
 
 def test_limits_and_usage_on_disk(store, tmp_path, monkeypatch):
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     monkeypatch.delenv(quota.ENV_DEFAULT, raising=False)
     alice = store.add_user("alice", "alice-password")
@@ -127,10 +127,10 @@ def test_cli_sets_and_shows_the_quota(tmp_path, monkeypatch):
 
 
 def test_api_refuses_new_training_over_quota_and_reports_usage(tmp_path, monkeypatch):
+    from vitrine.core.workspace import Workspace
     from vitrine.server import security
     from vitrine.server.app import create_app
     from vitrine.server.security import RequestAuth
-    from vitrine.workspace import Workspace
 
     monkeypatch.delenv(quota.ENV_DEFAULT, raising=False)
     app = create_app(tmp_path, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")

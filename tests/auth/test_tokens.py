@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from vitrine.auth import tokens
 from vitrine.auth.tables import api_tokens, sessions
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 
 def test_token_format_and_digest():

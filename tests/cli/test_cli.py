@@ -239,8 +239,8 @@ def test_init_refuses_a_keyword_given_twice(tmp_path):
 @pytest.mark.slow
 def test_models_and_runs_fit_an_80_column_terminal(tmp_path):
     """Names and run ids are what one copies: never cut nor wrapped, at 80 columns."""
+    from vitrine.core.workspace import Workspace
     from vitrine.runs import Run
-    from vitrine.workspace import Workspace
 
     ws = Workspace(tmp_path)
     long_id = "20261205-142233-finetune-paysages-de-bretagne-efficientnet-lite0-a1b2"
@@ -270,7 +270,7 @@ def test_status_and_search_after_a_first_run_stopped_before_embedding(fresh_demo
     "not indexed yet" and search fails with that message (exit 2), not an empty table."""
     import threading
 
-    from vitrine.errors import Cancelled
+    from vitrine.core.errors import Cancelled
     from vitrine.project import Project
 
     cancel = threading.Event()

@@ -75,9 +75,9 @@ def test_list_show_and_cancel(cli_app, tmp_path):
 
 
 def test_export_run(cli_app, tmp_path):
+    from vitrine.core.workspace import Workspace
     from vitrine.runs import Run
     from vitrine.store.artifacts import ArtifactStore
-    from vitrine.workspace import Workspace
 
     run = Run.create(Workspace(tmp_path / "ws"), "zero-shot", "shapes", "offline-concepts", {}, "zs-1")
     (run.dir / "metrics.json").write_text("{}")

@@ -24,7 +24,7 @@ from vitrine.collection.imageio import (  # noqa: E402
     open_image,
     open_image_bytes,
 )
-from vitrine.errors import ImageError, VitrineError  # noqa: E402
+from vitrine.core.errors import ImageError, VitrineError  # noqa: E402
 
 # reasons that open_image itself gives (the others come from the walk: symlinks, names)
 DECODER_REASONS = {hc.TRUNCATED, hc.NOT_IMAGE, hc.EMPTY, hc.TOO_LARGE, hc.NOT_REGULAR}

@@ -16,7 +16,7 @@ from vitrine.collection.layout import (
     validate_layout,
 )
 from vitrine.collection.ontology import load_ontology
-from vitrine.errors import LayoutError, VitrineError
+from vitrine.core.errors import LayoutError, VitrineError
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from vitrine.collection.ontology import (
     ontology_to_csv,
     parse_ontology,
 )
-from vitrine.errors import NotFound, OntologyError
+from vitrine.core.errors import NotFound, OntologyError
 
 GOOD = """\
 # Ontologie du fonds paroissial

@@ -13,7 +13,7 @@ import hostile_corpus as hc  # noqa: E402
 
 from vitrine.collection.imageio import open_image  # noqa: E402
 from vitrine.collection.walk import FoundFile, SkippedFile, walk_images  # noqa: E402
-from vitrine.errors import ImageError, LayoutError  # noqa: E402
+from vitrine.core.errors import ImageError, LayoutError  # noqa: E402
 
 WALK_REASONS = {hc.OUTSIDE, hc.BROKEN, hc.LOOP, hc.EMPTY, hc.NOT_REGULAR, hc.BAD_NAME}
 

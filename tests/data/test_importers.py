@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.data import (
     ClassificationDataset,
     Sample,
@@ -32,7 +33,6 @@ from vitrine.data.fashion_mnist import (
     read_idx,
 )
 from vitrine.data.importers import safe_folder_name
-from vitrine.errors import NotFound, VitrineError
 
 
 def img(path: Path, size=(8, 6), fmt=None) -> Path:

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
+from vitrine.core.errors import VitrineError
 from vitrine.data import ClassificationDataset, Sample, assign_splits
 from vitrine.data.split import split_notes
-from vitrine.errors import VitrineError
 
 SIZES = {"a": 100, "b": 60, "c": 40, "d": 20}  # 220 samples, imbalanced
 

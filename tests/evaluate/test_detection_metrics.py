@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.errors import VitrineError
 from vitrine.evaluate.detection import (
     category_map_by_name,
     evaluate_detection,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.workspace import Workspace
 
 
 def make_colours(root, per_class: int = 8) -> ClassificationDataset:

@@ -3,7 +3,7 @@ with errors that name the option."""
 
 import pytest
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.experiments.space import Distribution, SearchSpace, parse_assignment
 from vitrine.experiments.sweep import SweepSpec
 from vitrine.train.classification.config import FinetuneConfig

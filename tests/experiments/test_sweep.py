@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from vitrine.errors import Cancelled
+from vitrine.core.errors import Cancelled
 from vitrine.experiments.sweep import STOPPED_NOTE, Sweep, SweepSpec, best_trial, list_sweeps, reconcile, run_sweep
 from vitrine.runs import Run, list_runs
 
@@ -42,7 +42,8 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(sweep_
     sweep = Sweep.create(sweep_ws, spec)
     assert [t["run_id"] for t in sweep.trials] == ["killed-t000", "killed-t001", "killed-t002"]
     driver = (
-        "import sys; from vitrine.workspace import Workspace; from vitrine.experiments.sweep import Sweep, run_sweep;"
+        "import sys; from vitrine.core.workspace import Workspace;"
+        "from vitrine.experiments.sweep import Sweep, run_sweep;"
         "ws = Workspace(sys.argv[1]); run_sweep(ws, Sweep.load(ws, 'killed'), poll_seconds=0.3)"
     )
     proc = subprocess.Popen(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vitrine.index.faiss_index as fi
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.index import (
     EXACT_MAX,
     IndexFileError,

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import event, insert, select, update
 
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.jobs import JobManager, register_kind
 from vitrine.jobs.kinds import concurrency_limits, parse_concurrency, unregister_kind
 from vitrine.jobs.table import jobs as jobs_table

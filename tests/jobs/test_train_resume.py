@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import insert
 
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.jobs.table import jobs as jobs_table
 from vitrine.runs import Run
 from vitrine.server.app import create_app
 from vitrine.store.db import database_url, open_database
-from vitrine.workspace import Workspace
 
 
 def _dead_worker() -> str:

@@ -9,7 +9,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.models.detectors.base import Detections
 from vitrine.predict.export import (
     detections_to_json,

@@ -7,11 +7,11 @@ import types
 
 import pytest
 
-from vitrine.errors import ModelError, NotFound
+from vitrine.core.errors import ModelError, NotFound
+from vitrine.core.workspace import Workspace
 from vitrine.models.detectors.ssd import OpenCVSSDDetector
 from vitrine.predict.detector import list_detectors, load_detector
 from vitrine.runs import Run
-from vitrine.workspace import Workspace
 
 
 def make_run(ws: Workspace, run_id: str, kind: str = "finetune", **fields) -> Run:

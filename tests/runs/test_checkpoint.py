@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.runs.checkpoint import load_checkpoint, save_checkpoint
 
 

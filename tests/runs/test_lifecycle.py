@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-from vitrine.errors import Cancelled, VitrineError
+from vitrine.core.errors import Cancelled, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import CheckpointPolicy
 from vitrine.runs.lifecycle import run_lifecycle
-from vitrine.workspace import Workspace
 
 
 @pytest.fixture

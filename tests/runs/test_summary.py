@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import math
 
+from vitrine.core.workspace import Workspace
 from vitrine.runs import Run, list_runs
 from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.runs.summary import summarize
-from vitrine.workspace import Workspace
 
 
 def make(ws: Workspace, run_id: str, kind: str = "finetune", **fields) -> Run:

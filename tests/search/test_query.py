@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.project import Project
 from vitrine.search.query import Filters, Query, normalize_tags
 from vitrine.server.app import create_app

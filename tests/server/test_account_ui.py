@@ -35,7 +35,7 @@ def test_single_user_mode_says_there_are_no_accounts(tmp_path):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from vitrine.auth.quota import service_for
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     passwords.use_profile(profiles.CHEAPEST)
     root = tmp_path_factory.mktemp("account-ui")

@@ -1075,9 +1075,9 @@ def test_tag_looks_up_detection_runs_in_the_served_root(tmp_path, indexed_demo, 
     """A run id given to POST /projects/{name}/tag (and its job) is a run of the served root, not
     of the server's working directory."""
     from vitrine.core.atomic import atomic_write_json
-    from vitrine.errors import ModelError
+    from vitrine.core.errors import ModelError
+    from vitrine.core.workspace import Workspace
     from vitrine.tasks.tag import run_tag_job
-    from vitrine.workspace import Workspace
 
     root = tmp_path / "root"
     shutil.copytree(indexed_demo, root / NAME)

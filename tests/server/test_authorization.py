@@ -235,8 +235,8 @@ def _project(root: Path, name: str) -> None:
 
 
 def _dataset(root: Path, name: str) -> None:
+    from vitrine.core.workspace import Workspace
     from vitrine.data.dataset import ClassificationDataset, Sample
-    from vitrine.workspace import Workspace
 
     images = root / f"{name}-images"
     samples = []
@@ -252,7 +252,7 @@ def _dataset(root: Path, name: str) -> None:
 
 def _run(root: Path, run_id: str, task: str | None = None) -> None:
     from vitrine.core.atomic import atomic_write_json
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     directory = Workspace(root).run_dir(run_id)
     directory.mkdir(parents=True)
@@ -569,8 +569,8 @@ def test_indexing_is_for_the_projects_owner(world, noop_training):
 def test_a_shared_run_does_not_open_its_private_dataset(world):
     """Predicting on "the run's own dataset" checks that dataset too: sharing a run shares the
     model, not the images it was trained on."""
+    from vitrine.core.workspace import Workspace
     from vitrine.runs import Run
-    from vitrine.workspace import Workspace
 
     root = world.app.state.auth.root
     run_id = "alice-shared-run-on-private-data"

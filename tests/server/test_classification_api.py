@@ -28,12 +28,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from vitrine.core.atomic import atomic_write_json
+from vitrine.core.errors import Cancelled
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import Cancelled
 from vitrine.predict import classifier as classifier_module
 from vitrine.runs import Run
 from vitrine.server.app import create_app
-from vitrine.workspace import Workspace
 
 API = "/api/v1"
 DATASET = "colours"
@@ -618,7 +618,7 @@ def test_cancel_a_training_job(private_root, monkeypatch):
 
 def test_failed_training_is_reported_on_the_job(private_root, monkeypatch):
     import vitrine.train.classification.linear_probe as lp
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
 
     def failing(*args, **kwargs):
         raise VitrineError("the train split needs images of at least 2 classes")

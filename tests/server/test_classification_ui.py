@@ -52,7 +52,7 @@ except ImportError:
         raise
     pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
 
-from vitrine.errors import Cancelled  # noqa: E402
+from vitrine.core.errors import Cancelled  # noqa: E402
 from vitrine.runs import Run  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402
 

@@ -130,8 +130,8 @@ def test_plotly_is_compressed_and_cached_under_a_versioned_url(tmp_path):
 
 
 def test_pages_ask_for_the_versioned_plotly_url(tmp_path):
+    from vitrine.core.workspace import Workspace
     from vitrine.data.dataset import ClassificationDataset, Sample
-    from vitrine.workspace import Workspace
 
     images = tmp_path / "imgs"
     images.mkdir()

@@ -89,7 +89,7 @@ LAYOUT_PROBLEMS = r"""() => {
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     import vitrine
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     register_fake_classifier()
     root = tmp_path_factory.mktemp("widths") / "workspace"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.store.artifacts import ArtifactStore, export_tree
 
 
@@ -68,8 +68,8 @@ def test_local_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_export_a_run_folder(store, tmp_path):
+    from vitrine.core.workspace import Workspace
     from vitrine.runs import Run
-    from vitrine.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
     run = Run.create(ws, "linear-probe", "shapes", "offline-concepts", {"C": 1.0}, "run-1")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "models" / "embedders"))
 
 from tiny_clip import populate_hf_cache  # noqa: E402
 
-from vitrine.errors import ModelError, ModelUnavailable  # noqa: E402
+from vitrine.core.errors import ModelError, ModelUnavailable  # noqa: E402
 from vitrine.weights import network  # noqa: E402
 from vitrine.weights.resolve import availability, resolve  # noqa: E402
 from vitrine.weights.spec import Transforms, WeightsSpec  # noqa: E402

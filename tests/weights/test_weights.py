@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "models" / "embedders"))
 
 from tiny_clip import populate_hf_cache  # noqa: E402
 
-from vitrine.errors import ModelError  # noqa: E402
+from vitrine.core.errors import ModelError  # noqa: E402
 from vitrine.weights import hf, local, network  # noqa: E402
 
 _ENV = (

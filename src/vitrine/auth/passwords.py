@@ -9,7 +9,7 @@ from __future__ import annotations
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024

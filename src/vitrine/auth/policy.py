@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 ACTIONS = ("read", "use", "write", "manage")
 READ_ACTIONS = ("read", "use")

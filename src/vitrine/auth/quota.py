@@ -23,7 +23,7 @@ from sqlalchemy import BigInteger, Column, Float, ForeignKey, Integer, Table, de
 from sqlalchemy.engine import Engine
 
 from vitrine.auth.tables import object_access, users
-from vitrine.errors import NotFound, PayloadTooLarge, VitrineError
+from vitrine.core.errors import NotFound, PayloadTooLarge, VitrineError
 from vitrine.store.schema import metadata
 
 ENV_DEFAULT = "VITRINE_STORAGE_QUOTA_MB"
@@ -195,7 +195,7 @@ class QuotaService:
             return [(r.kind, r.key, r.visibility) for r in rows]
 
     def _folder(self, kind: str, key: str) -> Path | None:
-        from vitrine.workspace import Workspace
+        from vitrine.core.workspace import Workspace
 
         ws = Workspace(self.root)
         try:

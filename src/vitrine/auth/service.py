@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from vitrine.auth import passwords, tokens
 from vitrine.auth.policy import Access, Principal
 from vitrine.auth.tables import KINDS, ROLES, VISIBILITIES, api_tokens, object_access, object_shares, sessions, users
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 LAST_USED_EVERY = 60.0  # seconds between writes of a token's last use / a session's last sight

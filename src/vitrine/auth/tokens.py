@@ -53,7 +53,7 @@ MAX_DURATION_DAYS = 3650  # ten years: longer is "never expires", which is said 
 def parse_duration(text: str) -> float:
     """Seconds in ``"30d"``, ``"12h"``, ``"90m"``, ``"2w"`` or a bare number of days, at most
     :data:`MAX_DURATION_DAYS`."""
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
 
     m = _DURATION.match(str(text)[:64])
     if not m or float(m.group(1)) <= 0:

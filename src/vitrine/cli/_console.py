@@ -1,6 +1,6 @@
 """What every command of the ``vitrine`` command line shares: the consoles (``out`` for results on
 stdout, ``err`` for messages and progress on stderr), ``--json`` output, the clean failure of a
-:class:`~vitrine.errors.VitrineError` (a message, a hint, exit status 2, no traceback) and the
+:class:`~vitrine.core.errors.VitrineError` (a message, a hint, exit status 2, no traceback) and the
 progress bars. Command modules import from here, never from :mod:`vitrine.cli` nor from each other.
 """
 
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 out = Console()
 err = Console(stderr=True)

@@ -10,7 +10,7 @@ from typing import Any
 def collect_inputs(args: list[Path]) -> list[tuple[str, Path | None, str | None]]:
     """``(shown path, file, error)`` for every image under ``args``, in the order given (folders sorted)."""
     from vitrine.collection.walk import walk_images
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
 
     out: list[tuple[str, Path | None, str | None]] = []
     seen: set[Path] = set()
@@ -49,7 +49,7 @@ def _segmentation_models(workspace) -> list[str]:
 
 def load_for_task(model: str, task: str, workspace) -> Any:
     """The detector ``model``; for ``segment``, refuse a boxes-only model with the ones to use."""
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
     from vitrine.predict.detector import load_detector
 
     detector = load_detector(model, workspace=workspace)

@@ -43,7 +43,7 @@ MAX_SHOWN_PROBLEMS = 50
 
 
 def _workspace(workspace: Path | None):
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     return Workspace(workspace)
 
@@ -128,8 +128,8 @@ def _finish_import(
 
 def _refuse_existing(workspace: Path | None, name: str, overwrite: bool) -> None:
     """Fail before a long scan when the dataset exists already."""
+    from vitrine.core.errors import VitrineError
     from vitrine.data.importers import dataset_exists
-    from vitrine.errors import VitrineError
 
     if not overwrite and dataset_exists(_workspace(workspace), name):
         raise VitrineError(
@@ -269,8 +269,8 @@ def list_datasets(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
     """List the datasets of the workspace."""
     from rich.table import Table
 
+    from vitrine.core.errors import VitrineError
     from vitrine.data.dataset import ClassificationDataset
-    from vitrine.errors import VitrineError
 
     with guard():
         ws = _workspace(workspace)
@@ -549,8 +549,8 @@ def convert(
     as_json: JsonOpt = False,
 ):
     """Convert annotations between COCO, YOLO, CVAT for images 1.1 and Pascal VOC."""
+    from vitrine.core.errors import VitrineError
     from vitrine.data.detection.convert import FORMATS, read_any, write_any
-    from vitrine.errors import VitrineError
 
     with guard():
         if to_format.lower() not in FORMATS:

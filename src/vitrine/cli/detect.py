@@ -125,7 +125,7 @@ def detect_files(
     import io
 
     from vitrine.collection.imageio import open_image
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
     from vitrine.predict.overlay import draw_overlay
 
     results: list[ImageResult] = []
@@ -177,8 +177,8 @@ def _run(
     from rich.text import Text
 
     from vitrine.core.atomic import atomic_write_json
-    from vitrine.errors import VitrineError
-    from vitrine.workspace import Workspace
+    from vitrine.core.errors import VitrineError
+    from vitrine.core.workspace import Workspace
 
     with guard():
         inputs = collect_inputs(images)

@@ -18,7 +18,7 @@ import typer
 from rich.table import Column, Table
 
 from vitrine.cli._console import JsonOpt, err, fail, out
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 RootOpt = Annotated[
     Path | None,
@@ -105,8 +105,8 @@ def export_run(
     tensorboard: Annotated[bool, typer.Option("--tensorboard/--no-tensorboard", help="copy tb/")] = True,
 ):
     """Copy a run's files (run.json, metrics, checkpoints, TensorBoard logs) to URL/RUN/."""
+    from vitrine.core.workspace import Workspace
     from vitrine.store.artifacts import ArtifactStore, export_tree
-    from vitrine.workspace import Workspace
 
     try:
         ws = Workspace(root)

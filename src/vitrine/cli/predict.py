@@ -51,8 +51,8 @@ def predict_files(
     import numpy as np
 
     from vitrine.collection.imageio import open_image
+    from vitrine.core.errors import ImageError
     from vitrine.embed.pipeline import default_workers
-    from vitrine.errors import ImageError
 
     classes = list(classifier.classes)
     k = max(1, min(top_k, len(classes)))
@@ -99,8 +99,8 @@ def _csv_row(p: Prediction, k: int) -> list[str]:
 
 
 def _load_run(model: str, workspace: Path | None):
+    from vitrine.core.workspace import Workspace
     from vitrine.runs import Run
-    from vitrine.workspace import Workspace
 
     as_path = Path(model)
     if (as_path / "run.json").is_file() and workspace is None:  # a run folder given as a path
@@ -137,7 +137,7 @@ def predict(
     from rich.table import Table
     from rich.text import Text
 
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
 
     with guard():
         run = _load_run(model, workspace)

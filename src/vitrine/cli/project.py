@@ -16,7 +16,7 @@ from rich import box
 from rich.table import Table
 
 from vitrine.cli._console import JsonOpt, emit_json, err, guard, out, with_progress
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 ProjectDir = Annotated[Path, typer.Argument(help="project folder (holds images/ and ontology/)")]
 

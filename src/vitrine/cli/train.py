@@ -40,7 +40,7 @@ WorkspaceOpt = Annotated[
 
 
 def _workspace(path: Path | None):
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     return Workspace(path)
 
@@ -243,8 +243,8 @@ def train(
     as_json: JsonOpt = False,
 ):
     """Train a classifier on a dataset: fine-tune a network, fit a linear probe, or go zero-shot."""
+    from vitrine.core.errors import Cancelled, VitrineError
     from vitrine.data.dataset import ClassificationDataset
-    from vitrine.errors import Cancelled, VitrineError
     from vitrine.runs import new_run_id
 
     finetune_opts = {
@@ -427,7 +427,7 @@ def eval_run(
     a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
     from rich.table import Table
 
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
     from vitrine.evaluate.classification import evaluate_run
     from vitrine.runs import Run
 
@@ -515,9 +515,9 @@ def eval_detection(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from vitrine.core.workspace import Workspace
     from vitrine.data.detection.convert import detect_format, read_any
     from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
-    from vitrine.workspace import Workspace
 
     with guard():
         fmt = (data_format or detect_format(data)).lower()
@@ -689,7 +689,7 @@ def tensorboard(
     as_json: JsonOpt = False,
 ):
     """Show how to open the training curves in TensorBoard, or (--launch) open them."""
-    from vitrine.errors import NotFound
+    from vitrine.core.errors import NotFound
     from vitrine.runs import Run
 
     with guard():
@@ -804,7 +804,7 @@ def train_detector_cmd(
     as_json: JsonOpt = False,
 ):
     """Fine-tune Mask R-CNN or Faster R-CNN on a detection dataset (runs are listed by `vitrine runs`)."""
-    from vitrine.errors import Cancelled, VitrineError
+    from vitrine.core.errors import Cancelled, VitrineError
 
     opts = {
         "arch": arch,

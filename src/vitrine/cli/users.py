@@ -46,7 +46,7 @@ def _store(workspace: Path | None, database_url: str | None):
 
 def _guarded(fn):
     """Run ``fn``; a VitrineError is a message (and hint) on stderr and exit status 2."""
-    from vitrine.errors import VitrineError
+    from vitrine.core.errors import VitrineError
 
     try:
         return fn()
@@ -211,7 +211,7 @@ def quota(
 ):
     """Show a user's storage (owned datasets and runs, on disk) and limit, or set the limit."""
     from vitrine.auth.quota import QuotaService, human, parse_size
-    from vitrine.workspace import Workspace as _Workspace
+    from vitrine.core.workspace import Workspace as _Workspace
 
     limit = _guarded(lambda: parse_size(size)) if size and size.strip().lower() != "default" else None
 

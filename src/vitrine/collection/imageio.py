@@ -1,4 +1,4 @@
-"""Decoding images safely: every bad file becomes an :class:`~vitrine.errors.ImageError`.
+"""Decoding images safely: every bad file becomes an :class:`~vitrine.core.errors.ImageError`.
 
 ``open_image`` is called from a pool of decode threads, on files nobody has vetted (scans,
 downloads, files renamed by hand). It:
@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-from vitrine.errors import ImageError, VitrineError
+from vitrine.core.errors import ImageError, VitrineError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from vitrine.collection.imageio import SUPPORTED_SUFFIXES
 from vitrine.collection.walk import FoundFile, iter_images
-from vitrine.errors import LayoutError, OntologyError, VitrineError
+from vitrine.core.errors import LayoutError, OntologyError, VitrineError
 
 __all__ = [
     "ONTOLOGY_SUFFIX",
@@ -306,7 +306,7 @@ def discover_projects(root: str | os.PathLike, data_dir: str | os.PathLike | Non
 def resolve_inside(base: str | os.PathLike, relpath: str) -> Path:
     """``base / relpath`` for a user-given relative path, refusing anything that leaves ``base``.
 
-    Raises :class:`~vitrine.errors.VitrineError` (HTTP 400) for absolute paths, ``..`` components,
+    Raises :class:`~vitrine.core.errors.VitrineError` (HTTP 400) for absolute paths, ``..`` components,
     NUL bytes, and symlinks that resolve outside ``base``. Returns ``base / relpath`` normalised
     (not resolved, so it stays relative-to-able against ``base``).
     """

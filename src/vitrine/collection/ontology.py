@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from vitrine.errors import NotFound, OntologyError
+from vitrine.core.errors import NotFound, OntologyError
 
 __all__ = [
     "LineProblem",

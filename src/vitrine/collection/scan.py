@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from vitrine.collection.layout import ProjectPaths
 from vitrine.collection.walk import FoundFile, SkippedFile, walk_images
-from vitrine.errors import Cancelled
+from vitrine.core.errors import Cancelled
 from vitrine.store.catalog import Catalog
 
 _CHUNK = 1 << 20

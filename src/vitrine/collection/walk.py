@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitrine.collection.imageio import SUPPORTED_SUFFIXES
-from vitrine.errors import LayoutError
+from vitrine.core.errors import LayoutError
 
 __all__ = ["FoundFile", "SkippedFile", "iter_images", "walk_images"]
 
@@ -208,7 +208,7 @@ def iter_images(images_dir: str | os.PathLike):
 def walk_images(images_dir: str | os.PathLike) -> tuple[list[FoundFile], list[SkippedFile]]:
     """All supported image files under ``images_dir``, and the ones skipped with a reason.
 
-    Raises :class:`~vitrine.errors.LayoutError` when ``images_dir`` itself is missing.
+    Raises :class:`~vitrine.core.errors.LayoutError` when ``images_dir`` itself is missing.
     """
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vitrine.core.atomic import atomic_write_text
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 SPLITS = ("train", "val", "test")
 

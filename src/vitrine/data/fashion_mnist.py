@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_write_text
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -62,7 +62,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not, as a numpy array.
 
     The magic number (``0x0000TTDD``: two zero bytes, the type code, the number of dimensions)
-    and the data length are checked; any problem raises :class:`~vitrine.errors.VitrineError`."""
+    and the data length are checked; any problem raises :class:`~vitrine.core.errors.VitrineError`."""
     path = Path(path)
     name = path.name
     try:

@@ -11,7 +11,7 @@ Rows or files that cannot be used (missing file, unreadable image, empty label, 
 image root, unknown split) never stop an import: each becomes a :class:`RowProblem` on the
 dataset's ``problems`` and is left out. CSV problems carry the line number in the file (the header
 is line 1); file problems carry the file's path relative to the image root and ``row=0``.
-An import that leaves no usable image at all raises :class:`~vitrine.errors.VitrineError`.
+An import that leaves no usable image at all raises :class:`~vitrine.core.errors.VitrineError`.
 
 :func:`import_dataset` and :func:`load_dataset` save and load datasets in a workspace.
 """
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from vitrine.collection.imageio import SUPPORTED_SUFFIXES, image_info
 from vitrine.core.atomic import atomic_write_text
+from vitrine.core.errors import ImageError, NotFound, VitrineError
+from vitrine.core.workspace import Workspace, check_name
 from vitrine.data.dataset import SPLITS, ClassificationDataset, RowProblem, Sample
-from vitrine.errors import ImageError, NotFound, VitrineError
-from vitrine.workspace import Workspace, check_name
 
 __all__ = [
     "SPLIT_ALIASES",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.dataset import SPLITS, ClassificationDataset, Sample
-from vitrine.errors import VitrineError
 
 __all__ = ["assign_splits"]
 

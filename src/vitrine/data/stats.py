@@ -23,8 +23,8 @@ import numpy as np
 
 from vitrine.collection.imageio import image_info
 from vitrine.core.atomic import atomic_write_text
+from vitrine.core.errors import ImageError
 from vitrine.data.dataset import SPLITS, ClassificationDataset
-from vitrine.errors import ImageError
 
 __all__ = ["STATS_VERSION", "dataset_stats", "sample_paths"]
 

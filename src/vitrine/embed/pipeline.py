@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from vitrine.collection.imageio import image_info, open_image
-from vitrine.errors import Cancelled, ImageError
+from vitrine.core.errors import Cancelled, ImageError
 from vitrine.models.base import Embedder
 from vitrine.models.preprocess import DECODE_MIN_SIDE
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_write_text
-from vitrine.errors import ImageError, VitrineError
+from vitrine.core.errors import ImageError, VitrineError
 from vitrine.evaluate import speed
 
 REPORT_FILES = ("metrics.json", "per_class.csv", "per_class.json", "confusion.csv", "confusion.svg")
@@ -264,10 +264,10 @@ def evaluate_run(
     ``run`` is a Run or a run id; ``dataset`` a ClassificationDataset, a dataset name, or None for
     the run's own dataset. Returns the report, with ``split``, ``speed`` and ``skipped`` added.
     """
+    from vitrine.core.workspace import Workspace
     from vitrine.data.dataset import ClassificationDataset
     from vitrine.predict.classifier import load_classifier
     from vitrine.runs import Run
-    from vitrine.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if not isinstance(run, Run):

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.model import DetectionDataset
-from vitrine.errors import VitrineError
 from vitrine.evaluate import speed
 from vitrine.models.detectors.base import Detections, Detector
 
@@ -481,7 +481,7 @@ def predict_dataset(
     (``det.masks`` is then None): a hundred full-size boolean masks per image would otherwise
     hold hundreds of MB over a dataset. :func:`evaluate_detection` reads either form."""
     from vitrine.collection.imageio import open_image
-    from vitrine.errors import NotFound
+    from vitrine.core.errors import NotFound
     from vitrine.predict.export import mask_to_rle
 
     if gt.root is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 MAX_TRIALS = 1000

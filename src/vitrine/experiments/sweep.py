@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from vitrine.core.atomic import atomic_write_json
-from vitrine.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.workspace import Workspace, check_name
 from vitrine.experiments.space import SearchSpace, parse_assignment
 from vitrine.experiments.trainers import sweep_task
-from vitrine.workspace import Workspace, check_name
 
 log = logging.getLogger("vitrine.sweep")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ import faiss
 import numpy as np
 
 from vitrine.core.atomic import atomic_open, atomic_write_bytes
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 log = logging.getLogger(__name__)
 

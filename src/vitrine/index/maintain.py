@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.index.faiss_index import VectorIndex
 from vitrine.store.catalog import Catalog
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.jobs.types import JobContext
 
 CONCURRENCY_ENV = "VITRINE_JOBS_CONCURRENCY"

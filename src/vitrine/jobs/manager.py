@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
-from vitrine.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.errors import Cancelled, NotFound, VitrineError
 from vitrine.jobs.kinds import JobKind, concurrency_limits, get_kind, registered_kinds
 from vitrine.jobs.table import jobs as jobs_table
 from vitrine.jobs.types import ACTIVE, FINISHED, LOG_LINES, Job, JobContext, RunningJob, jsonable

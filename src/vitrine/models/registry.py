@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vitrine.errors import ModelError, ModelUnavailable, VitrineError
+from vitrine.core.errors import ModelError, ModelUnavailable, VitrineError
 from vitrine.weights.spec import WEIGHT_SOURCES, Availability, WeightsSpec
 
 if TYPE_CHECKING:  # annotations only: at run time the registry imports nothing of vitrine.models

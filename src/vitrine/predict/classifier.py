@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import load_checkpoint
 

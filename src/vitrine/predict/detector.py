@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from vitrine.errors import ModelError, NotFound, VitrineError
+from vitrine.core.errors import ModelError, NotFound, VitrineError
 from vitrine.models.detectors.base import Detections, Detector
 
 DETECTION_TASKS = ("detection", "segmentation")
@@ -23,7 +23,7 @@ __all__ = ["DETECTION_TASKS", "Detections", "Detector", "draw_overlay", "list_de
 
 
 def _workspace(workspace):
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     if workspace is None or isinstance(workspace, Workspace):
         return workspace if workspace is not None else Workspace()
@@ -49,7 +49,7 @@ def _registry_names() -> list[str]:
 
 def load_detector(name: str, weights: str | None = None, device: str | None = None, workspace=None) -> Detector:
     """A detector by name: a registry model (``ssd-mobilenet-v2-coco``, ``maskrcnn-r50-fpn``...) or
-    the id of a detection run fine-tuned in ``workspace`` (a :class:`~vitrine.workspace.Workspace`
+    the id of a detection run fine-tuned in ``workspace`` (a :class:`~vitrine.core.workspace.Workspace`
     or a folder; default ``$VITRINE_HOME`` or the current folder).
 
     Registry models are loaded once per process (``weights``: a local weights file or folder).
@@ -74,8 +74,8 @@ def load_detector(name: str, weights: str | None = None, device: str | None = No
 
 
 def _load_run(run_id: str, device: str | None, workspace) -> Detector:
+    from vitrine.core.workspace import check_name
     from vitrine.runs import Run
-    from vitrine.workspace import check_name
 
     known = ", ".join(_registry_names())
     try:

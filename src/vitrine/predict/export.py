@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.models.detectors.base import Detections
 
 MASK_FORMATS = ("rle", "polygon", "none")

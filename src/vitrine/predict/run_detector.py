@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import torch
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 
 # the network builder still lives with the trainers; it moves to models/detectors/ next
 from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model

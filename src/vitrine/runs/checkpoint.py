@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from vitrine.core.atomic import atomic_open
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

@@ -7,7 +7,7 @@
         ...                                # training, evaluation
         life.done(metrics=..., progress=...)   # state done, finished_at
 
-A :class:`~vitrine.errors.Cancelled` or a ``KeyboardInterrupt`` leaves the run ``cancelled`` (with
+A :class:`~vitrine.core.errors.Cancelled` or a ``KeyboardInterrupt`` leaves the run ``cancelled`` (with
 what ``on_cancel`` adds: a trainer's progress and metrics, else the reason as ``error``); any other
 exception leaves it ``failed`` with the error's text. Both get ``finished_at``, and the exception
 goes on up: the lifecycle records, it never swallows. Writing the record never hides the error
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from vitrine.errors import Cancelled, VitrineError
+from vitrine.core.errors import Cancelled, VitrineError
 from vitrine.runs.record import Run
 
 log = logging.getLogger("vitrine.runs")

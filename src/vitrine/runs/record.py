@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitrine.core.atomic import atomic_write_json
-from vitrine.errors import NotFound, VitrineError
-from vitrine.workspace import Workspace, check_name
+from vitrine.core.errors import NotFound, VitrineError
+from vitrine.core.workspace import Workspace, check_name
 
 RUN_KINDS = ("finetune", "linear-probe", "zero-shot", "detection", "segmentation")
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")

@@ -4,7 +4,7 @@ image or an example image; the model; the page) with its :class:`Filters` (folde
 The Python API (``Project.search*``), the CLI (``vitrine search``) and the REST API
 (``/projects/{name}/search``) each build one ``Query`` from their own inputs and hand it to
 ``Project.query``; the engine (``search/engine.py``) reads its page and filters. Invalid input
-fails here, with the same :class:`~vitrine.errors.VitrineError` wherever it came from, before any
+fails here, with the same :class:`~vitrine.core.errors.VitrineError` wherever it came from, before any
 model is loaded.
 
 >>> Query(text="a cat", k=5, filters=Filters(folder="animals", tags=("Cat",)))
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 Kind = Literal["text", "keyword", "similar", "image"]
 KINDS: tuple[Kind, ...] = ("text", "keyword", "similar", "image")

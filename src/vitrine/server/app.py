@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vitrine import __version__
 from vitrine.auth.policy import Forbidden, Hidden
-from vitrine.errors import PayloadTooLarge, VitrineError
+from vitrine.core.errors import PayloadTooLarge, VitrineError
 from vitrine.server.api.auth import router as auth_router
 from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router

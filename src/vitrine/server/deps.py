@@ -12,11 +12,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 
-from vitrine.errors import NotFound, PayloadTooLarge, VitrineError
+from vitrine.core.errors import NotFound, PayloadTooLarge, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.project import Project
 from vitrine.runs import Run
 from vitrine.server.state import AppState
-from vitrine.workspace import Workspace
 
 
 def state(request: Request) -> AppState:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.server.templates import base_of, make_templates
 
 

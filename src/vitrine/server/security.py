@@ -273,7 +273,7 @@ def _path_kinds(path_format: str) -> dict[str, str]:
 
 
 def _exists(request: Request, kind: str, key: str) -> bool:
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     ws = Workspace(runtime_of(request).root)
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitrine.collection.layout import discover_projects, is_project
-from vitrine.errors import NotFound
+from vitrine.core.errors import NotFound
 from vitrine.jobs.manager import JobManager
 from vitrine.project import Project
 from vitrine.store import db as store_db

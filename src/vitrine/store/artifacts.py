@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from vitrine.core.atomic import atomic_open, atomic_write_bytes
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 
 __all__ = ["ArtifactStore", "export_tree"]
 
@@ -34,7 +34,7 @@ class ArtifactStore:
         import fsspec
         from fsspec.implementations.local import LocalFileSystem
 
-        from vitrine.workspace import default_workspace
+        from vitrine.core.workspace import default_workspace
 
         raw = os.fspath(url) if url is not None else str(default_workspace())
         if not raw.strip():

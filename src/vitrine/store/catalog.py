@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError as SQLDatabaseError
 
 from vitrine.core.atomic import atomic_write_text
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 SCHEMA_VERSION = 1
 

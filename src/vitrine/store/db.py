@@ -20,8 +20,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from vitrine.errors import VitrineError
-from vitrine.workspace import default_workspace
+from vitrine.core.errors import VitrineError
+from vitrine.core.workspace import default_workspace
 
 ENV_URL = "VITRINE_DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

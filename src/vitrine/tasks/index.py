@@ -15,7 +15,7 @@ def run_index_job(ctx: JobContext, params: dict) -> dict:
     if st is not None:
         p = st.project(params["project"])
     else:  # run outside a server: the project in the default workspace
-        from vitrine.workspace import default_workspace
+        from vitrine.core.workspace import default_workspace
 
         p = Project(default_workspace() / params["project"])
     return p.index(model=params.get("model"), progress=ctx.progress, cancel=ctx.cancel_event).to_dict()

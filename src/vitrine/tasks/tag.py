@@ -20,7 +20,7 @@ def run_tag_job(ctx: JobContext, params: dict) -> dict:
         p = st.project(params["project"])
         workspace = st.settings.root  # detection runs of the served root, not of the working directory
     else:  # run outside a server: the project in the default workspace
-        from vitrine.workspace import default_workspace
+        from vitrine.core.workspace import default_workspace
 
         workspace = default_workspace()
         p = Project(workspace / params["project"])

@@ -11,12 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vitrine.core.errors import Cancelled, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset
-from vitrine.errors import Cancelled, VitrineError
 from vitrine.jobs import JobContext, register_kind
 from vitrine.runs.summary import summarize
 from vitrine.tasks.common import describe_progress, jsonable
-from vitrine.workspace import Workspace
 
 TRAIN_JOB = "train"
 

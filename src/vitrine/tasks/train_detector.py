@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitrine.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.jobs import JobContext, register_kind
 from vitrine.runs.summary import summarize
 from vitrine.tasks.common import describe_progress, jsonable
-from vitrine.workspace import Workspace
 
 TRAIN_DETECTOR_JOB = "train-detector"
 

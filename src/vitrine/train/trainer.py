@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from vitrine.errors import Cancelled, VitrineError
+from vitrine.core.errors import Cancelled, VitrineError
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import CheckpointPolicy, load_checkpoint
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.core.errors import ModelError, ModelUnavailable
 from vitrine.weights.local import local_weights_hint
 from vitrine.weights.network import is_offline, reachable
 

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 
 OFFLINE_MODEL = "offline-concepts"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.core.errors import ModelError, ModelUnavailable
 from vitrine.weights import hf
 from vitrine.weights.local import local_weights_hint, local_weights_override, weights_env_var
 from vitrine.weights.network import is_offline, reachable

@@ -10,9 +10,9 @@ from det_helpers import assert_same_annotations, mask_of
 from PIL import Image
 from pycocotools.coco import COCO
 
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.data.detection.coco import from_coco, split_from_name, to_coco
 from vitrine.data.detection.geometry import mask_to_rle
-from vitrine.errors import NotFound, VitrineError
 
 
 def _write(path, doc) -> str:

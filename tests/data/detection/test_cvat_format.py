@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from det_helpers import assert_same_annotations
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.cvat import from_cvat, to_cvat
 from vitrine.data.detection.geometry import segmentation_to_mask
-from vitrine.errors import VitrineError
 
 SAMPLE = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>

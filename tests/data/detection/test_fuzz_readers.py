@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.convert import read_any, write_any
-from vitrine.errors import VitrineError
 
 ROUNDS = int(os.environ.get("VITRINE_FUZZ_ROUNDS", "60"))  # thousands find more; 60 keeps the suite fast
 

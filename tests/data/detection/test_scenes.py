@@ -11,11 +11,11 @@ from det_helpers import iou, mask_of
 from PIL import Image
 from pycocotools.coco import COCO
 
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.data.detection.coco import from_coco
 from vitrine.data.detection.geometry import mask_bbox
 from vitrine.data.detection.scenes import generate_scenes
 from vitrine.data.detection.yolo import from_yolo
-from vitrine.errors import NotFound, VitrineError
 
 
 def _files(root):

@@ -6,8 +6,8 @@ import pytest
 from det_helpers import assert_same_annotations
 from PIL import Image
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.voc import from_voc, to_voc
-from vitrine.errors import VitrineError
 
 XML = """<annotation>
   <folder>VOC2007</folder>

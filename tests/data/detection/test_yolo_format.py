@@ -7,8 +7,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.yolo import from_yolo, to_yolo
-from vitrine.errors import VitrineError
 
 
 def _tree(tmp_path, names=("cat", "dog"), lines: str = "", size=(40, 20)):

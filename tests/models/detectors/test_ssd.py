@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from vitrine.core.errors import ModelError
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.errors import ModelError
 from vitrine.evaluate.detection import evaluate_detection, measure_detector_speed, predict_dataset
 from vitrine.models.detectors.ssd import CONFIG_FILE, GRAPH_FILE, OpenCVSSDDetector, package_files
 from vitrine.predict.detector import load_detector

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vitrine.errors import ModelUnavailable
+from vitrine.core.errors import ModelUnavailable
 from vitrine.models import registry
 
 

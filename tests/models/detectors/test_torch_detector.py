@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 from vitrine.models.detectors.base import Detections, Detector
 from vitrine.models.detectors.torch_detector import TorchvisionDetector
 
@@ -91,7 +91,7 @@ def test_segmentation_without_masks_and_bad_task():
 def test_a_too_thin_image_is_refused_with_its_size():
     """A 1×4000 image would be scaled to zero pixels high by torchvision's transform (a RuntimeError
     deep in the backbone): it is an ImageError naming the size, before the model runs."""
-    from vitrine.errors import ImageError
+    from vitrine.core.errors import ImageError
 
     model = FakeDetectionModel()
     det = TorchvisionDetector(model, {1: "cat"}, name="fake", task="detection", device="cpu")

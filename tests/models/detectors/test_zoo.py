@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 from vitrine.models import registry
 from vitrine.models.detectors import zoo
 from vitrine.models.detectors.coco_labels import COCO_CATEGORIES, coco_label

@@ -24,7 +24,7 @@ from tiny_clip import (  # noqa: E402
 )
 
 import vitrine.models.embedders.clip as clip  # noqa: E402
-from vitrine.errors import ModelError  # noqa: E402
+from vitrine.core.errors import ModelError  # noqa: E402
 from vitrine.models import registry  # noqa: E402
 from vitrine.models.base import Embedder, embed_images  # noqa: E402
 from vitrine.weights import network as W  # noqa: E402

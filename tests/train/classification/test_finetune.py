@@ -17,8 +17,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from vitrine.core.errors import Cancelled, ModelError, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import Cancelled, ModelError, VitrineError
 from vitrine.models.classifiers import backbones
 from vitrine.predict.classifier import load_classifier
 from vitrine.runs import Run
@@ -28,7 +29,6 @@ from vitrine.store.artifacts import ArtifactStore
 from vitrine.train.classification import finetune as ft
 from vitrine.train.classification.config import FinetuneConfig, balanced_class_weights
 from vitrine.train.trainer import MIN_LR_RATIO, lr_factor
-from vitrine.workspace import Workspace
 
 CLASSES = ("blue", "green", "red")
 PER_CLASS = 12  # 8 train, 2 val, 2 test

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitrine.core.errors import Cancelled, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import Cancelled, VitrineError
 from vitrine.models import registry
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.registry import Availability, ModelSpec
 from vitrine.predict.classifier import load_classifier
 from vitrine.runs import Run
 from vitrine.train.classification.embeddings import cache_file, embed_dataset
-from vitrine.workspace import Workspace
 
 TINY = "tiny-colour"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}

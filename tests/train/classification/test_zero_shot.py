@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vitrine.core.errors import VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import VitrineError
 from vitrine.predict.classifier import load_classifier
 from vitrine.runs import Run
-from vitrine.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_linear_probe as shared  # noqa: E402

@@ -20,15 +20,15 @@ import torch
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from vitrine.core.errors import Cancelled, ModelError, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.errors import Cancelled, ModelError, VitrineError
 from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
 from vitrine.predict.run_detector import load_run_detector
 from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train.detection import trainer as D
 from vitrine.train.detection.config import DetectionConfig
 from vitrine.train.detection.data import DetectionSamples, augment, train_transform
-from vitrine.workspace import Workspace
 
 SIZE = 64
 TINY = {

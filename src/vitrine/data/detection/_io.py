@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vitrine.core.atomic import atomic_write_text
-from vitrine.errors import ImageError, VitrineError
+from vitrine.core.errors import ImageError, VitrineError
 
 
 def write_text(path: Path, text: str) -> None:

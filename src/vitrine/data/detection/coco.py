@@ -5,7 +5,7 @@ Boxes, polygons, RLE masks (compressed ``counts`` strings and uncompressed ``cou
 an unknown image or category, or with a box of no size, is skipped; one outside its image is
 clipped; each is reported as a :class:`~vitrine.data.detection.model.Problem` naming the entry
 (``annotations[12] (id 57)``). A file that is not JSON, or lacks ``images`` or ``categories``,
-raises :class:`~vitrine.errors.VitrineError` with the line and column or the missing key.
+raises :class:`~vitrine.core.errors.VitrineError` with the line and column or the missing key.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from vitrine.core.errors import ImageError, NotFound, VitrineError
 from vitrine.data.detection._io import image_size, write_text
 from vitrine.data.detection.geometry import (
     is_finite,
@@ -24,7 +25,6 @@ from vitrine.data.detection.geometry import (
 )
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
 from vitrine.data.detection.validate import clean_annotation
-from vitrine.errors import ImageError, NotFound, VitrineError
 
 __all__ = ["from_coco", "to_coco", "split_from_name"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.data.detection.model import DetectionDataset, Problem
-from vitrine.errors import NotFound, VitrineError
 
 __all__ = ["FORMATS", "detect_format", "read_any", "write_any"]
 

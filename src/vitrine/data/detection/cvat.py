@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection._io import write_text
 from vitrine.data.detection._xml import parse_xml
 from vitrine.data.detection.coco import split_from_name
@@ -43,7 +44,6 @@ from vitrine.data.detection.geometry import (
 )
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
 from vitrine.data.detection.validate import clean_annotation, fmt
-from vitrine.errors import VitrineError
 
 __all__ = ["from_cvat", "to_cvat"]
 

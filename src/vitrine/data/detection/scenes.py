@@ -35,10 +35,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from vitrine.core.errors import VitrineError
 from vitrine.data.detection.geometry import mask_bbox, mask_to_polygons, mask_to_rle
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
 from vitrine.data.fashion_mnist import DEFAULT_SOURCE, FASHION_MNIST_CLASSES, FASHION_MNIST_FOLDERS, read_fashion_mnist
-from vitrine.errors import VitrineError
 
 __all__ = ["BACKGROUNDS", "generate_scenes", "render_scene"]
 

@@ -17,12 +17,12 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from vitrine.core.errors import ImageError, NotFound, VitrineError
 from vitrine.data.detection._io import image_size, place_image, write_text
 from vitrine.data.detection._xml import parse_xml
 from vitrine.data.detection.geometry import is_finite
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
 from vitrine.data.detection.validate import clean_annotation, fmt
-from vitrine.errors import ImageError, NotFound, VitrineError
 
 __all__ = ["from_voc", "to_voc"]
 

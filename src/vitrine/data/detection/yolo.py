@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from vitrine.core.errors import ImageError, NotFound, VitrineError
 from vitrine.data.detection._io import image_size, place_image, write_text
 from vitrine.data.detection.geometry import is_finite, join_polygons, polygons_bbox, segmentation_to_polygons
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord, Problem
 from vitrine.data.detection.validate import clean_annotation
-from vitrine.errors import ImageError, NotFound, VitrineError
 
 __all__ = ["IMAGE_SUFFIXES", "from_yolo", "to_yolo"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard
 from vitrine.models.embedders import offline_concepts
 from vitrine.models.registry import ModelSpec, register

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from vitrine.errors import ModelError, VitrineError
+from vitrine.core.errors import ModelError, VitrineError
 
 ARCHS = ("maskrcnn", "fasterrcnn")
 DETECTION_BACKBONES = ("efficientnet-lite0", "resnet50-fpn", "resnet50-fpn-v2")

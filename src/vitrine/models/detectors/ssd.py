@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.core.errors import ModelError, ModelUnavailable
 from vitrine.models.detectors.base import Detections
 from vitrine.models.detectors.coco_labels import COCO_CATEGORIES, coco_label
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from vitrine.errors import ImageError, ModelError
+from vitrine.core.errors import ImageError, ModelError
 from vitrine.models.detectors.base import Detections
 
 MASK_THRESHOLD = 0.5

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard
 from vitrine.models.detectors import ssd
 from vitrine.models.detectors.coco_labels import COCO_CATEGORIES

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitrine.errors import ModelError
+from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import ModelSpec, register

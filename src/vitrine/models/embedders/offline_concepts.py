@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_open
-from vitrine.errors import ModelError, ModelUnavailable
+from vitrine.core.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import ModelSpec, register

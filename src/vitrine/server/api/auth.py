@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from vitrine.auth import tokens
 from vitrine.auth.policy import Forbidden, Principal, check
 from vitrine.auth.service import check_kind
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.server.api.responses import MAX_INT, errors
 from vitrine.server.security import (
     LOGIN_CSRF_COOKIE,

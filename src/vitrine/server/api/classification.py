@@ -23,8 +23,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from vitrine.core.errors import NotFound, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import NotFound, VitrineError
 from vitrine.runs import Run, list_runs, new_run_id
 from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.runs.summary import summarize
@@ -41,7 +42,6 @@ from vitrine.tasks.train_classifier import (
     TrainRequest,
     finetune_config,
 )
-from vitrine.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["classification"])
 
@@ -299,7 +299,7 @@ def _check_options(body: TrainRequest) -> None:
     if body.backbone is not None:
         _model_spec(body.backbone, "classification")
     if body.run_id is not None:
-        from vitrine.workspace import check_name
+        from vitrine.core.workspace import check_name
 
         check_name(body.run_id, "run id")
 

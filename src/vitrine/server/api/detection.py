@@ -21,14 +21,14 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from vitrine.errors import ModelError, NotFound, VitrineError
+from vitrine.core.errors import ModelError, NotFound, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.runs import Run
 from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.server.deps import StateDep, read_upload
 from vitrine.server.state import AppState
 from vitrine.tasks.common import jsonable, read_json
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source
-from vitrine.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
@@ -72,8 +72,8 @@ class _RunDetectors:
         self.loaded: OrderedDict[str, tuple[tuple, Any]] = OrderedDict()
 
     def get(self, st: AppState, name: str) -> Any:
+        from vitrine.core.workspace import Workspace
         from vitrine.predict.detector import load_detector
-        from vitrine.workspace import Workspace
 
         record = Workspace(st.settings.root).runs_dir / name / "run.json"
         try:
@@ -407,9 +407,9 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
     folder of the workspace's ``datasets/`` (``annotations`` a file or folder inside it); ``config``
     holds DetectionConfig options. Bad options or an unusable dataset are refused (400/404) before
     any job starts. The answer carries the ``run_id`` the run will have."""
+    from vitrine.core.workspace import check_name
     from vitrine.runs import new_run_id
     from vitrine.train.detection.data import check_dataset, resolve_dataset
-    from vitrine.workspace import check_name
 
     ws = Workspace(st.settings.root)
     cfg = detection_config(body.config)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.models import registry
 from vitrine.search.engine import MAX_RESULTS, normalize_folder
 from vitrine.search.query import Filters

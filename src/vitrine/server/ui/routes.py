@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from vitrine.errors import NotFound, VitrineError
+from vitrine.core.errors import NotFound, VitrineError
 from vitrine.server.deps import state, workspace
 from vitrine.server.templates import base_of, make_templates, plotly_version, quote_segment
 

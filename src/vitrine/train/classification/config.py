@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 KIND = "finetune"
 SCHEDULES = ("cosine", "onecycle", "step", "constant")

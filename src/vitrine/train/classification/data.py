@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitrine.errors import Cancelled, ImageError, VitrineError
+from vitrine.core.errors import Cancelled, ImageError, VitrineError
 from vitrine.train.classification.config import FinetuneConfig
 
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_open
+from vitrine.core.errors import Cancelled, VitrineError
+from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
-from vitrine.errors import Cancelled, VitrineError
-from vitrine.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def embed_dataset(
     every image skipped. ``progress(stage, done, total)`` is called while files are hashed
     (``"hash"``) and as batches finish (``"embed"``; total: the images not found in the cache);
     ``cancel`` (a :class:`threading.Event`) stops the work
-    with :class:`~vitrine.errors.Cancelled` after saving what was embedded.
+    with :class:`~vitrine.core.errors.Cancelled` after saving what was embedded.
     """
     from vitrine.embed.pipeline import EmbedItem, embed_items
     from vitrine.models import registry
@@ -367,7 +367,7 @@ def evaluate_probs(
 def decode_some(dataset: ClassificationDataset, samples: Sequence[Sample], n: int = 64) -> list:
     """Up to ``n`` decoded images of ``samples`` (unreadable ones left out), to time predictions."""
     from vitrine.collection.imageio import open_image
-    from vitrine.errors import ImageError
+    from vitrine.core.errors import ImageError
 
     images = []
     for sample in samples:

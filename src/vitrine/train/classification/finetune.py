@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.predict.classifier import FinetuneClassifier
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import CheckpointPolicy, load_checkpoint
@@ -384,7 +384,7 @@ def train_finetune(
     into memory), ``train`` (every step; ``info`` has epoch, epochs, step, steps, loss, accuracy,
     lr, eta_seconds, images_per_second), ``validate``, ``epoch`` (epoch end, with val_loss and
     val_accuracy), ``evaluate`` and ``done``. Setting ``cancel`` stops at the next step: last.pt
-    is saved, the run's state becomes ``cancelled`` and :class:`~vitrine.errors.Cancelled` is
+    is saved, the run's state becomes ``cancelled`` and :class:`~vitrine.core.errors.Cancelled` is
     raised. ``resume=True`` continues run ``run_id`` from its last.pt; ``config`` may then only
     change the options in ``RESUME_OVERRIDES`` (a dict, or a FinetuneConfig whose values for those
     options are taken).

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from vitrine.core.atomic import atomic_open, atomic_write_json
-from vitrine.errors import Cancelled, VitrineError
+from vitrine.core.errors import Cancelled, VitrineError
 from vitrine.predict.classifier import LinearProbeClassifier, full_proba
 from vitrine.runs import Run
 from vitrine.runs.lifecycle import run_lifecycle
@@ -76,7 +76,7 @@ def train_linear_probe(
 ) -> Run:
     """Fit a linear probe on ``dataset``'s train split; evaluate it on its test split; return the run.
 
-    ``workspace``: a :class:`~vitrine.workspace.Workspace` or its folder; ``dataset``: a
+    ``workspace``: a :class:`~vitrine.core.workspace.Workspace` or its folder; ``dataset``: a
     :class:`~vitrine.data.dataset.ClassificationDataset` or its name in the workspace.
     ``progress(stage, done, total)`` is told about the stages ``embed``, ``fit`` and ``evaluate``.
     """

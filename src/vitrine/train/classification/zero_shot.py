@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_write_json
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.predict.classifier import ZeroShotClassifier, softmax_scores
 from vitrine.runs import Run
 from vitrine.runs.lifecycle import run_lifecycle

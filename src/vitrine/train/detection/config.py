@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.models.detectors.rcnn import (
     ARCHS,
     DETECTION_BACKBONES,

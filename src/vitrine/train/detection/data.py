@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitrine.errors import ImageError, VitrineError
+from vitrine.core.errors import ImageError, VitrineError
 from vitrine.train.detection.config import DetectionConfig
 
 MAX_CATEGORY_ID = 10_000

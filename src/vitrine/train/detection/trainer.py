@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 from vitrine.models.detectors.rcnn import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
@@ -389,11 +389,11 @@ def train_detector(
     has epoch, epochs, step, steps, loss and its components, lr, eta_seconds, images_per_second),
     ``validate``, ``epoch`` (with val_bbox_map50 / val_segm_map50), ``evaluate`` and ``done``.
     Setting ``cancel`` stops at the next step: last.pt is saved, the run becomes ``cancelled`` and
-    :class:`~vitrine.errors.Cancelled` is raised. ``resume=True`` continues run ``run_id`` from its
+    :class:`~vitrine.core.errors.Cancelled` is raised. ``resume=True`` continues run ``run_id`` from its
     last.pt (``dataset`` may then be None when the run was trained from a file); ``config`` may
     then only change the options in ``RESUME_OVERRIDES``.
     """
-    from vitrine.workspace import Workspace
+    from vitrine.core.workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     resume_state = None

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from vitrine.errors import VitrineError
+from vitrine.core.errors import VitrineError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
