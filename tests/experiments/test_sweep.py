@@ -81,7 +81,7 @@ def test_a_sweep_killed_mid_way_resumes_without_rerunning_finished_trials(sweep_
 
 def test_cancel_stops_the_running_trial_and_a_resume_finishes_the_sweep(sweep_ws):
     spec = SweepSpec.build(
-        "classify", "colours", grid=["lr=0.003,0.01"], base=[*TINY, "epochs=40"], name="cancelled", cpus_per_trial=2
+        "classify", "colours", grid=["lr=0.003,0.01"], base=[*TINY, "epochs=12"], name="cancelled", cpus_per_trial=2
     )
     sweep = Sweep.create(sweep_ws, spec)
     cancel = threading.Event()
@@ -109,14 +109,14 @@ def test_cancel_stops_the_running_trial_and_a_resume_finishes_the_sweep(sweep_ws
     assert record["trials"][0]["state"] == "cancelled"
     assert Run.load(sweep_ws, "cancelled-t000").record["state"] == "cancelled"
     assert record["trials"][1]["state"] in ("pending", "cancelled")  # never started, or stopped too
+    created = Run.load(sweep_ws, "cancelled-t000").record["created_at"]
+    assert (sweep_ws.run_dir("cancelled-t000") / "checkpoints" / "last.pt").is_file()
 
-    spec_fast = Sweep.load(sweep_ws, "cancelled")
-    for t in spec_fast.trials:  # finish quickly on resume: the budget may change, the model may not
-        t["config"]["epochs"] = 40
-    sweep = run_sweep(sweep_ws, spec_fast, poll_seconds=0.5)
+    sweep = run_sweep(sweep_ws, Sweep.load(sweep_ws, "cancelled"), poll_seconds=0.5)
     assert sweep.record["state"] == "done" and [t["state"] for t in sweep.trials] == ["done", "done"]
     history = Run.load(sweep_ws, "cancelled-t000").record
-    assert history["state"] == "done" and history["progress"]["epoch"] == 40  # resumed, not restarted
+    assert history["state"] == "done" and history["progress"]["epoch"] == 12
+    assert history["created_at"] == created  # resumed from its checkpoint, not started over
 
 
 def test_reconcile_marks_runs_the_scheduler_stopped(sweep_ws):
