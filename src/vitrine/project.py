@@ -31,6 +31,7 @@ from vitrine.collection.layout import (
 )
 from vitrine.collection.ontology import Ontology, OntologyCache
 from vitrine.collection.scan import scan_project
+from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.embed.pipeline import EmbedItem, embed_items
 from vitrine.index.maintain import refresh_index
@@ -528,9 +529,8 @@ class Project:
         if not thumb.exists():
             data = make_thumbnail(open_image(path, min_side=size), size=size)
             thumb.parent.mkdir(parents=True, exist_ok=True)
-            tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, thumb)
+            with atomic_path(thumb, sync=False) as tmp:  # a cache: no fsync
+                tmp.write_bytes(data)
         return thumb
 
     def failures(self) -> list[dict]:

@@ -30,8 +30,9 @@ import typer
 from vitrine.cli._console import JsonOpt, emit_json, err, fail, guard, out, show_progress
 from vitrine.cli._inputs import load_for_task
 from vitrine.core.atomic import atomic_path
+from vitrine.runs import CLASSIFICATION_RUN_KINDS
 
-METHODS = ("finetune", "linear-probe", "zero-shot")
+METHODS = CLASSIFICATION_RUN_KINDS
 
 WorkspaceOpt = Annotated[
     Path | None,

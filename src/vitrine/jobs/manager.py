@@ -32,9 +32,10 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from vitrine.core.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.jsonio import jsonable
 from vitrine.jobs.kinds import JobKind, concurrency_limits, get_kind, registered_kinds
 from vitrine.jobs.table import jobs as jobs_table
-from vitrine.jobs.types import ACTIVE, FINISHED, LOG_LINES, Job, JobContext, RunningJob, jsonable
+from vitrine.jobs.types import ACTIVE, FINISHED, LOG_LINES, Job, JobContext, RunningJob
 
 log = logging.getLogger("vitrine.jobs")
 

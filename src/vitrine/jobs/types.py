@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 import threading
@@ -15,33 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vitrine.core.errors import Cancelled
+from vitrine.core.jsonio import jsonable
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 LOG_LINES = 50  # lines of log kept per job
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON (numpy numbers, paths, sets and the like converted)."""
-
-    def default(o):
-        if hasattr(o, "item") and callable(o.item):
-            return o.item()
-        if isinstance(o, (set, tuple)):
-            return list(o)
-        return str(o)
-
-    def clean(o):
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [clean(v) for v in o]
-        return o
-
-    return clean(json.loads(json.dumps(value, default=default)))
 
 
 # ------------------------------------------------------------------------------------ the job record

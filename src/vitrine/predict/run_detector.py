@@ -17,10 +17,8 @@ from vitrine.core.errors import ModelError
 
 # the network builder still lives with the trainers; it moves to models/detectors/ next
 from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
-from vitrine.runs import Run
+from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.runs.checkpoint import load_checkpoint
-
-DETECTION_RUN_KINDS = ("detection", "segmentation")
 
 
 def model_options(config: dict) -> DetectionModelOptions:

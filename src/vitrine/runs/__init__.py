@@ -11,6 +11,8 @@ the CLI read and write runs through this package; it imports nothing from ``trai
 
 from vitrine.runs.record import (
     ARTIFACTS_ENV,
+    CLASSIFICATION_RUN_KINDS,
+    DETECTION_RUN_KINDS,
     FINAL_STATES,
     RUN_KINDS,
     RUN_STATES,
@@ -22,6 +24,8 @@ from vitrine.runs.record import (
 
 __all__ = [
     "ARTIFACTS_ENV",
+    "CLASSIFICATION_RUN_KINDS",
+    "DETECTION_RUN_KINDS",
     "FINAL_STATES",
     "RUN_KINDS",
     "RUN_STATES",

@@ -25,7 +25,9 @@ from vitrine.core.atomic import atomic_write_json
 from vitrine.core.errors import NotFound, VitrineError
 from vitrine.core.workspace import Workspace, check_name
 
-RUN_KINDS = ("finetune", "linear-probe", "zero-shot", "detection", "segmentation")
+CLASSIFICATION_RUN_KINDS = ("finetune", "linear-probe", "zero-shot")
+DETECTION_RUN_KINDS = ("detection", "segmentation")
+RUN_KINDS = CLASSIFICATION_RUN_KINDS + DETECTION_RUN_KINDS
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 ARTIFACTS_ENV = "VITRINE_ARTIFACTS_URL"

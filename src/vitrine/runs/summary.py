@@ -9,34 +9,22 @@ mAP@.5 and @.5:.95, P/R/F1 and mean IoU per type, the split, its number of image
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from vitrine.core.jsonio import read_json
+from vitrine.runs.record import DETECTION_RUN_KINDS, Run
 
-from vitrine.runs.record import Run
-
-CLASSIFICATION_KINDS = ("finetune", "linear-probe", "zero-shot")
-DETECTION_KINDS = ("detection", "segmentation")
 DETECTION_KEYS = ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou")
 
 
 def summarize(run: Run) -> dict:
     """The headline numbers of ``run``: a detection summary for detection and segmentation runs,
     a classification summary for the others."""
-    if run.record.get("kind") in DETECTION_KINDS:
+    if run.record.get("kind") in DETECTION_RUN_KINDS:
         return detection_summary(run)
     return classification_summary(run)
 
 
 # ------------------------------------------------------------------------------------------------
 # classifiers
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _classification_evaluation(metrics: dict) -> dict:
@@ -62,7 +50,7 @@ def classification_summary(run: Run) -> dict:
     evaluation = _classification_evaluation(record_metrics) if isinstance(record_metrics, dict) else {}
     file_metrics = None
     if not evaluation or _speed(evaluation, record_metrics) is None:
-        file_metrics = _read_json(run.dir / "metrics.json") or {}
+        file_metrics = read_json(run.dir / "metrics.json") or {}
         if not evaluation:
             evaluation = _classification_evaluation(file_metrics)
     sources = [s for s in (evaluation, record_metrics, file_metrics) if isinstance(s, dict)]
@@ -101,8 +89,6 @@ def detection_summary(run: Run) -> dict:
 
 
 __all__ = [
-    "CLASSIFICATION_KINDS",
-    "DETECTION_KINDS",
     "classification_summary",
     "detection_summary",
     "summarize",

@@ -15,7 +15,7 @@ from fastapi import Depends, Request, UploadFile
 from vitrine.core.errors import NotFound, PayloadTooLarge, VitrineError
 from vitrine.core.workspace import Workspace
 from vitrine.project import Project
-from vitrine.runs import Run
+from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.server.state import AppState
 
 
@@ -51,6 +51,21 @@ def load_run(run_id: str, ws: WorkspaceDep) -> Run:
 
 
 RunDep = Annotated[Run, Depends(load_run)]
+
+
+def load_detection_run(run_id: str, ws: WorkspaceDep) -> Run:
+    if run_id not in ws.run_ids():  # also refuses ids that are not folder names
+        raise NotFound(f"no run {run_id!r}", hint="see the detection runs with GET /api/v1/detection/runs")
+    run = Run.load(ws, run_id)
+    if run.record.get("kind") not in DETECTION_RUN_KINDS:
+        raise VitrineError(
+            f"run {run_id!r} is a {run.record.get('kind')} run, not a detection run",
+            hint="its page is /runs/" + run_id,
+        )
+    return run
+
+
+DetectionRunDep = Annotated[Run, Depends(load_detection_run)]
 
 
 def human_size(n: int) -> str:

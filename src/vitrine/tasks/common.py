@@ -1,44 +1,8 @@
-"""What the job handlers share: plain-JSON conversion, reading a JSON file that may be missing,
-and the one-line progress message of a training job."""
+"""What the job handlers share: the one-line progress message of a training job."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types from what the core returns (numpy numbers and arrays, paths, tuples, sets);
-    NaN and infinities become null."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return value.as_posix()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    return value
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object in ``path``; None when the file is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def describe_progress(stage: str, done: int, total: int, info: dict | None) -> str:

@@ -12,11 +12,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vitrine.core.errors import Cancelled, VitrineError
+from vitrine.core.jsonio import jsonable
 from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset
 from vitrine.jobs import JobContext, register_kind
 from vitrine.runs.summary import summarize
-from vitrine.tasks.common import describe_progress, jsonable
+from vitrine.tasks.common import describe_progress
 
 TRAIN_JOB = "train"
 

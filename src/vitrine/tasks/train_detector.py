@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitrine.core.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.jsonio import jsonable
 from vitrine.core.workspace import Workspace
 from vitrine.jobs import JobContext, register_kind
 from vitrine.runs.summary import summarize
-from vitrine.tasks.common import describe_progress, jsonable
+from vitrine.tasks.common import describe_progress
 
 TRAIN_DETECTOR_JOB = "train-detector"
 

@@ -8,10 +8,8 @@ up among the dataset's samples, never joined onto a folder as given.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +21,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import NotFound, VitrineError
+from vitrine.core.jsonio import jsonable, read_json
 from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.runs import Run, list_runs, new_run_id
@@ -32,7 +32,6 @@ from vitrine.runs.summary import summarize
 from vitrine.server.api.responses import CSV, IMAGE, JPEG
 from vitrine.server.deps import RunDep, StateDep, WorkspaceDep, read_upload
 from vitrine.server.security import hide_paths, require, visible
-from vitrine.tasks.common import jsonable, read_json
 from vitrine.tasks.train_classifier import (
     EMBEDDING_ONLY,
     FINETUNE_ONLY,
@@ -257,14 +256,11 @@ def dataset_thumbnail(d: _Loaded, path: str, size: int) -> Path | bytes:
     if thumb.is_file():
         return thumb
     data = make_thumbnail(open_image(file, min_side=size), size=size)
-    tmp = thumb.with_name(f".{thumb.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         thumb.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, thumb)
+        with atomic_path(thumb, sync=False) as tmp:  # a cache: no fsync
+            tmp.write_bytes(data)
     except OSError:  # a read-only dataset folder: no cache, same picture
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         return data
     return thumb
 

@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from vitrine.core.errors import ModelError, NotFound, VitrineError
+from vitrine.core.jsonio import jsonable, read_json
 from vitrine.core.workspace import Workspace
-from vitrine.runs import Run
+from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.runs.leaderboard import leaderboard, run_row
-from vitrine.server.deps import StateDep, read_upload
+from vitrine.server.deps import DetectionRunDep, StateDep, read_upload
 from vitrine.server.state import AppState
-from vitrine.tasks.common import jsonable, read_json
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -355,7 +355,6 @@ async def segment_overlay(request: Request, st: StateDep, src: ImageDep, opts: D
 # ownership policy applies to it like to any dataset. ``annotations`` may then pick a file or
 # folder inside that dataset folder (a COCO json, a YOLO data.yaml, a CVAT xml, a VOC folder);
 # nothing outside it is ever read.
-DETECTION_RUN_KINDS = ("detection", "segmentation")
 API_REFUSED_OPTIONS = ("weights",)  # a path on the server: the CLI's to give, not a request's
 
 
@@ -435,22 +434,6 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
 def _metrics_report(run: Run) -> dict:
     """The run's evaluation report (detection_metrics.json: per IoU type, per class, PR curves)."""
     return read_json(run.dir / "detection_metrics.json") or {}
-
-
-def load_detection_run(run_id: str, st: StateDep) -> Run:
-    ws = Workspace(st.settings.root)
-    if run_id not in ws.run_ids():  # also refuses ids that are not folder names
-        raise NotFound(f"no run {run_id!r}", hint="see the detection runs with GET /api/v1/detection/runs")
-    run = Run.load(ws, run_id)
-    if run.record.get("kind") not in DETECTION_RUN_KINDS:
-        raise VitrineError(
-            f"run {run_id!r} is a {run.record.get('kind')} run, not a detection run",
-            hint="its page is /runs/" + run_id,
-        )
-    return run
-
-
-DetectionRunDep = Annotated[Run, Depends(load_detection_run)]
 
 
 @router.get("/detection/runs")

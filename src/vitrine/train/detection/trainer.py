@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from vitrine.core.errors import VitrineError
+from vitrine.core.jsonio import jsonable
 from vitrine.models.detectors.rcnn import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
@@ -89,20 +90,6 @@ def summarize(report: dict) -> dict:
             if isinstance(v, int | float):
                 out[f"{iou_type}_{key}"] = float(v)
     return out
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,10 +326,10 @@ class DetectionTrainer(Trainer):
         from vitrine.evaluate.detection import write_detection_report
 
         if metrics:
-            write_detection_report(_jsonable(metrics), self.run.dir)
+            write_detection_report(jsonable(metrics), self.run.dir)
 
     def metrics(self) -> dict:
-        return _jsonable(
+        return jsonable(
             {
                 "epochs_completed": self.epoch,
                 "steps": self.step,
@@ -460,7 +447,7 @@ def train_detector(
             if "speed" in report:
                 metrics["speed"] = report["speed"]
             metrics["stopped"] = stop
-            life.done(progress={**trainer._run_progress("done"), "eta_seconds": 0}, metrics=_jsonable(metrics))
+            life.done(progress={**trainer._run_progress("done"), "eta_seconds": 0}, metrics=jsonable(metrics))
         trainer.progress(
             "done",
             trainer.step,
