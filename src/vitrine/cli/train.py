@@ -1,13 +1,9 @@
-"""``vitrine train``, ``vitrine train-detector``, ``vitrine eval``, ``vitrine runs`` and ``vitrine tensorboard``.
+"""``vitrine train`` and ``vitrine train-detector``.
 
     vitrine train DATASET [--method finetune|linear-probe|zero-shot] [--backbone efficientnet-lite0]
                   [--epochs N --batch-size N --lr X --image-size N ...] [--name RUN_ID]
                   [--resume RUN_ID] [--workspace DIR] [--json]
     vitrine train-detector DATASET [--arch maskrcnn|fasterrcnn] [--backbone efficientnet-lite0] [--resume RUN_ID]
-    vitrine eval RUN [--split test] [--json]
-    vitrine eval --model M --data D [--out DIR] [--format coco|yolo|cvat|voc]
-    vitrine runs [--json]
-    vitrine tensorboard [RUN] [--port 6006] [--launch]
 
 Training shows a progress bar on stderr (epoch, step, loss, accuracy, time left). The first
 Ctrl-C stops a fine-tuning run at the next step: its last checkpoint is saved and the command
@@ -16,149 +12,19 @@ exits with status 130, saying how to resume it (``--resume RUN_ID``); a second C
 
 from __future__ import annotations
 
-import math
 import shlex
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from vitrine.cli._console import JsonOpt, emit_json, err, fail, guard, out, show_progress
-from vitrine.cli._inputs import load_for_task
-from vitrine.core.atomic import atomic_path
+from vitrine.cli._runs import TrainProgress, WorkspaceOpt, duration, evaluation_of, fmt, tensorboard_argv, workspace_of
 from vitrine.runs import CLASSIFICATION_RUN_KINDS
 
 METHODS = CLASSIFICATION_RUN_KINDS
-
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option("--workspace", "-w", help="workspace holding datasets/ and runs/ (default: $VITRINE_HOME or .)"),
-]
-
-
-def _workspace(path: Path | None):
-    from vitrine.core.workspace import Workspace
-
-    return Workspace(path)
-
-
-def _duration(seconds) -> str:
-    if not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        return "-"
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if math.isfinite(value) else "-"
-    return str(value)
-
-
-def evaluation_of(record: dict) -> dict:
-    """The evaluation a run reports: on its test split, else all samples, else val (accuracy for
-    classifiers, box/mask mAP for detectors)."""
-    metrics = record.get("metrics") or {}
-    for split in ("test", "all", "val"):
-        found = metrics.get(split)
-        if isinstance(found, dict) and any(found.get(k) is not None for k in ("accuracy", "bbox_map50")):
-            return {"split": found.get("split", split), **found}
-    return {}
-
-
-# ------------------------------------------------------------------------------------------------
-# progress
-
-
-class _TrainProgress:
-    """The Rich progress bar (stderr) and per-epoch lines for a training run."""
-
-    def __init__(self, console, show_bar: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.bar = (
-            Progress(
-                TextColumn("[bold]{task.description:<14}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA {task.fields[eta]}"),
-                console=console,
-                transient=False,
-            )
-            if show_bar
-            else None
-        )
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
-
-    def _task(self, key: str, description: str, total) -> int:
-        if key not in self.tasks:
-            self.tasks[key] = self.bar.add_task(description, total=total or None, stats="", eta="-")
-        return self.tasks[key]
-
-    def __call__(self, stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
-        info = {**(info or {}), **extra}
-        if stage == "epoch":
-            self._epoch_line(info)
-        if self.bar is None:
-            return
-        if stage == "train":
-            task = self._task("train", "train", total)
-            stats = f"loss {_fmt(info.get('loss'))} acc {_fmt(info.get('epoch_accuracy'), 3)}"
-            if info.get("images_per_second"):
-                stats += f" {info['images_per_second']:.0f} img/s"
-            desc = f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}"
-            self.bar.update(
-                task,
-                completed=done,
-                total=total or None,
-                description=desc,
-                stats=stats,
-                eta=_duration(info.get("eta_seconds")),
-            )
-        elif stage in ("load", "validate", "evaluate", "embed", "fit"):
-            task = self._task(stage, stage, total)
-            self.bar.update(task, completed=done, total=total or None)
-            if stage == "validate" and total and done >= total:  # the next epoch starts afresh
-                self.bar.remove_task(task)
-                del self.tasks[stage]
-
-    def _epoch_line(self, info: dict) -> None:
-        parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}" + (" (partial)" if info.get("partial") else "")]
-        if info.get("train_loss") is not None:
-            parts.append(f"train loss {_fmt(info['train_loss'])} acc {_fmt(info.get('train_accuracy'), 3)}")
-        parts.append(f"val loss {_fmt(info.get('val_loss'))} acc {_fmt(info.get('val_accuracy'), 3)}")
-        if info.get("improved"):
-            parts.append("[green]best[/]")
-        if info.get("eta_seconds") is not None:
-            parts.append(f"about {_duration(info['eta_seconds'])} left")
-        self.console.print(" · ".join(parts), highlight=False, soft_wrap=True)
 
 
 class _CancelOnSigint:
@@ -276,7 +142,7 @@ def train(
     with guard():
         if method not in METHODS:
             raise VitrineError(f"unknown method {method!r}", hint=f"one of {', '.join(METHODS)}")
-        ws = _workspace(workspace)
+        ws = workspace_of(workspace)
         given = {k: v for k, v in finetune_opts.items() if v is not None}
         if method != "finetune":
             probe_ok = ("class_weights",) if method == "linear-probe" else ()
@@ -297,7 +163,7 @@ def train(
 
         show_bar = show_progress()
         try:
-            with _CancelOnSigint(cancel, err), _TrainProgress(err, show_bar) as progress:
+            with _CancelOnSigint(cancel, err), TrainProgress(err, show_bar) as progress:
                 common = {"progress": progress, "cancel": cancel, "run_id": run_id}
                 if method == "finetune":
                     from vitrine.train.classification.finetune import FinetuneConfig, train_finetune
@@ -367,16 +233,16 @@ def _print_run(run, ws) -> None:
     table.add_row("state", f"{r.get('state')}" + (f" ({r['stopped']})" if r.get("stopped") else ""))
     if metrics.get("epochs_completed") is not None:
         table.add_row("epochs", f"{metrics['epochs_completed']} (best: {metrics.get('best_epoch')})")
-        table.add_row("best val loss", _fmt(metrics.get("best_val_loss")))
+        table.add_row("best val loss", fmt(metrics.get("best_val_loss")))
         table.add_row(
             "training",
-            f"{_duration(metrics.get('train_seconds'))}, {_fmt(metrics.get('train_images_per_second'), 1)} img/s",
+            f"{duration(metrics.get('train_seconds'))}, {fmt(metrics.get('train_images_per_second'), 1)} img/s",
         )
     if ev:
-        table.add_row(f"accuracy ({ev.get('split')})", _fmt(ev.get("accuracy")))
-        table.add_row("macro F1", _fmt(ev.get("macro_f1")))
+        table.add_row(f"accuracy ({ev.get('split')})", fmt(ev.get("accuracy")))
+        table.add_row("macro F1", fmt(ev.get("macro_f1")))
         for k, v in (ev.get("top_k") or {}).items():
-            table.add_row(k.replace("_", "-"), _fmt(v))
+            table.add_row(k.replace("_", "-"), fmt(v))
     speed = metrics.get("speed") or {}
     if speed:
         table.add_row(
@@ -389,342 +255,15 @@ def _print_run(run, ws) -> None:
     table.add_row("folder", str(run.dir))
     out.print(table)
     if (run.dir / "tb").is_dir():
-        command = shlex.join(_tensorboard_argv(run.dir / "tb", 6006, "127.0.0.1", short=True))
+        command = shlex.join(tensorboard_argv(run.dir / "tb", 6006, "127.0.0.1", short=True))
         out.print(f"TensorBoard: {command}", highlight=False, soft_wrap=True)
-
-
-# ------------------------------------------------------------------------------------------------
-# vitrine eval
-
-
-def eval_run(
-    run_id: Annotated[str | None, typer.Argument(help="the run to evaluate (see `vitrine runs`)")] = None,
-    split: Annotated[str, typer.Option(help="test, val, train or all")] = "test",
-    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 32,
-    workspace: WorkspaceOpt = None,
-    as_json: JsonOpt = False,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="detection: a detector or detection run to evaluate")
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(help="detection: annotations to evaluate on (COCO json, YOLO data.yaml, CVAT xml, VOC folder)"),
-    ] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="detection: folder for the report files")] = None,
-    data_format: Annotated[
-        str | None, typer.Option("--format", help="detection: coco, yolo, cvat or voc (default: guessed)")
-    ] = None,
-    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
-    iou_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="detection: for P/R/F1")] = 0.5,
-    ignore_difficult: Annotated[
-        bool | None,
-        typer.Option(
-            "--ignore-difficult/--count-difficult",
-            help="detection: VOC's protocol, 'difficult' objects neither found nor missed (default: on for VOC data)",
-        ),
-    ] = None,
-):
-    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
-    a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
-    from rich.table import Table
-
-    from vitrine.core.errors import VitrineError
-    from vitrine.evaluate.classification import evaluate_run
-    from vitrine.runs import Run
-
-    if data is not None or model is not None:
-        with guard():
-            if data is None or model is None or run_id is not None:
-                raise VitrineError(
-                    "detection evaluation takes --model and --data (and no run id)",
-                    hint="vitrine eval --model ssd-mobilenet-v2-coco --data annotations.json",
-                )
-        eval_detection(
-            model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult
-        )
-        return
-    with guard():
-        if run_id is None:
-            raise VitrineError(
-                "give the run to evaluate, or --model and --data for a detector",
-                hint="vitrine eval RUN_ID, or vitrine eval --model M --data annotations.json",
-            )
-        if split not in ("test", "val", "train", "all"):
-            raise VitrineError(f"unknown split {split!r}", hint="test, val, train or all")
-        ws = _workspace(workspace)
-        run = Run.load(ws, run_id)
-        show_bar = show_progress()
-        try:
-            with _TrainProgress(err, show_bar) as progress:
-                report = evaluate_run(ws, run, None, split, batch_size=batch_size, progress=progress)
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]", highlight=False)
-            raise typer.Exit(130) from None
-    if as_json:
-        emit_json({"run": run.id, **report})
-        return
-    table = Table(title=f"run {run.id} on {split} ({report['n']} images)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1"):
-        table.add_row(key.replace("_", " "), _fmt(report.get(key)))
-    for k, v in (report.get("top_k") or {}).items():
-        table.add_row(k.replace("_", "-") + " accuracy", _fmt(v))
-    speed = report.get("speed")
-    if speed:
-        table.add_row("ms / image", f"{speed['ms_per_image']:.2f}")
-        table.add_row("images / s", f"{speed['images_per_second']:.1f} ({speed.get('device')})")
-    out.print(table)
-    per_class = Table(title="per class")
-    for col in ("class", "precision", "recall", "f1", "support"):
-        per_class.add_column(col, justify="left" if col == "class" else "right")
-    for row in report.get("per_class") or []:
-        per_class.add_row(
-            row["class"], _fmt(row["precision"], 3), _fmt(row["recall"], 3), _fmt(row["f1"], 3), str(row["support"])
-        )
-    out.print(per_class)
-    if report.get("skipped"):
-        err.print(f"[yellow]{len(report['skipped'])} image(s) skipped[/] (unreadable or unknown class)")
-    err.print(
-        f"wrote metrics.json, per_class.csv/.json, confusion.csv/.svg in {run.dir}", highlight=False, soft_wrap=True
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# vitrine eval --model M --data D (a detector on annotations)
-
-
-def _fmt_metric(x: Any, digits: int = 3) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
-def eval_detection(
-    model: str,
-    data: Path,
-    out_dir: Path | None = None,
-    data_format: str | None = None,
-    score_threshold: float = 0.5,
-    iou_threshold: float = 0.5,
-    workspace: Path | None = None,
-    as_json: bool = False,
-    ignore_difficult: bool | None = None,
-) -> dict:
-    """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
-    CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
-    ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
-    by default on for a VOC source, off otherwise."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from vitrine.core.workspace import Workspace
-    from vitrine.data.detection.convert import detect_format, read_any
-    from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
-
-    with guard():
-        fmt = (data_format or detect_format(data)).lower()
-        gt = read_any(data, format=fmt)
-        if ignore_difficult is None:
-            ignore_difficult = fmt == "voc"
-        detector = load_for_task(model, "detection", Workspace(workspace))
-        progress = Progress(
-            TextColumn("[bold]predicting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not show_progress(),
-        )
-        try:
-            with progress:
-                bar = progress.add_task("predict", total=len(gt.images))
-                preds = predict_dataset(
-                    detector, gt, threshold=0.05, progress=lambda done, total: progress.update(bar, completed=done)
-                )
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]", highlight=False)
-            raise typer.Exit(130) from None
-        report = evaluate_detection(
-            gt, preds, score_threshold=score_threshold, iou_threshold=iou_threshold, ignore_difficult=ignore_difficult
-        )
-        report["model"] = getattr(detector, "name", model)
-        report["data"] = str(data)
-        written: list[Path] = []
-        if out_dir is not None:
-            written = write_detection_report(report, out_dir)
-            html = Path(out_dir) / "pr_curves.html"
-            with atomic_path(html) as tmp:
-                pr_curve_figure(report).write_html(str(tmp), include_plotlyjs=True, full_html=True)
-            written.append(html)
-    if as_json:
-        emit_json({**report, "files": [str(p) for p in written]})
-        return report
-    ms = report.get("ms_per_image")
-    title = f"{report['model']} on {data} ({report['images']} image(s), {report['gt_objects']} object(s))"
-    if report["ignore_difficult"]:
-        title += f"; {report['difficult_ignored']} difficult object(s) ignored (VOC protocol)"
-    table = Table(title=title)
-    table.add_column("metric")
-    for t in report["iou_types"]:
-        table.add_column("boxes" if t == "bbox" else "masks", justify="right")
-    rows = [
-        ("mAP@.5", "map50"),
-        ("mAP@.5:.95", "map"),
-        ("mAP@.75", "map75"),
-        (f"precision (score ≥ {score_threshold:g}, IoU ≥ {iou_threshold:g})", "precision"),
-        ("recall", "recall"),
-        ("F1", "f1"),
-        ("mean IoU", "mean_iou"),
-    ]
-    for label, key in rows:
-        table.add_row(label, *[_fmt_metric(report[t].get(key)) for t in report["iou_types"]])
-    if ms is not None:
-        table.add_row("ms / image", *[f"{ms:.1f}"] * len(report["iou_types"]))
-    out.print(table)
-    first = report["iou_types"][0]
-    per_class = Table(title=f"per class ({'boxes' if first == 'bbox' else 'masks'})")
-    for col in ("class", "gt", "AP@.5", "AP@.5:.95", "precision", "recall", "F1"):
-        per_class.add_column(col, justify="left" if col == "class" else "right")
-    for row in report[first].get("per_class") or []:
-        per_class.add_row(
-            str(row["class"]),
-            str(row.get("gt", "")),
-            _fmt_metric(row.get("ap50")),
-            _fmt_metric(row.get("ap")),
-            _fmt_metric(row.get("precision")),
-            _fmt_metric(row.get("recall")),
-            _fmt_metric(row.get("f1")),
-        )
-    out.print(per_class)
-    if report.get("unmapped"):
-        unmapped = ", ".join(f"{k} ×{v}" for k, v in report["unmapped"].items())
-        err.print(f"[yellow]left out[/] (classes not in the dataset): {unmapped}", highlight=False, soft_wrap=True)
-    if written:
-        err.print("wrote " + ", ".join(str(p) for p in written), highlight=False, soft_wrap=True)
-    return report
-
-
-# ------------------------------------------------------------------------------------------------
-# vitrine runs
-
-
-def run_rows(ws) -> list[dict]:
-    from vitrine.runs import list_runs
-
-    rows = []
-    for run in list_runs(ws):
-        r = run.record
-        ev = evaluation_of(r)
-        rows.append(
-            {
-                "id": run.id,
-                "kind": r.get("kind"),
-                "dataset": r.get("dataset"),
-                "model": r.get("model"),
-                "state": r.get("state"),
-                "accuracy": ev.get("accuracy"),
-                "macro_f1": ev.get("macro_f1"),
-                "box_map50": ev.get("bbox_map50"),
-                "mask_map50": ev.get("segm_map50"),
-                "evaluated_on": ev.get("split"),
-                "progress": r.get("progress") or {},
-                "created_at": r.get("created_at"),
-            }
-        )
-    return rows
-
-
-def runs(workspace: WorkspaceOpt = None, as_json: JsonOpt = False):
-    """List the training runs of the workspace (newest first) with their scores."""
-    from rich.table import Table
-
-    with guard():
-        rows = run_rows(_workspace(workspace))
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        out.print("no runs yet: train one with `vitrine train DATASET`")
-        return
-    table = Table(title="runs")
-    detectors = any(r["kind"] in ("detection", "segmentation") for r in rows)
-    classifiers = any(r["kind"] not in ("detection", "segmentation") for r in rows)
-    scores = ("accuracy", "macro F1") * classifiers + ("box AP50", "mask AP50") * detectors
-    # a run id is what one copies into the next command: never wrapped nor cut; the rest folds
-    table.add_column("id", no_wrap=True, min_width=max(len(r["id"]) for r in rows))
-    for col in ("kind", "dataset", "model", "state", *scores):
-        table.add_column(col, justify="right" if col in scores else "left", overflow="fold")
-    colours = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
-    for row in rows:
-        state = row["state"] or "-"
-        acc = _fmt(row["accuracy"], 4) + (
-            f" ({row['evaluated_on']})" if row["evaluated_on"] not in (None, "test") else ""
-        )
-        table.add_row(
-            row["id"],
-            row["kind"] or "-",
-            row["dataset"] or "-",
-            row["model"] or "-",
-            f"[{colours.get(state, 'white')}]{state}[/]",
-            *((acc, _fmt(row["macro_f1"], 4)) * classifiers),
-            *((_fmt(row["box_map50"], 3), _fmt(row["mask_map50"], 3)) * detectors),
-        )
-    out.print(table)
-
-
-# ------------------------------------------------------------------------------------------------
-# vitrine tensorboard
-
-
-def _tensorboard_argv(logdir: Path, port: int, host: str, short: bool = False) -> list[str]:
-    head = ["tensorboard"] if short else [sys.executable, "-m", "tensorboard.main"]
-    return [*head, "--logdir", str(logdir), "--port", str(port), "--host", host]
-
-
-def tensorboard(
-    run_id: Annotated[str | None, typer.Argument(help="one run (default: every run of the workspace)")] = None,
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 6006,
-    host: Annotated[str, typer.Option(help="interface TensorBoard listens on")] = "127.0.0.1",
-    launch: Annotated[bool, typer.Option("--launch", help="start TensorBoard now (Ctrl-C stops it)")] = False,
-    workspace: WorkspaceOpt = None,
-    as_json: JsonOpt = False,
-):
-    """Show how to open the training curves in TensorBoard, or (--launch) open them."""
-    from vitrine.core.errors import NotFound
-    from vitrine.runs import Run
-
-    with guard():
-        ws = _workspace(workspace)
-        if run_id:
-            logdir = Run.load(ws, run_id).tensorboard_dir
-        else:
-            logdir = ws.runs_dir
-        if not logdir.is_dir():
-            raise NotFound(
-                f"no TensorBoard logs at {logdir}", hint="they are written by `vitrine train --method finetune`"
-            )
-    command = shlex.join(_tensorboard_argv(logdir, port, host, short=True))
-    url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
-    if as_json and not launch:
-        emit_json({"logdir": str(logdir), "command": command, "url": url})
-        return
-    out.print(command, highlight=False, soft_wrap=True)
-    err.print(f"then open {url}", highlight=False)
-    if launch:
-        argv = _tensorboard_argv(logdir, port, host)
-        err.print(f"starting TensorBoard on {url} (Ctrl-C stops it)", highlight=False)
-        try:
-            code = subprocess.call(argv)
-        except KeyboardInterrupt:
-            code = 0
-        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------
 # vitrine train-detector
 
 
-class _DetectionProgress(_TrainProgress):
+class _DetectionProgress(TrainProgress):
     """The progress bar and per-epoch lines of a detection run (losses, mAP)."""
 
     def __call__(self, stage: str, done: int = 0, total: int = 0, info: dict | None = None, **extra) -> None:
@@ -734,7 +273,7 @@ class _DetectionProgress(_TrainProgress):
             return
         if stage == "train" and self.bar is not None:
             task = self._task("train", "train", total)
-            stats = f"loss {_fmt(info.get('loss'), 3)}"
+            stats = f"loss {fmt(info.get('loss'), 3)}"
             if info.get("images_per_second"):
                 stats += f" {info['images_per_second']:.1f} img/s"
             self.bar.update(
@@ -743,7 +282,7 @@ class _DetectionProgress(_TrainProgress):
                 total=total or None,
                 description=f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}",
                 stats=stats,
-                eta=_duration(info.get("eta_seconds")),
+                eta=duration(info.get("eta_seconds")),
             )
             return
         super().__call__(stage, done, total, info)
@@ -751,14 +290,14 @@ class _DetectionProgress(_TrainProgress):
     def _epoch_line(self, info: dict) -> None:
         parts = [f"epoch {info.get('epoch')}/{info.get('epochs')}" + (" (partial)" if info.get("partial") else "")]
         if info.get("train_loss") is not None:
-            parts.append(f"train loss {_fmt(info['train_loss'], 3)}")
+            parts.append(f"train loss {fmt(info['train_loss'], 3)}")
         for key, label in (("val_bbox_map50", "box mAP@.5"), ("val_segm_map50", "mask mAP@.5")):
             if info.get(key) is not None:
-                parts.append(f"{label} {_fmt(info[key], 3)}")
+                parts.append(f"{label} {fmt(info[key], 3)}")
         if info.get("improved"):
             parts.append("[green]best[/]")
         if info.get("eta_seconds") is not None:
-            parts.append(f"about {_duration(info['eta_seconds'])} left")
+            parts.append(f"about {duration(info['eta_seconds'])} left")
         self.console.print(" · ".join(parts), highlight=False, soft_wrap=True)
 
 
@@ -840,7 +379,7 @@ def train_detector_cmd(
         from vitrine.train.detection.config import DetectionConfig
         from vitrine.train.detection.trainer import train_detector
 
-        ws = _workspace(workspace)
+        ws = workspace_of(workspace)
         if resume and name and name != resume:
             raise VitrineError("give --name or --resume, not both")
         if dataset is None and not resume:
@@ -892,7 +431,7 @@ def _print_detection_run(run) -> None:
         table.add_row("epochs", f"{metrics['epochs_completed']} (best: {metrics.get('best_epoch')})")
         table.add_row(
             "training",
-            f"{_duration(metrics.get('train_seconds'))}, {_fmt(metrics.get('train_images_per_second'), 1)} img/s",
+            f"{duration(metrics.get('train_seconds'))}, {fmt(metrics.get('train_images_per_second'), 1)} img/s",
         )
     for split in ("test", "val"):
         ev = metrics.get(split) or {}
@@ -901,7 +440,7 @@ def _print_detection_run(run) -> None:
                 if ev.get(f"{key}_map50") is not None:
                     table.add_row(
                         f"{label} mAP ({split})",
-                        f"@.5 {_fmt(ev[f'{key}_map50'], 3)} · @.5:.95 {_fmt(ev.get(f'{key}_map'), 3)}",
+                        f"@.5 {fmt(ev[f'{key}_map50'], 3)} · @.5:.95 {fmt(ev.get(f'{key}_map'), 3)}",
                     )
             break
     speed = metrics.get("speed") or {}
@@ -912,9 +451,6 @@ def _print_detection_run(run) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main `vitrine` app."""
+    """Add ``train`` and ``train-detector`` to the ``vitrine`` app."""
     app.command("train")(train)
     app.command("train-detector")(train_detector_cmd)
-    app.command("eval")(eval_run)
-    app.command("runs")(runs)
-    app.command("tensorboard")(tensorboard)
