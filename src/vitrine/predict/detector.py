@@ -48,7 +48,8 @@ def _registry_names() -> list[str]:
 
 
 def load_detector(name: str, weights: str | None = None, device: str | None = None, workspace=None) -> Detector:
-    """A detector by name: a registry model (``ssd-mobilenet-v2-coco``, ``maskrcnn-r50-fpn``...) or
+    """A detector by name: a registry model (``ssd-mobilenet-v2-coco``, ``maskrcnn-r50-fpn``...), a
+    YOLO exported to ONNX (a path ending in ``.onnx``: :mod:`vitrine.models.detectors.onnx_yolo`) or
     the id of a detection run fine-tuned in ``workspace`` (a :class:`~vitrine.core.workspace.Workspace`
     or a folder; default ``$VITRINE_HOME`` or the current folder).
 
@@ -61,6 +62,10 @@ def load_detector(name: str, weights: str | None = None, device: str | None = No
     if not name or not str(name).strip():
         raise ModelError("no detection model given", hint=f"one of {', '.join(_registry_names())}, or a run id")
     name = str(name).strip()
+    if name.lower().endswith(".onnx"):  # a YOLO exported to ONNX elsewhere (Ultralytics, YOLOv5)
+        from vitrine.models.detectors.onnx_yolo import OnnxYoloDetector
+
+        return OnnxYoloDetector(Path(name).expanduser())
     specs = {s.name: s for s in registry.list_models()}
     spec = specs.get(name)
     if spec is not None:
