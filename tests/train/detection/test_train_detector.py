@@ -399,6 +399,11 @@ def test_fasterrcnn_run_from_a_coco_file(tmp_path):
     assert run.record["kind"] == "detection" and run.record["dataset"] == "instances"
     assert run.record["metrics"]["val"]["val_bbox_map50"] is not None
     assert "segm_map50" not in run.record["metrics"]["val"]
+    # evaluated on val (no test split): the final evaluation and its fingerprint are kept beside it
+    from vitrine.runs.summary import comparable
+
+    summary = comparable(run)
+    assert summary["split"] == "val" and summary["fingerprint"] and summary["primary"] is not None
     det = load_run_detector(run)
     out = det.predict(Image.open(tmp_path / "images" / ds.images[0].file_name), threshold=0.0)
     assert out.masks is None or out.masks.shape[0] == len(out)

@@ -450,7 +450,9 @@ def train_detector(
             report = trainer.evaluate()
             metrics = trainer.metrics()
             metrics[report["split"]] = report
-            metrics["val"] = {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items()}
+            # the last validation; the final evaluation kept beside it when it was on val too
+            evaluated_on_val = report if report["split"] == "val" else {}
+            metrics["val"] = {**evaluated_on_val, **(trainer.history[-1] if trainer.history else {})}
             for key in ("speed", "cost"):
                 if key in report:
                     metrics[key] = report[key]
