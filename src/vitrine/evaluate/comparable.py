@@ -14,15 +14,12 @@ A cost figure never fails a run: what cannot be measured is None (and logged).
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from vitrine.data.fingerprint import classification_fingerprint, detection_fingerprint
 from vitrine.evaluate.cost import gflops, parameter_count, weights_bytes
-
-log = logging.getLogger(__name__)
 
 
 def split_record(dataset, split: str | None, *, samples=None, image_ids=None) -> dict:
@@ -82,7 +79,7 @@ def classifier_cost(classifier, weights: str | os.PathLike | None = None) -> dic
     import torch
 
     module = _image_module(classifier)
-    size = _input_size(classifier, module)
+    size = _input_size(classifier, module) if module is not None else None
     if weights is None:
         weights = getattr(classifier, "checkpoint", None)
     example = None
