@@ -97,6 +97,9 @@ def test_leaderboard_table_fits_an_80_column_terminal(tmp_path):
     assert result.returncode == 0, cli.describe(result)
     lines = result.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), result.stdout
+    headers = [line for line in lines if "GFLOPs" in line]
+    assert len(headers) == 2 and all(h.rstrip().endswith(" P") for h in headers)  # no column cut off
+    assert "…" not in result.stdout
     assert sum(FP_A in line for line in lines) == 1 and sum(FP_B in line for line in lines) == 1
     for run_id in (LONG_ID, "fast", "slow-and-bad", "elsewhere", "old"):
         assert any(run_id in line for line in lines), (run_id, result.stdout)

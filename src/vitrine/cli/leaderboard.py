@@ -91,7 +91,7 @@ def write_csv(board: dict) -> str:
     return buf.getvalue()
 
 
-def _table(group: dict, with_ids: bool):
+def _table(group: dict, with_ids: bool, arch_width: int):
     from rich import box
     from rich.table import Table
 
@@ -101,7 +101,7 @@ def _table(group: dict, with_ids: bool):
     table.add_column("#", justify="right", no_wrap=True)
     if with_ids:
         table.add_column("run", no_wrap=True)
-    table.add_column("arch size", overflow="fold")
+    table.add_column("arch size", overflow="fold", min_width=arch_width)
     for col in (primary, "ms b1", "img/s", "params", "GFLOPs"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("P", justify="center", no_wrap=True)
@@ -122,14 +122,29 @@ def _table(group: dict, with_ids: bool):
 
 
 def _fits(table, ids: list[str]) -> bool:
-    """Whether ``table`` renders inside the terminal with every run id whole on one line."""
+    """Whether ``table`` renders inside the terminal, no column cut, every run id whole on a line."""
     from rich.console import Console
 
     probe = Console(width=out.width, file=io.StringIO(), color_system=None, legacy_windows=False)
     with probe.capture() as captured:
         probe.print(table)
     lines = captured.get().splitlines()
+    header = next((line for line in lines if "GFLOPs" in line), "")
+    if not header.rstrip().endswith(" P") or any("…" in line for line in lines):
+        return False  # a column cut at the terminal's edge, or a number shortened
     return all(any(i in line for line in lines) for i in ids)
+
+
+def _layout(group: dict):
+    """The first table that fits: with the run ids and the architecture names whole, then without
+    the ids (listed under the table), then with the names folded."""
+    ids = [row["id"] for row in group["rows"]]
+    longest = min(20, max(4, *(len(str(row.get("arch") or "")) for row in group["rows"])))
+    for with_ids, width in ((True, longest), (False, longest), (False, 4)):
+        table = _table(group, with_ids, width)
+        if _fits(table, ids if with_ids else []):
+            return table, with_ids
+    return table, False
 
 
 def print_board(board: dict) -> None:
@@ -138,12 +153,10 @@ def print_board(board: dict) -> None:
         out.print(f"no {what} of dataset {board['dataset']!r} yet: train one with `vitrine train`", highlight=False)
         return
     for group in board["groups"]:
-        ids = [row["id"] for row in group["rows"]]
-        table = _table(group, with_ids=True)
-        if _fits(table, ids):
-            out.print(table)
+        table, with_ids = _layout(group)
+        out.print(table)
+        if with_ids:
             continue
-        out.print(_table(group, with_ids=False))
         for row in group["rows"]:  # the ids, whole, under the table
             rank = str(row["rank"]) if row["rank"] is not None else "-"
             out.print(f"{rank:>3}  {row['id']}", highlight=False, soft_wrap=True)
