@@ -52,3 +52,22 @@ def test_detection_fingerprint(tmp_path):
     renamed = _det(tmp_path, boxes)
     renamed.categories[0] = dataclasses.replace(renamed.categories[0], id=1, name="kitten")
     assert split_fingerprint(renamed, "val") != fp
+
+
+def test_fingerprint_of_the_samples_or_images_actually_scored(tmp_path):
+    """A validation set held out of the train split is fingerprinted by its own rows; "all" covers
+    every sample; the same images named explicitly give the split's own fingerprint."""
+    from vitrine.data.fingerprint import classification_fingerprint, detection_fingerprint
+
+    samples = [Sample("a.png", "cat", "test"), Sample("b.png", "dog", "train"), Sample("c.png", "cat", "train")]
+    ds = _cls(tmp_path, samples)
+    assert classification_fingerprint(ds, "test", [samples[0]]) == split_fingerprint(ds, "test")
+    held_out = classification_fingerprint(ds, "val", samples[1:2])
+    assert held_out != classification_fingerprint(ds, "val", samples[2:]) != split_fingerprint(ds, "val")
+    assert classification_fingerprint(ds, "all") == classification_fingerprint(ds, "all", samples[::-1])
+    assert classification_fingerprint(ds, "all") != split_fingerprint(ds, "test")
+
+    det = _det(tmp_path, [(1, (1.0, 2.0, 10.0, 10.0))])
+    assert detection_fingerprint(det, "val", image_ids=[1]) == split_fingerprint(det, "val")
+    assert detection_fingerprint(det, "val", image_ids=[2]) != split_fingerprint(det, "val")  # a train image
+    assert detection_fingerprint(det, "val", image_ids=[]) != detection_fingerprint(det, "val", image_ids=[2])

@@ -41,20 +41,26 @@ def _digest(rows: list) -> str:
     return PREFIX + h.hexdigest()[:LENGTH]
 
 
-def classification_fingerprint(dataset, split: str) -> str:
-    """The fingerprint of ``split`` ("train", "val", "test") of a classification dataset."""
-    rows = sorted((s.path, s.label, _size(dataset.path_of(s))) for s in dataset.split(split))
+def classification_fingerprint(dataset, split: str, samples=None) -> str:
+    """The fingerprint of ``split`` ("train", "val", "test"; "all": every sample) of a
+    classification dataset, or of ``samples`` scored under that name (a validation set held out of
+    the train split)."""
+    if samples is None:
+        samples = dataset.samples if split == "all" else dataset.split(split)
+    rows = sorted((s.path, s.label, _size(dataset.path_of(s))) for s in samples)
     return _digest([["classification", split], *rows])
 
 
-def detection_fingerprint(dataset, split: str | None) -> str:
-    """The fingerprint of ``split`` of a detection dataset (None: its images without a split)."""
+def detection_fingerprint(dataset, split: str | None, image_ids=None) -> str:
+    """The fingerprint of ``split`` of a detection dataset (None: its images without a split), or of
+    the images ``image_ids`` scored under that name (a validation set held out of the train split)."""
+    keep = None if image_ids is None else set(image_ids)
     names = {c.id: c.name for c in dataset.categories}
     root = Path(dataset.root) if dataset.root is not None else None
     by_image = dataset.annotations_by_image()
     rows = []
     for im in dataset.images:
-        if im.split != split:
+        if (im.split != split) if keep is None else (im.id not in keep):
             continue
         anns = by_image.get(im.id, [])
         boxes = sorted(

@@ -266,6 +266,7 @@ def evaluate_run(
     """
     from vitrine.core.workspace import Workspace
     from vitrine.data.dataset import ClassificationDataset
+    from vitrine.evaluate.comparable import classifier_cost, run_file, split_record
     from vitrine.predict.classifier import load_classifier
     from vitrine.runs import Run
 
@@ -317,13 +318,17 @@ def evaluate_run(
                 progress("evaluate", done, len(known))
     probs = np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.classes)))
     report = {"split": split, **classification_report(y_true, probs, list(classifier.classes), ks)}
+    report.update(split_record(dataset, split))
     report["skipped"] = skipped
     if speed_pool:
-        report["speed"] = measure_speed(classifier, speed_pool, batch_size=batch_size)
+        report["speed"] = measure_speed(classifier, speed_pool, batch_size=batch_size, latency_images=10)
+        own_files = run_file(run.dir, "classifier.joblib", "classifier.npz")
+        report["cost"] = classifier_cost(classifier, getattr(classifier, "checkpoint", None) or own_files)
     write_report(run.dir, report)
     metrics = dict(run.record.get("metrics") or {})
     metrics[split] = summary(report)
-    if "speed" in report:
-        metrics["speed"] = report["speed"]
+    for key in ("speed", "cost"):
+        if key in report:
+            metrics[key] = report[key]
     run.update(metrics=metrics)
     return report

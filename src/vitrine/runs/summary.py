@@ -5,6 +5,15 @@ cards show.
 them): for a classifier (fine-tuning, linear probe, zero-shot) accuracy, macro-F1, the split they
 were measured on and images per second; for a detector (detection, segmentation) box and mask
 mAP@.5 and @.5:.95, P/R/F1 and mean IoU per type, the split, its number of images and ms/image.
+
+:func:`comparable` is what makes runs of any kind comparable on a leaderboard: the task
+(``classify`` / ``detect``), the dataset and the fingerprint of the exact split the run was scored on
+(runs on different fingerprints are never ranked together), architecture and size, config, the
+primary metric (accuracy; box mAP@.5 for detectors) and every metric of the evaluation, whether
+per-class metrics exist (and in which files), speed by the one harness (ms/image at batch 1,
+images/s at a batch, device, threads, load), cost (parameters, GFLOPs at the input size, weights on
+disk), training seconds and state. Runs recorded before these fields existed still summarise: what
+they lack is None.
 """
 
 from __future__ import annotations
@@ -88,8 +97,103 @@ def detection_summary(run: Run) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# comparable: every kind of run, one shape
+
+PRIMARY = {"classify": "accuracy", "detect": "bbox_map50"}
+SPEED_KEYS = ("latency_ms", "images_per_second", "batch_size", "device", "threads", "cpus", "load_average")
+COST_KEYS = ("parameters", "gflops", "input_size", "weights_bytes")
+PER_CLASS_FILES = {
+    "classify": ("per_class.csv", "per_class.json"),
+    "detect": ("per_class_bbox.csv", "per_class_segm.csv", "detection_metrics.json"),
+}
+
+
+def task_of(run: Run) -> str:
+    """``detect`` for detection and segmentation runs, ``classify`` for the others."""
+    return "detect" if run.record.get("kind") in DETECTION_RUN_KINDS else "classify"
+
+
+def _evaluation(run: Run, task: str) -> dict:
+    metrics = run.record.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        return {}
+    if task == "detect":
+        ev = _detection_evaluation(run)
+        return ev if ev.get("split") is not None else {}
+    found = _classification_evaluation(metrics)
+    if not found:
+        found = _classification_evaluation(read_json(run.dir / "metrics.json") or {})
+    return found
+
+
+def _numbers(evaluation: dict) -> dict:
+    """Every numeric metric of an evaluation (flat), without counts that are not scores."""
+    skip = {"n_images", "n", "support", "loss"}
+    return {
+        k: float(v)
+        for k, v in evaluation.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in skip
+    }
+
+
+def _pick(source, keys) -> dict:
+    source = source if isinstance(source, dict) else {}
+    return {k: source.get(k) for k in keys}
+
+
+def arch_and_size(run: Run) -> tuple[str | None, str | None]:
+    """Architecture and size of a run: a detector's ``arch`` and backbone; a fine-tuned
+    classifier's backbone and input size; an embedding classifier's model (linear probe, zero-shot)."""
+    r = run.record
+    config = r.get("config") if isinstance(r.get("config"), dict) else {}
+    if task_of(run) == "detect":
+        return config.get("arch") or r.get("model"), config.get("backbone")
+    if r.get("kind") == "finetune":
+        size = config.get("image_size")
+        return config.get("backbone") or r.get("model"), (f"{size}px" if size else None)
+    return r.get("model"), None
+
+
+def comparable(run: Run) -> dict:
+    """The fields that make ``run`` comparable with any other (see the module's docstring)."""
+    r = run.record
+    task = task_of(run)
+    evaluation = _evaluation(run, task)
+    metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+    speed = metrics.get("speed") or evaluation.get("speed") or {}
+    arch, size = arch_and_size(run)
+    primary = PRIMARY[task]
+    files = [name for name in PER_CLASS_FILES[task] if (run.dir / name).is_file()]
+    numbers = _numbers(evaluation)
+    train_seconds = metrics.get("train_seconds")
+    return {
+        "task": task,
+        "dataset": r.get("dataset"),
+        "split": evaluation.get("split"),
+        "fingerprint": evaluation.get("fingerprint"),
+        "arch": arch,
+        "size": size,
+        "config": r.get("config") or {},
+        "primary_metric": primary,
+        "primary": numbers.get(primary),
+        "metrics": numbers,
+        "per_class": {"available": bool(files), "files": files},
+        "speed": _pick(speed, SPEED_KEYS),
+        "cost": _pick(metrics.get("cost") or evaluation.get("cost"), COST_KEYS),
+        "train_seconds": float(train_seconds) if isinstance(train_seconds, int | float) else None,
+        "state": r.get("state"),
+    }
+
+
 __all__ = [
+    "COST_KEYS",
+    "PRIMARY",
+    "SPEED_KEYS",
+    "arch_and_size",
     "classification_summary",
+    "comparable",
     "detection_summary",
     "summarize",
+    "task_of",
 ]

@@ -24,6 +24,7 @@ from vitrine.server.api.auth import router as auth_router
 from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
+from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.deps import human_size
@@ -260,6 +261,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(classification_router)
     app.include_router(detection_router)
+    app.include_router(leaderboards_router)
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)

@@ -440,3 +440,40 @@ def test_a_run_is_published_to_an_s3_compatible_server(shapes, ws, monkeypatch, 
         _check_published(ArtifactStore("s3://runs/team"), run)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_run_records_what_makes_it_comparable(shapes, ws):
+    """The scored split's fingerprint, speed by the one harness (latency at batch 1 and throughput)
+    and cost (parameters, GFLOPs at the run's input size, best.pt on disk), for a real run (random
+    weights: the numbers test the code path, not the model's quality); they reach the board."""
+    from vitrine.data.fingerprint import classification_fingerprint
+    from vitrine.evaluate.classification import evaluate_run
+    from vitrine.runs import list_runs
+    from vitrine.runs.leaderboard import board
+    from vitrine.runs.summary import comparable
+
+    run = ft.train_finetune(ws, shapes, tiny(epochs=1), run_id="comparable")
+    metrics = Run.load(ws, run.id).record["metrics"]
+    fingerprint = classification_fingerprint(shapes, "test")
+    assert metrics["test"]["fingerprint"] == fingerprint and metrics["test"]["split"] == "test"
+    speed = metrics["speed"]
+    assert speed["latency_ms"] > 0 and speed["latency_images"] == 10 and speed["images_per_second"] > 0
+    assert speed["device"] == "cpu" and speed["threads"] >= 1 and speed["batch_size"] == 6
+    cost = metrics["cost"]
+    model, _ = backbones.build_classifier("efficientnet-lite0", len(CLASSES), pretrained=False)
+    assert cost["parameters"] == sum(p.numel() for p in model.parameters())
+    assert cost["input_size"] == 32 and 0 < cost["gflops"] < 1
+    assert cost["weights_bytes"] == (run.checkpoints_dir / "best.pt").stat().st_size
+    assert metrics["train_seconds"] > 0
+
+    s = comparable(Run.load(ws, run.id))
+    assert s["fingerprint"] == fingerprint and s["primary"] == metrics["test"]["accuracy"]
+    assert s["speed"]["latency_ms"] == speed["latency_ms"] and s["cost"] == cost and s["size"] == "32px"
+    (group,) = board(list_runs(ws), "shapes")["groups"]
+    assert group["fingerprint"] == fingerprint and group["rows"][0]["id"] == run.id and group["rows"][0]["pareto"]
+
+    # evaluating again on another split records that split's fingerprint beside its metrics
+    evaluate_run(ws, run, shapes, split="val")
+    val = Run.load(ws, run.id).record["metrics"]["val"]
+    assert val["fingerprint"] == classification_fingerprint(shapes, "val") != fingerprint

@@ -141,6 +141,12 @@ def test_probe_trains_saves_reloads_and_predicts_identically(tmp_path, tiny_mode
     assert metrics["val_accuracy"] == 1.0
     assert metrics["test"]["accuracy"] == 1.0
     assert run.record["classes"] == ["blue", "green", "red"]
+    # what makes it comparable: the test split's fingerprint, speed by the one harness, its own file
+    from vitrine.data.fingerprint import classification_fingerprint
+
+    assert metrics["test"]["fingerprint"] == classification_fingerprint(ds, "test")
+    assert metrics["speed"]["latency_ms"] > 0 and metrics["speed"]["latency_images"] == 10
+    assert metrics["cost"]["weights_bytes"] == (run.dir / "classifier.joblib").stat().st_size
 
     reloaded = Run.load(ws, "probe-1")
     assert reloaded.record["state"] == "done"

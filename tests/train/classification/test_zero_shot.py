@@ -129,3 +129,9 @@ def test_zero_shot_offline_concepts_on_real_photos(tmp_path):
     assert clf.classes[int(probs.argmax())] == "cat" and probs.max() > 0.5
     assert abs(probs.sum() - 1.0) < 1e-9
     assert run.record["metrics"]["test"]["accuracy"] >= 5 / 6
+    # what makes the run comparable: the split's fingerprint, speed by the one harness, cost
+    metrics = run.record["metrics"]
+    assert metrics["test"]["fingerprint"].startswith("sha256:") and metrics["speed"]["latency_ms"] > 0
+    cost = metrics["cost"]  # the image network's (EfficientNet-Lite0 at 224 px) and the run's own file
+    assert 4e6 < cost["parameters"] < 6e6 and cost["input_size"] == 224 and 0.3 < cost["gflops"] < 2
+    assert cost["weights_bytes"] == (run.dir / "classifier.npz").stat().st_size

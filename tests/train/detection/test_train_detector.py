@@ -280,6 +280,15 @@ def test_training_run_records_everything(finished):
     for key in ("bbox_map50", "bbox_map", "segm_map50", "segm_map"):
         assert 0 <= test[key] <= 1
     assert metrics["speed"]["ms_per_image"] > 0
+    # what makes the run comparable: the test split's fingerprint, speed by the one harness, cost
+    from vitrine.data.fingerprint import detection_fingerprint
+
+    assert test["fingerprint"] == detection_fingerprint(ds, "test")
+    speed = metrics["speed"]
+    assert speed["latency_ms"] > 0 and speed["latency_images"] == 10 and speed["images_per_second"] > 0
+    cost = metrics["cost"]
+    assert cost["parameters"] > 0 and cost["gflops"] > 0 and cost["input_size"] == record["config"]["image_size"]
+    assert cost["weights_bytes"] == (run.dir / "checkpoints" / "best.pt").stat().st_size
     assert (run.dir / "checkpoints" / "last.pt").is_file() and (run.dir / "checkpoints" / "best.pt").is_file()
     assert (run.dir / "detection_metrics.json").is_file() and (run.dir / "per_class_segm.csv").is_file()
     assert any((run.dir / "tb").iterdir())
@@ -390,6 +399,11 @@ def test_fasterrcnn_run_from_a_coco_file(tmp_path):
     assert run.record["kind"] == "detection" and run.record["dataset"] == "instances"
     assert run.record["metrics"]["val"]["val_bbox_map50"] is not None
     assert "segm_map50" not in run.record["metrics"]["val"]
+    # evaluated on val (no test split): the final evaluation and its fingerprint are kept beside it
+    from vitrine.runs.summary import comparable
+
+    summary = comparable(run)
+    assert summary["split"] == "val" and summary["fingerprint"] and summary["primary"] is not None
     det = load_run_detector(run)
     out = det.predict(Image.open(tmp_path / "images" / ds.images[0].file_name), threshold=0.0)
     assert out.masks is None or out.masks.shape[0] == len(out)

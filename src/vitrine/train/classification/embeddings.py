@@ -342,6 +342,7 @@ def evaluate_probs(
     skipped: Sequence[tuple[str, str]] = (),
     classifier=None,
     speed_images: Sequence | None = None,
+    dataset=None,
 ) -> dict:
     """Report on ``split`` from probabilities already computed on cached embeddings.
 
@@ -349,18 +350,25 @@ def evaluate_probs(
     the run folder: metrics.json, per-class tables, confusion matrix), without decoding and
     embedding the split's images a second time. ``metrics[split]`` gets the summary and, when
     ``classifier`` (the saved one, loaded) and ``speed_images`` (decoded images) are given,
-    ``metrics["speed"]`` its prediction speed, timed by ``predict_proba`` (preprocessing included).
+    ``metrics["speed"]`` its prediction speed, timed by ``predict_proba`` (preprocessing included:
+    latency at batch 1 and throughput), and ``metrics["cost"]`` what it costs. ``dataset`` (the
+    ClassificationDataset scored) adds the split's fingerprint.
     """
     from vitrine.evaluate.classification import classification_report, measure_speed, summary, write_report
+    from vitrine.evaluate.comparable import classifier_cost, run_file, split_record
 
     report = {"split": split, **classification_report(y_true, probs, list(classes), (1, 3, 5))}
+    if dataset is not None:
+        report.update(split_record(dataset, split))
     report["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
     if classifier is not None and speed_images:
-        report["speed"] = measure_speed(classifier, list(speed_images))
+        report["speed"] = measure_speed(classifier, list(speed_images), latency_images=10)
+        report["cost"] = classifier_cost(classifier, run_file(run.dir, "classifier.joblib", "classifier.npz"))
     write_report(run.dir, report)
     metrics[split] = summary(report)
-    if "speed" in report:
-        metrics["speed"] = report["speed"]
+    for key in ("speed", "cost"):
+        if key in report:
+            metrics[key] = report[key]
     return report
 
 

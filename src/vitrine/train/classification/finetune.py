@@ -342,6 +342,7 @@ class FinetuneTrainer(Trainer):
         from PIL import Image
 
         from vitrine.evaluate.classification import classification_report, measure_speed, summary, write_report
+        from vitrine.evaluate.comparable import classifier_cost, split_record
 
         best = self.run.checkpoints_dir / "best.pt"
         if best.exists():
@@ -351,6 +352,8 @@ class FinetuneTrainer(Trainer):
         report = {"split": split, **classification_report(labels, probs, self.classes)}
         report["loss"] = None if math.isnan(loss) else loss
         report["checkpoint"] = "best.pt" if best.exists() else "last"
+        scored = {self.splits.rel[i] for i in self.splits.eval}
+        report.update(split_record(self.dataset, split, samples=[s for s in self.dataset.samples if s.path in scored]))
         speed_images = []
         for i in self.splits.eval[:64]:
             tensor, _ = self.store.get(i)
@@ -359,7 +362,10 @@ class FinetuneTrainer(Trainer):
         if speed_images:
             try:
                 clf = FinetuneClassifier(self.run.dir, device=str(self.device))
-                report["speed"] = measure_speed(clf, speed_images, batch_size=min(32, len(speed_images)))
+                report["speed"] = measure_speed(
+                    clf, speed_images, batch_size=min(32, len(speed_images)), latency_images=10
+                )
+                report["cost"] = classifier_cost(clf)
             except VitrineError as e:  # pragma: no cover - best.pt was just written
                 log.warning("could not measure inference speed: %s", e)
         write_report(self.run.dir, report)
@@ -447,8 +453,9 @@ def train_finetune(
             report = trainer.evaluate()
             metrics = trainer.metrics()
             metrics[report["split"]] = trainer._eval_summary
-            if "speed" in report:
-                metrics["speed"] = report["speed"]
+            for key in ("speed", "cost"):
+                if key in report:
+                    metrics[key] = report[key]
             metrics["stopped"] = stop
             life.done(progress={**trainer._run_progress("done"), "eta_seconds": 0}, metrics=metrics)
         trainer.progress(

@@ -215,6 +215,7 @@ def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, prog
             skipped=test_failed,
             classifier=LinearProbeClassifier(run.dir),  # the saved files, as predictions will load them
             speed_images=decode_some(ds, test.samples),
+            dataset=ds,
         )
         if progress:
             progress("evaluate", 1, 1)

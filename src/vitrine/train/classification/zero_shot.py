@@ -228,6 +228,7 @@ def make_zero_shot(
                 skipped=emb.failed,
                 classifier=ZeroShotClassifier(run.dir),  # the saved files, as predictions will load them
                 speed_images=decode_some(ds, emb.samples),
+                dataset=ds,
             )
         life.done(metrics=metrics, progress={"stage": "done"})
     return run

@@ -40,6 +40,8 @@ import torch
 
 from vitrine.core.errors import VitrineError
 from vitrine.core.jsonio import jsonable
+from vitrine.evaluate import speed
+from vitrine.evaluate.comparable import split_record, torch_cost
 from vitrine.models.detectors.rcnn import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
@@ -291,6 +293,7 @@ class DetectionTrainer(Trainer):
         if best.exists():
             self.model.load_state_dict(load_checkpoint(best)["model"])
         preds, used = self.predict(self.prep.eval, "evaluate")
+        ids_used = [self.dataset.images[p].id for p in used]
         gt = subset(self.dataset, used)
         metrics = _evaluate(gt, preds, self.cfg) if used else {}
         self._write_report(metrics)
@@ -300,24 +303,28 @@ class DetectionTrainer(Trainer):
             "checkpoint": "best.pt" if best.exists() else "last",
             **summarize(metrics),
         }
-        # inference speed: one image at a time, as a user's request runs
+        report.update(split_record(self.dataset, self.prep.eval_split, image_ids=ids_used))
+        # inference speed by the one harness: ms/image at batch 1 (as a user's request runs) and
+        # images/s at a batch, preprocessing included
         det = self.detector()
         images = []
-        for pos in used[:30]:
+        for pos in used[:16]:
             item, _ = self.samples.get(pos)
             images.append(Image.fromarray(item[0].permute(1, 2, 0).numpy()))
         if images:
-            det.predict(images[0])  # warm-up
-            t0 = time.perf_counter()
-            for im in images:
-                det.predict(im)
-            seconds = time.perf_counter() - t0
-            report["speed"] = {
-                "ms_per_image": round(1000 * seconds / len(images), 2),
-                "images": len(images),
-                "device": str(self.device),
-                "threads": torch.get_num_threads(),
-            }
+            timed = speed.measure(
+                det.predict_batch,  # at its default score threshold, as a user's request runs
+                images,
+                batch_size=min(self.cfg.eval_batch_size, len(images)),
+                latency_images=10,
+                max_repeats=1,
+                device=str(self.device),
+            )
+            report["speed"] = {"ms_per_image": round(timed.latency_ms, 2), **timed.to_dict()}
+            # GFLOPs on a real image (the network resizes it to image_size; the heads see its boxes)
+            example = [self.samples.get(used[0])[0][0].to(self.device, torch.float32) / 255.0]
+            weights = self.run.checkpoints_dir / "best.pt"
+            report["cost"] = torch_cost(self.model, example, weights, int(self.cfg.image_size))
         self.model.train()
         return report
 
@@ -443,9 +450,12 @@ def train_detector(
             report = trainer.evaluate()
             metrics = trainer.metrics()
             metrics[report["split"]] = report
-            metrics["val"] = {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items()}
-            if "speed" in report:
-                metrics["speed"] = report["speed"]
+            # the last validation; the final evaluation kept beside it when it was on val too
+            evaluated_on_val = report if report["split"] == "val" else {}
+            metrics["val"] = {**evaluated_on_val, **(trainer.history[-1] if trainer.history else {})}
+            for key in ("speed", "cost"):
+                if key in report:
+                    metrics[key] = report[key]
             metrics["stopped"] = stop
             life.done(progress={**trainer._run_progress("done"), "eta_seconds": 0}, metrics=jsonable(metrics))
         trainer.progress(
