@@ -46,6 +46,16 @@ def eval_run(
             help="detection: VOC's protocol, 'difficult' objects neither found nor missed (default: on for VOC data)",
         ),
     ] = None,
+    data_split: Annotated[
+        str | None, typer.Option("--data-split", help="detection: score on this split of --data only (e.g. test)")
+    ] = None,
+    record: Annotated[
+        bool, typer.Option("--record", help="detection: keep the result as a run, on the dataset's leaderboard")
+    ] = False,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="detection, with --record: the dataset's name on the leaderboard")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="detection, with --record: the run's id")] = None,
 ):
     """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
     a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
@@ -63,8 +73,9 @@ def eval_run(
                     hint="vitrine eval --model ssd-mobilenet-v2-coco --data annotations.json",
                 )
         eval_detection(
-            model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult
-        )
+            model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult,
+            data_split=data_split, record=record, dataset=dataset, run_id=name,
+        )  # fmt: skip
         return
     with guard():
         if run_id is None:
@@ -131,21 +142,39 @@ def eval_detection(
     workspace: Path | None = None,
     as_json: bool = False,
     ignore_difficult: bool | None = None,
+    *,
+    data_split: str | None = None,
+    record: bool = False,
+    dataset: str | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
     CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
     ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
-    by default on for a VOC source, off otherwise."""
+    by default on for a VOC source, off otherwise. ``data_split`` scores one split of ``data``;
+    ``record`` keeps the result as a run of ``dataset`` (default: the folder or file name of
+    ``data``), so the detector stands on that dataset's leaderboard."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from vitrine.core.errors import VitrineError
     from vitrine.core.workspace import Workspace
-    from vitrine.data.detection.convert import detect_format, read_any
+    from vitrine.data.detection.convert import dataset_name, detect_format, read_any
     from vitrine.evaluate.detection import evaluate_detection, pr_curve_figure, predict_dataset, write_detection_report
 
     with guard():
         fmt = (data_format or detect_format(data)).lower()
         gt = read_any(data, format=fmt)
+        if data_split is not None:
+            splits = sorted({im.split for im in gt.images if im.split})
+            gt = gt.split(data_split)
+            if not gt.images:
+                raise VitrineError(
+                    f"{data} has no image in split {data_split!r}",
+                    hint="its splits: " + (", ".join(splits) if splits else "none (leave out --data-split)"),
+                )
+        if (dataset is not None or run_id is not None) and not record:
+            raise VitrineError("--dataset and --name name the recorded run", hint="add --record")
         if ignore_difficult is None:
             ignore_difficult = fmt == "voc"
         detector = load_for_task(model, "detection", Workspace(workspace))
@@ -172,6 +201,20 @@ def eval_detection(
         )
         report["model"] = getattr(detector, "name", model)
         report["data"] = str(data)
+        if record:
+            from vitrine.evaluate.imported import record_detector
+
+            run = record_detector(
+                Workspace(workspace), detector, gt, report, split=data_split,
+                dataset=dataset or dataset_name(data), source=model, run_id=run_id,
+            )  # fmt: skip
+            report["run"] = run.id
+            err.print(
+                f"recorded as run [bold]{run.id}[/] on the leaderboard of {run.record['dataset']}: "
+                f"vitrine leaderboard {run.record['dataset']}",
+                highlight=False,
+                soft_wrap=True,
+            )
         written: list[Path] = []
         if out_dir is not None:
             written = write_detection_report(report, out_dir)

@@ -466,6 +466,22 @@ def evaluate_detection(
 # running a detector over a dataset
 
 
+def report_summary(report: dict) -> dict:
+    """The headline numbers of an :func:`evaluate_detection` report, flat: ``bbox_map50``,
+    ``bbox_map`` (@.5:.95), ``segm_map50``, ``segm_map``, and precision / recall / F1 / mean IoU
+    per IoU type (what run records and leaderboards keep)."""
+    out = {}
+    for iou_type in IOU_TYPES:
+        section = report.get(iou_type)
+        if not isinstance(section, dict):
+            continue
+        for key in ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou"):
+            v = section.get(key)
+            if isinstance(v, int | float):
+                out[f"{iou_type}_{key}"] = float(v)
+    return out
+
+
 def predict_dataset(
     detector: Detector,
     gt: DetectionDataset,

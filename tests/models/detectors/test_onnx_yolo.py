@@ -169,3 +169,58 @@ def test_the_cli_scores_and_runs_an_onnx_yolo_like_any_detector(tmp_path):
     )
     assert found.exit_code == 0, found.output
     assert "cat" in found.stdout and "dog" in found.stdout
+
+
+def test_an_imported_detector_is_recorded_and_ranked_on_the_leaderboard(tmp_path):
+    """`vitrine eval --model FILE.onnx --data D --data-split S --record`: a run on the dataset's board,
+    ranked with the others scored on the same split, kept apart from those scored on another."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vitrine.cli import app
+
+    good = np.zeros((4 + 3, 20), dtype=np.float32)
+    good[:4, :2] = _cxcywh(IN_FRAME[:2]).T
+    good[4 + 0, 0], good[4 + 1, 1] = 0.9, 0.8
+    half = good.copy()
+    half[4 + 1, 1] = 0.0  # finds the cat only
+    (tmp_path / "shop" / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        IMAGE.save(tmp_path / "shop" / "images" / name)
+    boxes = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in IN_IMAGE[:2]]
+    coco = {
+        "images": [{"id": i + 1, "file_name": f"images/{n}", "width": 128, "height": 64, "split": s}
+                   for i, (n, s) in enumerate((("a.png", "test"), ("b.png", "val")))],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+        "annotations": [{"id": 10 * i + k + 1, "image_id": i + 1, "category_id": k + 1, "iscrowd": 0, "bbox": b,
+                         "area": b[2] * b[3]} for i in range(2) for k, b in enumerate(boxes)],
+    }  # fmt: skip
+    (tmp_path / "shop" / "annotations").mkdir()
+    data = tmp_path / "shop" / "annotations" / "instances.json"
+    data.write_text(json.dumps(coco))
+    runner = CliRunner()
+    ws = ["--workspace", str(tmp_path / "ws")]
+
+    def record(model, split, name):
+        args = ["eval", "--model", model, "--data", str(data), "--data-split", split, "--record", "--name", name]
+        result = runner.invoke(app, [*args, *ws, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert record(_export(tmp_path, good[None], "good"), "test", "yolo-good")["run"] == "yolo-good"
+    record(_export(tmp_path, half[None], "half"), "test", "yolo-half")
+    record(_export(tmp_path, good[None], "good2"), "val", "yolo-on-val")
+    shown = runner.invoke(app, ["leaderboard", "shop", *ws, "--json"])
+    assert shown.exit_code == 0, shown.output
+    board = json.loads(shown.stdout)
+    assert board["primary_metric"] == "bbox_map50" and len(board["groups"]) == 2 and board["note"]
+    test_group = next(g for g in board["groups"] if g["split"] == "test")
+    assert [r["id"] for r in test_group["rows"]] == ["yolo-good", "yolo-half"]  # ranked by box mAP@.5
+    first = test_group["rows"][0]
+    assert first["primary"] == pytest.approx(1.0) and first["latency_ms"] > 0
+    assert first["weights_bytes"] > 0 and first["parameters"] == 7 * 20  # the fixed output is its one weight
+    other = next(g for g in board["groups"] if g["split"] == "val")
+    assert [r["id"] for r in other["rows"]] == ["yolo-on-val"]
+    bad = runner.invoke(app, ["eval", "--model", "x.onnx", "--data", str(data), "--data-split", "train", *ws])
+    assert bad.exit_code == 2 and "no image in split 'train'" in bad.output

@@ -63,6 +63,18 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
+def dataset_name(path: str | os.PathLike) -> str:
+    """The name a detection dataset read from ``path`` goes by (in runs and on leaderboards): the
+    dataset's folder for ``<folder>/annotations/x.json`` and annotation folders, a COCO file's stem,
+    the folder holding any other annotation file (``data.yaml``, a CVAT .xml)."""
+    p = Path(path).expanduser().resolve()
+    if p.is_dir():
+        return p.parent.name if p.name == "annotations" else p.name
+    if p.suffix.lower() == ".json":
+        return p.parent.parent.name if p.parent.name == "annotations" else p.stem
+    return p.parent.name
+
+
 def read_any(path: str | os.PathLike, format: str | None = None, images_root: str | os.PathLike | None = None):
     """Read ``path`` in ``format`` (detected when ``None``) as a :class:`DetectionDataset`."""
     fmt = (format or detect_format(path)).lower()
