@@ -293,6 +293,12 @@ def test_narrow_window_and_path_prefix(root, browser, shots):
             card_width = card.evaluate("e => e.clientWidth")
             assert chart_width <= card_width
             page.screenshot(path=str(shots / "leaderboard-800.png"), full_page=True)
+            for run_id in TEST_RUNS[:2]:  # the compare panel, with its long config values, fits too
+                card.locator(f"input.compare-pick[data-run='{run_id}']").check()
+            expect(page.locator("#compare-classes-body tr")).to_have_count(2)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"the compare panel makes the page scroll sideways by {overflow} px at 800 px"
+            page.locator("#compare").screenshot(path=str(shots / "leaderboard-compare-800.png"))
             page.set_viewport_size({"width": 1200, "height": 1000})  # the chart follows its card
             page.wait_for_function(
                 "w => document.querySelector(\".board-group[data-split='test'] .board-chart .main-svg\")"

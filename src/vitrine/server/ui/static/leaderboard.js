@@ -122,7 +122,11 @@
       showlegend: true,
       legend: { orientation: "h", y: -0.22 },
       hovermode: "closest",
-      xaxis: { title: { text: `ms/image at batch 1${wide ? " (log scale)" : ""}` }, type: wide ? "log" : "linear" },
+      xaxis: {
+        title: { text: `ms/image at batch 1${wide ? " (log scale)" : ""}` }, type: wide ? "log" : "linear",
+        rangemode: wide ? undefined : "nonnegative",
+        range: new Set(xs).size === 1 ? [0, 2 * xs[0]] : undefined, // one speed: centred, from 0
+      },
       yaxis: {
         title: { text: metricName(group.primary_metric) }, tickformat: isRate(group.primary_metric) ? ".0%" : undefined,
         range: unit ? [-0.05, 1.05] : undefined, // scores between 0 and 1 keep that scale, even for one run
