@@ -203,6 +203,7 @@ def test_comparing_two_runs_shows_the_config_diff_and_per_class_ap(server, page,
     expect(page.locator("#compare")).to_be_hidden()
     card.locator("input.compare-pick[data-run='yolo-finds-both']").check()
     expect(page.locator("#compare")).to_be_hidden()  # one run: nothing to compare yet
+    expect(page.locator("#compare-status")).to_contain_text("tick another")
     card.locator("input.compare-pick[data-run='yolo-finds-cat']").check()
     panel = page.locator("#compare")
     expect(panel).to_be_visible()

@@ -347,7 +347,10 @@
           box.title = box.disabled ? `at most ${MAX_COMPARE} runs side by side` : "";
         }
         const n = picked.size;
-        $("#board-meta").dataset.selected = String(n);
+        const status = $("#compare-status");
+        status.hidden = n === 0;
+        status.textContent = n === 1 ? "1 run ticked: tick another to compare them side by side."
+          : `${n} runs ticked: compared below${n >= MAX_COMPARE ? ` (at most ${MAX_COMPARE})` : ""}.`;
       },
       set onChange(fn) { onChange = fn; },
     };

@@ -39,7 +39,7 @@
         h("td", { class: "run-id" }, h("a", { href: runPage(r.id) }, r.id)),
         h("td", { class: "nowrap" }, r.kind || ""),
         h("td", {}, r.dataset ? [h("a", { href: datasetPage(r.dataset) }, r.dataset), " ",
-          h("a", { class: "board-link small", href: leaderboardPage(r.dataset), title: `the leaderboard of ${r.dataset}` }, "board")] : ""),
+          h("a", { class: "board-link small", href: leaderboardPage(r.dataset), title: `the leaderboard of ${r.dataset}` }, "leaderboard")] : ""),
         h("td", { class: "model-cell" }, r.model || ""),
         h("td", {}, stateBadge(r.state), r.state === "running" ? h("span", { class: "muted small run-progress" }, progressText(r)) : null),
         h("td", { class: "num run-accuracy" }, pct(r.accuracy)),
