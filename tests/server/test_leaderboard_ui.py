@@ -310,3 +310,39 @@ def test_narrow_window_and_path_prefix(root, browser, shots):
             context.close()
         assert not errors, f"JavaScript errors in the page: {errors}"
     assert not escaped, f"requests outside the prefix: {escaped}"
+
+
+def test_a_member_sees_only_the_runs_the_api_gives_them_with_their_owners(root, browser, tmp_path):
+    from argon2 import profiles
+
+    from vitrine.auth import passwords
+
+    passwords.use_profile(profiles.CHEAPEST)
+    app = create_app(root, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")
+    store = app.state.auth.store
+    users = {n: store.add_user(n, f"{n}-password") for n in ("alice", "bob")}
+    store.claim("dataset", "shapes", users["alice"].id, visibility="public")
+    store.claim("run", "cls-slow-lr", users["alice"].id)  # private: bob never sees it
+    store.claim("run", "cls-fast-lr", users["alice"].id)
+    store.share("run", "cls-fast-lr", "bob")
+    token = store.create_token("bob", "tests")[1]
+    try:
+        with ServerThread(app, health_path="/api/v1/health") as srv:
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 1000}, extra_http_headers={"authorization": f"Bearer {token}"}
+            )
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            try:
+                page.goto(f"{srv.url}/leaderboards/shapes")
+                rows = page.locator(".board-group tbody tr")
+                expect(rows).to_have_count(1)
+                expect(rows.first).to_have_attribute("data-run", "cls-fast-lr")
+                expect(rows.first.locator("td[data-col='owner']")).to_have_text("alice")
+                expect(page.locator(".scatterlayer .trace .points path")).to_have_count(1)
+                assert "cls-slow-lr" not in page.content()  # alice's private run: not even named
+            finally:
+                context.close()
+    finally:
+        app.state.vitrine.close()
+        passwords.use_profile(profiles.RFC_9106_LOW_MEMORY)
