@@ -167,6 +167,7 @@ RECIPES: dict[str, dict] = {
             {},
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
+        ("GET", "/leaderboards/{dataset}"): _get("/leaderboards/{key}"),
         **_access_cases("dataset"),
     },
     "run": {
@@ -396,7 +397,7 @@ def test_matrix(world, kind):
             if owner.status_code != admin.status_code:
                 failures.append(f"owner {describe(owner)} but admin {admin.status_code}")
             anonymous = world.call("anonymous", request)
-            page = route[1].startswith(("/p/", "/datasets/", "/runs/", "/detection/runs/"))
+            page = route[1].startswith(("/p/", "/datasets/", "/runs/", "/detection/runs/", "/leaderboards/"))
             if page:
                 if not (anonymous.status_code == 303 and "/login?next=" in anonymous.headers["location"]):
                     failures.append(f"anonymous page not sent to login: {describe(anonymous)}")

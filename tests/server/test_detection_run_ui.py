@@ -107,7 +107,7 @@ def test_runs_page_lists_detection_runs_with_map(server, page, shots):
     assert len(cells) == 5 and cells[4].endswith("ms"), cells
     assert all(0.0 <= float(c) <= 1.0 for c in cells[:4]), cells
     page.screenshot(path=str(shots / "runs-with-detection.png"), full_page=True)
-    row.locator("a").click()
+    row.locator("th a").click()
     expect(page).to_have_url(f"{server.url}/detection/runs/{RUN}")
 
 

@@ -142,3 +142,30 @@ def test_pages_ask_for_the_versioned_plotly_url(tmp_path):
     )
     page = _client(tmp_path).get("/datasets/d").text
     assert f'/static/vendor/plotly.min.js?v={plotly_version()}"' in page
+
+
+def test_leaderboard_page_for_datasets_and_runs_and_a_404_otherwise(tmp_path):
+    """/leaderboards/{dataset}: the page of a dataset of the workspace, or of a dataset only runs name
+    (an imported detector scored on a COCO file); a name that is neither is a 404 page."""
+    from vitrine.core.workspace import Workspace
+    from vitrine.data.dataset import ClassificationDataset, Sample
+    from vitrine.runs import Run
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    ws = Workspace(tmp_path)
+    ClassificationDataset(name="d", root=images, samples=[Sample("a.png", "x", "train")], source={}).save(
+        ws.dataset_dir("d")
+    )
+    Run.create(ws, "detection", "coco-file", "m.onnx", {}, run_id="r1")
+    client = _client(tmp_path)
+    for name in ("d", "coco-file"):
+        r = client.get(f"/leaderboards/{name}")
+        assert r.status_code == 200 and f'data-dataset="{name}"' in r.text, name
+        assert "/static/leaderboard.js" in r.text and f"/static/vendor/plotly.min.js?v={plotly_version()}" in r.text
+    r = client.get("/leaderboards/nope")
+    assert r.status_code == 404 and 'id="page-error"' in r.text and "no dataset &#39;nope&#39;" in r.text
+    prefixed = TestClient(create_app(tmp_path, root_path="/proxy/8000"), raise_server_exceptions=False)
+    assert 'src="/proxy/8000/static/leaderboard.js' in prefixed.get("/proxy/8000/leaderboards/d").text
+    assert 'href="/leaderboards/d"' in client.get("/datasets/d").text  # linked from the dataset page

@@ -148,6 +148,7 @@ PAGES = {
     "datasets": ("/datasets", ".dataset-card"),
     "dataset": (f"/datasets/{DATASET}", "#chart-classes .plot-container"),
     "runs": ("/runs", "#runs-table tbody tr"),
+    "leaderboard": (f"/leaderboards/{DATASET}", "#board-groups[aria-busy='false']"),
     "run": (f"/runs/{RUN_ID}", "#run-id"),
     "predict": (f"/runs/{RUN_ID}/predict", "#predict-title"),
     "detect": ("/detect", "#detect-model:not([disabled])"),

@@ -1,5 +1,5 @@
 /* vitrine web UI, shared helpers: loaded by base.html before the page's own script (one per page:
- * project.js, image.js, dataset.js, runs.js, run.js, detection_runs.js, detect.js, account.js), which
+ * project.js, image.js, dataset.js, runs.js, run.js, detection_runs.js, detect.js, account.js, leaderboard.js), which
  * takes what it needs from `window.vitrine`. What two pages use is written here, once.
  *
  * URLs are built from the prefix the server gave in <body data-base>, so every page works behind a
@@ -30,6 +30,7 @@ window.vitrine = (() => {
     datasetApi(name, `/thumbs/${encPath(path)}`) + (size ? `?size=${size}` : "");
   const runPage = (id, rest = "") => `${BASE}/runs/${enc(id)}${rest}`;
   const datasetPage = (name) => `${BASE}/datasets/${enc(name)}`;
+  const leaderboardPage = (dataset) => `${BASE}/leaderboards/${enc(dataset)}`;
   const detectionRunPage = (id, jobId) => `${BASE}/detection/runs/${enc(id)}${jobId ? `?job_id=${enc(jobId)}` : ""}`;
 
   // ---------------------------------------------------------------------------- DOM helpers
@@ -299,7 +300,7 @@ window.vitrine = (() => {
     BASE, PAGE, PROJECT, DATASET, enc, encPath, apiUrl, $, h, isNum, plural, basename, dotted, formatBytes,
     formatDuration, pct, score, decimal, formatWhen, stateBadge,
     projectApi, projectPage, imagePage, thumbUrl, fillGrid,
-    datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage,
+    datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage, leaderboardPage,
     COLORS, layout, plot, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
     ApiError, api, showError, clearError, report,
   };

@@ -7,7 +7,7 @@
 
   const {
     $, enc, apiUrl, h, isNum, decimal, jobText, ApiError, isActive, showJobState, api, showError, report,
-    fetchJob, cancelJob,
+    fetchJob, cancelJob, leaderboardPage,
   } = window.vitrine;
   const body = document.body;
   const TYPES = { bbox: "Boxes", segm: "Masks" };
@@ -91,10 +91,11 @@
       $("#det-run-state").className = `badge state-${r.state || ""}`;
       $("#det-try").hidden = !["done", "cancelled"].includes(r.state);
       const cfg = r.config || {};
-      $("#det-run-meta").textContent = [
+      $("#det-run-meta").replaceChildren([
         `${r.kind || "detection"} run`, r.dataset ? `dataset ${r.dataset}` : "", r.model || "",
         cfg.image_size ? `image size ${cfg.image_size}` : "",
-      ].filter(Boolean).join(" · ");
+      ].filter(Boolean).join(" · "), ...(r.dataset
+        ? [" · ", h("a", { id: "det-board-link", href: leaderboardPage(r.dataset) }, "its leaderboard")] : []));
       const rows = metricsRows(s);
       $("#det-metrics-body").replaceChildren(...rows);
       $("#det-metrics").setAttribute("aria-busy", "false");

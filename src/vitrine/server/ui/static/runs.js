@@ -7,7 +7,7 @@
 
   const {
     $, DATASET, enc, apiUrl, h, isNum, formatDuration, pct, score, decimal, formatWhen, stateBadge, runPage,
-    datasetPage, detectionRunPage, api, showError, clearError, report,
+    datasetPage, detectionRunPage, leaderboardPage, api, showError, clearError, report,
   } = window.vitrine;
 
   // ============================================================================ classification runs
@@ -38,7 +38,8 @@
       $("#runs-body").replaceChildren(...sorted.map((r) => h("tr", { dataset: { run: r.id, state: r.state || "" } },
         h("td", { class: "run-id" }, h("a", { href: runPage(r.id) }, r.id)),
         h("td", { class: "nowrap" }, r.kind || ""),
-        h("td", {}, r.dataset ? h("a", { href: datasetPage(r.dataset) }, r.dataset) : ""),
+        h("td", {}, r.dataset ? [h("a", { href: datasetPage(r.dataset) }, r.dataset), " ",
+          h("a", { class: "board-link small", href: leaderboardPage(r.dataset), title: `the leaderboard of ${r.dataset}` }, "leaderboard")] : ""),
         h("td", { class: "model-cell" }, r.model || ""),
         h("td", {}, stateBadge(r.state), r.state === "running" ? h("span", { class: "muted small run-progress" }, progressText(r)) : null),
         h("td", { class: "num run-accuracy" }, pct(r.accuracy)),
@@ -89,7 +90,7 @@
         h("tr", {},
           h("th", { scope: "row" }, h("a", { href: detectionRunPage(r.id) }, r.id)),
           h("td", {}, r.kind || ""),
-          h("td", {}, r.dataset || ""),
+          h("td", {}, r.dataset ? h("a", { class: "board-link", href: leaderboardPage(r.dataset), title: `the leaderboard of ${r.dataset}` }, r.dataset) : ""),
           h("td", {}, r.model || ""),
           h("td", {}, h("span", { class: `badge state-${r.state || ""}` }, r.state || "")),
           h("td", { class: "num" }, decimal(r.bbox_map50)),
