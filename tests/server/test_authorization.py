@@ -155,7 +155,7 @@ RECIPES: dict[str, dict] = {
             {"json": {"method": "zero-shot", "epochs": 3}},  # refused by the handler: no job starts
         ),
         ("GET", "/api/v1/runs"): _get("/api/v1/runs?dataset={key}"),
-        ("GET", "/api/v1/leaderboards/{dataset}"): _get("/api/v1/leaderboards/{key}"),
+        ("GET", "/api/v1/leaderboards/{board}"): _get("/api/v1/leaderboards/{key}"),
         ("POST", "/api/v1/detection/train"): lambda key, vis: (
             "POST",
             "/api/v1/detection/train",
@@ -167,7 +167,7 @@ RECIPES: dict[str, dict] = {
             {},
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
-        ("GET", "/leaderboards/{dataset}"): _get("/leaderboards/{key}"),
+        ("GET", "/leaderboards/{board}"): _get("/leaderboards/{key}"),
         **_access_cases("dataset"),
     },
     "run": {

@@ -103,3 +103,25 @@ def test_leaderboard_answers_4xx_for_what_a_user_can_send(server):
     assert client.get("/api/v1/leaderboards/shapes", params={"task": "segment"}).status_code == 422
     assert client.get("/api/v1/leaderboards/shapes", params={"task": "detect"}).json()["groups"] == []
     assert TestClient(client.app).get("/api/v1/leaderboards/shapes").status_code == 401
+
+
+def test_a_board_of_runs_only_exists_for_who_may_read_its_runs(server, tmp_path):
+    """A dataset name with no workspace dataset (an imported detector scored on a COCO file): a
+    member sees its board through the runs they may read, and a 404 (no hint of the others' runs)
+    when they may read none; a private workspace dataset stays hidden, runs or not."""
+    ws = Workspace(tmp_path)
+    app_store = server["root"].app.state.auth.store
+    for run_id, owner in (("coco-alice", "alice"), ("coco-bob", "bob")):
+        run = Run.create(ws, "detection", "coco-only", "yolo.onnx", {}, run_id=run_id, extra={"task": "detection"})
+        metrics = {"test": {"split": "test", "bbox_map50": 0.5, "fingerprint": FP_A}, "speed": {"latency_ms": 3.0}}
+        run.update(state="done", metrics=metrics)
+        app_store.claim("run", run_id, app_store.user(owner).id)
+    assert ranked(server["bob"].get("/api/v1/leaderboards/coco-only").json()) == [["coco-bob"]]
+    assert ranked(server["alice"].get("/api/v1/leaderboards/coco-only").json()) == [["coco-alice"]]
+    assert len(ranked(server["root"].get("/api/v1/leaderboards/coco-only").json())[0]) == 2
+    app_store.set_access("dataset", "empty", visibility="private")
+    hidden = server["bob"].get("/api/v1/leaderboards/empty")
+    assert hidden.status_code == 404 and "no dataset" in hidden.json()["error"]["message"]
+    page = server["bob"].get("/leaderboards/coco-only")
+    assert page.status_code == 200 and "coco-only" in page.text
+    assert server["bob"].get("/leaderboards/no-such-board").status_code == 404

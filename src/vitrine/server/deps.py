@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request, UploadFile
 
 from vitrine.core.errors import NotFound, PayloadTooLarge, VitrineError
-from vitrine.core.workspace import Workspace
+from vitrine.core.workspace import Workspace, check_name
 from vitrine.project import Project
 from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.server.state import AppState
@@ -90,3 +90,26 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
     if not size:
         raise VitrineError(f"upload {upload.filename!r} is empty")
     return b"".join(chunks)
+
+
+def board_runs(ws: Workspace, name: str) -> list[Run]:
+    """The runs of board ``name`` the caller may read. A board is a workspace dataset (then the
+    caller must be allowed to read it: 404 or 403 otherwise) or just the dataset name runs were
+    scored on (an imported detector evaluated on a COCO file, a detection folder): then the board
+    exists for the caller only through the runs they may read, and names nothing else."""
+    from vitrine.runs import list_runs
+    from vitrine.server.security import require, visible
+
+    check_name(name, "dataset name")
+    is_dataset = (ws.dataset_dir(name) / "dataset.json").is_file()
+    if is_dataset:
+        require("dataset", name)
+    found = [r for r in list_runs(ws) if r.record.get("dataset") == name]
+    mine = set(visible("run", [r.id for r in found]))
+    runs = [r for r in found if r.id in mine]
+    if not runs and not is_dataset:
+        raise NotFound(
+            f"no dataset {name!r}",
+            hint="see GET /api/v1/datasets; a board lists the runs scored on one dataset",
+        )
+    return runs

@@ -5,10 +5,10 @@ ranked in one table per split fingerprint (runs scored on different splits are n
 together), with the Pareto front of ms/image against the primary metric marked, as
 :func:`vitrine.runs.leaderboard.board` builds it, and each run's owner.
 
-The dataset itself is checked by the one authorization layer (the path parameter ``dataset``): a
-member who may not read it gets 404, as if it did not exist. A dataset that exists but has no runs
-(or none the caller may read) has an empty board; a name that is neither a dataset of the
-workspace nor the dataset of any run is a 404.
+A board is a workspace dataset, which the caller must be allowed to read (404 as if it did not
+exist, otherwise), or only the name runs were scored on (an imported detector evaluated on a COCO
+file, a detection folder), which exists for the caller through the runs they may read
+(:func:`vitrine.server.deps.board_runs`). A dataset without runs has an empty board.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from vitrine.core.errors import NotFound
 from vitrine.core.jsonio import jsonable
-from vitrine.runs import list_runs
-from vitrine.runs.leaderboard import board
-from vitrine.server.deps import WorkspaceDep
-from vitrine.server.security import hide_paths, visible
+from vitrine.runs.leaderboard import board as rank_board
+from vitrine.server.deps import WorkspaceDep, board_runs
+from vitrine.server.security import hide_paths
 
 router = APIRouter(prefix="/api/v1", tags=["leaderboards"])
 
@@ -39,11 +37,11 @@ def _owners(request: Request, run_ids: list[str]) -> dict[str, str | None]:
     return out
 
 
-@router.get("/leaderboards/{dataset}")
+@router.get("/leaderboards/{board}")
 def leaderboard(
     request: Request,
     ws: WorkspaceDep,
-    dataset: Annotated[str, Path(description="the dataset whose runs are ranked")],
+    board: Annotated[str, Path(description="the dataset whose runs are ranked")],
     task: Annotated[Literal["classify", "detect"] | None, Query(description="one task (default: both)")] = None,
     sort: Annotated[
         str | None,
@@ -53,19 +51,13 @@ def leaderboard(
         ),
     ] = None,
 ):
-    """The runs of ``dataset`` the caller may read, ranked per split fingerprint: ``groups`` (each
+    """The runs of the dataset the caller may read, ranked per split fingerprint: ``groups`` (each
     with its ``fingerprint``, ``split``, ``primary_metric`` and ranked ``rows``, ``pareto`` marked),
     ``unranked`` (runs without a fingerprint: recorded before fingerprints, or not evaluated yet),
     ``primary_metric``, ``sort`` and a ``note`` when groups were kept apart."""
-    found = [r for r in list_runs(ws) if r.record.get("dataset") == dataset]
-    if not found and not ws.dataset_dir(dataset).is_dir():
-        raise NotFound(
-            f"no dataset {dataset!r}",
-            hint="see GET /api/v1/datasets; a board lists the runs of a dataset of the workspace",
-        )
-    mine = set(visible("run", [r.id for r in found]))
-    result = board([r for r in found if r.id in mine], dataset, task=task, sort=sort)
-    owners = _owners(request, sorted(mine))
+    runs = board_runs(ws, board)
+    result = rank_board(runs, board, task=task, sort=sort)
+    owners = _owners(request, sorted(r.id for r in runs))
     for row in [row for group in result["groups"] for row in group["rows"]] + result["unranked"]:
         row["owner"] = owners.get(row["id"])
     return hide_paths(jsonable(result))

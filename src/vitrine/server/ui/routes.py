@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from vitrine.core.errors import NotFound, VitrineError
-from vitrine.server.deps import state, workspace
+from vitrine.server.deps import board_runs, state, workspace
 from vitrine.server.templates import base_of, make_templates, plotly_version, quote_segment
 
 HERE = Path(__file__).resolve().parent
@@ -167,22 +167,17 @@ def mount_ui(app: FastAPI) -> None:
             return error_page(request, NotFound(f"no dataset {name!r}"), name)
         return render(request, "dataset.html", name=name)
 
-    @app.get("/leaderboards/{dataset}", response_class=HTMLResponse, include_in_schema=False)
-    def leaderboard_page(request: Request, dataset: str):
+    @app.get("/leaderboards/{board}", response_class=HTMLResponse, include_in_schema=False)
+    def leaderboard_page(request: Request, board: str):
         """The leaderboard of a dataset: a dataset of the workspace, or one that runs were scored on
         (an imported detector evaluated on a COCO file has no dataset folder). The page shows what
-        GET /api/v1/leaderboards/{dataset} answers the caller, nothing more."""
-        from vitrine.runs import list_runs
-
+        GET /api/v1/leaderboards/{board} answers the caller, nothing more."""
         ws = workspace(state(request))
         try:
-            known = dataset in ws.dataset_names() or any(r.record.get("dataset") == dataset for r in list_runs(ws))
+            board_runs(ws, board)
         except VitrineError as exc:
-            return error_page(request, exc, dataset)
-        if not known:
-            hint = "see the datasets at /datasets; a leaderboard ranks the runs of one dataset"
-            return error_page(request, NotFound(f"no dataset {dataset!r}", hint=hint), dataset)
-        return render(request, "leaderboard.html", dataset=dataset, is_dataset=dataset in ws.dataset_names())
+            return error_page(request, exc, board)
+        return render(request, "leaderboard.html", dataset=board, is_dataset=board in ws.dataset_names())
 
     @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
     def runs_page(request: Request):
