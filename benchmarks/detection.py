@@ -170,7 +170,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from vitrine.core.workspace import Workspace
-    from vitrine.models.detectors.rcnn import build_detection_model
+    from vitrine.models.detectors.torchvision_family import build_detection_model
     from vitrine.predict.run_detector import CategoryMapped, load_run_detector
     from vitrine.train.detection.config import DetectionConfig
     from vitrine.train.detection.data import resolve_dataset

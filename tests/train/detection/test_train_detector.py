@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from vitrine.core.errors import Cancelled, ModelError, VitrineError
 from vitrine.core.workspace import Workspace
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
+from vitrine.models.detectors.torchvision_family import DetectionModelOptions, build_detection_model
 from vitrine.predict.run_detector import load_run_detector
 from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train.detection import trainer as D

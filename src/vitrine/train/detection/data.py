@@ -104,6 +104,10 @@ def prepare(dataset, cfg: DetectionConfig) -> Prepared:
         eval_idx, eval_split = val, "val"
         notes.append("no test split: the final evaluation is on the validation split")
     names = {c.id: c.name for c in sorted(dataset.categories, key=lambda c: c.id)}
+    ignored = cfg.ignored_options()
+    if ignored:
+        given = ", ".join(f"{k}={v}" for k, v in ignored.items())
+        notes.append(f"options {cfg.arch} does not use, ignored: {given}")
     return Prepared(train, val, eval_idx, eval_split, notes, sorted(names), names)
 
 

@@ -1,12 +1,13 @@
-"""Fine-tuning Faster R-CNN and Mask R-CNN on a detection / instance-segmentation dataset.
+"""Fine-tuning torchvision's detectors (Faster / Mask R-CNN, RetinaNet, FCOS, SSDlite) on a
+detection / instance-segmentation dataset.
 
-:func:`train_detector` trains a network from :mod:`vitrine.models.detectors.rcnn`
-(EfficientNet-Lite0 + FPN with its packaged ImageNet weights by default: works offline) on a
+:func:`train_detector` trains a network from :mod:`vitrine.models.detectors.torchvision_family`
+(Mask R-CNN on EfficientNet-Lite0 with its packaged ImageNet weights by default: works offline) on a
 :class:`~vitrine.data.detection.model.DetectionDataset`'s train split, validates with COCO mAP
 (``vitrine.evaluate.detection.evaluate_detection``, pycocotools) every epoch, and evaluates the
 best checkpoint on the test split (val when there is none). The run lives in the workspace's
 ``runs/`` folder beside the classification runs (kind ``segmentation`` for Mask R-CNN,
-``detection`` for Faster R-CNN), so ``vitrine runs`` lists it:
+``detection`` for the others), so ``vitrine runs`` lists it:
 
     run.json                  config, classes, state, progress (epoch, step, ETA), metrics, history
     checkpoints/last.pt       every epoch, on cancel and on the time budget: resumable
@@ -40,7 +41,7 @@ import torch
 
 from vitrine.core.errors import VitrineError
 from vitrine.core.jsonio import jsonable
-from vitrine.models.detectors.rcnn import build_detection_model, model_summary
+from vitrine.models.detectors.torchvision_family import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import CheckpointPolicy, load_checkpoint
@@ -97,7 +98,7 @@ def summarize(report: dict) -> dict:
 
 
 class DetectionTrainer(Trainer):
-    """Trains a Faster / Mask R-CNN: the hooks of :class:`~vitrine.train.trainer.Trainer` for it.
+    """Trains a torchvision detector: the hooks of :class:`~vitrine.train.trainer.Trainer` for it.
     ``best.pt`` holds the weights with the highest validation mAP@.5 (masks for Mask R-CNN; the
     first validation is kept whatever its score, so a run that validated has a best.pt)."""
 
@@ -369,7 +370,7 @@ def train_detector(
     resume: bool = False,
     dataset_name: str | None = None,
 ) -> Run:
-    """Train a Faster / Mask R-CNN on ``dataset`` (a DetectionDataset, or a COCO json file) and
+    """Train a torchvision detector (``config.arch``) on ``dataset`` (a DetectionDataset, or a COCO json file) and
     return the finished run.
 
     ``progress(stage, done, total, info)`` is called with the stages ``train`` (every step; info
