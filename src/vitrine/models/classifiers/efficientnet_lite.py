@@ -6,7 +6,7 @@ The packages hold state dicts of another PyTorch port (``_conv_stem``, ``_blocks
 tensors map onto timm's network *in order*, with equal shapes (checked tensor by tensor), not by
 name. Their stem batch-norm statistics say how the inputs were normalised: the running means of
 the stem follow its weights applied to ImageNet's pixel mean under a (0.5, 0.5, 0.5) / (0.5, 0.5,
-0.5) normalisation (correlation 0.98 for each of the three files), as timm's configs for
+0.5) normalisation (correlation 0.97-0.99 for each of the three files), as timm's configs for
 TensorFlow's Lite weights (``tf_efficientnet_lite{1,2}.in1k``) say too; input sizes 240 and 260 px
 for Lite1 and Lite2 are timm's. No reference accuracy ships in any installed package, so none is
 claimed here.

@@ -148,10 +148,10 @@ class DetectionConfig:
         """The network options this config sets to a value other than the default that its ``arch``
         does not use (ignored when the network is built)."""
         used = used_options(self.arch)
-        model_fields = {f.name for f in fields(DetectionModelOptions)} | {"image_size"}
+        model_fields = {f.name for f in fields(DetectionModelOptions)}  # image_size is min_size: every arch
         out = {}
         for f in fields(self):
-            if f.name not in model_fields or f.name in used or f.name == "image_size":
+            if f.name not in model_fields or f.name in used:
                 continue
             default = f.default_factory() if f.default_factory is not MISSING else f.default
             if getattr(self, f.name) != default:
