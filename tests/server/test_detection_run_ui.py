@@ -9,6 +9,7 @@ numbers say nothing about quality.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -121,6 +122,7 @@ def test_train_form_starts_a_job_the_run_page_follows_and_cancels(server, page, 
     # a real one: the job starts and the page goes to the run's page, which follows it
     form.locator("#det-train-dataset").fill(DATASET)
     form.locator("#det-train-arch").select_option("fasterrcnn")
+    form.locator("#det-train-backbone").select_option("efficientnet-lite1")
     form.locator("#det-train-image-size").fill("64")
     form.locator("#det-train-epochs").fill("200")
     form.locator("#det-train-button").click()
@@ -134,3 +136,5 @@ def test_train_form_starts_a_job_the_run_page_follows_and_cancels(server, page, 
     expect(page.locator("#det-cancel")).to_be_hidden()
     run_id = page.url.split("/detection/runs/")[1].split("?")[0]
     assert (root / "runs" / run_id / "checkpoints" / "last.pt").is_file()
+    config = json.loads((root / "runs" / run_id / "run.json").read_text())["config"]
+    assert (config["arch"], config["backbone"]) == ("fasterrcnn", "efficientnet-lite1")

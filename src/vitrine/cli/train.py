@@ -3,7 +3,8 @@
     vitrine train DATASET [--method finetune|linear-probe|zero-shot] [--backbone efficientnet-lite0]
                   [--epochs N --batch-size N --lr X --image-size N ...] [--name RUN_ID]
                   [--resume RUN_ID] [--workspace DIR] [--json]
-    vitrine train-detector DATASET [--arch maskrcnn|fasterrcnn] [--backbone efficientnet-lite0] [--resume RUN_ID]
+    vitrine train-detector DATASET [--arch maskrcnn|fasterrcnn|retinanet|fcos|ssdlite]
+                  [--backbone efficientnet-lite0|efficientnet-lite1|efficientnet-lite2] [--resume RUN_ID]
 
 Training shows a progress bar on stderr (epoch, step, loss, accuracy, time left). The first
 Ctrl-C stops a fine-tuning run at the next step: its last checkpoint is saved and the command
@@ -309,14 +310,19 @@ def train_detector_cmd(
             ".xml or VOC folder; optional with --resume"
         ),
     ] = None,
-    arch: Annotated[str | None, typer.Option(help="maskrcnn (boxes + masks) or fasterrcnn (boxes)")] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="maskrcnn (boxes + masks), fasterrcnn, retinanet, fcos or ssdlite (boxes)")
+    ] = None,
     backbone: Annotated[
         str | None,
-        typer.Option(help="efficientnet-lite0 (ImageNet weights in a package: offline), resnet50-fpn, resnet50-fpn-v2"),
+        typer.Option(
+            help="efficientnet-lite0, -lite1, -lite2 (ImageNet weights in packages: offline); resnet50-fpn, "
+            "resnet50-fpn-v2 (R-CNNs)"
+        ),
     ] = None,
     pretrained: Annotated[
         bool | None,
-        typer.Option("--pretrained/--random-init", help="start from ImageNet (lite0) or COCO (resnet50) weights"),
+        typer.Option("--pretrained/--random-init", help="start from ImageNet (lite*) or COCO (resnet50) weights"),
     ] = None,
     weights: Annotated[str | None, typer.Option(help="local weights file (COCO checkpoint for resnet50-fpn*)")] = None,
     image_size: Annotated[

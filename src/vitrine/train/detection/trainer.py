@@ -1,12 +1,13 @@
-"""Fine-tuning Faster R-CNN and Mask R-CNN on a detection / instance-segmentation dataset.
+"""Fine-tuning torchvision's detectors (Faster / Mask R-CNN, RetinaNet, FCOS, SSDlite) on a
+detection / instance-segmentation dataset.
 
-:func:`train_detector` trains a network from :mod:`vitrine.models.detectors.rcnn`
-(EfficientNet-Lite0 + FPN with its packaged ImageNet weights by default: works offline) on a
+:func:`train_detector` trains a network from :mod:`vitrine.models.detectors.torchvision_family`
+(Mask R-CNN on EfficientNet-Lite0 with its packaged ImageNet weights by default: works offline) on a
 :class:`~vitrine.data.detection.model.DetectionDataset`'s train split, validates with COCO mAP
 (``vitrine.evaluate.detection.evaluate_detection``, pycocotools) every epoch, and evaluates the
 best checkpoint on the test split (val when there is none). The run lives in the workspace's
 ``runs/`` folder beside the classification runs (kind ``segmentation`` for Mask R-CNN,
-``detection`` for Faster R-CNN), so ``vitrine runs`` lists it:
+``detection`` for the others), so ``vitrine runs`` lists it:
 
     run.json                  config, classes, state, progress (epoch, step, ETA), metrics, history
     checkpoints/last.pt       every epoch, on cancel and on the time budget: resumable
@@ -42,7 +43,8 @@ from vitrine.core.errors import VitrineError
 from vitrine.core.jsonio import jsonable
 from vitrine.evaluate import speed
 from vitrine.evaluate.comparable import split_record, torch_cost
-from vitrine.models.detectors.rcnn import build_detection_model, model_summary
+from vitrine.evaluate.detection import report_summary
+from vitrine.models.detectors.torchvision_family import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
 from vitrine.runs.checkpoint import CheckpointPolicy, load_checkpoint
@@ -79,27 +81,12 @@ def _evaluate(gt, predictions: dict, cfg: DetectionConfig) -> dict:
     return evaluate_detection(gt, predictions, score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold)
 
 
-def summarize(report: dict) -> dict:
-    """The headline numbers of an ``evaluate_detection`` report, flat: ``bbox_map50``, ``bbox_map``
-    (@.5:.95), ``segm_map50``, ``segm_map``, and precision / recall / F1 / mean IoU per IoU type."""
-    out = {}
-    for iou_type in ("bbox", "segm"):
-        section = report.get(iou_type)
-        if not isinstance(section, dict):
-            continue
-        for key in ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou"):
-            v = section.get(key)
-            if isinstance(v, int | float):
-                out[f"{iou_type}_{key}"] = float(v)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------
 # the trainer
 
 
 class DetectionTrainer(Trainer):
-    """Trains a Faster / Mask R-CNN: the hooks of :class:`~vitrine.train.trainer.Trainer` for it.
+    """Trains a torchvision detector: the hooks of :class:`~vitrine.train.trainer.Trainer` for it.
     ``best.pt`` holds the weights with the highest validation mAP@.5 (masks for Mask R-CNN; the
     first validation is kept whatever its score, so a run that validated has a best.pt)."""
 
@@ -224,7 +211,7 @@ class DetectionTrainer(Trainer):
         preds, used = self.predict(self.val_positions, "validate")
         metrics = _evaluate(subset(self.dataset, used), preds, self.cfg) if used else {}
         self.last_val_seconds = time.perf_counter() - t0
-        return {**summarize(metrics), "val_seconds": round(self.last_val_seconds, 2)}
+        return {**report_summary(metrics), "val_seconds": round(self.last_val_seconds, 2)}
 
     # -- the loop -------------------------------------------------------------------------------
     def begin_epoch(self) -> None:
@@ -301,7 +288,7 @@ class DetectionTrainer(Trainer):
             "split": self.prep.eval_split,
             "n_images": len(used),
             "checkpoint": "best.pt" if best.exists() else "last",
-            **summarize(metrics),
+            **report_summary(metrics),
         }
         report.update(split_record(self.dataset, self.prep.eval_split, image_ids=ids_used))
         # inference speed by the one harness: ms/image at batch 1 (as a user's request runs) and
@@ -376,7 +363,7 @@ def train_detector(
     resume: bool = False,
     dataset_name: str | None = None,
 ) -> Run:
-    """Train a Faster / Mask R-CNN on ``dataset`` (a DetectionDataset, or a COCO json file) and
+    """Train a torchvision detector (``config.arch``) on ``dataset`` (a DetectionDataset, or a COCO json file) and
     return the finished run.
 
     ``progress(stage, done, total, info)`` is called with the stages ``train`` (every step; info

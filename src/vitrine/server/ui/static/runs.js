@@ -105,7 +105,7 @@
       form.addEventListener("submit", async (event) => {
         event.preventDefault();
         clearError();
-        const config = { arch: form.arch.value };
+        const config = { arch: form.arch.value, backbone: form.backbone.value };
         if (form.image_size.value) config.image_size = Number(form.image_size.value);
         if (form.max_minutes.value) config.max_minutes = Number(form.max_minutes.value);
         if (form.epochs.value) config.epochs = Number(form.epochs.value);
