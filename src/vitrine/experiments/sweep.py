@@ -115,7 +115,13 @@ class SweepSpec:
             raise VitrineError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(doc, dict):
             raise VitrineError(f"{path}: a sweep file is a mapping (task:, dataset:, grid:, ...)")
-        doc.update({k: v for k, v in overrides.items() if v is not None})
+        file_dataset = doc.get("dataset")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("grid", "random", "base") and isinstance(doc.get(key), dict):
+                value = {**doc[key], **_as_dict(value)}  # a command-line option replaces that option only
+            doc[key] = value
         known = {"task", "dataset", "grid", "random", "base", "samples", "seed", "trial_minutes", "early_stopping",
                  "grace_epochs", "cpus_per_trial", "gpus_per_trial", "name"}  # fmt: skip
         unknown = sorted(set(doc) - known)
@@ -125,7 +131,8 @@ class SweepSpec:
             if not doc.get(key):
                 raise VitrineError(f"{path}: no {key}", hint=f"add a line '{key}: ...'")
         dataset = Path(str(doc["dataset"])).expanduser()
-        if sweep_task(str(doc["task"])).name == "detect" and not dataset.is_absolute():
+        in_file = overrides.get("dataset") is None and file_dataset is not None
+        if sweep_task(str(doc["task"])).name == "detect" and in_file and not dataset.is_absolute():
             dataset = path.parent / dataset  # a path in the file is relative to the file
         return cls.build(str(doc.pop("task")), str(dataset if doc.pop("dataset") else ""), **doc)
 
@@ -530,6 +537,9 @@ def run_sweep(
         reconcile(ws, sweep, stopped)
     except VitrineError as exc:
         sweep.update(state="failed", error=exc.message, finished_at=time.time())
+        raise
+    except Exception as exc:  # Ray or Tune gave up: the sweep says so (a resume may go on)
+        sweep.update(state="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         raise
     except KeyboardInterrupt:
         sweep.request_cancel()
