@@ -14,7 +14,6 @@ cleanly (running trials stop at their next step and keep a checkpoint) and says 
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -153,51 +152,37 @@ def sweep(
 
 
 def _drive(ws, sweep, ray_address: str | None, as_json: bool) -> None:
-    """Run the sweep with a live table of its trials on stderr; Ctrl-C cancels it cleanly."""
-    from vitrine.experiments.sweep import describe, run_sweep
+    """Run the sweep (its Ray driver in a child process, out of the terminal's reach) with a live
+    table of its trials on stderr; Ctrl-C cancels it cleanly and exits 130."""
+    from vitrine.experiments.sweep import describe
+    from vitrine.tasks.sweep import drive
 
     live = None
     if show_progress():
         from rich.live import Live
 
         live = Live(trials_table(sweep.record, _progress_title(sweep.record)), console=err, auto_refresh=False)
+    latest = {"sweep": sweep}
 
     def progress(s) -> None:
+        latest["sweep"] = s
         if live is not None:
             live.update(trials_table(s.record, _progress_title(s.record)), refresh=True)
 
-    cancel = threading.Event()
-    outcome: dict = {}
+    def on_interrupt() -> None:
+        err.print("[yellow]cancelling[/]: the running trials stop at their next step…", highlight=False)
 
-    def work() -> None:
-        try:
-            outcome["sweep"] = run_sweep(ws, sweep, progress=progress, cancel=cancel, ray_address=ray_address)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = exc
-
-    # the driver runs in a thread: Ctrl-C reaches the main thread, which cancels the sweep
-    thread = threading.Thread(target=work, name="vitrine-sweep-driver", daemon=True)
-    interrupted = False
+    workspace_flag = f" --workspace {ws.root}" if Path(ws.root).resolve() != Path.cwd().resolve() else ""
+    resume_hint = f"vitrine sweep --resume {sweep.id}{workspace_flag}"
     if live is not None:
         live.start()
     try:
-        thread.start()
-        while thread.is_alive():
-            try:
-                thread.join(0.2)
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: leave now (the trials stop at their next step)
-                    break
-                interrupted = True
-                cancel.set()
-                err.print("[yellow]cancelling[/]: the running trials stop at their next step…", highlight=False)
-    finally:
+        done = drive(ws, sweep, ray_address=ray_address, progress=progress, on_interrupt=on_interrupt)
+    except (Cancelled, KeyboardInterrupt):
         if live is not None:
             live.stop()
-    resume_hint = f"vitrine sweep --resume {sweep.id}" + (f" --workspace {ws.root}" if ws.root != Path(".") else "")
-    error = outcome.get("error")
-    if interrupted or isinstance(error, Cancelled):
-        left = sum(t["state"] not in ("done", "stopped", "failed") for t in sweep.record["trials"])
+        record = latest["sweep"].record
+        left = sum(t["state"] not in ("done", "stopped", "failed") for t in record["trials"])
         err.print(
             f"[yellow]interrupted[/]: sweep {sweep.id} cancelled, {left} trial(s) not finished; "
             f"resume it with `{resume_hint}`",
@@ -205,14 +190,15 @@ def _drive(ws, sweep, ray_address: str | None, as_json: bool) -> None:
             highlight=False,
         )
         if as_json:
-            emit_json(describe(sweep))
-        raise typer.Exit(130)
-    if isinstance(error, VitrineError):
+            emit_json(describe(latest["sweep"]))
+        raise typer.Exit(130) from None
+    except VitrineError as exc:
+        if live is not None:
+            live.stop()
         with guard():
-            raise error
-    if error is not None:
-        raise error
-    done = outcome["sweep"]
+            raise exc from None
+    if live is not None:
+        live.stop()
     summary = describe(done)
     if as_json:
         emit_json(summary)

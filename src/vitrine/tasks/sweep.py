@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,45 +61,67 @@ def sweep_progress(sweep: Sweep) -> tuple[int, int, dict, str]:
     return finished, len(trials), info, " · ".join(bits)
 
 
-def run_sweep_job(ctx: JobContext, params: dict) -> dict:
-    """The ``sweep`` job kind: run sweep ``params["sweep_id"]`` in a child driver until it ends.
-    Run again after an interruption, the driver resumes the sweep (finished trials are kept)."""
-    st = ctx.services
-    ws = Workspace(st.settings.root) if st is not None else Workspace()
-    sweep = Sweep.load(ws, params["sweep_id"])
+def drive(
+    ws: Workspace,
+    sweep: Sweep,
+    *,
+    ray_address: str | None = None,
+    progress=None,
+    cancel: threading.Event | None = None,
+    on_interrupt=None,
+    note: str = "",
+) -> Sweep:
+    """Run the sweep to its end in a child driver process and return it (as ``sweep.json`` says).
+
+    ``progress(sweep)`` is called about every second; setting ``cancel`` cancels the sweep (the
+    driver stops the running trials at their next step) and the call waits for the driver to end.
+    Ctrl-C (KeyboardInterrupt) sets ``cancel`` and calls ``on_interrupt()``; a second one leaves at
+    once, killing the driver. Raises :class:`Cancelled` for a cancelled sweep and
+    :class:`VitrineError` with the driver's reason for a failed one. The child runs in a session of
+    its own, so a terminal's Ctrl-C reaches only this process and never Ray's."""
+    cancel = cancel if cancel is not None else threading.Event()
     stop_leftover_driver(sweep)
-    if ctx.resumed:
-        ctx.log(f"resuming sweep {sweep.id}: finished trials are not run again")
     argv = [sys.executable, "-m", "vitrine.tasks.sweep", str(Path(ws.root).resolve()), sweep.id]
     argv += ["--parent", str(os.getpid())]
-    if params.get("ray_address"):
-        argv += ["--ray-address", str(params["ray_address"])]
+    if ray_address:
+        argv += ["--ray-address", str(ray_address)]
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very vitrine
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     log_path = sweep.dir / DRIVER_LOG
     with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"--- driver started {time.strftime('%Y-%m-%d %H:%M:%S')} (job {ctx.job_id}, attempt {ctx.attempt})\n")
+        log.write(f"--- driver started {time.strftime('%Y-%m-%d %H:%M:%S')} {note}\n")
         log.flush()
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
     (sweep.dir / DRIVER_PID).write_text(str(proc.pid), encoding="utf-8")
-    ctx.log(f"sweep {sweep.id}: driver started (pid {proc.pid}), {len(sweep.trials)} trials")
+    interrupted = False
     try:
         while proc.poll() is None:
-            if ctx.cancel_event.is_set():
-                sweep.request_cancel()  # every poll: the driver clears an older cancel file when it starts
-            with contextlib.suppress(VitrineError):
-                _report(ctx, Sweep.at(sweep.dir))
-            time.sleep(POLL_SECONDS)
+            try:
+                if cancel.is_set():
+                    sweep.request_cancel()  # every poll: the driver clears an older cancel file when it starts
+                if progress is not None:
+                    with contextlib.suppress(VitrineError):
+                        progress(Sweep.at(sweep.dir))
+                time.sleep(POLL_SECONDS)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                cancel.set()
+                sweep.request_cancel()
+                if on_interrupt is not None:
+                    on_interrupt()
     finally:
-        if proc.poll() is None:  # the job itself is going away (server stopping): take the driver with it
+        if proc.poll() is None:  # leaving early (a second Ctrl-C, the server stopping): take the driver along
             _kill_group(proc.pid)
             proc.wait()
         (sweep.dir / DRIVER_PID).unlink(missing_ok=True)
     final = Sweep.at(sweep.dir)
-    _report(ctx, final)
+    if progress is not None:
+        progress(final)
     state = final.record.get("state")
     if proc.returncode == CANCELLED_EXIT or state == "cancelled":
         left = sum(t["state"] not in FINISHED_TRIALS for t in final.trials)
@@ -106,8 +129,28 @@ def run_sweep_job(ctx: JobContext, params: dict) -> dict:
     if proc.returncode != 0 or state != "done":
         reason = final.record.get("error") or _log_tail(log_path)
         raise VitrineError(f"sweep {final.id} failed: {reason}", hint=f"the driver's log: {log_path}")
-    best = best_trial(final)
-    return {"sweep_id": final.id, "state": state, "counts": final.counts(), "best": best}
+    return final
+
+
+def run_sweep_job(ctx: JobContext, params: dict) -> dict:
+    """The ``sweep`` job kind: run sweep ``params["sweep_id"]`` in a child driver until it ends.
+    Run again after an interruption, the driver resumes the sweep (finished trials are kept).
+    The cluster is the server's ``RAY_ADDRESS`` (a request never picks the address)."""
+    st = ctx.services
+    ws = Workspace(st.settings.root) if st is not None else Workspace()
+    sweep = Sweep.load(ws, params["sweep_id"])
+    if ctx.resumed:
+        ctx.log(f"resuming sweep {sweep.id}: finished trials are not run again")
+    ctx.log(f"sweep {sweep.id}: {len(sweep.trials)} trials, driver in a child process")
+    final = drive(
+        ws,
+        sweep,
+        ray_address=params.get("ray_address"),
+        progress=lambda s: _report(ctx, s),
+        cancel=ctx.cancel_event,
+        note=f"(job {ctx.job_id}, attempt {ctx.attempt})",
+    )
+    return {"sweep_id": final.id, "state": final.record["state"], "counts": final.counts(), "best": best_trial(final)}
 
 
 def _report(ctx: JobContext, sweep: Sweep) -> None:
