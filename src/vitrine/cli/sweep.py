@@ -233,8 +233,14 @@ def sweep_rows(ws) -> list[dict]:
                 "trials": len(d["trials"]),
                 "counts": d["counts"],
                 "primary": d.get("primary"),
-                "best": {"index": best["index"], "run_id": best["run_id"], "metric": best["metric"],
-                         "params": best["params"]} if best else None,  # fmt: skip
+                "best": {
+                    "index": best["index"],
+                    "run_id": best["run_id"],
+                    "metric": best["metric"],
+                    "params": best["params"],
+                }
+                if best
+                else None,  # fmt: skip
                 "owner": d.get("owner"),
                 "created_at": d.get("created_at"),
             }

@@ -25,6 +25,7 @@ from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.responses import document_common
+from vitrine.server.api.sweeps import router as sweeps_router
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.deps import human_size
 from vitrine.server.errors import error_response, html_error_response, is_page_request, page_error
@@ -260,6 +261,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(classification_router)
     app.include_router(detection_router)
+    app.include_router(sweeps_router)  # /api/v1/sweeps
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)

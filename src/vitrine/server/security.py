@@ -62,9 +62,23 @@ PUBLIC_PATHS = frozenset({"/api/v1/health", "/login", "/logout", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 # The literal segment before a path parameter says what kind of object it names.
-SEGMENT_KINDS = {"projects": "project", "p": "project", "datasets": "dataset", "runs": "run", "jobs": "job"}
+SEGMENT_KINDS = {
+    "projects": "project",
+    "p": "project",
+    "datasets": "dataset",
+    "runs": "run",
+    "jobs": "job",
+    "sweeps": "sweep",
+}
 # Parameters (path, query, form or JSON body) that name an object whatever their place.
-PARAM_KINDS = {"project": "project", "dataset": "dataset", "run_id": "run", "run": "run", "job_id": "job"}
+PARAM_KINDS = {
+    "project": "project",
+    "dataset": "dataset",
+    "run_id": "run",
+    "run": "run",
+    "job_id": "job",
+    "sweep_id": "sweep",
+}
 CREATES = frozenset({"run_id"})  # body fields that may name a new object (checked only when it exists)
 USE_ROUTES = frozenset(
     {

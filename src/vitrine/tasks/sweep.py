@@ -54,9 +54,7 @@ def sweep_progress(sweep: Sweep) -> tuple[int, int, dict, str]:
         "sweep_id": sweep.id,
         "counts": sweep.counts(),
         "best": {"index": best["index"], "run_id": best["run_id"], "metric": best["metric"]} if best else None,
-        "trials": [
-            {k: t.get(k) for k in ("index", "run_id", "state", "epoch", "epochs", "metric")} for t in trials
-        ],
+        "trials": [{k: t.get(k) for k in ("index", "run_id", "state", "epoch", "epochs", "metric")} for t in trials],
     }
     return finished, len(trials), info, " · ".join(bits)
 
