@@ -50,8 +50,14 @@ def test_a_sweep_submitted_over_http_runs_to_done(tmp_path):
     with TestClient(create_app(root), raise_server_exceptions=False) as client:
         r = client.post(
             "/api/v1/sweeps",
-            json={"task": "classify", "dataset": "colours", "grid": {"image_size": [32, 40]},
-                  "base": {**TINY, "epochs": 1}, "cpus_per_trial": 1, "name": "api"},  # fmt: skip
+            json={
+                "task": "classify",
+                "dataset": "colours",
+                "grid": {"image_size": [32, 40]},
+                "base": {**TINY, "epochs": 1},
+                "cpus_per_trial": 1,
+                "name": "api",
+            },
         )
         assert r.status_code == 202, r.text
         assert r.json()["sweep_id"] == "api" and r.json()["trials"] == 2 and r.json()["job"]["kind"] == "sweep"
@@ -76,8 +82,14 @@ def test_cancelling_a_sweep_over_http_stops_its_trials(tmp_path):
     with TestClient(create_app(root), raise_server_exceptions=False) as client:
         r = client.post(
             "/api/v1/sweeps",
-            json={"task": "classify", "dataset": "colours", "grid": {"lr": [0.003, 0.01]},
-                  "base": {**TINY, "epochs": 40}, "cpus_per_trial": 2, "name": "stop"},  # fmt: skip
+            json={
+                "task": "classify",
+                "dataset": "colours",
+                "grid": {"lr": [0.003, 0.01]},
+                "base": {**TINY, "epochs": 40},
+                "cpus_per_trial": 2,
+                "name": "stop",
+            },
         )
         assert r.status_code == 202, r.text
         run = root / "runs" / "stop-t000" / "run.json"
@@ -137,13 +149,21 @@ def test_a_member_cannot_see_another_members_sweep(tmp_path):
             def call(who, method, url, **kw):
                 return client.request(method, url, headers={"authorization": f"Bearer {tokens[who]}"}, **kw)
 
-            r = call("alice", "POST", "/api/v1/sweeps", json={"task": "classify", "dataset": "colours",
-                     "grid": {"lr": [0.01, 0.1]}, "name": "alices"})  # fmt: skip
+            r = call(
+                "alice",
+                "POST",
+                "/api/v1/sweeps",
+                json={"task": "classify", "dataset": "colours", "grid": {"lr": [0.01, 0.1]}, "name": "alices"},
+            )
             # the dataset was found on disk (the admins'): alice may not use it
             assert r.status_code == 404, r.text
             store.claim("dataset", "colours", store.user("alice").id)
-            r = call("alice", "POST", "/api/v1/sweeps", json={"task": "classify", "dataset": "colours",
-                     "grid": {"lr": [0.01, 0.1]}, "name": "alices"})  # fmt: skip
+            r = call(
+                "alice",
+                "POST",
+                "/api/v1/sweeps",
+                json={"task": "classify", "dataset": "colours", "grid": {"lr": [0.01, 0.1]}, "name": "alices"},
+            )
             assert r.status_code == 202, r.text
             assert store.access("sweep", "alices").owner == "alice"
             assert store.access("run", "alices-t000").owner == "alice"
