@@ -92,8 +92,8 @@ def test_a_sweep_from_a_file_with_overrides_then_the_list(ws, tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["id"] == "from-file" and out["state"] == "done" and out["counts"]["done"] == 2
-    assert [t["params"] for t in out["trials"]] == [{"lr": 0.01}, {"lr": 0.05}]
-    assert all(t["config"]["epochs"] == 1 and t["config"]["image_size"] == 32 for t in out["trials"])
+    assert [t["params"] for t in out["trials"]] == [{"lr": 0.01, "image_size": 32}, {"lr": 0.05, "image_size": 32}]
+    assert all(t["config"]["epochs"] == 1 and t["config"]["batch_size"] == 8 for t in out["trials"])
     assert out["best"]["metric"] == max(t["metric"] for t in out["trials"])
 
     listed = json.loads(cli.run("sweeps", "--workspace", ws, "--json").stdout)
@@ -109,7 +109,7 @@ def test_a_sweep_from_a_file_with_overrides_then_the_list(ws, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_cancels_cleanly_and_resume_finishes(ws):
     proc = cli.start("sweep", "colours", "--task", "classify", "--grid", "lr=0.003,0.01", *TINY,
-                     "--set", "epochs=12", "--cpus-per-trial", "2", "--name", "ctrlc", "--workspace", ws,
+                     "--set", "epochs=6", "--cpus-per-trial", "2", "--name", "ctrlc", "--workspace", ws,
                      start_new_session=True)  # fmt: skip
     run = ws / "runs" / "ctrlc-t000" / "run.json"
     deadline = time.monotonic() + 240
@@ -123,11 +123,11 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(ws):
     record = json.loads((ws / "sweeps" / "ctrlc" / "sweep.json").read_text())
     assert record["state"] == "cancelled" and record["trials"][0]["state"] == "cancelled"
     first = json.loads(run.read_text())
-    assert first["state"] == "cancelled" and first["progress"]["epoch"] < 12  # stopped, not failed
+    assert first["state"] == "cancelled" and first["progress"]["epoch"] < 6  # stopped, not failed
 
     r = cli.run("sweep", "--resume", "ctrlc", "--workspace", ws, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["state"] == "done" and [t["state"] for t in out["trials"]] == ["done", "done"]
     resumed = json.loads(run.read_text())
-    assert resumed["created_at"] == first["created_at"] and resumed["progress"]["epoch"] == 12  # from its checkpoint
+    assert resumed["created_at"] == first["created_at"] and resumed["progress"]["epoch"] == 6  # from its checkpoint
