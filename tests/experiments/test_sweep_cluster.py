@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from vitrine.experiments.sweep import Sweep, SweepSpec, run_sweep
+from vitrine.experiments.sweep import Sweep, SweepSpec
+from vitrine.tasks.sweep import drive
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,6 +33,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _pss(entry: Path) -> int:
+    """Proportional set size in bytes (shared pages split between the processes sharing them)."""
+    try:
+        for line in (entry / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _processes() -> dict[int, tuple[int, str, int]]:
@@ -140,12 +152,15 @@ def test_a_sweep_on_a_two_node_cluster_runs_its_trials_on_both_nodes(cluster, sw
     spec = SweepSpec.build("classify", "colours", grid=["lr=0.01,0.1"], base=TINY, cpus_per_trial=1, name="cluster")
     started = time.perf_counter()
     peak: dict[int, int] = {}
+    peak_pss: dict[int, int] = {}
 
-    def sample(sweep) -> None:  # the Ray processes' RSS while trials train (trial workers included)
+    def sample(sweep) -> None:  # the Ray processes' memory while trials train (trial workers included)
         for pid, rss in ray_processes(temp_dir).items():
             peak[pid] = max(peak.get(pid, 0), rss)
+            peak_pss[pid] = max(peak_pss.get(pid, 0), _pss(Path(f"/proc/{pid}")))
 
-    sweep = run_sweep(sweep_ws, Sweep.create(sweep_ws, spec), ray_address=address, progress=sample, poll_seconds=0.5)
+    # the driver as `vitrine sweep --ray-address` runs it: a child process (this one ran local Rays before)
+    sweep = drive(sweep_ws, Sweep.create(sweep_ws, spec), ray_address=address, progress=sample)
     took = time.perf_counter() - started
     assert sweep.record["state"] == "done"
     assert [t["state"] for t in sweep.trials] == ["done", "done"]
@@ -154,6 +169,8 @@ def test_a_sweep_on_a_two_node_cluster_runs_its_trials_on_both_nodes(cluster, sw
     mib = 1024 * 1024
     print(
         f"\nRay cluster on loopback: head started in {timings['head_s']:.1f} s, worker in {timings['worker_s']:.1f} s;"
-        f" {len(idle)} Ray processes, {sum(idle.values()) / mib:.0f} MiB RSS idle;"
-        f" the 2-trial sweep took {took:.1f} s, Ray processes' RSS at their peaks {sum(peak.values()) / mib:.0f} MiB"
+        f" {len(idle)} Ray processes, {sum(idle.values()) / mib:.0f} MiB RSS"
+        f" ({sum(_pss(Path(f'/proc/{pid}')) for pid in idle) / mib:.0f} MiB PSS) idle;"
+        f" the 2-trial sweep took {took:.1f} s; {len(peak)} Ray processes at their peaks:"
+        f" {sum(peak.values()) / mib:.0f} MiB RSS, {sum(peak_pss.values()) / mib:.0f} MiB PSS"
     )

@@ -545,6 +545,7 @@ def run_sweep(
         watcher.start()
         results = tuner.fit()
         stopped = set()
+        crashed: dict[int, str] = {}
         for result in results:
             index = int((result.config or {}).get("trial", -1))
             metrics = result.metrics or {}
@@ -554,7 +555,12 @@ def run_sweep(
                 sweep.trials[index]["node"] = metrics["node_id"]  # which Ray node trained it
             if not metrics.get("finished") and result.error is None:
                 stopped.add(index)  # ended without finishing and without an error: the scheduler stopped it
+            elif not metrics.get("finished"):  # Ray lost it (a worker or node died): a resume runs it again
+                crashed[index] = f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[0][:300]}"
         reconcile(ws, sweep, stopped)
+        for index, message in crashed.items():
+            if sweep.trials[index]["state"] not in FINISHED_TRIALS:
+                sweep.trials[index]["error"] = message
     except VitrineError as exc:
         sweep.update(state="failed", error=exc.message, finished_at=time.time())
         raise
@@ -576,12 +582,18 @@ def run_sweep(
             ray.shutdown()
     cancelled = sweep.cancel_requested() or (cancel is not None and cancel.is_set())
     unfinished = [t for t in sweep.trials if t["state"] not in FINISHED_TRIALS]
-    state = "cancelled" if cancelled and unfinished else "done"
-    sweep.update(state=state, finished_at=time.time())
+    state = ("cancelled" if cancelled else "failed") if unfinished else "done"
+    reason = None
+    if state == "failed":  # never "done" with trials that did not run: say which and why
+        first = next((t["error"] for t in unfinished if t.get("error")), "Ray ended them without a result")
+        reason = f"{len(unfinished)} trial(s) did not run to the end ({first}); resume the sweep to run them again"
+    sweep.update(state=state, error=reason, finished_at=time.time())
     if progress is not None:
         progress(sweep)
     if state == "cancelled":
         raise Cancelled(f"sweep {sweep.id} cancelled: {len(unfinished)} trial(s) not finished; resume it to go on")
+    if state == "failed":
+        raise VitrineError(f"sweep {sweep.id}: {reason}", hint=f"see {sweep.dir / 'tune'} for Ray's own logs")
     return sweep
 
 

@@ -11,10 +11,10 @@ local admin and nothing is looked up. In multi-user mode (``vitrine serve --mult
 * :func:`authorize`, a dependency of every route of the app, checks CSRF tokens on unsafe requests
   authenticated by cookie (Bearer requests are exempt), then reads the objects the request names
   (path parameters such as ``/projects/{name}``, ``/datasets/{name}``, ``/runs/{run_id}``,
-  ``/jobs/{job_id}``, ``/sweeps/{sweep_id}``; query and form/JSON fields ``project``, ``dataset``, ``run_id``, ``job_id``,
-  and ``model`` when it names a run) and asks :func:`vitrine.auth.policy.check` before the handler
-  runs. A user who may not read an object gets 404 (as if it did not exist), one who may read it
-  but not change it gets 403.
+  ``/jobs/{job_id}``, ``/sweeps/{sweep_id}``; query and form/JSON fields ``project``, ``dataset``,
+  ``run_id``, ``job_id``, and ``model`` when it names a run) and asks
+  :func:`vitrine.auth.policy.check` before the handler runs. A user who may not read an object
+  gets 404 (as if it did not exist), one who may read it but not change it gets 403.
 * List routes keep what the caller may read with :func:`visible`; jobs submitted during a request
   belong to its user (:class:`OwnedJobs`), as does the run a job's params name; a job that writes
   a new run (training) is refused first when its user is over their storage quota
