@@ -105,9 +105,13 @@ def start_sweep(body: SweepRequest, st: StateDep, ws: WorkspaceDep):
         gpus_per_trial=body.gpus_per_trial,
         name=body.name,
     )
-    sweep = Sweep.create(ws, spec)
     auth = current()
     owner = auth.principal.name if auth is not None and auth.principal.id is not None else None
+    if owner is not None and auth.runtime.store is not None:  # its trials write runs: the storage quota first
+        from vitrine.auth import quota
+
+        quota.service_for(auth.runtime.store.engine, auth.runtime.root).enforce(owner, "a new sweep")
+    sweep = Sweep.create(ws, spec)
     sweep.update(owner=owner, dataset_name=body.dataset)  # before the job starts: then its driver alone writes
     claim("sweep", sweep.id)
     for trial in sweep.trials:  # the runs the trials will train are the user's too
