@@ -101,3 +101,11 @@ def test_sweep_spec_from_options_and_yaml(tmp_path):
     (tmp_path / "typo.yaml").write_text("task: classify\ndataset: shapes\ngrids: {}\n")
     with pytest.raises(VitrineError, match="unknown key grids"):
         SweepSpec.from_yaml(tmp_path / "typo.yaml")
+
+
+def test_a_null_value_is_none_for_an_optional_option():
+    """JSON's and YAML's null (the API's body, a stored spec) means None, as the word "none" does."""
+    space = SearchSpace.build(FinetuneConfig(), {"early_stopping_patience": None}, {"lr": [0.01, 0.1]}, {}, 1, 0)
+    assert [t["early_stopping_patience"] for t in space.trials()] == [None, None]
+    with pytest.raises(VitrineError, match="epochs: None is not an integer"):
+        SearchSpace.build(FinetuneConfig(), {"epochs": None}, {}, {}, 1, 0)

@@ -31,7 +31,7 @@ from vitrine.jobs import register_kind
 from vitrine.server.app import create_app
 
 VIS = ("private", "shared", "public")
-KINDS = ("project", "dataset", "run", "job")
+KINDS = ("project", "dataset", "run", "job", "sweep")
 IMG = "sub/a.png"
 DENIED_HINT = "not shared with you"
 
@@ -185,6 +185,11 @@ RECIPES: dict[str, dict] = {
         ("GET", "/detection/runs/{run_id}"): _get("/detection/runs/{key}"),
         **_access_cases("run"),
     },
+    "sweep": {
+        ("GET", "/api/v1/sweeps/{sweep_id}"): _get("/api/v1/sweeps/{key}"),
+        ("POST", "/api/v1/sweeps/{sweep_id}/cancel"): lambda key, vis: ("POST", f"/api/v1/sweeps/{key}/cancel", {}),
+        **_access_cases("sweep"),
+    },
     "job": {
         ("GET", "/api/v1/jobs/{job_id}"): _get("/api/v1/jobs/{key}"),
         ("POST", "/api/v1/jobs/{job_id}/cancel"): lambda key, vis: ("POST", f"/api/v1/jobs/{key}/cancel", {}),
@@ -196,6 +201,7 @@ WRITES = {
     ("POST", "/api/v1/projects/{name}/index"),
     ("POST", "/api/v1/projects/{name}/tag"),
     ("POST", "/api/v1/jobs/{job_id}/cancel"),
+    ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
     ("PUT", "/api/v1/access/{kind}/{key}"),
     ("PUT", "/api/v1/access/{kind}/{key}/shares/{user}"),
     ("DELETE", "/api/v1/access/{kind}/{key}/shares/{user}"),
@@ -252,6 +258,15 @@ def _dataset(root: Path, name: str) -> None:
     ds.save(Workspace(root).dataset_dir(name))
 
 
+def _sweep(root: Path, sweep_id: str) -> None:
+    """A sweep record that has ended (its cancel route answers 409 to whoever may change it)."""
+    from vitrine.core.workspace import Workspace
+    from vitrine.experiments.sweep import Sweep, SweepSpec
+
+    spec = SweepSpec.build("classify", "alice-public-dataset", grid={"lr": [0.01, 0.1]}, name=sweep_id)
+    Sweep.create(Workspace(root), spec).update(state="done", owner="alice")
+
+
 def _run(root: Path, run_id: str, task: str | None = None) -> None:
     from vitrine.core.atomic import atomic_write_json
     from vitrine.core.workspace import Workspace
@@ -304,6 +319,7 @@ def world(request, tmp_path_factory) -> World:
         _project(root, f"alice-{vis}-project")
         _dataset(root, f"alice-{vis}-dataset")
         _run(root, f"alice-{vis}-run")
+        _sweep(root, f"alice-{vis}-sweep")
     _project(root, "found-on-disk")  # no record: the admins'
     _run(root, "alice-private-detector", task="detection")  # listed by GET /api/v1/detectors
     app = create_app(root, multi_user=True, database_url=url)
@@ -315,7 +331,7 @@ def world(request, tmp_path_factory) -> World:
     tokens = {n: store.create_token(n, "tests")[1] for n in users}
     keys: dict[tuple[str, str], str] = {}
     for vis in VIS:
-        for kind in ("project", "dataset", "run"):
+        for kind in ("project", "dataset", "run", "sweep"):
             keys[(kind, vis)] = f"alice-{vis}-{kind}"
         job = app.state.vitrine.jobs.submit("authz-noop", f"authz-{vis}", {}, owner="alice")
         keys[("job", vis)] = job.id
@@ -455,6 +471,7 @@ def test_routes_without_objects(world):
         ("/api/v1/datasets", "name", "dataset"),
         ("/api/v1/runs", "id", "run"),
         ("/api/v1/jobs", "id", "job"),
+        ("/api/v1/sweeps", "id", "sweep"),
     ],
 )
 def test_lists_show_what_each_user_may_read(world, path, field, kind):

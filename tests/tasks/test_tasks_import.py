@@ -7,14 +7,15 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector"}
+KINDS = {"index", "tag", "train", "train-detector", "sweep"}
 
 PROGRAM = """
 import json, sys
 import vitrine.tasks
 from vitrine.jobs import registered_kinds
 web = sorted(m for m in sys.modules if m.split(".")[0] in ("fastapi", "starlette") or m.startswith("vitrine.server"))
-print(json.dumps({"kinds": sorted(registered_kinds()), "web": web, "fastapi": "fastapi" in sys.modules}))
+print(json.dumps({"kinds": sorted(registered_kinds()), "web": web, "fastapi": "fastapi" in sys.modules,
+                  "ray": "ray" in sys.modules}))
 """
 
 
@@ -23,6 +24,7 @@ def test_importing_tasks_registers_every_kind_without_fastapi():
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert KINDS <= set(found["kinds"]), found["kinds"]
     assert not found["fastapi"]
+    assert not found["ray"]  # the sweep kind runs Ray in a child process: importing it starts nothing
     assert found["web"] == []
 
 
@@ -39,4 +41,5 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "tag": "vitrine.tasks.tag",
         "train": "vitrine.tasks.train_classifier",
         "train-detector": "vitrine.tasks.train_detector",
+        "sweep": "vitrine.tasks.sweep",
     }

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from vitrine.store.schema import metadata
 
 ROLES = ("admin", "member")
-KINDS = ("project", "dataset", "run", "job")
+KINDS = ("project", "dataset", "run", "job", "sweep")
 VISIBILITIES = ("private", "shared", "public")
 
 users = Table(

@@ -2,7 +2,7 @@
 
 This module only assembles: it creates the app and adds the command groups, one module each
 (:mod:`~vitrine.cli.project`, :mod:`~vitrine.cli.data`, :mod:`~vitrine.cli.train`,
-:mod:`~vitrine.cli.evaluate`, :mod:`~vitrine.cli.runs`,
+:mod:`~vitrine.cli.evaluate`, :mod:`~vitrine.cli.runs`, :mod:`~vitrine.cli.sweep`,
 :mod:`~vitrine.cli.predict`, :mod:`~vitrine.cli.detect`, :mod:`~vitrine.cli.jobs`,
 :mod:`~vitrine.cli.users`). They share :mod:`vitrine.cli._console` (consoles, --json, errors,
 progress), :mod:`vitrine.cli._inputs` (image files, detectors) and :mod:`vitrine.cli._runs` (run
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from vitrine.cli import data, detect, evaluate, jobs, leaderboard, predict, project, runs, train, users
+from vitrine.cli import data, detect, evaluate, jobs, leaderboard, predict, project, runs, sweep, train, users
 
 app = typer.Typer(
     help="vitrine: index, search and explore image collections with deep vision models, offline.",
@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # the order of `vitrine --help`: project commands first, then the other groups
-for _group in (project, data, train, evaluate, runs, leaderboard, predict, detect, users, jobs):
+for _group in (project, data, train, evaluate, runs, leaderboard, sweep, predict, detect, users, jobs):
     _group.register(app)
 
 

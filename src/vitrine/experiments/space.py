@@ -48,8 +48,8 @@ def _base_types(tp) -> tuple[list, bool]:
 def coerce(option: str, raw: Any, tp) -> Any:
     """``raw`` (a string from the command line, or a YAML value) as the option's type."""
     allowed, optional = _base_types(tp)
-    if isinstance(raw, str) and raw.strip().lower() in ("none", "null") and optional:
-        return None
+    if optional and (raw is None or isinstance(raw, str) and raw.strip().lower() in ("none", "null")):
+        return None  # JSON and YAML null too: a stored spec round-trips
     for t in allowed:
         origin = typing.get_origin(t) or t
         try:

@@ -115,7 +115,13 @@ class SweepSpec:
             raise VitrineError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(doc, dict):
             raise VitrineError(f"{path}: a sweep file is a mapping (task:, dataset:, grid:, ...)")
-        doc.update({k: v for k, v in overrides.items() if v is not None})
+        file_dataset = doc.get("dataset")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("grid", "random", "base") and isinstance(doc.get(key), dict):
+                value = {**doc[key], **_as_dict(value)}  # a command-line option replaces that option only
+            doc[key] = value
         known = {"task", "dataset", "grid", "random", "base", "samples", "seed", "trial_minutes", "early_stopping",
                  "grace_epochs", "cpus_per_trial", "gpus_per_trial", "name"}  # fmt: skip
         unknown = sorted(set(doc) - known)
@@ -125,7 +131,8 @@ class SweepSpec:
             if not doc.get(key):
                 raise VitrineError(f"{path}: no {key}", hint=f"add a line '{key}: ...'")
         dataset = Path(str(doc["dataset"])).expanduser()
-        if sweep_task(str(doc["task"])).name == "detect" and not dataset.is_absolute():
+        in_file = overrides.get("dataset") is None and file_dataset is not None
+        if sweep_task(str(doc["task"])).name == "detect" and in_file and not dataset.is_absolute():
             dataset = path.parent / dataset  # a path in the file is relative to the file
         return cls.build(str(doc.pop("task")), str(dataset if doc.pop("dataset") else ""), **doc)
 
@@ -416,6 +423,24 @@ def reconcile(workspace: Workspace, sweep: Sweep, stopped: set[int] = frozenset(
     sweep.save()
 
 
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """Fail at once, and precisely, for a cluster address nothing answers at (``ray.init`` would
+    retry for minutes). Only plain ``host:port`` addresses are probed."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            pass
+    except OSError as exc:
+        raise VitrineError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+            hint="start it (ray start --head), check the address (ray status), or unset RAY_ADDRESS for a local Ray",
+        ) from None
+
+
 def _ray_init(address: str | None, cpus: int | None) -> bool:
     """Start a local Ray (or join a cluster); True when this call started it (and must stop it)."""
     import ray
@@ -423,6 +448,8 @@ def _ray_init(address: str | None, cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_reachable(address)
     common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     try:
         if address:
@@ -518,6 +545,7 @@ def run_sweep(
         watcher.start()
         results = tuner.fit()
         stopped = set()
+        crashed: dict[int, str] = {}
         for result in results:
             index = int((result.config or {}).get("trial", -1))
             metrics = result.metrics or {}
@@ -527,9 +555,17 @@ def run_sweep(
                 sweep.trials[index]["node"] = metrics["node_id"]  # which Ray node trained it
             if not metrics.get("finished") and result.error is None:
                 stopped.add(index)  # ended without finishing and without an error: the scheduler stopped it
+            elif not metrics.get("finished"):  # Ray lost it (a worker or node died): a resume runs it again
+                crashed[index] = f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[0][:300]}"
         reconcile(ws, sweep, stopped)
+        for index, message in crashed.items():
+            if sweep.trials[index]["state"] not in FINISHED_TRIALS:
+                sweep.trials[index]["error"] = message
     except VitrineError as exc:
         sweep.update(state="failed", error=exc.message, finished_at=time.time())
+        raise
+    except Exception as exc:  # Ray or Tune gave up: the sweep says so (a resume may go on)
+        sweep.update(state="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
         raise
     except KeyboardInterrupt:
         sweep.request_cancel()
@@ -546,12 +582,18 @@ def run_sweep(
             ray.shutdown()
     cancelled = sweep.cancel_requested() or (cancel is not None and cancel.is_set())
     unfinished = [t for t in sweep.trials if t["state"] not in FINISHED_TRIALS]
-    state = "cancelled" if cancelled and unfinished else "done"
-    sweep.update(state=state, finished_at=time.time())
+    state = ("cancelled" if cancelled else "failed") if unfinished else "done"
+    reason = None
+    if state == "failed":  # never "done" with trials that did not run: say which and why
+        first = next((t["error"] for t in unfinished if t.get("error")), "Ray ended them without a result")
+        reason = f"{len(unfinished)} trial(s) did not run to the end ({first}); resume the sweep to run them again"
+    sweep.update(state=state, error=reason, finished_at=time.time())
     if progress is not None:
         progress(sweep)
     if state == "cancelled":
         raise Cancelled(f"sweep {sweep.id} cancelled: {len(unfinished)} trial(s) not finished; resume it to go on")
+    if state == "failed":
+        raise VitrineError(f"sweep {sweep.id}: {reason}", hint=f"see {sweep.dir / 'tune'} for Ray's own logs")
     return sweep
 
 

@@ -11,10 +11,10 @@ local admin and nothing is looked up. In multi-user mode (``vitrine serve --mult
 * :func:`authorize`, a dependency of every route of the app, checks CSRF tokens on unsafe requests
   authenticated by cookie (Bearer requests are exempt), then reads the objects the request names
   (path parameters such as ``/projects/{name}``, ``/datasets/{name}``, ``/runs/{run_id}``,
-  ``/jobs/{job_id}``; query and form/JSON fields ``project``, ``dataset``, ``run_id``, ``job_id``,
-  and ``model`` when it names a run) and asks :func:`vitrine.auth.policy.check` before the handler
-  runs. A user who may not read an object gets 404 (as if it did not exist), one who may read it
-  but not change it gets 403.
+  ``/jobs/{job_id}``, ``/sweeps/{sweep_id}``; query and form/JSON fields ``project``, ``dataset``,
+  ``run_id``, ``job_id``, and ``model`` when it names a run) and asks
+  :func:`vitrine.auth.policy.check` before the handler runs. A user who may not read an object
+  gets 404 (as if it did not exist), one who may read it but not change it gets 403.
 * List routes keep what the caller may read with :func:`visible`; jobs submitted during a request
   belong to its user (:class:`OwnedJobs`), as does the run a job's params name; a job that writes
   a new run (training) is refused first when its user is over their storage quota
@@ -62,9 +62,23 @@ PUBLIC_PATHS = frozenset({"/api/v1/health", "/login", "/logout", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/static/", "/docs-assets/")
 
 # The literal segment before a path parameter says what kind of object it names.
-SEGMENT_KINDS = {"projects": "project", "p": "project", "datasets": "dataset", "runs": "run", "jobs": "job"}
+SEGMENT_KINDS = {
+    "projects": "project",
+    "p": "project",
+    "datasets": "dataset",
+    "runs": "run",
+    "jobs": "job",
+    "sweeps": "sweep",
+}
 # Parameters (path, query, form or JSON body) that name an object whatever their place.
-PARAM_KINDS = {"project": "project", "dataset": "dataset", "run_id": "run", "run": "run", "job_id": "job"}
+PARAM_KINDS = {
+    "project": "project",
+    "dataset": "dataset",
+    "run_id": "run",
+    "run": "run",
+    "job_id": "job",
+    "sweep_id": "sweep",
+}
 CREATES = frozenset({"run_id"})  # body fields that may name a new object (checked only when it exists)
 USE_ROUTES = frozenset(
     {
