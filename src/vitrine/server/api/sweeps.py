@@ -10,7 +10,7 @@ server's (``RAY_ADDRESS`` where the server runs): a request never chooses where 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +31,8 @@ class SweepEnded(VitrineError):
     code = "sweep_ended"
 
 
-Value = str | int | float | bool | None
+# an option's value; integers bounded like every integer the API takes (JSON's safe range)
+Value = str | Annotated[int, Field(ge=-(2**53), le=2**53)] | float | bool | None
 
 
 class SweepRequest(BaseModel):
