@@ -19,6 +19,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from vitrine.core.jsonio import jsonable
 from vitrine.runs.leaderboard import board as rank_board
+from vitrine.server.api.responses import errors
 from vitrine.server.deps import WorkspaceDep, board_runs
 from vitrine.server.security import hide_paths
 
@@ -37,7 +38,7 @@ def _owners(request: Request, run_ids: list[str]) -> dict[str, str | None]:
     return out
 
 
-@router.get("/leaderboards/{board}")
+@router.get("/leaderboards/{board}", responses=errors(404))
 def leaderboard(
     request: Request,
     ws: WorkspaceDep,
