@@ -110,28 +110,50 @@ def test_layouts_and_bad_files(tmp_path):
         OnnxYoloDetector(tmp_path / "missing.onnx")
 
 
+# Ultralytics replaces PIL.Image.open process-wide when its engine is imported (its fallback for an
+# unreadable file then needs pi_heif): it runs in a child process, so no other test sees the patch.
+_ULTRALYTICS = """
+import json, sys
+import numpy as np, torch
+from PIL import Image
+from ultralytics import YOLO
+nms, image = sys.argv[1] == "nms", sys.argv[2]
+torch.manual_seed(0)
+path = YOLO("yolov8n.yaml").export(format="onnx", imgsz=320, simplify=False, nms=nms, conf=0.0001)
+pixels = np.asarray(Image.open(image).convert("RGB"))[:, :, ::-1]
+r = YOLO(path, task="detect").predict(pixels, imgsz=320, conf=0.0001, iou=0.45, verbose=False)[0]
+print(json.dumps({"path": str(path), "xyxy": r.boxes.xyxy.tolist(), "conf": r.boxes.conf.tolist(),
+                  "cls": r.boxes.cls.tolist()}))
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("nms", [False, True], ids=["yolov8", "yolov8-nms-inside"])
-def test_parity_with_ultralytics_onnx_pipeline(tmp_path, monkeypatch, nms):
+def test_parity_with_ultralytics_onnx_pipeline(tmp_path, nms):
     """A random-weight YOLOv8n from its YAML (no download), exported by Ultralytics itself; our
     decoding must give the boxes Ultralytics' own ONNX predictor gives on the same image."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
-    from ultralytics import YOLO
+    import json
+    import os
+    import subprocess
+    import sys
 
-    torch.manual_seed(0)
-    path = YOLO("yolov8n.yaml").export(format="onnx", imgsz=320, simplify=False, nms=nms, conf=0.0001)
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8))  # no resize: padding only
-    ours = OnnxYoloDetector(path).predict(image, threshold=0.0001)
-    theirs = YOLO(path, task="detect").predict(
-        np.asarray(image)[:, :, ::-1], imgsz=320, conf=0.0001, iou=0.45, verbose=False
-    )[0]
-    assert len(ours) > 0 and len(ours) == len(theirs.boxes)
-    order = np.argsort(-theirs.boxes.conf.numpy(), kind="stable")
-    assert np.allclose(ours.scores, theirs.boxes.conf.numpy()[order], atol=1e-4)
-    assert np.allclose(ours.boxes, theirs.boxes.xyxy.numpy()[order], atol=0.05)
-    assert (ours.class_ids == theirs.boxes.cls.numpy()[order].astype(int)).all()
+    image.save(tmp_path / "noise.png")
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ULTRALYTICS, "nms" if nms else "plain", str(tmp_path / "noise.png")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    ours = OnnxYoloDetector(tmp_path / theirs["path"]).predict(image, threshold=0.0001)
+    conf = np.array(theirs["conf"])
+    order = np.argsort(-conf, kind="stable")
+    assert len(ours) > 0 and len(ours) == len(conf)
+    assert np.allclose(ours.scores, conf[order], atol=1e-4)
+    assert np.allclose(ours.boxes, np.array(theirs["xyxy"])[order], atol=0.05)
+    assert (ours.class_ids == np.array(theirs["cls"])[order].astype(int)).all()
 
 
 def test_the_cli_scores_and_runs_an_onnx_yolo_like_any_detector(tmp_path):
