@@ -1,5 +1,5 @@
 """REST API for object detection and instance segmentation. Thin like v1: every route calls the core
-(``vitrine.detect``: the registry of detectors, the overlay drawer, the JSON export) and returns
+(``vitrine.predict``: detectors by name, the overlay drawer, the JSON export) and returns
 JSON or a PNG.
 
 An image comes either as an upload (``file``) or from a collection (``project`` + ``path``, looked
