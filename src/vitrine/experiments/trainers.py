@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vitrine.core.errors import VitrineError
+from vitrine.runs.summary import PRIMARY
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class SweepTask:
     name: str  # "classify" | "detect"
     epoch_metric: str  # reported at each epoch's end (ASHA watches it)
     epoch_mode: str  # "max" | "min"
-    primary: str  # the finished run's headline metric
+    primary: str  # the finished run's headline metric: the leaderboard's (runs.summary.PRIMARY)
 
     def config_cls(self):
         if self.name == "classify":
@@ -39,8 +40,8 @@ class SweepTask:
 
 
 TASKS = {
-    "classify": SweepTask("classify", "val_accuracy", "max", "accuracy"),
-    "detect": SweepTask("detect", "val_bbox_map50", "max", "bbox_map50"),
+    "classify": SweepTask("classify", "val_accuracy", "max", PRIMARY["classify"]),
+    "detect": SweepTask("detect", "val_bbox_map50", "max", PRIMARY["detect"]),
 }
 
 
