@@ -170,11 +170,11 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from vitrine.core.workspace import Workspace
+    from vitrine.data.detection.resolve import resolve_dataset
     from vitrine.evaluate.detection import report_summary as summarize
     from vitrine.models.detectors.torchvision_family import build_detection_model
     from vitrine.predict.run_detector import CategoryMapped, load_run_detector
     from vitrine.train.detection.config import DetectionConfig
-    from vitrine.train.detection.data import resolve_dataset
     from vitrine.train.detection.trainer import train_detector
 
     t_all = time.perf_counter()

@@ -179,7 +179,7 @@ def quiet_speed(ws, run_ids: list[str], args) -> dict[str, float]:
     if args.task == "detect":
         from vitrine.evaluate.detection import measure_detector_speed
         from vitrine.predict.run_detector import load_run_detector
-        from vitrine.train.detection.data import resolve_dataset
+        from vitrine.data.detection.resolve import resolve_dataset
 
         ds, _, _ = resolve_dataset(Path(args.dataset), "scenes")
         test = ds.split("test")

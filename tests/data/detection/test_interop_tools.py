@@ -227,7 +227,7 @@ def test_scenes_coco_layout_reads_in_datumaro_and_supervision(scenes):
 
 
 def test_training_discovery_merges_the_split_folders(scenes):
-    from vitrine.train.detection.data import resolve_dataset
+    from vitrine.data.detection.resolve import resolve_dataset
 
     out = scenes.root.parent
     ds, name, _ = resolve_dataset(out, None)

@@ -407,8 +407,9 @@ def start_detector_training(body: DetectionTrainRequest, st: StateDep):
     holds DetectionConfig options. Bad options or an unusable dataset are refused (400/404) before
     any job starts. The answer carries the ``run_id`` the run will have."""
     from vitrine.core.workspace import check_name
+    from vitrine.data.detection.resolve import resolve_dataset
     from vitrine.runs import new_run_id
-    from vitrine.train.detection.data import check_dataset, resolve_dataset
+    from vitrine.train.detection.data import check_dataset
 
     ws = Workspace(st.settings.root)
     cfg = detection_config(body.config)

@@ -41,6 +41,7 @@ import torch
 
 from vitrine.core.errors import VitrineError
 from vitrine.core.jsonio import jsonable
+from vitrine.data.detection.resolve import resolve_dataset
 from vitrine.evaluate import speed
 from vitrine.evaluate.comparable import split_record, torch_cost
 from vitrine.evaluate.detection import report_summary
@@ -54,7 +55,6 @@ from vitrine.train.detection.data import (
     DetectionSamples,
     augment,
     prepare,
-    resolve_dataset,
     subset,
     train_transform,
 )
