@@ -222,6 +222,11 @@ def load_classifier(run: Run) -> Classifier:
         if run.kind != "zero-shot":
             raise VitrineError(f"run {run.id!r} has no trained model yet (state: {run.record.get('state')})")
     loader = _LOADERS.get(run.kind)
+    if run.record.get("submission"):
+        raise VitrineError(
+            f"run {run.id!r} is a submission: predictions scored on a split, not a model that can predict",
+            hint="predict with a trained run",
+        )
     if loader is None:
         raise VitrineError(f"cannot load a classifier of kind {run.kind!r}")
     return loader(run)

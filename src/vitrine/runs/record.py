@@ -27,7 +27,8 @@ from vitrine.core.workspace import Workspace, check_name
 
 CLASSIFICATION_RUN_KINDS = ("finetune", "linear-probe", "zero-shot")
 DETECTION_RUN_KINDS = ("detection", "segmentation")
-RUN_KINDS = CLASSIFICATION_RUN_KINDS + DETECTION_RUN_KINDS
+SUBMISSION_KIND = "submission"  # a classification submission: predictions scored, no model
+RUN_KINDS = CLASSIFICATION_RUN_KINDS + DETECTION_RUN_KINDS + (SUBMISSION_KIND,)
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 ARTIFACTS_ENV = "VITRINE_ARTIFACTS_URL"
