@@ -168,6 +168,23 @@ RECIPES: dict[str, dict] = {
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
         ("GET", "/leaderboards/{board}"): _get("/leaderboards/{key}"),
+        ("GET", "/api/v1/datasets/{name}/board"): _get("/api/v1/datasets/{key}/board"),
+        ("PUT", "/api/v1/datasets/{name}/board"): lambda key, vis: (
+            "PUT",
+            f"/api/v1/datasets/{key}/board",
+            {"json": {"group": False}},  # what it already is: the matrix changes nothing
+        ),
+        ("GET", "/api/v1/datasets/{name}/annotations"): _get("/api/v1/datasets/{key}/annotations?split=train"),
+        ("GET", "/api/v1/datasets/{name}/submission"): _get("/api/v1/datasets/{key}/submission"),
+        ("GET", "/api/v1/datasets/{name}/submission/images/{image_id}"): _get(
+            "/api/v1/datasets/{key}/submission/images/img-0"
+        ),
+        ("POST", "/api/v1/datasets/{name}/submissions"): lambda key, vis: (
+            "POST",
+            f"/api/v1/datasets/{key}/submissions",
+            {"files": {"file": ("s.csv", b"image,class\nimg-0,red\n", "text/csv")}},  # 422: no such image
+        ),
+        ("GET", "/api/v1/datasets/{name}/submissions"): _get("/api/v1/datasets/{key}/submissions"),
         **_access_cases("dataset"),
     },
     "run": {
@@ -202,6 +219,7 @@ WRITES = {
     ("POST", "/api/v1/projects/{name}/tag"),
     ("POST", "/api/v1/jobs/{job_id}/cancel"),
     ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
+    ("PUT", "/api/v1/datasets/{name}/board"),
     ("PUT", "/api/v1/access/{kind}/{key}"),
     ("PUT", "/api/v1/access/{kind}/{key}/shares/{user}"),
     ("DELETE", "/api/v1/access/{kind}/{key}/shares/{user}"),

@@ -5,9 +5,11 @@ A dataset of the workspace (a classification dataset, ``datasets/<name>/dataset.
 detection dataset folder, ``datasets/<name>/`` holding COCO, YOLO, CVAT or VOC annotations) may have
 a ``board.json`` beside its files, written by its owner:
 
-    {"hidden": ["test"], "secret": "<64 hex digits>", "updated_at": 1733400000.0}
+    {"hidden": ["test"], "group": true, "secret": "<64 hex digits>", "updated_at": 1733400000.0}
 
-``hidden`` lists the splits whose annotations only the owner (and admins) may see: members train
+``group`` makes the dataset's leaderboard the group's: everyone who may read the dataset sees
+every run scored on it there (trained or submitted, whoever owns it), not only the runs they may
+read themselves. ``hidden`` lists the splits whose annotations only the owner (and admins) may see: members train
 on the others, and score themselves on a hidden split by submitting predictions (see
 :mod:`vitrine.evaluate.submission`), never by reading its labels. ``secret`` keys the names the
 images of a split are given to members (:func:`image_token`): an image-folder dataset's paths hold
@@ -21,7 +23,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vitrine.core.atomic import atomic_write_json
@@ -43,12 +45,13 @@ class Board:
     task: str  # "classify" (dataset.json) or "detect" (an annotation folder)
     hidden: tuple[str, ...] = ()
     secret: str = ""
+    group: bool = False
 
     def is_hidden(self, split: str | None) -> bool:
         return split is not None and split in self.hidden
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "task": self.task, "hidden": list(self.hidden)}
+        return {"dataset": self.dataset, "task": self.task, "hidden": list(self.hidden), "group": self.group}
 
 
 def dataset_task(workspace: Workspace, name: str) -> str:
@@ -68,13 +71,13 @@ def read_board(workspace: Workspace, name: str) -> Board:
     doc = read_json(workspace.dataset_dir(name) / BOARD_FILE) or {}
     hidden = doc.get("hidden") if isinstance(doc.get("hidden"), list) else []
     secret = doc.get("secret") if isinstance(doc.get("secret"), str) else ""
-    return Board(name, task, tuple(s for s in HIDEABLE_SPLITS if s in hidden), secret)
+    return Board(name, task, tuple(s for s in HIDEABLE_SPLITS if s in hidden), secret, doc.get("group") is True)
 
 
 def _write(workspace: Workspace, board: Board) -> Board:
     atomic_write_json(
         workspace.dataset_dir(board.dataset) / BOARD_FILE,
-        {"hidden": list(board.hidden), "secret": board.secret, "updated_at": time.time()},
+        {"hidden": list(board.hidden), "group": board.group, "secret": board.secret, "updated_at": time.time()},
     )
     return board
 
@@ -87,17 +90,21 @@ def set_hidden(workspace: Workspace, name: str, split: str, hidden: bool = True)
         )
     board = read_board(workspace, name)
     splits = set(board.hidden) | {split} if hidden else set(board.hidden) - {split}
-    return _write(
-        workspace,
-        Board(name, board.task, tuple(s for s in HIDEABLE_SPLITS if s in splits), board.secret or _new_secret()),
-    )
+    hidden_splits = tuple(s for s in HIDEABLE_SPLITS if s in splits)
+    return _write(workspace, replace(board, hidden=hidden_splits, secret=board.secret or _new_secret()))
+
+
+def set_group(workspace: Workspace, name: str, group: bool = True) -> Board:
+    """Make the dataset's leaderboard the group's (every run on it shown to its readers), or not."""
+    board = read_board(workspace, name)
+    return _write(workspace, replace(board, group=bool(group), secret=board.secret or _new_secret()))
 
 
 def with_secret(workspace: Workspace, board: Board) -> Board:
     """``board`` with its secret, made and saved the first time one is needed."""
     if board.secret:
         return board
-    return _write(workspace, Board(board.dataset, board.task, board.hidden, _new_secret()))
+    return _write(workspace, replace(board, secret=_new_secret()))
 
 
 def _new_secret() -> str:
@@ -124,6 +131,7 @@ __all__ = [
     "dataset_task",
     "image_token",
     "read_board",
+    "set_group",
     "set_hidden",
     "with_secret",
 ]

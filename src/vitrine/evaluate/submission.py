@@ -60,6 +60,9 @@ class SubmissionError(VitrineError):
         message = "; ".join(shown) + (f"; and {more} more problem(s)" if more > 0 else "")
         super().__init__(message, hint=hint)
 
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "details": [{"message": p} for p in self.problems[:100]]}
+
 
 # ------------------------------------------------------------------------------------ the target
 @dataclass
@@ -315,7 +318,7 @@ def read_coco_results(data: bytes, target: Target) -> list[dict]:
     if problems:
         raise SubmissionError(
             problems,
-            hint="COCO results: [{\"image_id\": 1, \"category_id\": 3, \"bbox\": [x, y, w, h], \"score\": 0.9}, ...]; "
+            hint='COCO results: [{"image_id": 1, "category_id": 3, "bbox": [x, y, w, h], "score": 0.9}, ...]; '
             "image ids and categories are listed by the dataset's submission page",
         )
     return results

@@ -26,6 +26,7 @@ from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
+from vitrine.server.api.submissions import router as submissions_router
 from vitrine.server.api.sweeps import router as sweeps_router
 from vitrine.server.api.v1 import router as api_router
 from vitrine.server.deps import human_size
@@ -264,6 +265,7 @@ def create_app(
     app.include_router(detection_router)
     app.include_router(leaderboards_router)
     app.include_router(sweeps_router)  # /api/v1/sweeps
+    app.include_router(submissions_router)  # hidden splits, annotations, submissions
     from vitrine.server.ui.routes import mount_ui
 
     mount_ui(app)

@@ -93,18 +93,24 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
 
 
 def board_runs(ws: Workspace, name: str) -> list[Run]:
-    """The runs of board ``name`` the caller may read. A board is a workspace dataset (then the
+    """The runs of board ``name`` the caller may see. A board is a workspace dataset (then the
     caller must be allowed to read it: 404 or 403 otherwise) or just the dataset name runs were
-    scored on (an imported detector evaluated on a COCO file, a detection folder): then the board
-    exists for the caller only through the runs they may read, and names nothing else."""
+    scored on (an imported detector evaluated on a COCO file): then the board exists for the
+    caller only through the runs they may read, and names nothing else.
+
+    On a dataset made a group board (:mod:`vitrine.data.board`), its readers see every run scored
+    on it; elsewhere, the runs they may read (their own, shared with them, public)."""
+    from vitrine.data.board import read_board
     from vitrine.runs import list_runs
     from vitrine.server.security import require, visible
 
     check_name(name, "dataset name")
-    is_dataset = (ws.dataset_dir(name) / "dataset.json").is_file()
+    is_dataset = ws.dataset_dir(name).is_dir()
     if is_dataset:
         require("dataset", name)
     found = [r for r in list_runs(ws) if r.record.get("dataset") == name]
+    if is_dataset and read_board(ws, name).group:
+        return found
     mine = set(visible("run", [r.id for r in found]))
     runs = [r for r in found if r.id in mine]
     if not runs and not is_dataset:

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from vitrine.auth import tokens
-from vitrine.auth.policy import LOCAL_ADMIN, Forbidden, Principal, check
+from vitrine.auth.policy import LOCAL_ADMIN, Forbidden, Principal, can, check
 from vitrine.auth.ratelimit import LoginLimiter
 from vitrine.auth.service import DEFAULT_SESSION_SECONDS, AuthStore
 
@@ -417,6 +417,14 @@ def require(kind: str, key: str, action: str = "read") -> None:
         return
     store = ctx.runtime.store
     check(ctx.principal, action, kind, key, _access_record(store, kind, key))
+
+
+def may(kind: str, key: str, action: str) -> bool:
+    """Whether the current user may ``action`` the object (outside a request, or as an admin: yes)."""
+    ctx = _current.get()
+    if ctx is None or ctx.principal.is_admin:
+        return True
+    return can(ctx.principal, action, _access_record(ctx.runtime.store, kind, key))
 
 
 def claim(kind: str, key: str) -> None:

@@ -57,7 +57,8 @@ class _Cache:
     def __init__(self):
         self.lock = threading.Lock()
         self.datasets: dict[Path, tuple[tuple, _Loaded]] = {}
-        self.stats: dict[Path, tuple[tuple, dict]] = {}
+        self.views: dict[Path, tuple[tuple, _Loaded]] = {}  # members' views of datasets with hidden splits
+        self.stats: dict[tuple[Path, tuple[str, ...]], tuple[tuple, dict]] = {}
         self.stats_lock = threading.Lock()
         self.classifiers: OrderedDict[Path, tuple[tuple, Any, threading.Lock]] = OrderedDict()
         self.classifier_lock = threading.Lock()
@@ -70,6 +71,7 @@ class _Loaded:
     dir: Path
     dataset: ClassificationDataset
     by_path: dict[str, Sample]
+    hidden: tuple[str, ...] = ()  # splits left out of this view: the caller may not see their labels
 
 
 _CACHE_LOCK = threading.Lock()
@@ -110,20 +112,40 @@ def _unknown_dataset(ws: Workspace, name: str) -> NotFound:
 
 
 def loaded_dataset(name: str, ws: WorkspaceDep, c: CacheDep) -> _Loaded:
+    """The dataset as the caller may see it: whole for its owner and admins; without its hidden
+    splits (:mod:`vitrine.data.board`) for the members it is shared with, so that no route serves a
+    hidden image, its path (which may hold its class) or its label to them."""
     if name not in ws.dataset_names():  # also refuses names that are not folder names
         raise _unknown_dataset(ws, name)
+    from vitrine.data.board import board_file, read_board
     from vitrine.data.importers import load_dataset
+    from vitrine.server.security import may
 
     directory = ws.dataset_dir(name)
     key = _stamp(directory / "dataset.json", directory / "samples.csv")
     with c.lock:
         hit = c.datasets.get(directory)
     if hit is not None and hit[0] == key:
-        return hit[1]
-    dataset = load_dataset(ws, name)
-    entry = _Loaded(name, directory, dataset, {s.path: s for s in dataset.samples})
+        entry = hit[1]
+    else:
+        dataset = load_dataset(ws, name)
+        entry = _Loaded(name, directory, dataset, {s.path: s for s in dataset.samples})
+        with c.lock:
+            c.datasets[directory] = (key, entry)
+    board = read_board(ws, name)
+    if not board.hidden or may("dataset", name, "manage"):
+        return entry
+    view_key = (*key, _stamp(board_file(ws, name)), board.hidden)
     with c.lock:
-        c.datasets[directory] = (key, entry)
+        hit = c.views.get(directory)
+    if hit is not None and hit[0] == view_key:
+        return hit[1]
+    full = entry.dataset
+    kept = [s for s in full.samples if s.split not in board.hidden]
+    view = dataclasses.replace(full, samples=kept, problems=[])
+    entry = _Loaded(name, directory, view, {s.path: s for s in kept}, board.hidden)
+    with c.lock:
+        c.views[directory] = (view_key, entry)
     return entry
 
 
@@ -158,7 +180,8 @@ def dataset_summary(d: DatasetDep):
     """The dataset's summary (classes, samples, splits, source) with the problems found at import
     and its counts per split and class."""
     out = d.dataset.summary()
-    out["counts"] = d.dataset.counts()
+    out["counts"] = {split: n for split, n in d.dataset.counts().items() if split not in d.hidden}
+    out["hidden"] = list(d.hidden)  # splits the caller may not see (the board's hidden test set)
     return hide_paths(jsonable(out))
 
 
@@ -167,17 +190,19 @@ def dataset_stats_cached(d: _Loaded, c: _Cache) -> dict:
 
     key = _stamp(d.dir / "dataset.json", d.dir / "samples.csv")
     with c.lock:
-        hit = c.stats.get(d.dir)
+        hit = c.stats.get((d.dir, d.hidden))
     if hit is not None and hit[0] == key:
         return hit[1]
     with c.stats_lock:  # one computation at a time: it reads every image
         with c.lock:
-            hit = c.stats.get(d.dir)
+            hit = c.stats.get((d.dir, d.hidden))
         if hit is not None and hit[0] == key:
             return hit[1]
         stats = jsonable(dataset_stats(d.dataset, cache_dir=d.dir))
+        if d.hidden and isinstance(stats.get("counts"), dict):  # a member's view: no row for a hidden split
+            stats["counts"] = {split: n for split, n in stats["counts"].items() if split not in d.hidden}
         with c.lock:
-            c.stats[d.dir] = (key, stats)
+            c.stats[(d.dir, d.hidden)] = (key, stats)
         return stats
 
 
