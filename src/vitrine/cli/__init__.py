@@ -14,7 +14,20 @@ from __future__ import annotations
 
 import typer
 
-from vitrine.cli import data, detect, evaluate, jobs, leaderboard, predict, project, runs, sweep, train, users
+from vitrine.cli import (
+    data,
+    detect,
+    evaluate,
+    jobs,
+    leaderboard,
+    predict,
+    project,
+    runs,
+    submit,
+    sweep,
+    train,
+    users,
+)
 
 app = typer.Typer(
     help="vitrine: index, search and explore image collections with deep vision models, offline.",
@@ -24,7 +37,7 @@ app = typer.Typer(
 )
 
 # the order of `vitrine --help`: project commands first, then the other groups
-for _group in (project, data, train, evaluate, runs, leaderboard, sweep, predict, detect, users, jobs):
+for _group in (project, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
     _group.register(app)
 
 
