@@ -223,3 +223,59 @@ def test_a_detection_submission_over_http(world):
         files={"file": ("dets.jsonl", b'{"image_id": 3, "category_id": 1, "bbox": [1,1,1,1], "score": 1}\n{oops\n')},
     )
     assert bad.status_code == 422 and "line 2: not valid JSON" in bad.json()["error"]["message"]
+
+
+def wait_for_job(client, job_id: str, timeout: float = 60.0) -> dict:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+def test_a_detector_submitted_as_a_model_file_is_run_and_scored_by_the_server(world, tmp_path):
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import yolo_onnx
+
+    ws, _app, clients = world
+    # the ball of every image ([2, 2, 6, 6] on 12 px) in the 64-px frame: scale 64/12, no padding
+    output = np.zeros((1, 4 + 1, 20), dtype=np.float32)
+    output[0, :4, 0] = [5 * 64 / 12, 5 * 64 / 12, 6 * 64 / 12, 6 * 64 / 12]
+    output[0, 4, 0] = 0.9
+    good = Path(yolo_onnx.export(tmp_path, output, "ball", {0: "ball"}))
+    r = clients["bob"].post(
+        "/api/v1/datasets/boxes/submissions",
+        files={"file": ("yolo11n-ball.onnx", good.read_bytes(), "application/octet-stream")},
+        data={"label": "bob's yolo"},
+    )
+    assert r.status_code == 202, r.text
+    job = wait_for_job(clients["bob"], r.json()["id"])
+    assert job["state"] == "done", job
+    board = clients["alice"].get("/api/v1/leaderboards/boxes").json()  # the group's board: alice sees it
+    (row,) = [row for g in board["groups"] for row in g["rows"]]
+    assert row["arch"] == "bob's yolo" and row["primary"] == pytest.approx(1.0)
+    assert row["latency_ms"] is not None  # timed by the speed harness on the server
+    assert row["id"] == job["params"]["run_id"]
+    detail = clients["bob"].get(f"/api/v1/detection/runs/{row['id']}")  # the submitter owns the run
+    assert detail.status_code == 200 and detail.json()["record"]["submission"] is True
+    assert clients["carol"].get(f"/api/v1/detection/runs/{row['id']}").status_code == 404
+    # a model whose classes are not the dataset's, and a file that is no model: 400, no run left
+    cats = Path(yolo_onnx.export(tmp_path, output, "cat", {0: "cat"}))
+    before = sorted(p.name for p in (ws.root / "runs").iterdir())
+    for name, data, message in (
+        ("cat.onnx", cats.read_bytes(), "none of the model's classes is a category of dataset 'boxes'"),
+        ("junk.onnx", b"not an onnx file", "junk.onnx: "),
+    ):
+        r = clients["bob"].post("/api/v1/datasets/boxes/submissions", files={"file": (name, data)})
+        assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
+    assert sorted(p.name for p in (ws.root / "runs").iterdir()) == before
+    r = clients["bob"].post("/api/v1/datasets/fm/submissions", files={"file": ("m.onnx", good.read_bytes())})
+    assert r.status_code == 400 and "submit predictions (a CSV" in r.json()["error"]["message"]

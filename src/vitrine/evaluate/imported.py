@@ -58,10 +58,16 @@ def record_detector(
     dataset: str,
     source: str,
     run_id: str | None = None,
+    label: str | None = None,
+    extra: dict | None = None,
+    fingerprint_of=None,
 ) -> Run:
     """A finished ``detection`` run for ``detector`` scored on ``gt`` (the images of ``split``):
     ``report`` is its :func:`~vitrine.evaluate.detection.evaluate_detection` report; ``source``
-    the model as the user named it (a file or a registry name)."""
+    the model as the user named it (a file or a registry name); ``label`` its name on the board
+    (default: the detector's); ``extra`` more fields of the run record (a submission says so);
+    ``fingerprint_of`` the whole dataset ``gt`` was taken from, when ``gt`` is only its split
+    (the fingerprint is the split's within the dataset, as trained runs record it)."""
     check_name(dataset, "dataset name")
     path = Path(source)
     weights = path if path.is_file() else None
@@ -80,7 +86,7 @@ def record_detector(
     evaluation = {
         **report_summary(report),
         "split": split,
-        "fingerprint": detection_fingerprint(gt, split),
+        "fingerprint": detection_fingerprint(fingerprint_of if fingerprint_of is not None else gt, split),
         "n_images": report.get("images"),
     }
     cost = {
@@ -89,9 +95,9 @@ def record_detector(
         "input_size": getattr(detector, "height", None),
         "weights_bytes": weights_bytes(weights),
     }
-    model = getattr(detector, "name", None) or path.name
+    model = label or getattr(detector, "name", None) or path.name
     run = Run.create(workspace, "detection", dataset, model, config, run_id=run_id,
-                     extra={"task": "detection", "imported": True})  # fmt: skip
+                     extra={"task": "detection", "imported": True, **(extra or {})})  # fmt: skip
     now = time.time()
     write_detection_report(report, run.dir)
     run.update(

@@ -3,40 +3,25 @@ Runtime: the three output layouts, the letterbox undone, per-class NMS, and pari
 own ONNX pipeline. The exported models have fixed outputs or random weights: these tests check the
 decoding, never detection quality."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
-import onnx
 import pytest
-import torch
 from PIL import Image
 
 from vitrine.core.errors import ModelError
 from vitrine.models.detectors.onnx_yolo import OnnxYoloDetector, detect_layout, letterbox
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import yolo_onnx  # noqa: E402
+
 SIZE = 64  # model input (square)
 NAMES = {0: "cat", 1: "dog", 2: "bird"}
 
 
-class _Fixed(torch.nn.Module):
-    """A 'model' whose output is a given tensor (it still reads its input, so the graph has one)."""
-
-    def __init__(self, output: np.ndarray):
-        super().__init__()
-        self.out = torch.nn.Parameter(torch.from_numpy(output.astype(np.float32)), requires_grad=False)
-
-    def forward(self, x):
-        return self.out + 0.0 * x.mean()
-
-
 def _export(tmp_path, output: np.ndarray, name: str, names=NAMES) -> str:
-    path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(_Fixed(output), torch.zeros(1, 3, SIZE, SIZE), str(path), dynamo=False, opset_version=17,
-                      input_names=["images"], output_names=["output0"])  # fmt: skip
-    model = onnx.load(str(path))
-    for key, value in {"names": str(names), "imgsz": str([SIZE, SIZE]), "stride": "32"}.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, value
-    onnx.save(model, str(path))
-    return str(path)
+    return yolo_onnx.export(tmp_path, output, name, names, SIZE)
 
 
 # an image of 128 x 64 (w x h): scale 0.5 into 64 x 64, 16 px of padding above and below

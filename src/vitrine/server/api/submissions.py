@@ -17,10 +17,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path as PathLib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -148,34 +149,90 @@ def submission_image(name: Name, image_id: str, ws: WorkspaceDep, split: Split =
     return FileResponse(image_of(load_target(ws, name, split), image_id))
 
 
+MODEL_SUFFIXES = (".onnx",)  # detectors submitted as a model file, run by the server
+
+
 @router.post(
     "/datasets/{name}/submissions",
     status_code=201,
-    responses=errors(400, 404, 413, 422),
+    responses={202: {"description": "a model file: the job that scores it"}, **errors(400, 404, 413, 422)},
     openapi_extra={"x-vitrine-action": "use"},
 )
 async def submit(
     name: Name,
     st: StateDep,
-    file: Annotated[UploadFile, File(description="a CSV (image,class) or COCO results (JSON or JSON Lines)")],
+    file: Annotated[
+        UploadFile, File(description="a CSV (image,class), COCO results (JSON or JSON Lines), or a detector (.onnx)")
+    ],
     label: Annotated[str | None, Form(max_length=100, description="the name it has on the board")] = None,
     split: Annotated[str, Form(pattern="^(train|val|test)$")] = "test",
 ):
-    """Score a submission on ``split`` (default test) and keep it as a run the caller owns: 201 with
-    its leaderboard row. A file that does not fit: 422 listing every problem with its line."""
+    """Score a submission on ``split`` (default test) and keep it as a run the caller owns.
+
+    Predictions (a CSV for a classification dataset, COCO results for a detection one) are scored
+    at once: 201 with the run's leaderboard row; a file that does not fit: 422 listing every
+    problem with its line. A detector as a model file (a YOLO exported to ONNX) is run by the
+    server on the split in a background job: 202 with the job (follow it with GET
+    /api/v1/jobs/{job_id}); the run appears on the board when it is scored."""
     from vitrine.core.workspace import Workspace
 
     data = await read_upload(file, st.settings.max_upload_bytes)
     ws = Workspace(st.settings.root)
+    filename = file.filename or "submission"
+    if filename.lower().endswith(MODEL_SUFFIXES):
+        job = await run_in_threadpool(_submit_model, st, ws, name, data, filename, split, label)
+        return JSONResponse(jsonable(job.to_dict()), status_code=202)
     sees = _sees_hidden(name)
 
     def score():
-        return score_submission(ws, name, data, file.filename or "submission", split=split, label=label,
-                                allow_paths=sees)  # fmt: skip
+        return score_submission(ws, name, data, filename, split=split, label=label, allow_paths=sees)
 
     run = await run_in_threadpool(score)
     claim("run", run.id)
     return hide_paths(jsonable(run_row(run)))
+
+
+def _submit_model(st, ws, name: str, data: bytes, filename: str, split: str, label: str | None):
+    """Check the model file (it loads, its classes map to the dataset's), keep it in the new run's
+    folder and submit the job that scores it."""
+    import shutil
+
+    from vitrine.core.atomic import atomic_write_bytes
+    from vitrine.core.errors import VitrineError
+    from vitrine.evaluate.detection import normalize_name
+    from vitrine.predict.detector import load_detector
+    from vitrine.runs import new_run_id
+    from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
+
+    target = load_target(ws, name, split)
+    if target.task != "detect":
+        raise VitrineError(
+            f"dataset {name!r} is a classification dataset: submit predictions (a CSV of image,class)",
+            hint="or train a classifier on it here: every run is scored on its test split",
+        )
+    run_id = new_run_id("submission", name)
+    directory = ws.run_dir(run_id)
+    model = directory / ("model" + PathLib(filename).suffix.lower())
+    directory.mkdir(parents=True)
+    try:
+        atomic_write_bytes(model, data)
+        try:
+            detector = load_detector(str(model))
+        except VitrineError as exc:
+            raise VitrineError(f"{filename}: {exc.message}", hint=exc.hint) from None
+        classes = {normalize_name(c) for c in getattr(detector, "classes", {}).values()}
+        categories = [c.name for c in target.gt.categories]
+        if classes and not classes & {normalize_name(c) for c in categories}:
+            raise VitrineError(
+                f"{filename}: none of the model's classes is a category of dataset {name!r}",
+                hint=f"the dataset's categories: {', '.join(categories)}; name the model's classes after them",
+            )
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    params = {"dataset": name, "split": split, "run_id": run_id, "model": model.name,
+              "label": label or PathLib(filename).stem}  # fmt: skip
+    return st.jobs.submit(SCORE_SUBMISSION_JOB, f"run:{run_id}", params)
 
 
 @router.get("/datasets/{name}/submissions", responses=errors(404))
