@@ -108,6 +108,7 @@ PROBES = {
     ("GET", "/api/v1/runs/{run_id}/predict"): f"/api/v1/runs/alice-trained/predict?sample={HIDDEN_PATH}",
     ("GET", "/api/v1/datasets/{name}/submission"): "/api/v1/datasets/fm/submission",
     ("GET", "/api/v1/datasets/{name}/submissions"): "/api/v1/datasets/fm/submissions",
+    ("GET", "/api/v1/datasets/{name}/submission/images.zip"): "/api/v1/datasets/fm/submission/images.zip",
     ("GET", "/api/v1/datasets/{name}/board"): "/api/v1/datasets/fm/board",
     ("GET", "/api/v1/datasets/{name}/jobs"): "/api/v1/datasets/fm/jobs",
     ("GET", "/api/v1/leaderboards/{board}"): "/api/v1/leaderboards/fm",
@@ -170,6 +171,11 @@ def test_members_submit_and_the_group_shares_one_board(world):
     assert listing["hidden"] and listing["classes"] == CLASSES and listing["format"] == "csv"
     ids = [im["id"] for im in listing["images"]]
     assert len(ids) == 4 and all(set(im) == {"id"} for im in listing["images"])
+    import zipfile
+
+    bundle = zipfile.ZipFile(io.BytesIO(clients["bob"].get("/api/v1/datasets/fm/submission/images.zip").content))
+    assert sorted(bundle.namelist()) == sorted([f"{i}.png" for i in ids] + ["images.json"])
+    assert json.loads(bundle.read("images.json"))["images"] == listing["images"]
     # the member fetches each image by id and "predicts" from its pixels (red channel = class)
     rows = ["image,class"]
     for image_id in ids:

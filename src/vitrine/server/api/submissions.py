@@ -143,6 +143,37 @@ def submission_listing(name: Name, ws: WorkspaceDep, split: Split = "test"):
     return hide_paths(jsonable(listing(load_target(ws, name, split), show_paths=_sees_hidden(name))))
 
 
+ZIP = {200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+             "description": "A ZIP of the split's images, each named by its id."}}  # fmt: skip
+
+
+@router.get("/datasets/{name}/submission/images.zip", response_class=FileResponse, responses={**ZIP, **errors(404)})
+def submission_images_zip(name: Name, ws: WorkspaceDep, split: Split = "test"):
+    """Every image of ``split`` in one ZIP, each named ``<id><suffix>`` (what to predict on), with
+    ``images.json``: the listing (ids, classes or categories, format)."""
+    import os
+    import tempfile
+    import zipfile
+
+    from starlette.background import BackgroundTask
+
+    target = load_target(ws, name, split)
+    fd, tmp = tempfile.mkstemp(prefix="vitrine-submission-", suffix=".zip")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:  # images are compressed already
+            for key, item in target.by_id.items():
+                path = target.image_path(item)
+                if path.is_file():
+                    zf.write(path, f"{key}{path.suffix.lower()}")
+            zf.writestr("images.json", json.dumps(jsonable(listing(target)), indent=1))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return FileResponse(tmp, media_type="application/zip", filename=f"{name}-{split}-images.zip",
+                        background=BackgroundTask(os.unlink, tmp))  # fmt: skip
+
+
 @router.get("/datasets/{name}/submission/images/{image_id}", response_class=FileResponse, responses=IMAGE)
 def submission_image(name: Name, image_id: str, ws: WorkspaceDep, split: Split = "test"):
     """One image of ``split`` by the id the listing gives."""
