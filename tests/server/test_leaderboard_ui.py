@@ -360,6 +360,8 @@ def test_a_member_sees_only_the_runs_the_api_gives_them_with_their_owners(root, 
     store.claim("run", "cls-slow-lr", users["alice"].id)  # private: bob never sees it
     store.claim("run", "cls-fast-lr", users["alice"].id)
     store.share("run", "cls-fast-lr", "bob")
+    store.claim("run", "yolo-finds-both", users["alice"].id)  # a run of a board whose dataset bob may not use
+    store.share("run", "yolo-finds-both", "bob")
     token = store.create_token("bob", "tests")[1]
     try:
         with ServerThread(app, health_path="/api/v1/health") as srv:
@@ -376,6 +378,10 @@ def test_a_member_sees_only_the_runs_the_api_gives_them_with_their_owners(root, 
                 expect(rows.first.locator("td[data-col='owner']")).to_have_text("alice")
                 expect(page.locator(".scatterlayer .trace .points path")).to_have_count(1)
                 assert "cls-slow-lr" not in page.content()  # alice's private run: not even named
+                expect(page.locator("#sweep-card")).to_be_visible()  # a public dataset: bob may train on it
+                page.goto(f"{srv.url}/leaderboards/{DATASET}")
+                expect(page.locator(".board-group tbody tr")).to_have_count(1)
+                expect(page.locator("#sweep-card")).to_have_count(0)  # no dataset of his to sweep on: no form
             finally:
                 context.close()
     finally:
