@@ -531,3 +531,51 @@ def test_the_apis_refusals_are_shown_beside_the_sweep_form(server, page, fake_sw
     expect(error.locator(".sweep-error-hint")).to_be_visible()
     after = {s["id"] for s in httpx.get(f"{server.url}/api/v1/sweeps", timeout=30).json()}
     assert after == before  # nothing made
+
+
+def test_a_signed_in_member_starts_a_sweep_with_the_pages_csrf_token(root, browser, tmp_path, fake_sweeps):
+    """Through the login page (a session cookie): the form's POST carries the session's CSRF token,
+    and the sweep, its job and its trials' runs are the member's."""
+    from argon2 import profiles
+
+    from vitrine.auth import passwords
+
+    passwords.use_profile(profiles.CHEAPEST)
+    app = create_app(root, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")
+    store = app.state.auth.store
+    carol = store.add_user("carol", "carol-password")
+    store.claim("dataset", "shapes", carol.id)
+    store.claim("run", "cls-fast-lr", carol.id)
+    try:
+        with ServerThread(app, health_path="/api/v1/health") as srv:
+            context, page, errors = _page(browser, 1280)
+            try:
+                page.goto(f"{srv.url}/leaderboards/shapes")
+                page.fill("#login-name", "carol")
+                page.fill("#login-password", "carol-password")
+                page.click("#login-form button[type=submit]")
+                page.wait_for_url(f"{srv.url}/leaderboards/shapes")
+                page.locator("#sweep-details summary").click()
+                page.locator("#sweep-rows .sweep-values").first.fill("32, 40")
+                with page.expect_request(lambda r: r.url.endswith("/api/v1/sweeps") and r.method == "POST") as sent:
+                    page.locator("#sweep-submit").click()
+                assert sent.value.headers.get("x-csrf-token")
+                expect(page.locator("#sweep-started")).to_contain_text("started: 2 trials")
+                sweep_id = re.search(r"Sweep (\S+) started", page.locator("#sweep-started").inner_text()).group(1)
+                expect(page.locator(f"#sweep-list li[data-sweep='{sweep_id}'] .sweep-facts")).to_contain_text(
+                    "by carol"
+                )
+                assert store.access("sweep", sweep_id).owner == "carol"
+                assert store.access("run", f"{sweep_id}-t001").owner == "carol"
+                page.locator(
+                    f"#sweep-list li[data-sweep='{sweep_id}'] .sweep-cancel"
+                ).click()  # a POST with the token too
+                expect(page.locator(f"#sweep-list li[data-sweep='{sweep_id}']")).to_have_attribute(
+                    "data-state", "cancelled"
+                )
+            finally:
+                context.close()
+            assert not errors, f"JavaScript errors in the page: {errors}"
+    finally:
+        app.state.vitrine.close()
+        passwords.use_profile(profiles.RFC_9106_LOW_MEMORY)
