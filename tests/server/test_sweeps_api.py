@@ -157,6 +157,31 @@ def test_the_options_a_sweep_may_range_over(tmp_path):
     assert detect["aspect_ratios"]["type"] == "list of float" and detect["aspect_ratios"]["default"] == [0.5, 1.0, 2.0]
 
 
+def test_the_list_names_the_board_each_sweeps_trials_land_on(tmp_path):
+    """A detection sweep's runs go by the name of their annotation path (its dataset folder, or a
+    COCO file's stem): the list says so, for the leaderboard page to show the sweeps of its board."""
+    from vitrine.experiments.sweep import Sweep, SweepSpec
+
+    root = _root(tmp_path)
+    folder = root / "datasets" / "scenes"
+    (folder / "annotations").mkdir(parents=True)
+    (folder / "annotations" / "instances.json").write_text("{}")
+    (folder / "labels.json").write_text("{}")
+    ws = Workspace(root)
+    made = {
+        "in-folder": str(folder),
+        "in-annotations": str(folder / "annotations" / "instances.json"),
+        "a-coco-file": str(folder / "labels.json"),
+    }
+    for name, path in made.items():
+        Sweep.create(ws, SweepSpec.build("detect", path, grid={"arch": ["fasterrcnn", "fcos"]}, name=name))
+    Sweep.create(ws, SweepSpec.build("classify", "colours", grid={"lr": [0.01, 0.1]}, name="classes"))
+    with TestClient(create_app(root), raise_server_exceptions=False) as client:
+        listed = {s["id"]: s for s in client.get("/api/v1/sweeps").json()}
+    boards = {k: v["board"] for k, v in listed.items()}
+    assert boards == {"in-folder": "scenes", "in-annotations": "scenes", "a-coco-file": "labels", "classes": "colours"}
+
+
 def test_a_member_cannot_see_another_members_sweep(tmp_path):
     """alice's sweep (made through the API, its job replaced by one that never starts Ray) is hers:
     bob neither lists, reads nor cancels it; the admin does."""

@@ -66,6 +66,16 @@ class SweepRequest(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=90, description="the sweep's id (default: made up)")
 
 
+def _board(d: dict) -> str:
+    """The leaderboard the sweep's trials land on: their runs' dataset name (a detection sweep's is
+    the name its annotation path goes by, whatever the request called the folder)."""
+    if d["task"] == "detect":
+        from vitrine.data.detection.convert import dataset_name
+
+        return dataset_name(d["dataset"])
+    return d["dataset"]
+
+
 def _summary(sweep: Sweep) -> dict[str, Any]:
     d = describe(sweep)
     best = d["best"]
@@ -73,6 +83,7 @@ def _summary(sweep: Sweep) -> dict[str, Any]:
         "id": sweep.id,
         "task": d["task"],
         "dataset": d.get("dataset_name") or d["dataset"],
+        "board": _board(d),
         "state": d["state"],
         "trials": len(d["trials"]),
         "counts": d["counts"],

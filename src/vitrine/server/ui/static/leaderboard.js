@@ -695,7 +695,7 @@
     async function load() {
       clearTimeout(timer);
       const all = await api(apiUrl("/sweeps"));
-      const mine = all.filter((s) => s.dataset === DATASET);
+      const mine = all.filter((s) => (s.board || s.dataset) === DATASET); // where its trials' runs land
       const details = (await Promise.all(mine.map((s) => {
         const last = seen.get(s.id);
         if (last && !running(last) && last.updated_at === s.updated_at) return last;
