@@ -117,6 +117,9 @@ def test_cancelling_a_sweep_over_http_stops_its_trials(tmp_path):
         ({"task": "classify", "dataset": "colours", "name": "a/b"}, 400, "sweep name"),
         ({"task": "segment", "dataset": "colours"}, 422, ""),
         ({"task": "classify", "dataset": "colours", "epochs": 3}, 422, ""),
+        # a file on the server is the command line's to name, never a request's
+        ({"task": "classify", "dataset": "colours", "base": {"weights": "/etc/passwd"}}, 400, "cannot be set through"),
+        ({"task": "detect", "dataset": "colours", "grid": {"weights": ["a.pt", "b.pt"]}}, 400, "weights cannot be set"),
     ],
 )
 def test_bad_sweeps_are_4xx_with_the_engines_message(tmp_path, body, status, words):
@@ -127,6 +130,56 @@ def test_bad_sweeps_are_4xx_with_the_engines_message(tmp_path, body, status, wor
             assert words in r.json()["error"]["message"]
         assert client.get("/api/v1/sweeps").json() == []  # nothing made
         assert client.get("/api/v1/sweeps/nothing").status_code == 404
+
+
+def test_the_options_a_sweep_may_range_over(tmp_path):
+    """What the leaderboard page's sweep form offers: every option of each trainer's config, typed,
+    with its default and, where the config checks a list, its choices; never a server path."""
+    from vitrine.models.detectors.torchvision_family import ARCHS
+    from vitrine.train.classification.config import FinetuneConfig
+    from vitrine.train.detection.config import DetectionConfig
+
+    with TestClient(create_app(_root(tmp_path)), raise_server_exceptions=False) as client:
+        r = client.get("/api/v1/sweep-options")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"classify", "detect"}
+    for task, cls in (("classify", FinetuneConfig), ("detect", DetectionConfig)):
+        names = [o["name"] for o in body[task]]
+        assert "weights" not in names
+        assert set(names) == set(cls.__dataclass_fields__) - {"weights"}
+    classify = {o["name"]: o for o in body["classify"]}
+    assert classify["image_size"] == {"name": "image_size", "type": "int", "optional": False, "default": 224}
+    assert classify["max_minutes"]["type"] == "float" and classify["max_minutes"]["optional"] is True
+    assert "efficientnet-lite0" in classify["backbone"]["choices"]
+    detect = {o["name"]: o for o in body["detect"]}
+    assert detect["arch"]["choices"] == list(ARCHS) and detect["arch"]["default"] == "maskrcnn"
+    assert detect["aspect_ratios"]["type"] == "list of float" and detect["aspect_ratios"]["default"] == [0.5, 1.0, 2.0]
+
+
+def test_the_list_names_the_board_each_sweeps_trials_land_on(tmp_path):
+    """A detection sweep's runs go by the name of their annotation path (its dataset folder, or a
+    COCO file's stem): the list says so, for the leaderboard page to show the sweeps of its board."""
+    from vitrine.experiments.sweep import Sweep, SweepSpec
+
+    root = _root(tmp_path)
+    folder = root / "datasets" / "scenes"
+    (folder / "annotations").mkdir(parents=True)
+    (folder / "annotations" / "instances.json").write_text("{}")
+    (folder / "labels.json").write_text("{}")
+    ws = Workspace(root)
+    made = {
+        "in-folder": str(folder),
+        "in-annotations": str(folder / "annotations" / "instances.json"),
+        "a-coco-file": str(folder / "labels.json"),
+    }
+    for name, path in made.items():
+        Sweep.create(ws, SweepSpec.build("detect", path, grid={"arch": ["fasterrcnn", "fcos"]}, name=name))
+    Sweep.create(ws, SweepSpec.build("classify", "colours", grid={"lr": [0.01, 0.1]}, name="classes"))
+    with TestClient(create_app(root), raise_server_exceptions=False) as client:
+        listed = {s["id"]: s for s in client.get("/api/v1/sweeps").json()}
+    boards = {k: v["board"] for k, v in listed.items()}
+    assert boards == {"in-folder": "scenes", "in-annotations": "scenes", "a-coco-file": "labels", "classes": "colours"}
 
 
 def test_a_member_cannot_see_another_members_sweep(tmp_path):

@@ -1,5 +1,6 @@
 """REST API for sweeps: start one (a background ``sweep`` job owned by its user), list them, read
-one (its trials, counts and best trial), cancel one. Thin: the engine is
+one (its trials, counts and best trial), cancel one; and the options a sweep may range over, per
+task (what the leaderboard page's sweep form offers). Thin: the engine is
 :mod:`vitrine.experiments.sweep`, the job :mod:`vitrine.tasks.sweep`.
 
 A sweep is an object of its own for the ownership policy (kind ``sweep``): it belongs to the user
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vitrine.core.errors import NotFound, VitrineError
 from vitrine.experiments.sweep import FINISHED_TRIALS, Sweep, SweepSpec, describe, list_sweeps
+from vitrine.experiments.trainers import TASKS
 from vitrine.server.api.responses import errors
 from vitrine.server.deps import StateDep, WorkspaceDep
 from vitrine.server.security import claim, current, hide_paths, visible
@@ -29,6 +31,10 @@ router = APIRouter(prefix="/api/v1")
 class SweepEnded(VitrineError):
     status = 409
     code = "sweep_ended"
+
+
+# options that name a file on the server: the command line's to give, never a request's
+API_REFUSED_OPTIONS = ("weights",)
 
 
 # an option's value; integers bounded like every integer the API takes (JSON's safe range)
@@ -60,6 +66,16 @@ class SweepRequest(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=90, description="the sweep's id (default: made up)")
 
 
+def _board(d: dict) -> str:
+    """The leaderboard the sweep's trials land on: their runs' dataset name (a detection sweep's is
+    the name its annotation path goes by, whatever the request called the folder)."""
+    if d["task"] == "detect":
+        from vitrine.data.detection.convert import dataset_name
+
+        return dataset_name(d["dataset"])
+    return d["dataset"]
+
+
 def _summary(sweep: Sweep) -> dict[str, Any]:
     d = describe(sweep)
     best = d["best"]
@@ -67,6 +83,7 @@ def _summary(sweep: Sweep) -> dict[str, Any]:
         "id": sweep.id,
         "task": d["task"],
         "dataset": d.get("dataset_name") or d["dataset"],
+        "board": _board(d),
         "state": d["state"],
         "trials": len(d["trials"]),
         "counts": d["counts"],
@@ -83,6 +100,12 @@ def start_sweep(body: SweepRequest, st: StateDep, ws: WorkspaceDep):
     """Start a sweep in a background job; follow it with GET /api/v1/sweeps/{sweep_id} (or the job),
     cancel it with POST /api/v1/sweeps/{sweep_id}/cancel. A bad option, value or dataset is refused
     (400/404) before anything is made."""
+    refused = sorted({k for part in (body.grid, body.random, body.base) for k in part} & set(API_REFUSED_OPTIONS))
+    if refused:
+        raise VitrineError(
+            f"option(s) {', '.join(refused)} cannot be set through the API",
+            hint="a local weights file is given on the command line (vitrine sweep --set weights=PATH)",
+        )
     if body.task == "detect":
         source = str(detection_source(ws, body.dataset, body.annotations))
     else:
@@ -119,6 +142,14 @@ def start_sweep(body: SweepRequest, st: StateDep, ws: WorkspaceDep):
         claim("run", trial["run_id"])
     job = st.jobs.submit(SWEEP_JOB, _target(sweep.id), {"sweep_id": sweep.id})
     return hide_paths({"sweep_id": sweep.id, "trials": len(sweep.trials), "job": job.to_dict()})
+
+
+@router.get("/sweep-options")
+def sweep_options():
+    """The options a sweep's grid may range over, per task (``classify``, ``detect``): each option
+    of the trainer's config with its type, whether it may be none, its default and, where the
+    config accepts a fixed list, its ``choices``. Options a request may not set are left out."""
+    return {name: task.options(leave_out=API_REFUSED_OPTIONS) for name, task in TASKS.items()}
 
 
 @router.get("/sweeps")

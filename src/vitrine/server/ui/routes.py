@@ -177,7 +177,20 @@ def mount_ui(app: FastAPI) -> None:
             board_runs(ws, board)
         except VitrineError as exc:
             return error_page(request, exc, board)
-        return render(request, "leaderboard.html", dataset=board, is_dataset=board in ws.dataset_names())
+        is_dataset = board in ws.dataset_names()
+        try:
+            is_folder = ws.dataset_dir(board).is_dir()  # a detection dataset: a folder of datasets/
+        except VitrineError:  # a board named by a file (an imported detector's COCO file)
+            is_folder = False
+        return render(
+            request,
+            "leaderboard.html",
+            dataset=board,
+            is_dataset=is_dataset,
+            # the sweep form: its task by default, and whether the caller may train on the dataset
+            board_task="classify" if is_dataset else "detect" if is_folder else "",
+            can_sweep=_may_use("dataset", board),
+        )
 
     @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
     def runs_page(request: Request):
@@ -243,6 +256,18 @@ def mount_ui(app: FastAPI) -> None:
     def detect_page(request: Request):
         q = request.query_params
         return render(request, "detect.html", model=q.get("model") or "", project=q.get("project") or "")
+
+
+def _may_use(kind: str, key: str) -> bool:
+    """Whether the caller may use the object (train on a dataset): the policy's answer, asked
+    without raising. Single-user mode: always."""
+    from vitrine.server.security import require
+
+    try:
+        require(kind, key, "use")
+    except VitrineError:
+        return False
+    return True
 
 
 def _dataset_summaries(request: Request) -> list[dict]:

@@ -181,6 +181,26 @@ window.vitrine = (() => {
     return window.Plotly.react(el, data, lay, PLOT_CONFIG);
   }
 
+  /** A classifier's confusion matrix from its detail (GET /api/v1/runs/{id}: metrics.json, else
+   * the run record's metrics): {labels, matrix, split} or null. Rows: true class; columns: predicted. */
+  function findConfusion(detail) {
+    const record = (detail && detail.record) || {};
+    const candidates = [detail && detail.metrics, ...["test", "all", "val"].map((sp) => (record.metrics || {})[sp])];
+    for (const m of candidates) {
+      if (!m || typeof m !== "object") continue;
+      let cm = m.confusion_matrix || m.confusion;
+      let labels = m.classes || m.labels || record.classes;
+      if (cm && !Array.isArray(cm) && typeof cm === "object") {
+        labels = cm.labels || cm.classes || labels;
+        cm = cm.matrix || cm.counts;
+      }
+      if (Array.isArray(cm) && cm.length && Array.isArray(cm[0]) && labels && labels.length === cm.length) {
+        return { labels, matrix: cm, split: m.split };
+      }
+    }
+    return null;
+  }
+
   // ---------------------------------------------------------------------------- jobs (training)
   const STAGES = {
     embed: "Embedding images", fit: "Fitting", evaluate: "Evaluating", train: "Training", validate: "Validating",
@@ -301,7 +321,7 @@ window.vitrine = (() => {
     formatDuration, pct, score, decimal, formatWhen, stateBadge,
     projectApi, projectPage, imagePage, thumbUrl, fillGrid,
     datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage, leaderboardPage,
-    COLORS, layout, plot, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
+    COLORS, layout, plot, findConfusion, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
     ApiError, api, showError, clearError, report,
   };
 })();

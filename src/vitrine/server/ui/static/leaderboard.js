@@ -1,16 +1,19 @@
 /* vitrine web UI, the leaderboard of a dataset (/leaderboards/{dataset}): for each group of runs scored
  * on the same split (one split fingerprint), a speed-vs-accuracy chart with the Pareto front and a
- * sortable table; the runs without a fingerprint listed apart; and a panel comparing 2 to 4 ticked
- * runs side by side (metrics, speed and cost, the options that differ, per-class numbers).
- * Everything shown comes from GET /api/v1/leaderboards/{dataset} and the runs' detail routes, so a
- * user sees only the runs the API lets them read. Helpers come from common.js.
+ * sortable table; the runs without a fingerprint listed apart; a panel comparing 2 to 4 ticked runs
+ * side by side (metrics, speed and cost, the options that differ, per-class numbers, the detectors'
+ * PR curves in one chart, the classifiers' confusion matrices); and the dataset's sweeps: a form that
+ * starts one (POST /api/v1/sweeps) and the list of those the caller may read, followed while they run,
+ * the board reloaded when a trial finishes.
+ * Everything shown comes from GET /api/v1/leaderboards/{dataset}, the runs' detail routes and the
+ * sweep routes, so a user sees only what the API lets them read. Helpers come from common.js.
  */
 (() => {
   "use strict";
 
   const {
-    $, DATASET, enc, apiUrl, h, isNum, pct, formatBytes, formatDuration, stateBadge, runPage, detectionRunPage,
-    COLORS, layout, plot, api, report,
+    $, DATASET, enc, apiUrl, h, isNum, plural, pct, formatBytes, formatDuration, formatWhen, stateBadge, runPage,
+    detectionRunPage, COLORS, layout, plot, findConfusion, isActive, api, report, showError,
   } = window.vitrine;
 
   const MAX_COMPARE = 4;
@@ -246,24 +249,130 @@
 
   // ============================================================================ compare
   function comparePanel(selection) {
-    const cache = new Map(); // run id -> its per-class rows (a promise)
+    const cache = new Map(); // run id -> its detail from the API (a promise)
 
-    function perClass(row) {
+    function detailOf(row) {
       if (!cache.has(row.id)) {
         const url = row.task === "detect" ? apiUrl(`/detection/runs/${enc(row.id)}`) : apiUrl(`/runs/${enc(row.id)}`);
-        cache.set(row.id, api(url).then((detail) => {
-          if (row.task === "detect") {
-            const rows = (detail.per_class || {}).bbox || [];
-            return new Map(rows.map((r) => [String(r.class), r.ap50]));
-          }
-          let rows = detail.per_class;
-          if (rows && !Array.isArray(rows) && typeof rows === "object") {
-            rows = Object.entries(rows).filter(([, v]) => v && typeof v === "object").map(([k, v]) => ({ class: k, ...v }));
-          }
-          return new Map((Array.isArray(rows) ? rows : []).map((r) => [String(r.class), r.f1]));
-        }));
+        const promise = api(url);
+        promise.catch(() => cache.delete(row.id)); // asked again next time
+        cache.set(row.id, promise);
       }
       return cache.get(row.id);
+    }
+
+    /** {class: score}: box AP@.5 for detectors, F1 for classifiers. */
+    function perClass(row, detail) {
+      if (!detail) return new Map();
+      if (row.task === "detect") {
+        const rows = (detail.per_class || {}).bbox || [];
+        return new Map(rows.map((r) => [String(r.class), r.ap50]));
+      }
+      let rows = detail.per_class;
+      if (rows && !Array.isArray(rows) && typeof rows === "object") {
+        rows = Object.entries(rows).filter(([, v]) => v && typeof v === "object").map(([k, v]) => ({ class: k, ...v }));
+      }
+      return new Map((Array.isArray(rows) ? rows : []).map((r) => [String(r.class), r.f1]));
+    }
+
+    // ------------------------------------------------------------ PR curves (detectors), one chart
+    const prCurves = (detail) => ((detail && detail.pr_curves) || {}).bbox || [];
+    const meanOf = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+    /** One run's curve for ``pick`` (a class name, or "" for the mean over its classes): {recall,
+     * precision, ap} or null. COCO's curves share their 101 recall points, so the mean is taken point
+     * by point, and the mean of the precisions is the AP (mAP@.5 for the mean curve). */
+    function curveOf(curves, pick) {
+      if (!curves.length) return null;
+      if (pick) {
+        const c = curves.find((x) => String(x.class) === pick);
+        return c ? { recall: c.recall, precision: c.precision, ap: meanOf(c.precision) } : null;
+      }
+      const recall = curves[0].recall;
+      const precision = recall.map((_, i) => meanOf(curves.map((c) => c.precision[i] || 0)));
+      return { recall, precision, ap: meanOf(precision) };
+    }
+
+    function drawCurves(rows, details) {
+      const box = $("#compare-pr");
+      const runs = rows.map((row, i) => ({ row, detail: details[i], color: PALETTE[i % PALETTE.length] }))
+        .filter((x) => x.row.task === "detect");
+      box.hidden = !runs.length;
+      if (!runs.length) return;
+      const select = $("#compare-pr-class");
+      const classes = [];
+      for (const r of runs) for (const c of prCurves(r.detail)) if (!classes.includes(String(c.class))) classes.push(String(c.class));
+      const previous = select.value;
+      select.replaceChildren(h("option", { value: "" }, "All classes (mean)"), ...classes.map((c) => h("option", { value: c }, c)));
+      select.value = classes.includes(previous) ? previous : "";
+      const pick = select.value;
+      $("#compare-pr-title").textContent = `Precision-recall at IoU 0.5 (boxes): ${pick ? `class ${pick}` : "mean over the classes"}`;
+      const data = [];
+      const missing = [];
+      for (const r of runs) {
+        const curve = curveOf(prCurves(r.detail), pick);
+        if (!curve) { missing.push(r.row.id); continue; }
+        data.push({
+          type: "scatter", mode: "lines", name: `${r.row.id} (AP ${curve.ap.toFixed(3)})`, x: curve.recall, y: curve.precision,
+          line: { color: r.color, shape: "hv", width: 2 }, customdata: [r.row.id],
+          hovertemplate: "%{fullData.name}<br>recall %{x:.2f}, precision %{y:.3f}<extra></extra>",
+        });
+      }
+      const note = $("#compare-pr-missing");
+      note.hidden = !missing.length;
+      note.textContent = missing.length
+        ? `No ${pick ? `curve for ${pick}` : "PR curves"} from ${missing.join(", ")}${pick ? "" : " (not evaluated yet, or no box evaluation)"}.` : "";
+      const el = $("#compare-pr-chart");
+      el.hidden = !data.length;
+      if (!data.length) return;
+      plot(el, data, layout({
+        height: 340, margin: { l: 60, r: 16, t: 10, b: 50 }, showlegend: true, legend: { orientation: "h", y: -0.2 },
+        hovermode: "closest",
+        xaxis: { title: { text: "recall" }, range: [0, 1.01] },
+        yaxis: { title: { text: "precision" }, range: [0, 1.05] },
+      }));
+    }
+
+    // ------------------------------------------------------------ confusion matrices (classifiers), side by side
+    function drawConfusions(rows, details) {
+      const box = $("#compare-confusion");
+      const runs = rows.map((row, i) => ({ row, cm: findConfusion(details[i]) })).filter((x) => x.row.task !== "detect");
+      box.hidden = !runs.length;
+      if (!runs.length) return;
+      const shown = runs.filter((r) => r.cm);
+      const missing = runs.filter((r) => !r.cm).map((r) => r.row.id);
+      const note = $("#compare-confusion-missing");
+      note.hidden = !missing.length;
+      note.textContent = missing.length ? `No confusion matrix from ${missing.join(", ")} (not evaluated yet).` : "";
+      const grid = $("#compare-confusion-grid");
+      const items = shown.map((r) => {
+        const chart = h("div", {
+          class: "chart compare-confusion-chart", role: "img", dataset: { run: r.row.id },
+          "aria-label": `confusion matrix of ${r.row.id}: true class by row, predicted by column, colour the share of the row`,
+        });
+        return { r, chart, node: h("figure", { class: "compare-confusion-item" }, h("figcaption", {}, r.row.id, r.cm.split ? h("span", { class: "muted" }, ` · ${r.cm.split} split`) : null), chart) };
+      });
+      grid.replaceChildren(...items.map((x) => x.node));
+      for (const { r, chart } of items) {
+        const { labels, matrix } = r.cm;
+        const n = labels.length;
+        const sums = matrix.map((row) => row.reduce((a, b) => a + b, 0));
+        const z = matrix.map((row, i) => row.map((v) => (sums[i] ? v / sums[i] : 0)));
+        plot(chart, [{
+          type: "heatmap", x: labels, y: labels, z, customdata: matrix, zmin: 0, zmax: 1, showscale: false,
+          colorscale: [[0, "#f4f6fb"], [0.5, "#7d9bd6"], [1, COLORS.accent]], xgap: 1, ygap: 1,
+          hovertemplate: "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.0%} of the row)<extra></extra>",
+        }], layout({
+          height: Math.min(420, Math.max(240, 110 + n * 28)),
+          margin: { l: 70, r: 8, t: 6, b: 70 },
+          xaxis: { title: { text: "predicted" }, type: "category", tickangle: n > 6 ? -40 : 0, showgrid: false },
+          yaxis: { title: { text: "true" }, type: "category", autorange: "reversed", showgrid: false },
+          annotations: n <= 12 ? matrix.flatMap((row, i) => row.map((v, j) => ({
+            x: labels[j], y: labels[i], text: String(v), showarrow: false,
+            font: { color: z[i][j] > 0.55 ? "#ffffff" : COLORS.text, size: 11 },
+          }))) : [],
+        }));
+      }
     }
 
     function headRow(tr, rows, first, { text = false } = {}) {
@@ -312,8 +421,9 @@
       $("#compare-config").hidden = !differ.length;
       $("#compare-config-same").hidden = differ.length > 0;
       // per class: F1 for classifiers, box AP@.5 for detectors
-      const tables = await Promise.all(rows.map((r) => perClass(r).catch(() => new Map())));
+      const details = await Promise.all(rows.map((r) => detailOf(r).catch(() => null)));
       if (selection.rows().map((r) => r.id).join() !== rows.map((r) => r.id).join()) return; // changed meanwhile
+      const tables = rows.map((r, i) => perClass(r, details[i]));
       const classes = [];
       for (const t of tables) for (const k of t.keys()) if (!classes.includes(k)) classes.push(k);
       const what = rows.every((r) => r.task === "detect") ? "box AP@.5" : rows.every((r) => r.task !== "detect") ? "F1" : "F1 or box AP@.5";
@@ -323,8 +433,11 @@
         line(c, rows, tables.map((t) => t.get(c)), { best: "max", text: (v) => (isNum(v) ? v.toFixed(3) : "—") })));
       $("#compare-classes").hidden = !classes.length;
       $("#compare-classes-none").hidden = classes.length > 0;
+      drawCurves(rows, details);
+      drawConfusions(rows, details);
     }
-    return { render };
+    $("#compare-pr-class").addEventListener("change", () => render().catch(report("compare")));
+    return { render, forget: () => cache.clear() };
   }
 
   function makeSelection() {
@@ -340,6 +453,16 @@
         onChange();
       },
       clear() { picked.clear(); selection.refresh(); onChange(); },
+      /** After the board reloads: the ticked runs as the board has them now (gone ones dropped). */
+      sync(rows) {
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        for (const id of [...picked.keys()]) {
+          if (byId.has(id)) picked.set(id, byId.get(id));
+          else picked.delete(id);
+        }
+        selection.refresh();
+        onChange();
+      },
       refresh() {
         for (const box of document.querySelectorAll(".compare-pick")) {
           box.checked = picked.has(box.dataset.run);
@@ -357,35 +480,295 @@
     return selection;
   }
 
+  // ============================================================================ sweeps: the form
+  const BOARD_TASK = document.body.dataset.boardTask || "";
+  const FINISHED_TRIALS = new Set(["done", "stopped", "failed"]);
+  const MAX_TRIALS = 1000; // the API's limit (experiments/space.py)
+  const POLL_MS = 2000;
+
+  const valueText = (v) => (v === null || v === undefined ? "none" : Array.isArray(v) ? v.join(" ") : String(v));
+
+  /** The "Start a sweep" form (absent for a caller who may not train on the dataset). */
+  function sweepForm(onStarted) {
+    const form = $("#sweep-form");
+    if (!form) return null;
+    let options = null; // {classify: [...], detect: [...]}, from GET /api/v1/sweep-options
+    const rowsBox = $("#sweep-rows");
+    const task = () => form.task.value;
+    const known = () => (options && options[task()]) || [];
+    const optionOf = (name) => known().find((o) => o.name === name);
+
+    function hintOf(name) {
+      const o = optionOf(name);
+      if (!o) return "";
+      const bits = [`${o.type}${o.optional ? " or none" : ""}`, `default ${valueText(o.default)}`];
+      if (o.choices) bits.push(`one of ${o.choices.join(", ")}`);
+      return bits.join(" · ");
+    }
+
+    function fillRow(row) {
+      const name = row.querySelector(".sweep-option").value;
+      const o = optionOf(name);
+      const input = row.querySelector(".sweep-values");
+      input.placeholder = o && o.choices ? `e.g. ${o.choices.slice(0, 3).join(", ")}`
+        : o && o.type === "bool" ? "e.g. true, false" : `e.g. ${valueText(o ? o.default : "")}`;
+      row.querySelector(".sweep-hint").textContent = hintOf(name);
+    }
+
+    function optionSelect(current) {
+      const select = h("select", { class: "sweep-option", "aria-label": "option" },
+        ...known().map((o) => h("option", { value: o.name }, o.name)));
+      if (optionOf(current)) select.value = current;
+      return select;
+    }
+
+    function addRow(name = "", values = "") {
+      const select = optionSelect(name);
+      const input = h("input", {
+        class: "sweep-values", "aria-label": "values, separated by commas", maxlength: 2000, value: values,
+        oninput: update,
+      });
+      const row = h("div", { class: "sweep-row" },
+        select, input,
+        h("button", {
+          type: "button", class: "button small sweep-remove", "aria-label": "remove this option",
+          onclick: () => { row.remove(); update(); },
+        }, "Remove"),
+        h("p", { class: "muted sweep-hint" }));
+      select.addEventListener("change", () => { fillRow(row); update(); });
+      rowsBox.append(row);
+      fillRow(row);
+      update();
+      return row;
+    }
+
+    /** The grid (options with several values), the base (one value) and the number of trials. */
+    function space() {
+      const grid = {};
+      const base = {};
+      let trials = 1;
+      let problem = null;
+      for (const row of rowsBox.querySelectorAll(".sweep-row")) {
+        const name = row.querySelector(".sweep-option").value;
+        const values = [...new Set(row.querySelector(".sweep-values").value.split(",").map((v) => v.trim()).filter(Boolean))];
+        if (!name || !values.length) continue;
+        if (name in grid || name in base) problem = `option ${name} is given twice: list its values once`;
+        if (values.length === 1) base[name] = values[0];
+        else { grid[name] = values; trials *= values.length; }
+      }
+      if (!problem && trials > MAX_TRIALS) problem = `${trials} trials is more than ${MAX_TRIALS}: narrow the grid`;
+      return { grid, base, trials, problem };
+    }
+
+    function update() {
+      const { grid, trials, problem } = space();
+      const count = $("#sweep-count");
+      count.classList.toggle("text-warn", Boolean(problem));
+      count.dataset.trials = String(trials);
+      count.textContent = problem || (Object.keys(grid).length
+        ? `${plural(trials, "trial")}: ${Object.entries(grid).map(([k, v]) => `${v.length} ${k}`).join(" × ")}`
+        : "1 trial: give an option two values or more to compare configurations");
+      $("#sweep-submit").disabled = Boolean(problem);
+    }
+
+    function setTask(value) {
+      form.task.value = value;
+      const detect = value === "detect";
+      for (const el of form.querySelectorAll(".detect-only")) el.hidden = !detect;
+      for (const el of form.querySelectorAll(".classify-only")) el.hidden = detect;
+      for (const row of rowsBox.querySelectorAll(".sweep-row")) { // the same option names where the trainer has them
+        const old = row.querySelector(".sweep-option");
+        old.replaceWith(optionSelect(old.value));
+        row.querySelector(".sweep-option").addEventListener("change", () => { fillRow(row); update(); });
+        fillRow(row);
+      }
+      update();
+    }
+
+    function showProblem(err) {
+      const box = $("#sweep-error");
+      $(".sweep-error-message", box).textContent = (err && err.message) || String(err);
+      const hint = $(".sweep-error-hint", box);
+      hint.textContent = err && err.hint ? `Hint: ${err.hint}` : "";
+      hint.hidden = !(err && err.hint);
+      box.hidden = false;
+    }
+
+    form.task.addEventListener("change", () => setTask(task()));
+    $("#sweep-add-row").addEventListener("click", () => addRow().querySelector(".sweep-values").focus());
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      $("#sweep-error").hidden = true;
+      const { grid, base, problem } = space();
+      if (problem) { showProblem({ message: problem }); return; }
+      const body = { task: task(), dataset: task() === "detect" ? form.dataset.value.trim() : DATASET, grid, base };
+      if (task() === "detect" && form.annotations.value.trim()) body.annotations = form.annotations.value.trim();
+      if (form.trial_minutes.value) body.trial_minutes = Number(form.trial_minutes.value);
+      if (form.cpus_per_trial.value) body.cpus_per_trial = Number(form.cpus_per_trial.value);
+      body.early_stopping = form.early_stopping.checked;
+      const button = $("#sweep-submit");
+      button.disabled = true;
+      try {
+        const started = await api(apiUrl("/sweeps"), {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
+        $("#sweep-started").textContent = `Sweep ${started.sweep_id} started: ${plural(started.trials, "trial")}.`;
+        onStarted(started);
+      } catch (err) {
+        showProblem(err);
+      } finally {
+        update();
+      }
+    });
+
+    return {
+      async start() {
+        options = await api(apiUrl("/sweep-options"));
+        setTask(BOARD_TASK || "classify");
+        addRow("image_size");
+      },
+      /** The board's task, once the board says it (a board named by a file has no folder to tell). */
+      guessTask(value) { if (!BOARD_TASK && value && value !== task()) setTask(value); },
+    };
+  }
+
+  // ============================================================================ sweeps: the list
+  /** The sweeps of this dataset the caller may read, each with its trials; followed (polled) while
+   * one runs. ``onTrialFinished`` is called when a trial has ended since the last look. */
+  function sweepList(onTrialFinished) {
+    const list = $("#sweep-list");
+    const seen = new Map(); // sweep id -> its detail as last shown
+    const open = new Set(); // sweeps whose trials are unfolded
+    let timer = null;
+    const running = (d) => d.state === "created" || d.state === "running" || Boolean(d.job && isActive(d.job.state));
+    const finished = (d) => d.trials.filter((t) => FINISHED_TRIALS.has(t.state)).length;
+
+    function trialRow(sweep, t) {
+      const params = Object.entries(t.params || {}).map(([k, v]) => `${k}=${configText(v)}`).join(" · ") || "—";
+      const epoch = isNum(t.epoch) ? `${t.epoch}${isNum(t.epochs) ? `/${t.epochs}` : ""}` : "—";
+      const page = sweep.task === "detect" ? detectionRunPage(t.run_id) : runPage(t.run_id);
+      return h("tr", { dataset: { trial: String(t.index), state: t.state } },
+        h("td", { class: "num" }, String(t.index)),
+        h("td", {}, stateBadge(t.state), t.error ? h("span", { class: "muted small trial-error", title: t.error }, ` ${t.error}`) : null),
+        h("td", { class: "trial-params" }, params),
+        h("td", { class: "num" }, epoch),
+        h("td", { class: "num trial-metric" }, formatMetric(sweep.primary, t.metric)),
+        h("td", { class: "run-id" }, t.state === "pending" ? h("span", { class: "muted" }, t.run_id) : h("a", { href: page }, t.run_id)));
+    }
+
+    function item(d) {
+      const done = finished(d);
+      const facts = [`${done}/${d.trials.length} trials finished`];
+      if (d.best) facts.push(`best ${metricName(d.primary)} ${formatMetric(d.primary, d.best.metric)} (trial ${d.best.index})`);
+      if (d.owner) facts.push(`by ${d.owner}`);
+      if (d.created_at) facts.push(formatWhen(d.created_at));
+      const cancel = running(d) ? h("button", {
+        type: "button", class: "button small sweep-cancel", dataset: { sweep: d.id },
+        onclick: async (event) => {
+          event.currentTarget.disabled = true;
+          try {
+            await api(apiUrl(`/sweeps/${enc(d.id)}/cancel`), { method: "POST" });
+          } catch (err) {
+            showError(err, `cannot cancel sweep ${d.id}`);
+          }
+          load().catch(report("sweeps"));
+        },
+      }, "Cancel") : null;
+      const details = h("details", { class: "sweep-trials" },
+        h("summary", {}, `${plural(d.trials.length, "trial")} · ${metricName(d.primary)} of each finished run`),
+        h("div", { class: "table-wide" }, h("table", { class: "data-table sweep-table" },
+          h("thead", {}, h("tr", {},
+            ...["#", "State", "Options", "Epoch", metricName(d.primary), "Run"].map((t, i) =>
+              h("th", { scope: "col", class: [0, 3, 4].includes(i) ? "num" : "" }, t)))),
+          h("tbody", {}, ...d.trials.map((t) => trialRow(d, t))))));
+      details.open = open.has(d.id);
+      details.addEventListener("toggle", () => (details.open ? open.add(d.id) : open.delete(d.id)));
+      return h("li", { class: "sweep-item", dataset: { sweep: d.id, state: d.state } },
+        h("div", { class: "sweep-head" },
+          h("strong", { class: "sweep-id" }, d.id), stateBadge(d.state),
+          h("span", { class: "muted sweep-facts" }, facts.join(" · ")), cancel),
+        d.job && d.job.message && running(d) ? h("p", { class: "muted small sweep-message" }, d.job.message) : null,
+        d.error ? h("p", { class: "alert alert-error sweep-failure" }, d.error) : null,
+        details);
+    }
+
+    async function load() {
+      clearTimeout(timer);
+      const all = await api(apiUrl("/sweeps"));
+      const mine = all.filter((s) => (s.board || s.dataset) === DATASET); // where its trials' runs land
+      const details = (await Promise.all(mine.map((s) => {
+        const last = seen.get(s.id);
+        if (last && !running(last) && last.updated_at === s.updated_at) return last;
+        return api(apiUrl(`/sweeps/${enc(s.id)}`)).catch((err) => (err.status === 404 ? null : Promise.reject(err)));
+      }))).filter(Boolean);
+      let ended = false;
+      for (const d of details) {
+        const last = seen.get(d.id);
+        if (last && finished(d) > finished(last)) ended = true;
+        if (!last && running(d)) open.add(d.id); // a running sweep shows its trials
+        seen.set(d.id, d);
+      }
+      list.replaceChildren(...details.map(item));
+      $("#sweeps").hidden = !details.length;
+      if (ended) onTrialFinished();
+      if (details.some(running)) timer = setTimeout(() => load().catch(report("sweeps")), POLL_MS);
+    }
+    return { load, open: (id) => open.add(id) };
+  }
+
   // ============================================================================ the page
   async function main() {
     const selection = makeSelection();
     const panel = comparePanel(selection);
     selection.onChange = () => panel.render().catch(report("compare"));
     $("#compare-clear").addEventListener("click", () => selection.clear());
-    let board;
-    try {
-      board = await api(apiUrl(`/leaderboards/${enc(DATASET)}`));
-    } finally {
-      $("#board-groups").setAttribute("aria-busy", "false");
+    let cards = [];
+
+    async function loadBoard() {
+      let board;
+      try {
+        board = await api(apiUrl(`/leaderboards/${enc(DATASET)}`));
+      } finally {
+        $("#board-groups").setAttribute("aria-busy", "false");
+      }
+      const groups = board.groups || [];
+      const unranked = board.unranked || [];
+      const note = $("#board-note");
+      note.textContent = board.note || "";
+      note.hidden = !board.note;
+      cards = groups.map((g, i) => groupCard(g, i, selection));
+      $("#board-groups").replaceChildren(...cards.map((c) => c.card));
+      $("#board-empty").hidden = groups.length + unranked.length > 0;
+      $("#board-unranked").hidden = !unranked.length;
+      $("#unranked-list").replaceChildren(...unranked.map(unrankedItem));
+      cards.forEach((c, i) => drawChart(c.chart, groups[i]));
+      return board;
     }
-    const groups = board.groups || [];
-    const unranked = board.unranked || [];
-    const note = $("#board-note");
-    note.textContent = board.note || "";
-    note.hidden = !board.note;
-    const cards = groups.map((g, i) => groupCard(g, i, selection));
-    $("#board-groups").replaceChildren(...cards.map((c) => c.card));
-    $("#board-empty").hidden = groups.length + unranked.length > 0;
-    $("#board-unranked").hidden = !unranked.length;
-    $("#unranked-list").replaceChildren(...unranked.map(unrankedItem));
-    cards.forEach((c, i) => drawChart(c.chart, groups[i]));
+
+    const board = await loadBoard();
     // the charts follow the width of their card (the window, a sidebar, a rotated tablet)
     let pending = null;
     window.addEventListener("resize", () => {
       clearTimeout(pending);
       pending = setTimeout(() => cards.forEach((c) => { if (!c.chart.hidden && window.Plotly) window.Plotly.Plots.resize(c.chart); }), 100);
     });
+
+    // sweeps: a trial that finishes is a new run on the board
+    const sweeps = sweepList(() => {
+      panel.forget();
+      loadBoard().then((b) => selection.sync([...(b.groups || []).flatMap((g) => g.rows), ...(b.unranked || [])]))
+        .catch(report("leaderboard"));
+    });
+    const form = sweepForm((started) => {
+      sweeps.open(started.sweep_id);
+      sweeps.load().catch(report("sweeps"));
+    });
+    if (form) {
+      form.start()
+        .then(() => form.guessTask(((board.groups || [])[0] || (board.unranked || [])[0] || {}).task))
+        .catch(report("the sweep form"));
+    }
+    await sweeps.load();
   }
 
   main().catch(report("leaderboard"));

@@ -7,7 +7,7 @@
 
   const {
     $, DATASET, enc, apiUrl, h, isNum, basename, dotted, formatDuration, pct, score, formatWhen, stateBadge,
-    datasetApi, datasetThumbUrl, datasetPage, COLORS, layout, plot, STAGES, api, showError, clearError,
+    datasetApi, datasetThumbUrl, datasetPage, COLORS, layout, plot, findConfusion, STAGES, api, showError, clearError,
     report,
   } = window.vitrine;
   const body = document.body;
@@ -67,25 +67,6 @@
         $("#run-progress-text").textContent = text.join(" · ");
       }
       return active;
-    }
-
-    /** The confusion matrix from metrics.json (or the run record): {labels, matrix} or null. */
-    function findConfusion(detail) {
-      const record = detail.record || {};
-      const candidates = [detail.metrics, ...["test", "all", "val"].map((sp) => (record.metrics || {})[sp])];
-      for (const m of candidates) {
-        if (!m || typeof m !== "object") continue;
-        let cm = m.confusion_matrix || m.confusion;
-        let labels = m.classes || m.labels || record.classes;
-        if (cm && !Array.isArray(cm) && typeof cm === "object") {
-          labels = cm.labels || cm.classes || labels;
-          cm = cm.matrix || cm.counts;
-        }
-        if (Array.isArray(cm) && cm.length && Array.isArray(cm[0]) && labels && labels.length === cm.length) {
-          return { labels, matrix: cm, split: m.split };
-        }
-      }
-      return null;
     }
 
     function perClassRows(detail) {
