@@ -103,9 +103,11 @@ def test_owner_hides_the_test_split_and_a_member_submits(server, tmp_path):
         assert member.is_hidden("#submit-problems")
         member.wait_for_selector("#submissions-body tr")
         assert "all coats" in member.inner_text("#submissions-body")
+        # ranked on the group's board at once (the board reloads), and after a reload
+        member.wait_for_function("() => document.querySelector('#board-groups').textContent.includes('all coats')")
         member.reload()
         member.wait_for_selector("#board-groups table")
-        assert "all coats" in member.inner_text("#board-groups")  # ranked on the group's board
+        assert "all coats" in member.inner_text("#board-groups")
         member.set_viewport_size({"width": 800, "height": 900})
         member.wait_for_timeout(300)
         overflow = member.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")

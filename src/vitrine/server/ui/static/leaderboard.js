@@ -753,12 +753,14 @@
       pending = setTimeout(() => cards.forEach((c) => { if (!c.chart.hidden && window.Plotly) window.Plotly.Plots.resize(c.chart); }), 100);
     });
 
-    // sweeps: a trial that finishes is a new run on the board
-    const sweeps = sweepList(() => {
+    // a trial that finishes, or a submission scored (board.js), is a new run on the board
+    const reloadBoard = () => {
       panel.forget();
       loadBoard().then((b) => selection.sync([...(b.groups || []).flatMap((g) => g.rows), ...(b.unranked || [])]))
         .catch(report("leaderboard"));
-    });
+    };
+    document.addEventListener("vitrine:board-changed", reloadBoard);
+    const sweeps = sweepList(reloadBoard);
     const form = sweepForm((started) => {
       sweeps.open(started.sweep_id);
       sweeps.load().catch(report("sweeps"));
