@@ -101,6 +101,9 @@ def test_a_reference_checkpoint_predicts_what_the_saved_model_did(tmp_path, sour
     # a first line __background__ (torchvision's own category lists) is label 0
     (tmp_path / "with-bg.txt").write_text("__background__\n" + "\n".join(NAMES))
     assert load_detector(str(path), classes=str(tmp_path / "with-bg.txt"), device="cpu").classes[1] == "cat"
+    # forks that save args as a dict are read the same way
+    torch.save({"model": source.state_dict(), "args": {"model": ARCH, "dataset": "custom"}}, tmp_path / "fork.pth")
+    assert load_detector(str(tmp_path / "fork.pth"), classes=NAMES).source_info["format"] == "reference"
 
 
 def test_a_bare_state_dict_needs_its_arch_and_may_carry_the_ddp_prefix(tmp_path, source):
@@ -326,3 +329,4 @@ def test_every_builder_class_count_is_read_from_its_head(arch):
     state = get_model(arch, weights=None, weights_backbone=None, num_classes=6).state_dict()
     assert tva.num_classes(arch, state) == 6
     assert arch in tva.candidate_archs(state)
+    assert tva.task_of(arch) == ("segmentation" if arch.startswith("maskrcnn") else "detection")

@@ -4,8 +4,8 @@
 Three shapes of file are read:
 
 - ``reference``: what torchvision's ``references/detection/train.py`` saves, a dict with ``model``
-  (the state_dict), ``args`` (an ``argparse.Namespace``: ``args.model`` is the builder's name),
-  ``optimizer``, ``lr_scheduler``, ``epoch``;
+  (the state_dict), ``args`` (an ``argparse.Namespace``, or a dict in some forks: ``args.model`` is
+  the builder's name), ``optimizer``, ``lr_scheduler``, ``epoch``;
 - ``state_dict``: the network's weights alone (also under a ``state_dict`` or ``model`` key), whose
   builder the user names (``--arch``, a torchvision builder name);
 - ``vitrine``: a detection run's own ``last.pt`` / ``best.pt``, which holds its config and classes.
@@ -132,8 +132,10 @@ def classify(obj, path: Path) -> tuple[str, dict, dict]:
             hint="use a detection run's checkpoint",
         )
     args = obj.get("args")
-    if _is_state_dict(obj.get("model")) and isinstance(args, argparse.Namespace):
-        extras = {"args": {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | None)}}
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
+    if _is_state_dict(obj.get("model")) and isinstance(args, Mapping) and isinstance(args.get("model"), str):
+        extras = {"args": {str(k): v for k, v in args.items() if isinstance(v, str | int | float | bool | None)}}
         if isinstance(obj.get("epoch"), int):
             extras["epoch"] = obj["epoch"]
         return "reference", dict(obj["model"]), extras
