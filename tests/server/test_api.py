@@ -1095,6 +1095,10 @@ def test_tag_looks_up_detection_runs_in_the_served_root(tmp_path, indexed_demo, 
     client = make_client(root)
     # found in the root: refused as the classifier it is, not as an unknown name
     error_of(client.post(f"{API}/projects/{NAME}/tag", data={"model": "a-classifier"}), 400, None, "not a detector")
+    # a model file on the server (an ONNX YOLO, a torchvision checkpoint) is never loaded for a request
+    (root / "model.pt").write_bytes(b"weights")
+    for path in (str(root / "model.pt"), "model.onnx", "x.PTH"):
+        error_of(client.post(f"{API}/projects/{NAME}/tag", data={"model": path}), 400, None, "is a file path")
 
     class Ctx:
         services = client.app.state.vitrine

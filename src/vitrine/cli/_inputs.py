@@ -47,12 +47,14 @@ def _segmentation_models(workspace) -> list[str]:
     return [r["name"] for r in list_detectors(workspace=workspace) if r.get("task") == "segmentation"]
 
 
-def load_for_task(model: str, task: str, workspace) -> Any:
-    """The detector ``model``; for ``segment``, refuse a boxes-only model with the ones to use."""
+def load_for_task(model: str, task: str, workspace, **checkpoint: Any) -> Any:
+    """The detector ``model``; for ``segment``, refuse a boxes-only model with the ones to use.
+    ``checkpoint``: ``arch``, ``classes``, ``categories`` for a .pt / .pth file (see
+    :func:`vitrine.predict.detector.load_detector`)."""
     from vitrine.core.errors import VitrineError
     from vitrine.predict.detector import load_detector
 
-    detector = load_detector(model, workspace=workspace)
+    detector = load_detector(model, workspace=workspace, **checkpoint)
     if task == "segmentation" and getattr(detector, "task", "detection") != "segmentation":
         seg = _segmentation_models(workspace)
         raise VitrineError(

@@ -29,12 +29,23 @@ from vitrine.core.atomic import atomic_write_bytes
 DETECTIONS_FILE = "detections.json"
 Images = Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")]
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="a detector (see GET /api/v1/detectors) or a fine-tuned run id")
+    str,
+    typer.Option(
+        "--model", "-m", help="a detector (see GET /api/v1/detectors), a fine-tuned run id, or a .onnx/.pt/.pth file"
+    ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="folder for the overlays and detections.json")]
 ThresholdOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="keep detections scoring at least this")]
 WorkspaceOpt = Annotated[
     Path | None, typer.Option(help="workspace holding runs/ (default: $VITRINE_HOME or the current folder)")
+]
+ArchOpt = Annotated[
+    str | None,
+    typer.Option("--arch", help="a .pt/.pth state_dict: its torchvision builder (e.g. fasterrcnn_resnet50_fpn)"),
+]
+ClassesOpt = Annotated[
+    Path | None,
+    typer.Option("--classes", help="a .pt/.pth checkpoint: its class names, one a line (line 1 is label 1)"),
 ]
 
 
@@ -170,6 +181,8 @@ def _run(
     threshold: float,
     workspace: Path | None,
     as_json: bool,
+    arch: str | None = None,
+    classes: Path | None = None,
 ) -> None:
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -185,7 +198,9 @@ def _run(
         if not inputs:
             raise VitrineError("no images found", hint="give image files, or folders that hold some")
         ws = Workspace(workspace)
-        detector = load_for_task(model, task, ws)
+        detector = load_for_task(model, task, ws, **_checkpoint_options(arch, classes))
+        for note in getattr(detector, "notes", ()):
+            err.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -258,6 +273,11 @@ def _run(
     raise typer.Exit(1 if failed else 0)
 
 
+def _checkpoint_options(arch: str | None, classes: Path | None) -> dict:
+    """``arch`` and ``classes`` for :func:`~vitrine.predict.detector.load_detector`, when given."""
+    return {k: v for k, v in (("arch", arch), ("classes", classes)) if v is not None}
+
+
 def detect(
     images: Images,
     model: ModelOpt,
@@ -265,9 +285,11 @@ def detect(
     threshold: ThresholdOpt = 0.5,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
+    arch: ArchOpt = None,
+    classes: ClassesOpt = None,
 ):
     """Detect objects in images (files or folders): overlay PNGs and one COCO detections.json."""
-    _run("detection", images, model, out_dir, threshold, workspace, as_json)
+    _run("detection", images, model, out_dir, threshold, workspace, as_json, arch, classes)
 
 
 def segment(
@@ -277,9 +299,11 @@ def segment(
     threshold: ThresholdOpt = 0.5,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
+    arch: ArchOpt = None,
+    classes: ClassesOpt = None,
 ):
     """Instance segmentation of images: overlays with masks and one COCO detections.json (RLE masks)."""
-    _run("segmentation", images, model, out_dir, threshold, workspace, as_json)
+    _run("segmentation", images, model, out_dir, threshold, workspace, as_json, arch, classes)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 vitrine eval RUN [--split test] [--json]
 vitrine eval --model M --data D [--out DIR] [--format coco|yolo|cvat|voc]
+vitrine eval --model CKPT.pt --data D [--arch NAME] [--classes FILE] --data-split test --record
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def eval_run(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="detection: a detector or detection run to evaluate")
+        str | None,
+        typer.Option(
+            "--model", "-m", help="detection: a detector, a detection run, or a .onnx / .pt / .pth file to evaluate"
+        ),
     ] = None,
     data: Annotated[
         Path | None,
@@ -56,6 +60,17 @@ def eval_run(
         str | None, typer.Option("--dataset", help="detection, with --record: the dataset's name on the leaderboard")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="detection, with --record: the run's id")] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="a .pt/.pth state_dict: its torchvision builder (e.g. fasterrcnn_resnet50_fpn)"),
+    ] = None,
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            "--classes",
+            help="a .pt/.pth checkpoint: its class names, one a line (line 1 is label 1; default: the dataset's)",
+        ),
+    ] = None,
 ):
     """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
     a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
@@ -67,6 +82,8 @@ def eval_run(
 
     if data is not None or model is not None:
         with guard():
+            if (arch is not None or classes is not None) and model is None:
+                raise VitrineError("--arch and --classes describe the checkpoint given by --model", hint="add --model")
             if data is None or model is None or run_id is not None:
                 raise VitrineError(
                     "detection evaluation takes --model and --data (and no run id)",
@@ -74,7 +91,7 @@ def eval_run(
                 )
         eval_detection(
             model, data, out_dir, data_format, score_threshold, iou_threshold, workspace, as_json, ignore_difficult,
-            data_split=data_split, record=record, dataset=dataset, run_id=name,
+            data_split=data_split, record=record, dataset=dataset, run_id=name, arch=arch, classes=classes,
         )  # fmt: skip
         return
     with guard():
@@ -147,13 +164,17 @@ def eval_detection(
     record: bool = False,
     dataset: str | None = None,
     run_id: str | None = None,
+    arch: str | None = None,
+    classes: Path | None = None,
 ) -> dict:
     """Evaluate detector ``model`` on the annotated dataset ``data`` (COCO json, YOLO data.yaml,
     CVAT xml or VOC folder): print the mAP table, write the report files into ``out_dir``.
     ``ignore_difficult`` (VOC's protocol: ``difficult`` objects neither found nor missed):
     by default on for a VOC source, off otherwise. ``data_split`` scores one split of ``data``;
     ``record`` keeps the result as a run of ``dataset`` (default: the folder or file name of
-    ``data``), so the detector stands on that dataset's leaderboard."""
+    ``data``), so the detector stands on that dataset's leaderboard. ``arch`` and ``classes``
+    describe a .pt / .pth checkpoint (its torchvision builder, its class names; by default the
+    names are the dataset's categories when their count matches its head)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -177,7 +198,14 @@ def eval_detection(
             raise VitrineError("--dataset and --name name the recorded run", hint="add --record")
         if ignore_difficult is None:
             ignore_difficult = fmt == "voc"
-        detector = load_for_task(model, "detection", Workspace(workspace))
+        options = {k: v for k, v in (("arch", arch), ("classes", classes)) if v is not None}
+        from vitrine.predict.torchvision_checkpoint import is_checkpoint_name
+
+        if is_checkpoint_name(model):
+            options["categories"] = gt.categories
+        detector = load_for_task(model, "detection", Workspace(workspace), **options)
+        for note in getattr(detector, "notes", ()):
+            err.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)
         progress = Progress(
             TextColumn("[bold]predicting"),
             BarColumn(),

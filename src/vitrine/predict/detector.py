@@ -18,8 +18,26 @@ from vitrine.core.errors import ModelError, NotFound, VitrineError
 from vitrine.models.detectors.base import Detections, Detector
 
 DETECTION_TASKS = ("detection", "segmentation")
+# model names that are files on this machine (ONNX YOLOs, torchvision checkpoints): the CLI loads
+# them; the server never loads a file a request names
+MODEL_FILE_SUFFIXES = (".onnx", ".pt", ".pth")
 
-__all__ = ["DETECTION_TASKS", "Detections", "Detector", "draw_overlay", "list_detectors", "load_detector"]
+__all__ = [
+    "DETECTION_TASKS",
+    "MODEL_FILE_SUFFIXES",
+    "Detections",
+    "Detector",
+    "draw_overlay",
+    "is_model_file",
+    "list_detectors",
+    "load_detector",
+]
+
+
+def is_model_file(name: str) -> bool:
+    """Whether ``name`` is a model file's path (``.onnx``, ``.pt``, ``.pth``) rather than a registry
+    model or a run id."""
+    return str(name).strip().lower().endswith(MODEL_FILE_SUFFIXES)
 
 
 def _workspace(workspace):
@@ -47,11 +65,26 @@ def _registry_names() -> list[str]:
     return sorted(s.name for s in registry.list_models() if s.task in DETECTION_TASKS)
 
 
-def load_detector(name: str, weights: str | None = None, device: str | None = None, workspace=None) -> Detector:
+def load_detector(
+    name: str,
+    weights: str | None = None,
+    device: str | None = None,
+    workspace=None,
+    *,
+    arch: str | None = None,
+    classes=None,
+    categories=None,
+) -> Detector:
     """A detector by name: a registry model (``ssd-mobilenet-v2-coco``, ``maskrcnn-r50-fpn``...), a
-    YOLO exported to ONNX (a path ending in ``.onnx``: :mod:`vitrine.models.detectors.onnx_yolo`) or
-    the id of a detection run fine-tuned in ``workspace`` (a :class:`~vitrine.core.workspace.Workspace`
-    or a folder; default ``$VITRINE_HOME`` or the current folder).
+    YOLO exported to ONNX (a path ending in ``.onnx``: :mod:`vitrine.models.detectors.onnx_yolo`), a
+    torchvision detection checkpoint (a path ending in ``.pt`` / ``.pth``:
+    :mod:`vitrine.predict.torchvision_checkpoint`) or the id of a detection run fine-tuned in
+    ``workspace`` (a :class:`~vitrine.core.workspace.Workspace` or a folder; default
+    ``$VITRINE_HOME`` or the current folder).
+
+    For a checkpoint only: ``arch`` (the torchvision builder of a bare state_dict), ``classes`` (a
+    file of class names, one a line, or the names) and ``categories`` (the categories of the dataset
+    it is scored on, for names when ``classes`` is not given).
 
     Registry models are loaded once per process (``weights``: a local weights file or folder).
     Raises :class:`ModelError` (unknown name, not a detector, weights unavailable) or
@@ -62,6 +95,15 @@ def load_detector(name: str, weights: str | None = None, device: str | None = No
     if not name or not str(name).strip():
         raise ModelError("no detection model given", hint=f"one of {', '.join(_registry_names())}, or a run id")
     name = str(name).strip()
+    from vitrine.predict.torchvision_checkpoint import is_checkpoint_name, load_checkpoint_detector
+
+    if is_checkpoint_name(name):  # a torchvision detector trained elsewhere, or a run's last.pt / best.pt
+        return load_checkpoint_detector(name, arch=arch, classes=classes, categories=categories, device=device)
+    if arch is not None or classes is not None:
+        raise ModelError(
+            f"--arch and --classes are for a .pt / .pth checkpoint, not {name!r}",
+            hint="leave them out, or give the checkpoint file",
+        )
     if name.lower().endswith(".onnx"):  # a YOLO exported to ONNX elsewhere (Ultralytics, YOLOv5)
         from vitrine.models.detectors.onnx_yolo import OnnxYoloDetector
 

@@ -57,8 +57,6 @@ class CategoryMapped(torch.nn.Module):
 def load_run_detector(run: Run, device: str | None = None, checkpoint: str = "best"):
     """A :class:`~vitrine.models.detectors.torch_detector.TorchvisionDetector` over the run's best.pt (else
     last.pt), rebuilt from the run's config; class ids are the dataset's category ids."""
-    from vitrine.models.detectors.torch_detector import TorchvisionDetector
-
     names = ("best.pt", "last.pt") if checkpoint == "best" else ("last.pt", "best.pt")
     for name in names:
         path = run.checkpoints_dir / name
@@ -69,16 +67,27 @@ def load_run_detector(run: Run, device: str | None = None, checkpoint: str = "be
             f"run {run.id!r} has no checkpoint yet (state: {run.record.get('state')})",
             hint="train it (again) with vitrine train-detector",
         )
-    state = load_checkpoint(path)
+    return detector_from_state(load_checkpoint(path), name=run.id, source=str(path), device=device)
+
+
+def detector_from_state(state: dict, name: str, source: str, device: str | None = None):
+    """The detector a vitrine detection checkpoint (``last.pt`` / ``best.pt``: ``kind``, ``config``,
+    ``num_classes``, ``category_ids``, ``category_names``, ``model``) holds, named ``name``;
+    ``source`` names the file in errors."""
+    from vitrine.models.detectors.torch_detector import TorchvisionDetector
+
     kind = state.get("kind")
     if kind not in DETECTION_RUN_KINDS:
-        raise ModelError(f"{path} is not a detection checkpoint")
+        raise ModelError(f"{source} is not a detection checkpoint (kind: {kind!r})")
     config = dict(state["config"])
     model = build_detection_model(model_options(config), int(state["num_classes"]), load_weights=False)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ModelError(f"{source}: the weights do not fit its config: {exc}") from None
     ids = [int(i) for i in state["category_ids"]]
     classes = dict(zip(ids, state["category_names"], strict=True))
-    return TorchvisionDetector(CategoryMapped(model, ids), classes, name=run.id, task=kind, device=device)
+    return TorchvisionDetector(CategoryMapped(model, ids), classes, name=name, task=kind, device=device)
 
 
-__all__ = ["CategoryMapped", "load_run_detector", "model_options"]
+__all__ = ["CategoryMapped", "detector_from_state", "load_run_detector", "model_options"]

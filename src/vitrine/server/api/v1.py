@@ -114,10 +114,12 @@ def start_tag(
     model: Annotated[str | None, Form(description="detection model or detection run id")] = None,
     threshold: Annotated[float, Form(ge=0.0, le=1.0, description="keep boxes scoring at least this")] = 0.5,
 ):
-    from vitrine.predict.detector import load_detector
+    from vitrine.predict.detector import is_model_file, load_detector
     from vitrine.tagging import DEFAULT_TAG_MODEL
 
     model = (model or "").strip() or DEFAULT_TAG_MODEL
+    if is_model_file(model):  # a path on the server: never loaded for a request
+        raise VitrineError(f"model {model!r} is a file path", hint="a registry detector or a detection run id")
     load_detector(model, workspace=st.settings.root)  # 400 now (unknown name, weights missing), not a failed job
     return st.jobs.submit(TAG_JOB, p.name, {"project": p.name, "model": model, "threshold": threshold}).to_dict()
 
