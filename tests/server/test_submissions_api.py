@@ -285,3 +285,26 @@ def test_a_detector_submitted_as_a_model_file_is_run_and_scored_by_the_server(wo
     assert sorted(p.name for p in (ws.root / "runs").iterdir()) == before
     r = clients["bob"].post("/api/v1/datasets/fm/submissions", files={"file": ("m.onnx", good.read_bytes())})
     assert r.status_code == 400 and "submit predictions (a CSV" in r.json()["error"]["message"]
+
+
+def test_a_torchvision_checkpoint_can_be_submitted_too(world, tmp_path):
+    """A reference-script checkpoint (random weights: the code path, not quality; SSDlite, small
+    enough for the upload limit) whose one class is the dataset's one category, named from it."""
+    import argparse
+
+    import torch
+    from torchvision.models import get_model
+
+    _ws, _app, clients = world
+    torch.manual_seed(0)
+    arch = "ssdlite320_mobilenet_v3_large"
+    network = get_model(arch, weights=None, weights_backbone=None, num_classes=2)
+    path = tmp_path / "model_25.pth"
+    torch.save({"model": network.state_dict(), "args": argparse.Namespace(model=arch), "epoch": 25}, path)
+    r = clients["bob"].post("/api/v1/datasets/boxes/submissions", files={"file": ("model_25.pth", path.read_bytes())})
+    assert r.status_code == 202, r.text
+    job = wait_for_job(clients["bob"], r.json()["id"])
+    assert job["state"] == "done", job
+    (row,) = [row for g in clients["bob"].get("/api/v1/leaderboards/boxes").json()["groups"] for row in g["rows"]]
+    assert (row["arch"], row["model"]) == (arch, "model_25")  # the builder, and the submission's name
+    assert row["parameters"] > 1e6 and row["latency_ms"] > 0

@@ -56,7 +56,7 @@ class BodyLimit:
         return error_response(
             PayloadTooLarge(
                 f"request body of {size} is over the limit of {human_size(self.settings.max_upload_bytes)}",
-                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
+                hint="send a smaller file, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
             )
         )
 

@@ -84,7 +84,7 @@ async def read_upload(upload: UploadFile, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(
                 f"upload {upload.filename!r} is larger than the limit of {human_size(limit)}",
-                hint="send a smaller image, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
+                hint="send a smaller file, or raise VITRINE_MAX_UPLOAD_BYTES on the server",
             )
         chunks.append(chunk)
     if not size:

@@ -1,5 +1,5 @@
 """The ``score-submission`` job kind: a detector submitted as a model file (a YOLO exported to ONNX,
-or any file :func:`vitrine.predict.detector.load_detector` reads) run on a split of a workspace
+a torchvision checkpoint: any file :func:`vitrine.predict.detector.load_detector` reads) run on a split of a workspace
 dataset (typically its hidden test split) and scored like every run.
 
 The server keeps the uploaded file in the run's folder (``runs/<run_id>/<file>``) and submits this
@@ -32,7 +32,7 @@ def run_score_submission_job(ctx: JobContext, params: dict) -> dict:
     run_id = params["run_id"]
     model = ws.run_dir(run_id) / Path(params["model"]).name
     target = load_target(ws, params["dataset"], params.get("split") or "test")
-    detector = load_detector(str(model))
+    detector = load_detector(str(model), categories=target.gt.categories)
     ctx.progress("predict", 0, len(target.gt.images), message=f"predicting {len(target.gt.images)} images")
 
     def progress(done: int, total: int) -> None:

@@ -180,7 +180,7 @@ def submission_image(name: Name, image_id: str, ws: WorkspaceDep, split: Split =
     return FileResponse(image_of(load_target(ws, name, split), image_id))
 
 
-MODEL_SUFFIXES = (".onnx",)  # detectors submitted as a model file, run by the server
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth")  # detectors submitted as a model file, run by the server
 
 
 @router.post(
@@ -193,7 +193,8 @@ async def submit(
     name: Name,
     st: StateDep,
     file: Annotated[
-        UploadFile, File(description="a CSV (image,class), COCO results (JSON or JSON Lines), or a detector (.onnx)")
+        UploadFile,
+        File(description="a CSV (image,class), COCO results (JSON or JSON Lines), or a detector (.onnx, .pt)"),
     ],
     label: Annotated[str | None, Form(max_length=100, description="the name it has on the board")] = None,
     split: Annotated[str, Form(pattern="^(train|val|test)$")] = "test",
@@ -202,8 +203,9 @@ async def submit(
 
     Predictions (a CSV for a classification dataset, COCO results for a detection one) are scored
     at once: 201 with the run's leaderboard row; a file that does not fit: 422 listing every
-    problem with its line. A detector as a model file (a YOLO exported to ONNX) is run by the
-    server on the split in a background job: 202 with the job (follow it with GET
+    problem with its line. A detector as a model file (a YOLO exported to ONNX, or a torchvision
+    checkpoint whose classes are the dataset's categories in id order) is run by the server on
+    the split in a background job: 202 with the job (follow it with GET
     /api/v1/jobs/{job_id}); the run appears on the board when it is scored."""
     from vitrine.core.workspace import Workspace
 
@@ -248,7 +250,7 @@ def _submit_model(st, ws, name: str, data: bytes, filename: str, split: str, lab
     try:
         atomic_write_bytes(model, data)
         try:
-            detector = load_detector(str(model))
+            detector = load_detector(str(model), categories=target.gt.categories)
         except VitrineError as exc:
             raise VitrineError(f"{filename}: {exc.message}", hint=exc.hint) from None
         classes = {normalize_name(c) for c in getattr(detector, "classes", {}).values()}
