@@ -250,9 +250,11 @@ def test_openapi_lists_every_api_route(client):
 
     theirs |= {route.path for route in auth_router.routes}
     from vitrine.server.api.leaderboards import router as leaderboards_router  # test_leaderboards_api.py
+    from vitrine.server.api.submissions import router as submissions_router  # test_submissions_api.py
     from vitrine.server.api.sweeps import router as sweeps_router  # test_sweeps_api.py
 
     theirs |= {route.path for route in leaderboards_router.routes} | {route.path for route in sweeps_router.routes}
+    theirs |= {route.path for route in submissions_router.routes}
     api_paths = {
         p: {m for m in ops if m != "parameters"} for p, ops in paths.items() if p.startswith(API) and p not in theirs
     }

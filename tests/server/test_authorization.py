@@ -176,9 +176,7 @@ RECIPES: dict[str, dict] = {
         ),
         ("GET", "/api/v1/datasets/{name}/annotations"): _get("/api/v1/datasets/{key}/annotations?split=train"),
         ("GET", "/api/v1/datasets/{name}/submission"): _get("/api/v1/datasets/{key}/submission"),
-        ("GET", "/api/v1/datasets/{name}/submission/images.zip"): _get(
-            "/api/v1/datasets/{key}/submission/images.zip"
-        ),
+        ("GET", "/api/v1/datasets/{name}/submission/images.zip"): _get("/api/v1/datasets/{key}/submission/images.zip"),
         ("GET", "/api/v1/datasets/{name}/submission/images/{image_id}"): _get(
             "/api/v1/datasets/{key}/submission/images/img-0"
         ),

@@ -308,3 +308,20 @@ def test_a_torchvision_checkpoint_can_be_submitted_too(world, tmp_path):
     (row,) = [row for g in clients["bob"].get("/api/v1/leaderboards/boxes").json()["groups"] for row in g["rows"]]
     assert (row["arch"], row["model"]) == (arch, "model_25")  # the builder, and the submission's name
     assert row["parameters"] > 1e6 and row["latency_ms"] > 0
+
+
+def test_the_openapi_schema_documents_the_board_routes(world):
+    _ws, app, clients = world
+    paths = clients["root"].get("/openapi.json").json()["paths"]
+    board = {p: sorted(m for m in ops if m != "parameters") for p, ops in paths.items() if "/datasets/{name}/" in p}
+    expected = {
+        "/api/v1/datasets/{name}/board": ["get", "put"],
+        "/api/v1/datasets/{name}/annotations": ["get"],
+        "/api/v1/datasets/{name}/submission": ["get"],
+        "/api/v1/datasets/{name}/submission/images.zip": ["get"],
+        "/api/v1/datasets/{name}/submission/images/{image_id}": ["get"],
+        "/api/v1/datasets/{name}/submissions": ["get", "post"],
+    }
+    assert {p: board[p] for p in expected} == expected
+    post = paths["/api/v1/datasets/{name}/submissions"]["post"]["responses"]
+    assert {"201", "202", "422", "413"} <= set(post)
