@@ -3,11 +3,12 @@
 **Detection** (``--task detect``, the default): Fashion-MNIST scenes are generated as
 ``benchmarks/detection.py`` does (3,000 train / 200 val / 200 test scenes of 128 px: real items on
 photo backgrounds), then one sweep (``vitrine.experiments.sweep``: a local Ray, every trial an
-ordinary run) trains every combination of ``--archs`` x ``--sizes`` (x ``--backbones``) for
+ordinary run) trains every combination of ``--archs`` x ``--sizes`` x ``--widths`` (the FPN and
+head width, ``fpn_channels``: the network's size, like YOLO's n/s/m) x ``--backbones`` for
 ``--trial-minutes`` each, validation included, ``--cpus-per-trial`` CPUs (and as many torch
 threads) per trial, so that two trials share a 2-core machine. The baseline, today's benchmark
-model (Mask R-CNN on EfficientNet-Lite0 at 128 px), is one of the trials: same data, same budget,
-same scoring.
+model (Mask R-CNN on EfficientNet-Lite0 at 128 px, 96 wide), is one of the trials: same data,
+same budget, same scoring.
 
 **Classification** (``--task classify``): Fashion-MNIST (Debian's ``dataset-fashion-mnist``,
 nothing downloaded) exported and imported as a dataset, then a sweep of ``--backbones`` x
@@ -29,10 +30,10 @@ The verdict (detection): a configuration at least ``--aim-speedup`` times faster
 baseline (quiet speed) with at least ``--aim-fraction`` of its box mAP@.5, both from this run.
 
     .venv/bin/python benchmarks/sweep.py [--task detect] [--trial-minutes 8]
-        [--archs maskrcnn,fasterrcnn,fcos,retinanet] [--sizes 96,128,160] [--backbones efficientnet-lite0]
+        [--archs maskrcnn,fcos] [--sizes 112,128,144] [--widths 64,96] [--backbones efficientnet-lite0]
         [--cpus-per-trial 1] [--train 3000] [--val 200] [--test 200] [--work DIR] [--chart sweep.html]
         [--json results.json]
-    .venv/bin/python benchmarks/sweep.py --task classify [--trial-minutes 4] [--sizes 32,64]
+    .venv/bin/python benchmarks/sweep.py --task classify [--trial-minutes 4] [--sizes 64,96]
         [--backbones efficientnet-lite0,efficientnet-lite1,efficientnet-lite2] [--train-per-class 1000]
 """
 
@@ -52,15 +53,17 @@ from detection import machine_facts  # noqa: E402
 
 DEFAULTS = {
     "detect": {
-        "archs": "maskrcnn,fasterrcnn,fcos,retinanet",
-        "sizes": "96,128,160",
+        "archs": "maskrcnn,fcos",
+        "sizes": "112,128,144",
+        "widths": "64,96",
         "backbones": "efficientnet-lite0",
         "trial_minutes": 8.0,
-        "baseline": {"arch": "maskrcnn", "backbone": "efficientnet-lite0", "image_size": 128},
+        "baseline": {"arch": "maskrcnn", "backbone": "efficientnet-lite0", "image_size": 128, "fpn_channels": 96},
     },
     "classify": {
         "archs": "",
-        "sizes": "32,64",
+        "widths": "",
+        "sizes": "64,96",
         "backbones": "efficientnet-lite0,efficientnet-lite1,efficientnet-lite2",
         "trial_minutes": 4.0,
         "baseline": {"backbone": "efficientnet-lite0", "image_size": 64},
@@ -116,6 +119,7 @@ def sweep_spec(args, dataset: str):
     grid = {"image_size": args.sizes, "backbone": args.backbones}
     if args.task == "detect":
         grid["arch"] = args.archs
+        grid["fpn_channels"] = args.widths
         base = {
             "epochs": 100,
             "batch_size": 4,
@@ -177,9 +181,9 @@ def quiet_speed(ws, run_ids: list[str], args) -> dict[str, float]:
     torch.set_num_threads(args.speed_threads)
     runs = [Run.load(ws, rid) for rid in run_ids]
     if args.task == "detect":
+        from vitrine.data.detection.resolve import resolve_dataset
         from vitrine.evaluate.detection import measure_detector_speed
         from vitrine.predict.run_detector import load_run_detector
-        from vitrine.data.detection.resolve import resolve_dataset
 
         ds, _, _ = resolve_dataset(Path(args.dataset), "scenes")
         test = ds.split("test")
@@ -240,9 +244,10 @@ def is_baseline(row: dict, baseline: dict) -> bool:
 
 def describe(params: dict) -> str:
     """``fcos efficientnet-lite0 96px``: the varied options, architecture first."""
-    order = ("arch", "backbone", "image_size")
+    order = ("arch", "backbone", "image_size", "fpn_channels")
     keys = [k for k in order if k in params] + [k for k in params if k not in order]
-    return " ".join(f"{params[k]}px" if k == "image_size" else str(params[k]) for k in keys)
+    shown = {"image_size": "{}px", "fpn_channels": "w{}"}
+    return " ".join(shown.get(k, "{}").format(params[k]) for k in keys)
 
 
 def print_table(rows: list[dict], base: dict | None, task: str) -> None:
@@ -287,13 +292,18 @@ def write_chart(rows: list[dict], path: Path, task: str, title: str) -> None:
     import plotly.graph_objects as go
 
     symbols = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon"]
-    arch_key = "arch" if task == "detect" else "backbone"
-    archs = sorted({str(r["params"].get(arch_key, r.get("arch"))) for r in rows})
+
+    def family(r: dict) -> str:  # one colour per architecture (and width, when the sweep varies it)
+        p = r["params"]
+        name = str(p.get("arch" if task == "detect" else "backbone", r.get("arch")))
+        return f"{name} w{p['fpn_channels']}" if "fpn_channels" in p else name
+
+    archs = sorted({family(r) for r in rows})
     sizes = sorted({r["params"].get("image_size") for r in rows}, key=lambda s: (s is None, s))
     fig = go.Figure()
     for arch in archs:
         for size in sizes:
-            pts = [r for r in rows if str(r["params"].get(arch_key, r.get("arch"))) == arch
+            pts = [r for r in rows if family(r) == arch
                    and r["params"].get("image_size") == size and r.get("quiet_ms") is not None]  # fmt: skip
             if not pts:
                 continue
@@ -342,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archs", default=None, help="detection architectures, comma separated")
     ap.add_argument("--sizes", default=None, help="input sizes, comma separated")
     ap.add_argument("--backbones", default=None, help="backbones, comma separated")
+    ap.add_argument("--widths", default=None, help="detection: FPN and head widths (fpn_channels), comma separated")
     ap.add_argument("--trial-minutes", type=float, default=None, help="training budget of each trial")
     ap.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per trial (default 1)")
     ap.add_argument("--train", type=int, default=3000, help="detection: train scenes")
@@ -361,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     defaults = DEFAULTS[args.task]
-    for key in ("archs", "sizes", "backbones", "trial_minutes"):
+    for key in ("archs", "sizes", "widths", "backbones", "trial_minutes"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.chart = args.chart or Path(f"sweep-{args.task}.html")
