@@ -1,12 +1,12 @@
 """The ``score-submission`` job kind: a detector submitted as a model file (a YOLO exported to ONNX,
-a torchvision checkpoint: any file :func:`vitrine.predict.detector.load_detector` reads) run on a split of a workspace
-dataset (typically its hidden test split) and scored like every run.
+a torchvision checkpoint: any file :func:`vitrine.predict.detector.load_detector` reads) run on a
+split of a workspace dataset (typically its hidden test split) and scored like every run.
 
-The server keeps the uploaded file in the run's folder (``runs/<run_id>/<file>``) and submits this
-job; the job predicts every image of the split, evaluates with pycocotools, times the model with the
-speed harness, and records a finished ``detection`` run marked as a submission
-(:func:`vitrine.evaluate.imported.record_detector`). Run again after a restart, it starts over (the
-run only exists once it is scored)."""
+The server keeps the uploaded file in the run's folder (``runs/<run_id>/model.<suffix>``) and
+submits this job; the job predicts every image of the split, evaluates with pycocotools, times the
+model with the speed harness, and records a finished ``detection`` run marked as a submission
+(:func:`vitrine.evaluate.imported.record_detector`). Run again after a restart, it starts over,
+unless the run was recorded already (the run only exists once it is scored)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ def run_score_submission_job(ctx: JobContext, params: dict) -> dict:
     st = ctx.services
     ws = Workspace(st.settings.root) if st is not None else Workspace()
     run_id = params["run_id"]
+    if (ws.run_dir(run_id) / "run.json").is_file():  # scored before a restart: nothing to do again
+        from vitrine.runs import Run
+
+        run = Run.load(ws, run_id)
+        return {"run_id": run.id, "state": run.record.get("state"), **summarize(run)}
     model = ws.run_dir(run_id) / Path(params["model"]).name
     target = load_target(ws, params["dataset"], params.get("split") or "test")
     detector = load_detector(str(model), categories=target.gt.categories)
