@@ -287,8 +287,8 @@ def print_table(rows: list[dict], base: dict | None, task: str) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def write_chart(rows: list[dict], path: Path, task: str, title: str) -> None:
-    """The leaderboard page's chart as a self-contained Plotly HTML file."""
+def write_chart(rows: list[dict], path: Path, task: str, title: str, base: dict | None = None) -> None:
+    """The leaderboard page's chart as a self-contained Plotly HTML file (the baseline labelled)."""
     import plotly.graph_objects as go
 
     symbols = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon"]
@@ -335,6 +335,8 @@ def write_chart(rows: list[dict], path: Path, task: str, title: str) -> None:
                 hoverinfo="skip",
             )
         )
+    if base is not None and base.get("quiet_ms") is not None:
+        fig.add_annotation(x=base["quiet_ms"], y=base["primary"], text="baseline", showarrow=True, arrowhead=2, ay=-30)
     metric = "box mAP@.5" if task == "detect" else "test accuracy"
     fig.update_layout(
         title=title,
@@ -448,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"box mAP@.5): {'MET by ' + json.dumps(best['params']) if best else 'not met'}"
                 + (f", {verdict['speedup']}x, {100 * verdict['fraction']:.0f} %" if best else "")
             )
-        write_chart(rows, args.chart, args.task, f"{args.task} sweep on {Path(args.dataset).name}: speed vs accuracy")
+        title = f"{args.task} sweep on {Path(args.dataset).name}: speed vs accuracy"
+        write_chart(rows, args.chart, args.task, title, base)
         print(f"chart: {args.chart}")
         print(f"load average at end (1/5/15 min): {load_average()}")
         print(f"total benchmark time {(time.perf_counter() - t_all) / 60:.1f} min (sweep {sweep_seconds / 60:.1f} min)")
