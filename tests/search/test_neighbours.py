@@ -88,6 +88,21 @@ def test_exact_duplicates_are_marked_and_groups_sorted_by_size():
     assert all(m.exact_duplicates == [] for m in groups[0].others)
 
 
+def test_a_threshold_that_links_too_many_pairs_fails_early(monkeypatch):
+    from vitrine.search import neighbours
+
+    monkeypatch.setattr(neighbours, "MAX_PAIRS", 10)
+    monkeypatch.setattr(neighbours, "RANGE_CHUNK", 3)
+    v = unit(*([1, 0.01 * i] for i in range(12)))  # 66 pairs above 0.9
+    with pytest.raises(BadParameter, match="links more than 10 pairs") as e:
+        similar_pairs(v, 0.9)
+    assert "raise the threshold" in e.value.hint
+    # chunked, the pairs are the same as in one search
+    monkeypatch.setattr(neighbours, "MAX_PAIRS", 1000)
+    i, j, _ = similar_pairs(v, 0.9)
+    assert len(i) == 66 and (i < j).all()
+
+
 def test_bad_threshold_and_shapes():
     v = unit([1, 0], [0, 1])
     for t in (0, -0.5, 1.01, float("nan")):

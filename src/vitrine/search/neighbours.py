@@ -33,6 +33,8 @@ from vitrine.index.faiss_index import faiss_threads
 
 DEFAULT_THRESHOLD = 0.8  # cosine, offline-concepts visual space: benchmarks/near_duplicates.py (README table)
 DEFAULT_K = 10
+MAX_PAIRS = 5_000_000  # similar pairs kept at most (~100 MB): a threshold that links more is too low
+RANGE_CHUNK = 4096  # query vectors per range search
 
 
 class BadParameter(VitrineError):
@@ -178,11 +180,24 @@ def similar_pairs(vectors, threshold: float) -> tuple[np.ndarray, np.ndarray, np
         return empty, empty, np.empty(0, np.float32)
     # FAISS's inner-product range search keeps results with similarity > radius: step just below
     radius = float(np.nextafter(np.float32(threshold), np.float32(-1)))
-    with faiss_threads():
-        lims, sims, rows = _flat(vecs).range_search(vecs, radius)
-    qi = np.repeat(np.arange(len(vecs)), np.diff(lims.astype(np.int64)))
-    keep = qi < rows
-    return qi[keep].astype(np.int64), rows[keep].astype(np.int64), sims[keep]
+    index = _flat(vecs)
+    out_i, out_j, out_s, found = [], [], [], 0
+    for start in range(0, len(vecs), RANGE_CHUNK):  # in chunks: a low threshold fails early, not out of memory
+        with faiss_threads():
+            lims, sims, rows = index.range_search(vecs[start : start + RANGE_CHUNK], radius)
+        qi = start + np.repeat(np.arange(len(lims) - 1), np.diff(lims.astype(np.int64)))
+        keep = qi < rows
+        out_i.append(qi[keep].astype(np.int64))
+        out_j.append(rows[keep].astype(np.int64))
+        out_s.append(sims[keep])
+        found += int(keep.sum())
+        if found > MAX_PAIRS:
+            raise BadParameter(
+                f"threshold {threshold} links more than {MAX_PAIRS:,} pairs of images (after "
+                f"{min(start + RANGE_CHUNK, len(vecs))} of {len(vecs)}): too low to find near duplicates",
+                hint=f"raise the threshold (the default is {DEFAULT_THRESHOLD})",
+            )
+    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
 
 
 def near_duplicate_groups(vectors, items: Sequence[Item], threshold: float = DEFAULT_THRESHOLD) -> list[DuplicateGroup]:
