@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vitrine.cli._console import JsonOpt, emit_json, guard, out
+from vitrine.cli._console import JsonOpt, emit_json, guard, out, with_progress
 from vitrine.cli._runs import WorkspaceOpt, workspace_of
 
 ProjectDir = Annotated[Path, typer.Argument(help="project folder (holds images/ and ontology/)")]
@@ -105,7 +105,11 @@ def label_errors(
     with guard():
         check_k(k)  # before the dataset is embedded
         ws = workspace_of(workspace)
-        result = dataset_label_errors(ws, load_dataset(ws, dataset), model=model, k=k)
+        ds = load_dataset(ws, dataset)
+        result = with_progress(
+            lambda progress, cancel: dataset_label_errors(ws, ds, model=model, k=k, progress=progress, cancel=cancel),
+            "the images embedded so far are cached",
+        )
     if as_json:
         emit_json(result)
         return
