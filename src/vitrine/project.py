@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from vitrine.collection.imageio import make_thumbnail, open_image, open_image_bytes
 from vitrine.collection.layout import (
     Problem,
@@ -38,8 +40,10 @@ from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
 from vitrine.models.preprocess import DECODE_MIN_SIDE
+from vitrine.search import neighbours
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
 from vitrine.search.language import language_note
+from vitrine.search.neighbours import DuplicateGroup, Item, Outlier
 from vitrine.search.query import Filters, Query
 from vitrine.store.catalog import Catalog
 from vitrine.tagging import DEFAULT_TAG_MODEL, DEFAULT_THRESHOLD, TagReport, check_threshold
@@ -261,6 +265,7 @@ class Project:
                 report.embed_seconds = time.perf_counter() - embed_start
             if progress:
                 progress("index", 0, 1)
+            cat.set_meta(f"image_space:{model}", embedder.spaces.image_space)
             for space, dim in embedder.spaces.dims.items():
                 refresh_index(cat, self.paths.indexes_dir, model, space, dim)
             if progress:
@@ -416,6 +421,81 @@ class Project:
             has_more=has_more,
             hits=hits,
         )
+
+    # --- duplicates and outliers -------------------------------------------------------------
+    def _image_vectors(self, model: str | None) -> tuple[str, str, np.ndarray, np.ndarray]:
+        """(model, space, content ids, vectors) of every stored vector in the model's image space."""
+        name = self._resolve_query_model(model)
+        space = self.catalog.get_meta(f"image_space:{name}")
+        if space is None:  # indexed before the space was recorded: the model says
+            space = self._load_model(name).spaces.image_space
+        chunks = list(self.catalog.iter_vectors(name, space))
+        if not chunks:
+            raise NotFound(
+                f"project {self.name!r} has no {space!r} vectors for {name!r}",
+                hint=f"run `vitrine index {self.paths.project_dir}` first",
+            )
+        return name, space, np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+    def _items(self, ids: np.ndarray) -> list[Item]:
+        """What the keep rule reads of each content: pixels, bytes, its oldest file, its other paths."""
+        by_content: dict[int, list] = {}
+        for row in self.catalog.files().values():
+            by_content.setdefault(row.content_id, []).append(row)
+        info = self.catalog.content_info(ids.tolist())
+        items = []
+        for cid in ids.tolist():
+            rows = sorted(by_content.get(cid, []), key=lambda r: (r.mtime_ns, r.relpath))
+            meta = info.get(cid, {})
+            items.append(
+                Item(
+                    key=cid,
+                    path=rows[0].relpath if rows else f"#{cid}",
+                    width=meta.get("width"),
+                    height=meta.get("height"),
+                    size=rows[0].size if rows else None,
+                    mtime_ns=rows[0].mtime_ns if rows else None,
+                    same_bytes=tuple(r.relpath for r in rows[1:]),
+                )
+            )
+        return items
+
+    def duplicates(self, threshold: float = neighbours.DEFAULT_THRESHOLD, model: str | None = None) -> dict:
+        """Near-duplicate groups of the collection: images whose vectors (the model's image space)
+        are within cosine ``threshold`` of each other, transitively; each group names the image
+        to keep (largest resolution, then largest file, then oldest file) and why. Files with the
+        same bytes are one content, listed as its ``exact_duplicates``; ``exact`` lists every such
+        content, also outside near-duplicate groups."""
+        threshold = neighbours.check_threshold(threshold)
+        name, space, ids, vectors = self._image_vectors(model)
+        items = self._items(ids)
+        groups: list[DuplicateGroup] = neighbours.near_duplicate_groups(vectors, items, threshold)
+        exact = [{"path": it.path, "exact_duplicates": list(it.same_bytes)} for it in items if it.same_bytes]
+        return {
+            "model": name,
+            "space": space,
+            "threshold": threshold,
+            "images": len(items),
+            "groups": [g.to_dict() for g in groups],
+            "exact": sorted(exact, key=lambda e: e["path"]),
+        }
+
+    def outliers(self, k: int = neighbours.DEFAULT_K, top: int | None = None, model: str | None = None) -> dict:
+        """Each image's mean cosine distance to its ``k`` nearest neighbours, most isolated first
+        (``top``: only the first ones)."""
+        k = neighbours.check_k(k)
+        if top is not None and top < 1:
+            raise VitrineError(f"top = {top} must be at least 1", hint="leave it out for every image")
+        name, space, ids, vectors = self._image_vectors(model)
+        items = self._items(ids)
+        scores: list[Outlier] = neighbours.outlier_scores(vectors, ids.tolist(), [it.path for it in items], k)
+        return {
+            "model": name,
+            "space": space,
+            "k": k,
+            "images": len(items),
+            "outliers": [o.to_dict() for o in (scores[:top] if top else scores)],
+        }
 
     # --- detector tags ----------------------------------------------------------------------
     def tag(

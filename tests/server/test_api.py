@@ -255,6 +255,9 @@ def test_openapi_lists_every_api_route(client):
 
     theirs |= {route.path for route in leaderboards_router.routes} | {route.path for route in sweeps_router.routes}
     theirs |= {route.path for route in submissions_router.routes}
+    from vitrine.server.api.curation import router as curation_router  # test_curation_api.py
+
+    theirs |= {route.path for route in curation_router.routes}
     api_paths = {
         p: {m for m in ops if m != "parameters"} for p, ops in paths.items() if p.startswith(API) and p not in theirs
     }

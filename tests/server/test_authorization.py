@@ -113,6 +113,8 @@ RECIPES: dict[str, dict] = {
             {"data": {"model": "no-such-model"}},  # refused by the handler: no job starts
         ),
         ("GET", "/api/v1/projects/{name}/tags"): _get("/api/v1/projects/{key}/tags"),
+        ("GET", "/api/v1/projects/{name}/duplicates"): _get("/api/v1/projects/{key}/duplicates?threshold=0.9"),
+        ("GET", "/api/v1/projects/{name}/outliers"): _get("/api/v1/projects/{key}/outliers?k=3"),
         ("GET", "/api/v1/projects/{name}/tags/{label}"): _get("/api/v1/projects/{key}/tags/cat"),
         ("GET", "/api/v1/projects/{name}/meta/{path}"): _get("/api/v1/projects/{key}/meta/" + IMG),
         ("GET", "/api/v1/projects/{name}/files/{path}"): _get("/api/v1/projects/{key}/files/" + IMG),
@@ -145,6 +147,10 @@ RECIPES: dict[str, dict] = {
     "dataset": {
         ("GET", "/api/v1/datasets/{name}"): _get("/api/v1/datasets/{key}"),
         ("GET", "/api/v1/datasets/{name}/stats"): _get("/api/v1/datasets/{key}/stats?per_image=false"),
+        # an unknown model: refused by the handler after authorization, so no model loads
+        ("GET", "/api/v1/datasets/{name}/label-errors"): _get("/api/v1/datasets/{key}/label-errors?model=no-such"),
+        ("GET", "/api/v1/datasets/{name}/duplicates"): _get("/api/v1/datasets/{key}/duplicates?model=no-such"),
+        ("GET", "/api/v1/datasets/{name}/outliers"): _get("/api/v1/datasets/{key}/outliers?model=no-such"),
         ("GET", "/api/v1/datasets/{name}/samples"): _get("/api/v1/datasets/{key}/samples"),
         ("GET", "/api/v1/datasets/{name}/images/{path}"): _get("/api/v1/datasets/{key}/images/" + IMG),
         ("GET", "/api/v1/datasets/{name}/thumbs/{path}"): _get("/api/v1/datasets/{key}/thumbs/" + IMG + "?size=64"),

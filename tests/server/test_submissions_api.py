@@ -111,6 +111,10 @@ PROBES = {
     ("GET", "/api/v1/datasets/{name}/submission/images.zip"): "/api/v1/datasets/fm/submission/images.zip",
     ("GET", "/api/v1/datasets/{name}/board"): "/api/v1/datasets/fm/board",
     ("GET", "/api/v1/datasets/{name}/jobs"): "/api/v1/datasets/fm/jobs",
+    # computed on the member's view: the hidden images are neither listed nor anyone's neighbour
+    ("GET", "/api/v1/datasets/{name}/label-errors"): "/api/v1/datasets/fm/label-errors?k=3",
+    ("GET", "/api/v1/datasets/{name}/duplicates"): "/api/v1/datasets/fm/duplicates?threshold=0.5",
+    ("GET", "/api/v1/datasets/{name}/outliers"): "/api/v1/datasets/fm/outliers?k=3",
     ("GET", "/api/v1/leaderboards/{board}"): "/api/v1/leaderboards/fm",
     ("GET", "/datasets/{name}"): "/datasets/fm",
     ("GET", "/runs/{run_id}/predict"): "/runs/alice-trained/predict",
@@ -325,3 +329,16 @@ def test_the_openapi_schema_documents_the_board_routes(world):
     assert {p: board[p] for p in expected} == expected
     post = paths["/api/v1/datasets/{name}/submissions"]["post"]["responses"]
     assert {"201", "202", "422", "413"} <= set(post)
+
+
+def test_label_errors_of_a_member_leave_the_hidden_split_out(world):
+    """The owner's list is computed over every split; a member's over the splits they may see, so
+    a hidden image is neither listed nor counted as anyone's neighbour."""
+    ws, app, clients = world
+    owner = clients["alice"].get("/api/v1/datasets/fm/label-errors?k=3")
+    member = clients["bob"].get("/api/v1/datasets/fm/label-errors?k=3")
+    assert owner.status_code == 200 == member.status_code, (owner.text, member.text)
+    assert owner.json()["images"] == 8 and member.json()["images"] == 4
+    assert all(e["split"] == "train" for e in member.json()["errors"])
+    dups = clients["bob"].get("/api/v1/datasets/fm/duplicates?threshold=0.5").json()
+    assert dups["images"] == 4 and "test/" not in str(dups["groups"])

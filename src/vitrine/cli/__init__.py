@@ -4,10 +4,10 @@ This module only assembles: it creates the app and adds the command groups, one 
 (:mod:`~vitrine.cli.project`, :mod:`~vitrine.cli.data`, :mod:`~vitrine.cli.train`,
 :mod:`~vitrine.cli.evaluate`, :mod:`~vitrine.cli.runs`, :mod:`~vitrine.cli.sweep`,
 :mod:`~vitrine.cli.predict`, :mod:`~vitrine.cli.detect`, :mod:`~vitrine.cli.jobs`,
-:mod:`~vitrine.cli.users`). They share :mod:`vitrine.cli._console` (consoles, --json, errors,
-progress), :mod:`vitrine.cli._inputs` (image files, detectors) and :mod:`vitrine.cli._runs` (run
-formatting, the training progress bar), and never import this module
-nor each other.
+:mod:`~vitrine.cli.users`, :mod:`~vitrine.cli.curate`). They share :mod:`vitrine.cli._console`
+(consoles, --json, errors, progress), :mod:`vitrine.cli._inputs` (image files, detectors) and
+:mod:`vitrine.cli._runs` (run formatting, the training progress bar), and never import this
+module nor each other.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import typer
 
 from vitrine.cli import (
+    curate,
     data,
     detect,
     evaluate,
@@ -37,7 +38,7 @@ app = typer.Typer(
 )
 
 # the order of `vitrine --help`: project commands first, then the other groups
-for _group in (project, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
+for _group in (project, curate, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
     _group.register(app)
 
 

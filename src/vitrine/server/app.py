@@ -23,6 +23,7 @@ from vitrine.core.errors import PayloadTooLarge, VitrineError
 from vitrine.server.api.auth import router as auth_router
 from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
+from vitrine.server.api.curation import router as curation_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
@@ -262,6 +263,7 @@ def create_app(
 
     app.include_router(api_router)
     app.include_router(classification_router)
+    app.include_router(curation_router)  # duplicates, outliers, label errors
     app.include_router(detection_router)
     app.include_router(leaderboards_router)
     app.include_router(sweeps_router)  # /api/v1/sweeps
