@@ -152,12 +152,12 @@ def cut(ranked: list[tuple[int, float]], min_score: float | None, within: float 
     if min_score is not None:
         floor = max(floor, float(min_score))
     if within is not None:
-        floor = max(floor, ranked[0][1] - float(within))
+        floor = max(floor, round(ranked[0][1], 6) - float(within))
     if floor == -np.inf:
         return ranked
-    # a float32 score equal to the cut-off must pass it: compare at float32 precision
-    floor32 = float(np.float32(floor)) - 1e-7
-    return [(i, s) for i, s in ranked if s >= floor32]
+    # compared as hits report scores (6 decimals): a hit showing the cut-off's score passes it
+    floor = round(floor, 6)
+    return [(i, s) for i, s in ranked if round(s, 6) >= floor]
 
 
 def add_file_stats(catalog: Catalog, hits: list[Hit]) -> None:
