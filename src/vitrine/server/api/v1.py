@@ -258,7 +258,16 @@ class ExportBody(BaseModel):
 
 @router.post(
     "/projects/{name}/export",
-    responses={**CSV, **errors(400, 404, 413)},
+    responses={
+        200: {
+            "description": "format csv: the CSV file (UTF-8); format dataset: the new dataset's name, size and class",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+        **errors(400, 404, 413),
+    },
     openapi_extra={"x-vitrine-action": "use"},  # reading a project is enough to export from it
 )
 def export_results(p: ProjectDep, st: StateDep, body: ExportBody):
