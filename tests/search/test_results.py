@@ -161,7 +161,7 @@ def api(indexed_demo, tmp_path_factory):
 
 
 def test_api_search_cutoff_and_sort(api):
-    client, base, _ = api
+    client, base, root = api
     everything = client.get(f"{base}/search", params={"q": "a cat", "k": 50}).json()["hits"]
     assert {"size", "mtime"} <= set(everything[0])
     kept = client.get(f"{base}/search", params={"q": "a cat", "k": 50, "min_score": everything[2]["score"]})
@@ -172,6 +172,14 @@ def test_api_search_cutoff_and_sort(api):
     for bad in ({"min_score": 2}, {"min_score": "high"}, {"within": -1}, {"sort": "size"}):
         response = client.get(f"{base}/search", params={"q": "a cat"} | bad)
         assert response.status_code == 422, (bad, response.text)
+    # the upload search takes the same options, as form fields
+    image = {"file": ("q.jpg", (root / base.rsplit("/", 1)[1] / "images" / "animaux" / "chat.jpg").read_bytes(), "image/jpeg")}
+    for bad in ({"min_score": "2"}, {"within": "-1"}, {"sort": "size"}):
+        response = client.post(f"{base}/search/image", files=image, data=bad)
+        assert response.status_code == 422, (bad, response.text)
+    like = client.post(f"{base}/search/image", files=image, data={"min_score": "0.99", "sort": "name"})
+    assert like.status_code == 200, like.text
+    assert [h["path"] for h in like.json()["hits"]] == ["animaux/chat.jpg"]
 
 
 def test_api_export(api):
