@@ -173,7 +173,8 @@ def test_api_search_cutoff_and_sort(api):
         response = client.get(f"{base}/search", params={"q": "a cat"} | bad)
         assert response.status_code == 422, (bad, response.text)
     # the upload search takes the same options, as form fields
-    image = {"file": ("q.jpg", (root / base.rsplit("/", 1)[1] / "images" / "animaux" / "chat.jpg").read_bytes(), "image/jpeg")}
+    cat = root / base.rsplit("/", 1)[1] / "images" / "animaux" / "chat.jpg"
+    image = {"file": ("q.jpg", cat.read_bytes(), "image/jpeg")}
     for bad in ({"min_score": "2"}, {"within": "-1"}, {"sort": "size"}):
         response = client.post(f"{base}/search/image", files=image, data=bad)
         assert response.status_code == 422, (bad, response.text)
