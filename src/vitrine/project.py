@@ -411,6 +411,8 @@ class Project:
             asked = {**asked, "tags": list(filters.tags)} | (
                 {"tag_model": filters.tag_model} if filters.tag_model else {}
             )
+        cutoff = {k: v for k, v in (("min_score", query.min_score), ("within", query.within)) if v is not None}
+        asked = asked | cutoff | ({"sort": query.sort} if query.sort != "score" else {})
         has_more, hits = run_query(index, self.catalog, vector, query, exclude=exclude)
         return SearchResult(
             query=asked,
@@ -678,6 +680,90 @@ class Project:
                 )
                 n += 1
             offset += len(rows)
+
+    # --- exporting chosen results -----------------------------------------------------------
+    def selected_files(self, paths: list[str], *, allow_empty: bool = False) -> list[dict]:
+        """Catalog rows (path, folder, size, mtime_ns, sha256, width, height) of ``paths``, images
+        of this project given relative to images/, in the order given, each once. A path that is
+        not one of the project's indexed images (outside it, absolute, with ``..``, removed since)
+        is refused, naming it: nothing is read outside the project."""
+        if not paths and not allow_empty:
+            raise VitrineError("no images selected", hint="select at least one result to export")
+        if len(paths) > MAX_EXPORT:
+            raise VitrineError(f"{len(paths)} images selected: at most {MAX_EXPORT} per export")
+        rows, missing = [], []
+        for rel in dict.fromkeys(str(p) for p in paths):
+            info = self.catalog.file_info(rel)
+            if info is None:
+                missing.append(rel)
+            else:
+                rows.append(info)
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:3])
+            if len(missing) > 3:
+                shown += f" and {len(missing) - 3} more"
+            raise NotFound(
+                f"not an image of project {self.name!r}: {shown}",
+                hint="give paths relative to images/, as search results list them",
+            )
+        return rows
+
+    def export_results_csv(
+        self, fp, paths: list[str], scores: dict[str, float] | None = None, *, allow_empty: bool = False
+    ) -> int:
+        """Write the chosen results as CSV (path, score, folder, size_bytes, modified, width, height,
+        sha256), in the order given; returns rows written. ``scores``: each path's search score."""
+        import csv
+        from datetime import UTC, datetime
+
+        rows = self.selected_files(paths, allow_empty=allow_empty)
+        scores = scores or {}
+        writer = csv.writer(fp)
+        writer.writerow(["path", "score", "folder", "size_bytes", "modified", "width", "height", "sha256"])
+        for r in rows:
+            score = scores.get(r["relpath"])
+            modified = datetime.fromtimestamp(r["mtime_ns"] / 1e9, UTC).isoformat(timespec="seconds")
+            writer.writerow(
+                [
+                    r["relpath"],
+                    "" if score is None else f"{float(score):.6f}",
+                    r["folder"],
+                    r["size"],
+                    modified,
+                    r["width"] if r["width"] is not None else "",
+                    r["height"] if r["height"] is not None else "",
+                    r["sha256"],
+                ]
+            )
+        return len(rows)
+
+    def export_results_dataset(self, paths: list[str], name: str, label: str, workspace=None):
+        """A new classification dataset ``name`` (in ``workspace``: default $VITRINE_HOME or the
+        current folder) listing the chosen images, all with class ``label`` (e.g. the query). The
+        images stay in the project (the dataset's root is its images/ folder): nothing is copied.
+        Refuses an existing dataset name. Returns the :class:`~vitrine.data.dataset.ClassificationDataset`."""
+        from vitrine.core.workspace import check_name
+        from vitrine.data.dataset import ClassificationDataset, Sample
+        from vitrine.data.importers import import_dataset
+
+        check_name(name, "dataset name")
+        label = (label or "").strip()
+        if not label or len(label) > 200 or any(ord(c) < 32 for c in label):
+            raise VitrineError(
+                f"invalid label {label!r}", hint="a class name of 1 to 200 printable characters, e.g. the query"
+            )
+        rows = self.selected_files(paths)
+        dataset = ClassificationDataset(
+            name=name,
+            root=self.paths.images_dir,
+            samples=[Sample(r["relpath"], label) for r in rows],
+            source={"kind": "search-results", "project": self.name, "label": label},
+        )
+        import_dataset(workspace, dataset)
+        return dataset
+
+
+MAX_EXPORT = 10_000  # images per export: the deepest search page is far shorter
 
 
 def _language_note(text: str, model: str) -> dict | None:

@@ -206,3 +206,43 @@ def test_the_migration_builds_the_declared_table(db_url):
         assert differences(engine) == []
     finally:
         engine.dispose()
+
+
+def test_exporting_search_results_as_a_dataset_is_refused_over_quota(tmp_path, monkeypatch):
+    """A dataset made from search results counts toward its owner's storage: over the quota the
+    export is a 413 and no dataset is written; a user with room gets it, owned by them."""
+    from vitrine.collection.layout import init_project
+    from vitrine.collection.scan import scan_project
+    from vitrine.core.workspace import Workspace
+    from vitrine.project import Project
+    from vitrine.server.app import create_app
+
+    monkeypatch.delenv(quota.ENV_DEFAULT, raising=False)
+    paths = init_project(tmp_path / "photos", keywords={"Cat": "a cat"})
+    _write(paths.images_dir / "a" / "x.png", 10)
+    proj = Project(paths.project_dir)
+    scan_project(proj.paths, proj.catalog)
+    proj.close()
+    app = create_app(tmp_path, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")
+    store = app.state.auth.store
+    alice = store.add_user("alice", "alice-password")
+    store.add_user("bob", "bob-password")
+    store.claim("project", "photos", alice.id)
+    store.set_access("project", "photos", visibility="public")
+    _write(Workspace(tmp_path).run_dir("alice-run") / "weights.bin", 50_000)
+    store.claim("run", "alice-run", alice.id)
+    quota.service_for(store.engine, tmp_path).set_limit("alice", 40_000)
+    body = {"paths": ["a/x.png"], "format": "dataset", "dataset_name": "picked", "label": "cat"}
+
+    def client(name: str) -> TestClient:
+        token = store.create_token(name, "tests")[1]
+        return TestClient(app, raise_server_exceptions=False, headers={"authorization": f"Bearer {token}"})
+
+    r = client("alice").post("/api/v1/projects/photos/export", json=body)
+    assert r.status_code == 413, r.text
+    assert "so a new dataset cannot start" in r.json()["error"]["message"]
+    assert not (tmp_path / "datasets" / "picked").exists()
+    r = client("bob").post("/api/v1/projects/photos/export", json=body)
+    assert r.status_code == 200, r.text
+    assert store.access("dataset", "picked").owner == "bob"
+    app.state.vitrine.close()

@@ -46,6 +46,7 @@ ROUTES = {
     "/api/v1/jobs/{job_id}/cancel": {"post"},
     "/api/v1/projects/{name}/search": {"get"},
     "/api/v1/projects/{name}/search/image": {"post"},
+    "/api/v1/projects/{name}/export": {"post"},  # checked in tests/search/test_results.py
     "/api/v1/projects/{name}/images": {"get"},
     "/api/v1/projects/{name}/meta/{path}": {"get"},
     "/api/v1/projects/{name}/files/{path}": {"get"},

@@ -106,6 +106,11 @@ RECIPES: dict[str, dict] = {
             f"/api/v1/projects/{key}/search/image",
             upload(),
         ),
+        ("POST", "/api/v1/projects/{name}/export"): lambda key, vis: (
+            "POST",
+            f"/api/v1/projects/{key}/export",
+            {"json": {"paths": [IMG], "format": "csv"}},  # reading a project is enough to export from it
+        ),
         ("GET", "/api/v1/projects/{name}/images"): _get("/api/v1/projects/{key}/images"),
         ("POST", "/api/v1/projects/{name}/tag"): lambda key, vis: (
             "POST",
@@ -599,6 +604,25 @@ def test_training_on_a_shared_dataset_makes_the_trainers_own_run(world, noop_tra
     # carol may not train on it at all (not shared with her)
     r = world.call("carol", ("POST", f"/api/v1/datasets/{shared}/train", {"json": {"method": "zero-shot"}}))
     assert is_denied(r, "dataset", shared)
+
+
+def test_a_dataset_exported_from_search_results_belongs_to_its_exporter(world):
+    """bob exports results of the project alice made public as a new dataset: the dataset is bob's,
+    private to him; carol cannot export from alice's shared project at all."""
+    public, shared = world.keys[("project", "public")], world.keys[("project", "shared")]
+    body = {"paths": [IMG, "sub/b.png"], "format": "dataset", "dataset_name": "bobs-picks", "label": "red"}
+    r = world.call("bob", ("POST", f"/api/v1/projects/{public}/export", {"json": body}))
+    assert r.status_code == 200, describe(r)
+    assert r.json() == {"dataset": "bobs-picks", "samples": 2, "classes": ["red"]}
+    assert world.app.state.auth.store.access("dataset", "bobs-picks").owner == "bob"
+    assert world.call("bob", ("GET", "/api/v1/datasets/bobs-picks", {})).status_code == 200
+    assert is_denied(world.call("alice", ("GET", "/api/v1/datasets/bobs-picks", {})), "dataset", "bobs-picks")
+    again = world.call("alice", ("POST", f"/api/v1/projects/{public}/export", {"json": body}))
+    assert again.status_code == 400 and "already exists" in again.text, describe(again)
+    body["dataset_name"] = "carols-picks"
+    r = world.call("carol", ("POST", f"/api/v1/projects/{shared}/export", {"json": body}))
+    assert is_denied(r, "project", shared)
+    assert world.app.state.auth.store.access("dataset", "carols-picks") is None
 
 
 def test_indexing_is_for_the_projects_owner(world, noop_training):

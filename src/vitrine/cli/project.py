@@ -146,6 +146,28 @@ def search(
         list[str] | None,
         typer.Option("--tag", "-t", help="keep images with this detector tag (`vitrine tag`); repeatable: all of them"),
     ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(min=-1.0, max=1.0, help="keep hits whose score (cosine, -1..1) is at least this"),
+    ] = None,
+    within: Annotated[
+        float | None, typer.Option(min=0.0, max=2.0, help="keep hits scoring at most this much below the best one")
+    ] = None,
+    sort: Annotated[str, typer.Option(help="order of the hits kept: score (best first), name or date (newest)")] = (
+        "score"
+    ),
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="also write the hits as CSV (path, score, folder, size...)")
+    ] = None,
+    to_dataset: Annotated[
+        str | None, typer.Option(help="also save the hits as a new classification dataset with this name")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="the class of the new dataset's images (default: the query)")
+    ] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="where --to-dataset saves it (default: $VITRINE_HOME or here)")
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Search a project by text, ontology keyword, or example image."""
@@ -163,8 +185,27 @@ def search(
             offset=offset,
             folder=folder,
             tags=tag,
+            min_score=min_score,
+            within=within,
+            sort=sort,
         )
-        result = Project(project_dir).query(query)
+        proj = Project(project_dir)
+        result = proj.query(query)
+        paths = [h.path for h in result.hits]
+        if csv_file is not None:
+            from vitrine.core.atomic import atomic_open
+
+            try:
+                with atomic_open(csv_file, "w", newline="") as fp:
+                    proj.export_results_csv(fp, paths, {h.path: h.score for h in result.hits}, allow_empty=True)
+            except OSError as exc:
+                raise VitrineError(f"cannot write {csv_file}: {exc.strerror or exc}") from None
+            err.print(f"wrote {len(paths)} hits to {csv_file}", highlight=False)
+        if to_dataset is not None:
+            name = label or text or keyword or (image.name if image else "results")
+            dataset = proj.export_results_dataset(paths, to_dataset, name, workspace=workspace)
+            saved = f"saved {len(dataset.samples)} images as dataset {to_dataset!r} (class {name!r})"
+            err.print(saved, highlight=False)
     note = result.language_note
     if note:  # on stderr, so that --json output stays a list of hits
         err.print(f"[yellow]warning:[/] {note['message']}", highlight=False, soft_wrap=True)

@@ -20,6 +20,8 @@ from vitrine.core.errors import VitrineError
 
 Kind = Literal["text", "keyword", "similar", "image"]
 KINDS: tuple[Kind, ...] = ("text", "keyword", "similar", "image")
+Sort = Literal["score", "name", "date"]
+SORTS: tuple[Sort, ...] = ("score", "name", "date")  # best first; by path; newest file first
 
 
 def normalize_tags(tags: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -55,7 +57,14 @@ class Query:
     """One search: exactly one of ``text`` (free text), ``keyword`` (an ontology keyword),
     ``similar`` (a collection image, relative to images/) or ``image`` (an example image: a file
     path or uploaded bytes); ``model`` (None: the project's); the page (``k`` hits after skipping
-    ``offset``); and the :class:`Filters`."""
+    ``offset``); and the :class:`Filters`.
+
+    ``min_score`` keeps only hits whose cosine similarity (in the model's space, -1..1) is at least
+    that, so a query stops where the matches stop instead of ranking the whole collection;
+    ``within`` keeps only hits scoring at most that much below the best hit (a cut-off relative to
+    the query, useful because a model's raw cosine scale differs from one model to another).
+    ``sort`` orders the kept hits of the page: by ``score`` (best first), ``name`` (path) or
+    ``date`` (newest file first)."""
 
     text: str | None = None
     keyword: str | None = None
@@ -65,6 +74,9 @@ class Query:
     k: int = 20
     offset: int = 0
     filters: Filters = field(default_factory=Filters)
+    min_score: float | None = None
+    within: float | None = None
+    sort: Sort = "score"
 
     def __post_init__(self) -> None:
         given = [kind for kind in KINDS if getattr(self, kind) is not None]
@@ -77,6 +89,18 @@ class Query:
             object.__setattr__(self, "text", text)
         if self.k < 1 or self.offset < 0:
             raise VitrineError(f"bad page: offset {self.offset}, k {self.k}", hint="offset >= 0 and k >= 1")
+        if self.min_score is not None and not -1.0 <= float(self.min_score) <= 1.0:
+            raise VitrineError(
+                f"min_score {self.min_score} is out of range",
+                hint="scores are cosine similarities: give a value between -1 and 1, e.g. 0.2",
+            )
+        if self.within is not None and not 0.0 <= float(self.within) <= 2.0:
+            raise VitrineError(
+                f"within {self.within} is out of range",
+                hint="how far below the best score a hit may be: between 0 and 2, e.g. 0.05",
+            )
+        if self.sort not in SORTS:
+            raise VitrineError(f"unknown sort {self.sort!r}", hint="sort by one of: " + ", ".join(SORTS))
 
     @property
     def kind(self) -> Kind:
@@ -97,6 +121,9 @@ class Query:
         folder: str | None = None,
         tags: str | list[str] | tuple[str, ...] | None = None,
         tag_model: str | None = None,
+        min_score: float | None = None,
+        within: float | None = None,
+        sort: str = "score",
     ) -> Query:
         """A query from a caller's own inputs, flat as the CLI and the API take them; when not
         exactly one of the four queries is given the error says ``give exactly one <asked>``, in
@@ -112,4 +139,7 @@ class Query:
             k=k,
             offset=offset,
             filters=Filters(folder=folder, tags=tuple(normalize_tags(tags)), tag_model=tag_model),
+            min_score=min_score,
+            within=within,
+            sort=sort,  # type: ignore[arg-type]  # checked in __post_init__
         )

@@ -486,6 +486,18 @@ class Catalog:
             row = conn.execute(q).first()
         return dict(row._mapping) if row else None
 
+    def file_stats(self, relpaths: Iterable[str]) -> dict[str, dict]:
+        """relpath -> {"size", "mtime_ns"} for those of ``relpaths`` in the catalog."""
+        relpaths = list(dict.fromkeys(relpaths))
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(relpaths), 500):  # SQLite's bound-parameter limit
+                chunk = relpaths[start : start + 500]
+                q = select(files.c.relpath, files.c.size, files.c.mtime_ns).where(files.c.relpath.in_(chunk))
+                for r in conn.execute(q):
+                    out[r.relpath] = {"size": r.size, "mtime_ns": r.mtime_ns}
+        return out
+
     def content_info(self, ids: Iterable[int]) -> dict[int, dict]:
         ids = [int(i) for i in ids]
         q = select(contents.c.id, contents.c.sha256, contents.c.width, contents.c.height, contents.c.format).where(

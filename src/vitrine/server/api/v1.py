@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
 
 from vitrine.core.errors import VitrineError
 from vitrine.models import registry
@@ -23,6 +24,13 @@ router = APIRouter(prefix="/api/v1")
 
 
 K = Annotated[int, Query(ge=1, le=200, description="results per page")]
+MinScore = Annotated[
+    float | None, Query(ge=-1.0, le=1.0, description="keep hits whose score (cosine, -1..1) is at least this")
+]
+Within = Annotated[float | None, Query(ge=0.0, le=2.0, description="keep hits at most this far below the best")]
+SortBy = Annotated[
+    Literal["score", "name", "date"], Query(description="order of the hits kept: score, name, or date (newest)")
+]
 Offset = Annotated[int, Query(ge=0, le=MAX_RESULTS, description="results to skip (pagination)")]
 
 
@@ -178,6 +186,9 @@ def search(
         list[str] | None, Query(description="keep images with this detector tag (repeat: all of them)")
     ] = None,
     tag_model: Annotated[str | None, Query(description="only tags from this tagging model")] = None,
+    min_score: MinScore = None,
+    within: Within = None,
+    sort: SortBy = "score",
 ):
     query = SearchQuery.one_of(
         "of q (text), keyword, or similar (an image path)",
@@ -190,6 +201,9 @@ def search(
         folder=folder,
         tags=tag,
         tag_model=tag_model,
+        min_score=min_score,
+        within=within,
+        sort=sort,
     )
     if model is not None:
         registry.get(model)  # an unknown name is a 400, not a model mismatch
@@ -207,6 +221,9 @@ async def search_by_upload(
     model: Annotated[str | None, Form()] = None,
     tag: Annotated[list[str] | None, Form(description="keep images with this detector tag (repeatable)")] = None,
     tag_model: Annotated[str | None, Form()] = None,
+    min_score: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    within: Annotated[float | None, Form(ge=0.0, le=2.0)] = None,
+    sort: Annotated[Literal["score", "name", "date"], Form()] = "score",
 ):
     if model is not None:
         registry.get(model)  # an unknown name is a 400, not a model mismatch
@@ -219,11 +236,65 @@ async def search_by_upload(
         k=k,
         offset=offset,
         filters=Filters(folder=folder or None, tags=tag or (), tag_model=tag_model),
+        min_score=min_score,
+        within=within,
+        sort=sort,
     )
     result = await run_in_threadpool(p.query, query)
     out = result.to_dict()
     out["query"]["image"] = file.filename or "upload"
     return out
+
+
+class ExportBody(BaseModel):
+    """Chosen search results to export: as CSV, or as a new classification dataset."""
+
+    paths: list[str] = Field(min_length=1, max_length=10_000, description="images, relative to images/")
+    format: Literal["csv", "dataset"] = "csv"
+    scores: dict[str, float] | None = Field(None, description="each path's search score (CSV column)")
+    dataset_name: str | None = Field(None, description="the new dataset's name (format dataset)")
+    label: str | None = Field(None, description="the class of its images, e.g. the query (format dataset)")
+
+
+@router.post(
+    "/projects/{name}/export",
+    responses={
+        200: {
+            "description": "format csv: the CSV file (UTF-8); format dataset: the new dataset's name, size and class",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        },
+        **errors(400, 404, 413),
+    },
+    openapi_extra={"x-vitrine-action": "use"},  # reading a project is enough to export from it
+)
+def export_results(p: ProjectDep, st: StateDep, body: ExportBody):
+    if body.format == "csv":
+        scores = body.scores or {}
+        return _csv_response(lambda fp: p.export_results_csv(fp, body.paths, scores), f"{p.name}_results.csv")
+    if not body.dataset_name or not body.label:
+        raise VitrineError(
+            "a dataset export needs dataset_name and label", hint="e.g. dataset_name 'cats', label 'a cat'"
+        )
+    from vitrine.core.workspace import check_name
+    from vitrine.data.importers import dataset_exists
+    from vitrine.server.security import claim, current
+
+    check_name(body.dataset_name, "dataset name")
+    if dataset_exists(st.settings.root, body.dataset_name):
+        raise VitrineError(f"dataset {body.dataset_name!r} already exists", hint="choose another name")
+    p.selected_files(body.paths)  # 404 for a path outside the project, before the quota and the write
+    auth = current()
+    owner = auth.principal.name if auth is not None and auth.principal.id is not None else None
+    if owner is not None and auth.runtime.store is not None:  # a new dataset counts toward its owner's storage
+        from vitrine.auth import quota
+
+        quota.service_for(auth.runtime.store.engine, auth.runtime.root).enforce(owner, "a new dataset")
+    dataset = p.export_results_dataset(body.paths, body.dataset_name, body.label, workspace=st.settings.root)
+    claim("dataset", body.dataset_name)
+    return hide_paths({"dataset": dataset.name, "samples": len(dataset.samples), "classes": dataset.classes})
 
 
 @router.get("/projects/{name}/images")

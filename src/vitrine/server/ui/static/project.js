@@ -1,5 +1,6 @@
 /* vitrine web UI, a collection's page (/p/{name}): status and indexing, search by text, keyword,
- * example image or upload with folder and tag filters, browsing, tags. A small client of the REST
+ * example image or upload with folder and tag filters, a score cut-off and a sort order, browsing,
+ * tags; ticking results and exporting them as CSV or as a new classification dataset. A small client of the REST
  * API (/api/v1); no build step, no dependencies; helpers come from common.js.
  *
  * Every URL is built from the prefix the server gave in <body data-base>, so the UI works behind a
@@ -10,7 +11,8 @@
   "use strict";
 
   const {
-    $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, fillGrid, ApiError, isActive,
+    $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, datasetPage, fillGrid, ApiError,
+    isActive,
     showJobState, api, showError, clearError, report, fetchJob, cancelJob,
   } = window.vitrine;
   const body = document.body;
@@ -36,6 +38,8 @@
     const uploadInput = $("#upload-input");
     const resultsSection = $("#results-section");
     const resultsList = $("#results");
+    const minScoreInput = $("#min-score");
+    const sortSelect = $("#sort-select");
     const prev = $("#prev");
     const next = $("#next");
     let runSeq = 0;
@@ -51,6 +55,7 @@
       return {
         q: (p.get("q") || "").trim(), keyword: p.get("keyword") || "", folder: p.get("folder") || "",
         tag: (p.get("tag") || "").trim().toLowerCase(), offset,
+        min_score: p.get("min_score") || "", sort: p.get("sort") || "",
       };
     }
 
@@ -60,6 +65,8 @@
       else if (s.keyword) p.set("keyword", s.keyword);
       if (s.folder) p.set("folder", s.folder);
       if (s.tag) p.set("tag", s.tag);
+      if (s.min_score) p.set("min_score", s.min_score);
+      if (s.sort && s.sort !== "score") p.set("sort", s.sort);
       if (s.offset) p.set("offset", String(s.offset));
       const qs = p.toString();
       return projectPage(qs ? `?${qs}` : "");
@@ -117,8 +124,129 @@
       $("#results-meta").textContent = meta || "";
     }
 
+    // ------------------------------------------------------------ choosing results to export
+    // The chosen results (path -> score, or null when browsing) stay chosen across the pages of one
+    // query; another query, folder, cut-off or order starts afresh.
+    const picked = new Map();
+    let pickedFor = null;
+    let shown = [];
+
+    function queryKey() {
+      const s = readUrl();
+      return JSON.stringify(upload ? { upload: upload.file.name, folder: folderSelect.value, min: minScoreInput.value, sort: sortSelect.value } : { ...s, offset: 0 });
+    }
+
+    function updateSelection() {
+      const n = picked.size;
+      $("#selection-count").textContent = `${n} selected`;
+      $("#export-csv").disabled = n === 0;
+      $("#export-dataset-button").disabled = n === 0;
+      const all = $("#select-all");
+      const shownPicked = shown.filter((hit) => picked.has(hit.path)).length;
+      all.checked = shown.length > 0 && shownPicked === shown.length;
+      all.indeterminate = shownPicked > 0 && shownPicked < shown.length;
+      for (const li of resultsList.querySelectorAll(".result")) {
+        const on = picked.has(li.dataset.path);
+        li.classList.toggle("picked", on);
+        const box = li.querySelector(".result-pick input");
+        if (box) box.checked = on;
+      }
+    }
+
+    function addPickers(hits) {
+      const key = queryKey();
+      if (key !== pickedFor) { picked.clear(); pickedFor = key; $("#export-done").hidden = true; }
+      shown = hits;
+      const byPath = new Map(hits.map((hit) => [hit.path, hit]));
+      for (const li of resultsList.querySelectorAll(".result")) {
+        const hit = byPath.get(li.dataset.path);
+        const box = h("input", { type: "checkbox", "aria-label": `select ${li.dataset.path}` });
+        box.addEventListener("change", () => {
+          if (box.checked) picked.set(hit.path, typeof hit.score === "number" && !hit.label ? hit.score : null);
+          else picked.delete(hit.path);
+          updateSelection();
+        });
+        li.prepend(h("label", { class: "result-pick", title: "select for export" }, box));
+      }
+      $("#selection-bar").hidden = hits.length === 0 && picked.size === 0;
+      updateSelection();
+    }
+
+    function exportBody(extra) {
+      const scores = {};
+      for (const [path, score] of picked) if (score !== null) scores[path] = score;
+      return JSON.stringify({ paths: [...picked.keys()], scores, ...extra });
+    }
+
+    async function postExport(extra) {
+      let res;
+      try {
+        res = await fetch(projectApi("/export"), {
+          method: "POST", headers: { "content-type": "application/json" }, body: exportBody(extra),
+        });
+      } catch (err) {
+        throw new ApiError(`cannot reach the vitrine server (${err.message})`, "check that the server is still running", 0, "network");
+      }
+      if (!res.ok) {
+        let e = {};
+        try { e = (await res.json()).error || {}; } catch (_) { /* not JSON */ }
+        throw new ApiError(e.message || `${res.status} ${res.statusText}`, e.hint, res.status, e.code);
+      }
+      return res;
+    }
+
+    function defaultLabel() {
+      const s = readUrl();
+      return s.q || s.keyword || (upload ? `like ${upload.file.name}` : s.tag || s.folder || "selected");
+    }
+
+    $("#select-all").addEventListener("change", (event) => {
+      for (const hit of shown) {
+        if (event.currentTarget.checked) picked.set(hit.path, typeof hit.score === "number" && !hit.label ? hit.score : null);
+        else picked.delete(hit.path);
+      }
+      updateSelection();
+    });
+
+    $("#export-csv").addEventListener("click", async () => {
+      clearError();
+      try {
+        const res = await postExport({ format: "csv" });
+        const blob = await res.blob();
+        const url = URL.createObjectURL(blob);
+        const a = h("a", { href: url, download: `${body.dataset.project}_results.csv`, hidden: true });
+        document.body.append(a);
+        a.click();
+        a.remove();
+        window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+        const done = $("#export-done");
+        done.textContent = `Exported ${plural(picked.size, "image")} as CSV.`;
+        done.hidden = false;
+      } catch (err) {
+        showError(err, "export as CSV");
+      }
+    });
+
+    $("#export-dataset").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const name = $("#dataset-name").value.trim();
+      const label = $("#dataset-label").value.trim() || defaultLabel();
+      try {
+        const res = await postExport({ format: "dataset", dataset_name: name, label });
+        const data = await res.json();
+        const done = $("#export-done");
+        done.replaceChildren(`Saved ${plural(data.samples, "image")} as dataset `,
+          h("a", { href: datasetPage(data.dataset) }, data.dataset), ` (class “${label}”).`);
+        done.hidden = false;
+      } catch (err) {
+        showError(err, "save as dataset");
+      }
+    });
+
     function showPage(hits, offset, hasMore, emptyText) {
       fillGrid(resultsList, hits);
+      addPickers(hits);
       const empty = $("#no-results");
       empty.textContent = emptyText || "No image matches.";
       empty.hidden = hits.length > 0;
@@ -174,6 +302,8 @@
       const s = readUrl();
       input.value = s.q;
       setFolderValue(s.folder);
+      minScoreInput.value = s.min_score;
+      sortSelect.value = ["name", "date"].includes(s.sort) ? s.sort : "score";
       markChip(s.q ? "" : s.keyword);
       markTag(s.tag);
       setPreview(null);
@@ -187,6 +317,8 @@
         if (s.q || s.keyword) {
           if (s.q) params.set("q", s.q); else params.set("keyword", s.keyword);
           if (s.tag) params.set("tag", s.tag);
+          if (s.min_score) params.set("min_score", s.min_score);
+          if (s.sort) params.set("sort", s.sort);
           current = { mode: s.q ? "text" : "keyword", offset: s.offset, hasMore: false };
           setHeader(s.q ? ["Results for ", h("q", { id: "results-query" }, s.q)] : ["Keyword ", h("span", { id: "results-keyword", class: "chip static" }, s.keyword)],
             "", "");
@@ -253,6 +385,8 @@
       fd.append("k", String(PAGE_SIZE));
       fd.append("offset", String(upload.offset));
       if (folderSelect.value) fd.append("folder", folderSelect.value);
+      if (minScoreInput.value) fd.append("min_score", minScoreInput.value);
+      fd.append("sort", sortSelect.value);
       try {
         const result = await api(projectApi("/search/image"), { method: "POST", body: fd });
         if (seq !== runSeq) return;
@@ -276,8 +410,27 @@
     // ------------------------------------------------------------ controls
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      go({ q: input.value.trim(), keyword: "", folder: folderSelect.value, tag: readUrl().tag, offset: 0 });
+      go({
+        q: input.value.trim(), keyword: "", folder: folderSelect.value, tag: readUrl().tag, offset: 0,
+        min_score: minScoreInput.value, sort: sortSelect.value,
+      });
     });
+
+    // a new cut-off or order reruns the query shown (browsing and tag lists ignore them)
+    function optionsChanged() {
+      if (upload) {
+        upload.offset = 0;
+        runUpload();
+        return;
+      }
+      const s = readUrl();
+      go({ ...s, min_score: minScoreInput.value, sort: sortSelect.value, offset: 0 });
+    }
+    minScoreInput.addEventListener("change", () => {
+      if (minScoreInput.value === "" || minScoreInput.checkValidity()) optionsChanged();
+      else minScoreInput.reportValidity();
+    });
+    sortSelect.addEventListener("change", optionsChanged);
 
     folderSelect.addEventListener("change", () => {
       if (upload) {
@@ -331,7 +484,7 @@
             onclick: (event) => {
               if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
               event.preventDefault();
-              go({ q: "", keyword: entry.keyword, folder: folderSelect.value, tag: readUrl().tag, offset: 0 });
+              go({ ...readUrl(), q: "", keyword: entry.keyword, folder: folderSelect.value, offset: 0 });
             },
           }, entry.keyword))));
       } else {
