@@ -21,8 +21,7 @@ from pathlib import Path
 
 from vitrine.collection.imageio import open_image
 from vitrine.core.workspace import Workspace, check_name
-from vitrine.data.fingerprint import detection_fingerprint
-from vitrine.evaluate.comparable import torch_cost
+from vitrine.evaluate.comparable import split_record, torch_cost
 from vitrine.evaluate.cost import weights_bytes
 from vitrine.evaluate.detection import measure_detector_speed, report_summary, write_detection_report
 from vitrine.runs import Run
@@ -139,8 +138,7 @@ def record_detector(
     key = split or "all"
     evaluation = {
         **report_summary(report),
-        "split": split,
-        "fingerprint": detection_fingerprint(fingerprint_of if fingerprint_of is not None else gt, split),
+        **split_record(fingerprint_of if fingerprint_of is not None else gt, split),
         "n_images": report.get("images"),
     }
     cost = _cost(detector, weights, images)

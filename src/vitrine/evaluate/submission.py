@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import math
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from vitrine.core.atomic import atomic_write_bytes
 from vitrine.core.errors import NotFound, VitrineError
 from vitrine.core.workspace import Workspace
 from vitrine.data.board import Board, image_token, read_board, with_secret
+from vitrine.evaluate.detection import normalize_name
 from vitrine.runs import SUBMISSION_KIND, Run
 
 MAX_LISTED = 10
@@ -151,10 +151,6 @@ def image_of(target: Target, image_id: str) -> Path:
 
 
 # -------------------------------------------------------------------------------------- readers
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", str(name)).strip().casefold()
-
-
 def _text(data: bytes, what: str) -> str:
     if not data.strip():
         raise SubmissionError([f"the {what} is empty"])
@@ -181,7 +177,7 @@ def read_classification_csv(data: bytes, target: Target, allow_paths: bool = Fal
             hint="start the file with the line: image,class",
         )
     paths = {item.path: key for key, item in target.by_id.items()} if allow_paths else {}
-    classes = {_norm(c): i for i, c in enumerate(target.classes)}
+    classes = {normalize_name(c): i for i, c in enumerate(target.classes)}
     keys = list(target.by_id)
     predicted: dict[str, int] = {}
     first_line: dict[str, int] = {}
@@ -199,7 +195,7 @@ def read_classification_csv(data: bytes, target: Target, allow_paths: bool = Fal
         if key is None:
             problems.append(f"line {line}: image {image!r} is not an image of the {target.split} split")
             continue
-        index = classes.get(_norm(label))
+        index = classes.get(normalize_name(label))
         if index is None:
             problems.append(f"line {line}: class {label!r} is not one of the dataset's classes")
             continue
@@ -266,8 +262,6 @@ def _segmentation(value, height: int, width: int):
 def read_coco_results(data: bytes, target: Target) -> list[dict]:
     """The COCO results of a detection submission, checked against ``target`` (ids, categories,
     boxes, scores, masks), category names mapped to the dataset's ids."""
-    from vitrine.evaluate.detection import normalize_name
-
     parsed = _results(_text(data, "results file"))
     images = {im.id: im for im in target.gt.images}
     cat_ids = {c.id for c in target.gt.categories}
@@ -403,15 +397,14 @@ def _finish_classification(run: Run, target: Target, report: dict, data: bytes) 
 
 
 def _finish_detection(run: Run, target: Target, report: dict, data: bytes) -> None:
-    from vitrine.data.fingerprint import detection_fingerprint
+    from vitrine.evaluate.comparable import split_record
     from vitrine.evaluate.detection import report_summary, write_detection_report
 
     atomic_write_bytes(run.dir / "submission.json", data)
     write_detection_report(report, run.dir)
     evaluation = {
         **report_summary(report),
-        "split": target.split,
-        "fingerprint": detection_fingerprint(target.dataset, target.split),
+        **split_record(target.dataset, target.split),
         "n_images": report.get("images"),
     }
     now = time.time()
