@@ -82,12 +82,18 @@ def _write(workspace: Workspace, board: Board) -> Board:
     return board
 
 
-def set_hidden(workspace: Workspace, name: str, split: str, hidden: bool = True) -> Board:
-    """Hide ``split`` of dataset ``name`` from members (or show it again with ``hidden=False``)."""
+def check_hideable(split: str) -> str:
+    """``split`` when it may be hidden; a VitrineError naming the splits that may, otherwise."""
     if split not in HIDEABLE_SPLITS:
         raise VitrineError(
             f"cannot hide split {split!r}", hint=f"hide one of {', '.join(HIDEABLE_SPLITS)}: members train on train"
         )
+    return split
+
+
+def set_hidden(workspace: Workspace, name: str, split: str, hidden: bool = True) -> Board:
+    """Hide ``split`` of dataset ``name`` from members (or show it again with ``hidden=False``)."""
+    check_hideable(split)
     board = read_board(workspace, name)
     splits = set(board.hidden) | {split} if hidden else set(board.hidden) - {split}
     hidden_splits = tuple(s for s in HIDEABLE_SPLITS if s in splits)
@@ -128,6 +134,7 @@ __all__ = [
     "HIDEABLE_SPLITS",
     "Board",
     "board_file",
+    "check_hideable",
     "dataset_task",
     "image_token",
     "read_board",

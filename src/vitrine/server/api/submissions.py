@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vitrine.core.errors import NotFound
 from vitrine.core.jsonio import jsonable
-from vitrine.data.board import HIDEABLE_SPLITS, read_board, set_group, set_hidden
+from vitrine.data.board import HIDEABLE_SPLITS, check_hideable, read_board, set_group, set_hidden
 from vitrine.evaluate.submission import image_of, listing, load_target, score_submission, submissions
 from vitrine.runs.leaderboard import run_row
 from vitrine.server.api.responses import CSV, IMAGE, errors
@@ -43,10 +43,6 @@ Split = Annotated[str, Query(pattern="^(train|val|test)$", description="train, v
 def _sees_hidden(name: str) -> bool:
     """The dataset's owner and admins see hidden splits; the members it is shared with do not."""
     return may("dataset", name, "manage")
-
-
-def _hidden_from_caller(ws, name: str, split: str | None) -> bool:
-    return split is not None and read_board(ws, name).is_hidden(split) and not _sees_hidden(name)
 
 
 class BoardUpdate(BaseModel):
@@ -70,8 +66,7 @@ def update_board(name: Name, body: BoardUpdate, ws: WorkspaceDep):
     members (``[]`` shows it again); ``{"group": true}`` makes the leaderboard the group's. Fields
     left out keep their value."""
     for split in body.hidden or ():
-        if split not in HIDEABLE_SPLITS:
-            set_hidden(ws, name, split)  # raises the precise error
+        check_hideable(split)
     board = read_board(ws, name)
     if body.hidden is not None:
         for split in HIDEABLE_SPLITS:
@@ -92,11 +87,10 @@ def annotations(name: Name, ws: WorkspaceDep, split: Split | None = None):
     for a classification dataset, a COCO instances file for a detection dataset. A hidden split's
     annotations are 404 for members, as if it did not exist."""
     board = read_board(ws, name)
-    if _hidden_from_caller(ws, name, split):
+    hidden = () if _sees_hidden(name) else board.hidden  # the splits this caller may not see
+    if split in hidden:
         raise NotFound(f"no annotations of split {split!r} in dataset {name!r}", hint="that split is hidden")
-    shown = [s for s in ("train", "val", "test", "") if not (board.is_hidden(s) and not _sees_hidden(name))]
-    if split is not None:
-        shown = [split]
+    shown = [split] if split is not None else [s for s in ("train", "val", "test", "") if s not in hidden]
     if board.task == "classify":
         from vitrine.data.importers import load_dataset
 
