@@ -117,7 +117,7 @@ def loaded_dataset(name: str, ws: WorkspaceDep, c: CacheDep) -> _Loaded:
     hidden image, its path (which may hold its class) or its label to them."""
     if name not in ws.dataset_names():  # also refuses names that are not folder names
         raise _unknown_dataset(ws, name)
-    from vitrine.data.board import board_file, read_board
+    from vitrine.data.board import read_board
     from vitrine.data.importers import load_dataset
     from vitrine.server.security import may
 
@@ -135,7 +135,7 @@ def loaded_dataset(name: str, ws: WorkspaceDep, c: CacheDep) -> _Loaded:
     board = read_board(ws, name)
     if not board.hidden or may("dataset", name, "manage"):
         return entry
-    view_key = (*key, _stamp(board_file(ws, name)), board.hidden)
+    view_key = (*key, board.hidden)
     with c.lock:
         hit = c.views.get(directory)
     if hit is not None and hit[0] == view_key:
