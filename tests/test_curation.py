@@ -51,6 +51,42 @@ def test_a_project_indexed_before_the_space_was_recorded(project):
         project.outliers(k=1001)
 
 
+def test_the_pixel_check_separates_a_copy_from_another_photo_of_the_same_thing(project, monkeypatch):
+    """A resized, re-encoded copy of the cat and a mirror image of it (another picture: its
+    layout differs) are both close to the cat in the model's space; with the pixel check only the
+    copy joins the cat's group, and asking again decodes nothing (the signatures are kept)."""
+    images = project.paths.images_dir
+    with Image.open(images / "animaux" / "chat.jpg") as im:
+        im = im.convert("RGB")
+        im.resize((im.width * 2 // 3, im.height * 2 // 3)).save(images / "chat-copie.jpg", quality=70)
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(images / "chat-miroir.jpg", quality=90)
+    project.index()
+
+    def cat_group(result):
+        g = next(g for g in result["groups"] if g["keep"]["path"] == "animaux/chat.jpg")
+        return {m["path"]: m for m in g["others"]}
+
+    loose = cat_group(project.duplicates(threshold=0.5, pixels=False))
+    assert {"chat-copie.jpg", "chat-miroir.jpg"} <= set(loose)
+    assert loose["chat-copie.jpg"]["pixel_similarity"] is None
+    result = project.duplicates(threshold=0.5)
+    checked = cat_group(result)
+    assert "chat-copie.jpg" in checked and "chat-miroir.jpg" not in checked
+    assert checked["chat-copie.jpg"]["pixel_similarity"] > 0.9
+    check = result["pixel_check"]
+    assert check["pixel_threshold"] == 0.6 and check["rejected_pairs"] >= 1 and check["images_checked"] >= 3
+    assert result["unreadable"] == []
+    decoded = []
+    import vitrine.project as project_module
+
+    real = project_module.signatures_of
+    monkeypatch.setattr(project_module, "signatures_of", lambda paths: (decoded.extend(paths), real(paths))[1])
+    assert project.duplicates(threshold=0.5)["groups"] == result["groups"]
+    assert decoded == []
+    with pytest.raises(BadParameter, match="pixel threshold 2"):
+        project.duplicates(pixel_threshold=2)
+
+
 @pytest.mark.slow
 def test_dataset_duplicates_outliers_and_label_errors(tmp_path, demo_source):
     """Two crops of the cat, one labelled "dog": a near-duplicate group whose labels differ; the

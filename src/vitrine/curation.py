@@ -17,15 +17,19 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from vitrine.collection.signature import signatures_of
 from vitrine.core.errors import VitrineError
 from vitrine.core.workspace import Workspace
 from vitrine.data.dataset import ClassificationDataset
 from vitrine.models import registry
 from vitrine.search.neighbours import (
     DEFAULT_K,
+    DEFAULT_PIXEL_THRESHOLD,
     DEFAULT_THRESHOLD,
     Item,
+    PixelCheck,
     check_k,
+    check_pixel_threshold,
     check_threshold,
     label_errors,
     near_duplicate_groups,
@@ -89,13 +93,16 @@ def dataset_duplicates(
     threshold: float = DEFAULT_THRESHOLD,
     progress=None,
     cancel: threading.Event | None = None,
+    pixels: bool = True,
+    pixel_threshold: float = DEFAULT_PIXEL_THRESHOLD,
 ) -> dict:
-    """Near-duplicate groups of a dataset's images (as :meth:`Project.duplicates`); the keep rule
-    reads each file's pixels, bytes and modification time. A group whose images have different
-    labels is marked ``labels_differ``."""
+    """Near-duplicate groups of a dataset's images (as :meth:`Project.duplicates`, pixel check
+    included); the keep rule reads each file's pixels, bytes and modification time. A group whose
+    images have different labels is marked ``labels_differ``."""
     from PIL import Image
 
     threshold = check_threshold(threshold)
+    pixel_threshold = check_pixel_threshold(pixel_threshold)
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     name, space, emb = _embedded(ws, dataset, model, progress, cancel)
     items = []
@@ -111,8 +118,16 @@ def dataset_duplicates(
             Item(key=s.path, path=s.path, width=width, height=height, size=st.st_size, mtime_ns=st.st_mtime_ns)
         )
     label_of = {s.path: s.label for s in emb.samples}
+    unreadable: list[dict] = []
+
+    def signatures(rows: list[int]):
+        sigs, failed = signatures_of([dataset.path_of(emb.samples[r]) for r in rows])
+        unreadable.extend({"path": emb.samples[rows[n]].path, "reason": why} for n, why in failed.items())
+        return sigs
+
+    check = PixelCheck(signatures, pixel_threshold) if pixels else None
     groups = []
-    for g in near_duplicate_groups(emb.vectors, items, threshold):
+    for g in near_duplicate_groups(emb.vectors, items, threshold, check):
         d = g.to_dict()
         labels = {label_of[g.keep.path], *(label_of[m.path] for m in g.others)}
         d["labels"] = sorted(labels)
@@ -123,8 +138,10 @@ def dataset_duplicates(
         "model": name,
         "space": space,
         "threshold": threshold,
+        "pixel_check": check.to_dict() if check else None,
         "images": len(emb.samples),
         "groups": groups,
+        "unreadable": unreadable,
     }
 
 

@@ -33,6 +33,8 @@ from vitrine.collection.layout import (
 )
 from vitrine.collection.ontology import Ontology, OntologyCache
 from vitrine.collection.scan import scan_project
+from vitrine.collection.signature import SIDE as SIGNATURE_SIDE
+from vitrine.collection.signature import signatures_of
 from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
 from vitrine.embed.pipeline import EmbedItem, embed_items
@@ -109,6 +111,7 @@ class Project:
             )
         self._catalog: Catalog | None = None
         self._catalog_lock = threading.Lock()
+        self._signatures: dict[tuple, np.ndarray] = {}  # pixel signatures read (fp16), by (content, size, mtime)
         self.index_in_progress: IndexReport | None = None
 
     @property
@@ -462,25 +465,56 @@ class Project:
             )
         return items
 
-    def duplicates(self, threshold: float = neighbours.DEFAULT_THRESHOLD, model: str | None = None) -> dict:
+    def duplicates(
+        self,
+        threshold: float = neighbours.DEFAULT_THRESHOLD,
+        model: str | None = None,
+        pixels: bool = True,
+        pixel_threshold: float = neighbours.DEFAULT_PIXEL_THRESHOLD,
+    ) -> dict:
         """Near-duplicate groups of the collection: images whose vectors (the model's image space)
-        are within cosine ``threshold`` of each other, transitively; each group names the image
-        to keep (largest resolution, then largest file, then oldest file) and why. Files with the
-        same bytes are one content, listed as its ``exact_duplicates``; ``exact`` lists every such
-        content, also outside near-duplicate groups."""
+        are within cosine ``threshold`` of each other and, with ``pixels`` (the default), whose
+        pixel signatures correlate by ``pixel_threshold`` or more (a copy, not another photo of
+        the same thing: :mod:`vitrine.collection.signature`), transitively; each group names the
+        image to keep (largest resolution, then largest file, then oldest file) and why. Files with
+        the same bytes are one content, listed as its ``exact_duplicates``; ``exact`` lists every
+        such content, also outside near-duplicate groups."""
         threshold = neighbours.check_threshold(threshold)
+        pixel_threshold = neighbours.check_pixel_threshold(pixel_threshold)
         name, space, ids, vectors = self._image_vectors(model)
         items = self._items(ids)
-        groups: list[DuplicateGroup] = neighbours.near_duplicate_groups(vectors, items, threshold)
+        unreadable: list[dict] = []
+        check = None
+        if pixels:
+            check = neighbours.PixelCheck(lambda rows: self._pixel_signatures(items, rows, unreadable), pixel_threshold)
+        groups: list[DuplicateGroup] = neighbours.near_duplicate_groups(vectors, items, threshold, check)
         exact = [{"path": it.path, "exact_duplicates": list(it.same_bytes)} for it in items if it.same_bytes]
         return {
             "model": name,
             "space": space,
             "threshold": threshold,
+            "pixel_check": check.to_dict() if check else None,
             "images": len(items),
             "groups": [g.to_dict() for g in groups],
             "exact": sorted(exact, key=lambda e: e["path"]),
+            "unreadable": unreadable,
         }
+
+    def _pixel_signatures(self, items: list[Item], rows: list[int], unreadable: list[dict]) -> np.ndarray:
+        """The pixel signatures of ``items[rows]``, read once per content and file state (kept on
+        this object: a server asking again at another threshold decodes nothing)."""
+        keys = [(items[r].key, items[r].size, items[r].mtime_ns) for r in rows]
+        missing = sorted({k: r for k, r in zip(keys, rows, strict=True) if k not in self._signatures}.items())
+        if missing:
+            paths = [resolve_inside(self.paths.images_dir, items[r].path) for _, r in missing]
+            sigs, failed = signatures_of(paths)
+            for n, ((key, r), sig) in enumerate(zip(missing, sigs, strict=True)):
+                if n in failed:
+                    unreadable.append({"path": items[r].path, "reason": failed[n]})
+                else:
+                    self._signatures[key] = sig.astype(np.float16)  # 512 bytes an image
+        zero = np.zeros(SIGNATURE_SIDE * SIGNATURE_SIDE, np.float16)
+        return np.stack([self._signatures.get(k, zero) for k in keys]).astype(np.float32)
 
     def outliers(self, k: int = neighbours.DEFAULT_K, top: int | None = None, model: str | None = None) -> dict:
         """Each image's mean cosine distance to its ``k`` nearest neighbours, most isolated first

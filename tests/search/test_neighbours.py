@@ -163,3 +163,43 @@ def test_label_errors_sorted_by_confidence_and_ties():
     assert all(e.agreement == 1.0 and e.split == "train" for e in errors)
     tie = label_errors(unit(at_angle(0), at_angle(1), at_angle(-1)), ["A", "A", "B"], ["m", "x", "y"], k=2)
     assert [(e.path, e.suggested) for e in tie] == [("y", "A")]  # m and x tie with their own label
+
+
+def test_the_pixel_check_keeps_only_pairs_whose_pictures_agree():
+    """Four items, all linked by their vectors; their signatures (hand-made unit vectors) say a~b
+    and c~d are copies (correlation 0.9 and 0.7) while a~c is 0.0: two groups, not one. The pair
+    counts and the correlation to the kept image are reported."""
+    from vitrine.search.neighbours import PixelCheck
+
+    v = unit([1, 0, 0], [1, 0.01, 0], [1, 0.02, 0], [1, 0.03, 0])
+    items = [Item(key=n, path=p, width=10, height=10, size=100, mtime_ns=5) for n, p in enumerate("abcd")]
+    sig = {0: [1, 0, 0], 1: [0.9, np.sqrt(1 - 0.81), 0], 2: [0, 0, 1], 3: [0, np.sqrt(1 - 0.49), 0.7]}
+    asked: list[list[int]] = []
+
+    def signatures(rows):
+        asked.append(rows)
+        return np.asarray([sig[r] for r in rows], np.float32)
+
+    assert len(near_duplicate_groups(v, items, 0.99)) == 1  # the vectors alone: one group of four
+    check = PixelCheck(signatures, threshold=0.6)
+    groups = near_duplicate_groups(v, items, 0.99, check)
+    assert asked == [[0, 1, 2, 3]]  # every image in a candidate pair, once
+    assert [[g.keep.path, *(m.path for m in g.others)] for g in groups] == [["a", "b"], ["c", "d"]]
+    assert groups[0].others[0].pixel_similarity == pytest.approx(0.9, abs=1e-6)
+    assert groups[1].others[0].pixel_similarity == pytest.approx(0.7, abs=1e-6)
+    assert groups[0].keep.pixel_similarity == 1.0
+    assert check.to_dict() == {"pixel_threshold": 0.6, "candidate_pairs": 6, "rejected_pairs": 4, "images_checked": 4}
+    # at 0.75 the c~d pair (0.7) goes too; an unreadable image (zero signature) links nothing
+    assert len(near_duplicate_groups(v, items, 0.99, PixelCheck(signatures, threshold=0.75))) == 1
+    sig[1] = [0, 0, 0]
+    assert [g.keep.path for g in near_duplicate_groups(v, items, 0.99, PixelCheck(signatures, 0.6))] == ["c"]
+    # no pixel check: no pixel similarity
+    assert near_duplicate_groups(v, items, 0.99)[0].others[0].pixel_similarity is None
+
+
+def test_bad_pixel_threshold():
+    from vitrine.search.neighbours import check_pixel_threshold
+
+    with pytest.raises(BadParameter, match="pixel threshold 1.5 is out of range"):
+        check_pixel_threshold(1.5)
+    assert check_pixel_threshold(-1) == -1.0

@@ -35,7 +35,7 @@ def test_project_duplicates_and_outliers(served):
     r = client.get(f"/api/v1/projects/{name}/duplicates")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["threshold"] == 0.8 and body["space"] == "visual"
+    assert body["threshold"] == 0.75 and body["space"] == "visual"
     (group,) = [g for g in body["groups"] if g["keep"]["path"] == "animaux/chat.jpg"]
     assert group["keep_rule"] == "resolution" and [m["path"] for m in group["others"]] == ["chat-petit.jpg"]
     strict = client.get(f"/api/v1/projects/{name}/duplicates", params={"threshold": 0.999}).json()

@@ -25,37 +25,61 @@ def duplicates(
         float | None, typer.Option(help="cosine similarity in (0, 1] from which two images are near duplicates")
     ] = None,
     model: ModelOpt = None,
+    pixels: Annotated[
+        bool,
+        typer.Option(
+            help="confirm each pair by the pictures' pixel signatures: a copy, not another photo of the same thing"
+        ),
+    ] = True,
+    pixel_threshold: Annotated[
+        float | None, typer.Option(help="signature correlation in [-1, 1] a pair must reach too (with --pixels)")
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Near-duplicate groups of a project, each with the image to keep (largest resolution, then
     largest file, then oldest) and the others' similarity to it; exact copies are marked."""
     from vitrine.project import Project
-    from vitrine.search.neighbours import DEFAULT_THRESHOLD
+    from vitrine.search.neighbours import DEFAULT_PIXEL_THRESHOLD, DEFAULT_THRESHOLD
 
     with guard():
         result = Project(project_dir).duplicates(
-            threshold=DEFAULT_THRESHOLD if threshold is None else threshold, model=model
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            model=model,
+            pixels=pixels,
+            pixel_threshold=DEFAULT_PIXEL_THRESHOLD if pixel_threshold is None else pixel_threshold,
         )
     if as_json:
         emit_json(result)
         return
     groups = result["groups"]
+    check = result["pixel_check"]
+    pixels_note = f", pixels >= {check['pixel_threshold']}" if check else ", no pixel check"
     table = Table(
         title=f"{len(groups)} near-duplicate group(s) among {result['images']} images "
-        f"[dim](cosine >= {result['threshold']}, {result['model']} {result['space']})[/]"
+        f"[dim](cosine >= {result['threshold']}{pixels_note}, {result['model']} {result['space']})[/]"
     )
     table.add_column("#", justify="right")
     table.add_column("keep (why)")
     table.add_column("similar", justify="right")
+    if check:
+        table.add_column("pixels", justify="right")
     table.add_column("others")
     for n, g in enumerate(groups, 1):
         keep = g["keep"]
         same = f"  (+{len(keep['exact_duplicates'])} exact)" if keep["exact_duplicates"] else ""
-        table.add_row(str(n), f"{keep['path']}{same}  [dim]({g['keep_rule']})[/]", "", "")
+        table.add_row(str(n), f"{keep['path']}{same}  [dim]({g['keep_rule']})[/]", "", *([""] if check else []), "")
         for m in g["others"]:
             same = f"  (+{len(m['exact_duplicates'])} exact)" if m["exact_duplicates"] else ""
-            table.add_row("", "", f"{m['similarity']:.3f}", m["path"] + same)
+            pixel = [f"{m['pixel_similarity']:.3f}"] if check else []
+            table.add_row("", "", f"{m['similarity']:.3f}", *pixel, m["path"] + same)
     out.print(table)
+    if check and check["rejected_pairs"]:
+        out.print(
+            f"[dim]{check['rejected_pairs']} of {check['candidate_pairs']} similar pair(s) left out: alike in "
+            "content, different pictures (--no-pixels keeps them)[/]"
+        )
+    for bad in result["unreadable"]:
+        out.print(f"[yellow]could not read {bad['path']}: {bad['reason']}[/]")
     if result["exact"]:
         out.print(f"{len(result['exact'])} image(s) have exact copies (same SHA-256); --json lists them")
 

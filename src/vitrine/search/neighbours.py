@@ -13,6 +13,12 @@ exact whatever index type the project's search uses.
 * :func:`near_duplicate_groups`: FAISS range search at a cosine threshold, pairs joined into
   groups by union-find; each group names the image to keep by :func:`keep_key` (largest
   resolution, then largest file, then oldest file, then first path) and which rule decided.
+  With a :class:`PixelCheck`, a pair the vectors link is kept only when the two pictures' pixel
+  signatures (:func:`vitrine.collection.imageio.pixel_signature`: 16 x 16 grey thumbnails,
+  normalised cross-correlation) agree too. An embedding says what a picture shows, so two
+  different photos of one plain wall, one coin tray or one sky sit as close as a re-encoded copy
+  (cosine 0.98 measured); their layouts differ, a copy's does not. benchmarks/near_duplicates.py
+  measures both stages.
 * :func:`outlier_scores`: each vector's mean cosine distance (1 - cosine) to its k nearest
   other vectors; the largest are the most isolated.
 * :func:`label_errors`: leave-one-out kNN vote (cosine) over the labels; an item whose label
@@ -22,7 +28,7 @@ exact whatever index type the project's search uses.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import faiss
@@ -31,7 +37,8 @@ import numpy as np
 from vitrine.core.errors import VitrineError
 from vitrine.index.faiss_index import faiss_threads
 
-DEFAULT_THRESHOLD = 0.8  # cosine, offline-concepts visual space: benchmarks/near_duplicates.py (README table)
+DEFAULT_THRESHOLD = 0.75  # cosine, offline-concepts visual space: benchmarks/near_duplicates.py (README table)
+DEFAULT_PIXEL_THRESHOLD = 0.6  # signature correlation: copies >= 0.68, other pictures <= 0.48 in the benchmark
 DEFAULT_K = 10
 MAX_PAIRS = 5_000_000  # similar pairs kept at most (~100 MB): a threshold that links more is too low
 RANGE_CHUNK = 4096  # query vectors per range search
@@ -50,6 +57,16 @@ def check_threshold(threshold: float) -> float:
         raise BadParameter(
             f"threshold {threshold} is out of range: a cosine similarity in (0, 1]",
             hint=f"the default is {DEFAULT_THRESHOLD}",
+        )
+    return t
+
+
+def check_pixel_threshold(threshold: float) -> float:
+    t = float(threshold)
+    if not (-1.0 <= t <= 1.0) or np.isnan(t):
+        raise BadParameter(
+            f"pixel threshold {threshold} is out of range: a correlation in [-1, 1]",
+            hint=f"the default is {DEFAULT_PIXEL_THRESHOLD}",
         )
     return t
 
@@ -114,6 +131,7 @@ class Member:
     key: int | str
     path: str
     similarity: float  # cosine similarity to the image kept
+    pixel_similarity: float | None = None  # signature correlation with the image kept (pixel check only)
     width: int | None = None
     height: int | None = None
     size: int | None = None
@@ -200,13 +218,57 @@ def similar_pairs(vectors, threshold: float) -> tuple[np.ndarray, np.ndarray, np
     return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
 
 
-def near_duplicate_groups(vectors, items: Sequence[Item], threshold: float = DEFAULT_THRESHOLD) -> list[DuplicateGroup]:
+@dataclass
+class PixelCheck:
+    """The second stage of :func:`near_duplicate_groups`: ``signatures(rows)`` returns the pixel
+    signatures of those rows, one unit vector each (a zero row: unreadable or flat, which
+    confirms nothing); a pair stays linked when their inner product is >= ``threshold``. After the
+    call, ``candidates`` counts the pairs the vectors linked, ``rejected`` those the pixels did not
+    confirm, and ``decoded`` the images whose signature was needed."""
+
+    signatures: Callable[[list[int]], np.ndarray]
+    threshold: float = DEFAULT_PIXEL_THRESHOLD
+    candidates: int = 0
+    rejected: int = 0
+    decoded: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "pixel_threshold": self.threshold,
+            "candidate_pairs": self.candidates,
+            "rejected_pairs": self.rejected,
+            "images_checked": self.decoded,
+        }
+
+    def confirm(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        """The pairs the pixels confirm, and the signatures read (by row)."""
+        self.candidates = len(i)
+        if not len(i):
+            return i, j, {}
+        rows = np.unique(np.concatenate([i, j]))
+        sig = np.asarray(self.signatures(rows.tolist()), dtype=np.float32)
+        if sig.shape[0] != len(rows):
+            raise VitrineError(f"{sig.shape[0]} pixel signatures for {len(rows)} images")
+        self.decoded = len(rows)
+        pos = np.searchsorted(rows, i), np.searchsorted(rows, j)
+        ok = np.einsum("ij,ij->i", sig[pos[0]], sig[pos[1]]) >= self.threshold
+        self.rejected = int((~ok).sum())
+        return i[ok], j[ok], dict(zip(rows.tolist(), sig, strict=True))
+
+
+def near_duplicate_groups(
+    vectors, items: Sequence[Item], threshold: float = DEFAULT_THRESHOLD, pixels: PixelCheck | None = None
+) -> list[DuplicateGroup]:
     """Groups of items whose vectors are linked by cosine similarity >= ``threshold`` (transitively:
-    a chain a~b~c is one group), largest group first. ``items[i]`` describes ``vectors[i]``."""
+    a chain a~b~c is one group), largest group first. ``items[i]`` describes ``vectors[i]``. With
+    ``pixels``, only the pairs whose pixel signatures agree link (see :class:`PixelCheck`)."""
     vecs = _matrix(vectors)
     if len(items) != len(vecs):
         raise VitrineError(f"{len(items)} items for {len(vecs)} vectors")
     i, j, _ = similar_pairs(vecs, threshold)
+    signature: dict[int, np.ndarray] = {}
+    if pixels is not None:
+        i, j, signature = pixels.confirm(i, j)
     out = []
     for rows in _union_find_groups(len(vecs), i, j):
         keep, rule = choose_keep([items[r] for r in rows])
@@ -217,6 +279,7 @@ def near_duplicate_groups(vectors, items: Sequence[Item], threshold: float = DEF
                 key=items[r].key,
                 path=items[r].path,
                 similarity=round(min(1.0, float(s)), 6),
+                pixel_similarity=(round(min(1.0, float(signature[r] @ signature[keep_row])), 6) if signature else None),
                 width=items[r].width,
                 height=items[r].height,
                 size=items[r].size,
@@ -226,6 +289,8 @@ def near_duplicate_groups(vectors, items: Sequence[Item], threshold: float = DEF
         ]
         kept = next(m for m, r in zip(members, rows, strict=True) if r == keep_row)
         kept.similarity = 1.0
+        if signature:
+            kept.pixel_similarity = 1.0
         others = sorted((m for m, r in zip(members, rows, strict=True) if r != keep_row), key=lambda m: -m.similarity)
         out.append(DuplicateGroup(keep=kept, keep_rule=rule, others=others))
     out.sort(key=lambda g: (-len(g.others), g.keep.path))

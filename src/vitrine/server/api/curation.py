@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from vitrine.models import registry
-from vitrine.search.neighbours import DEFAULT_K, DEFAULT_THRESHOLD
+from vitrine.search.neighbours import DEFAULT_K, DEFAULT_PIXEL_THRESHOLD, DEFAULT_THRESHOLD
 from vitrine.server.api.classification import DatasetDep
 from vitrine.server.api.responses import errors
 from vitrine.server.deps import ProjectDep, WorkspaceDep
@@ -25,6 +25,13 @@ router = APIRouter(prefix="/api/v1", tags=["duplicates, outliers, label errors"]
 Threshold = Annotated[
     float,
     Query(gt=0, le=1, description="cosine similarity from which two images are near duplicates"),
+]
+Pixels = Annotated[
+    bool,
+    Query(description="confirm each pair by the pictures' pixel signatures: a copy, not another photo of one thing"),
+]
+PixelThreshold = Annotated[
+    float, Query(ge=-1, le=1, description="signature correlation a pair must reach too (with pixels)")
 ]
 K = Annotated[int, Query(ge=1, le=1000, description="neighbours per image")]
 Top = Annotated[int | None, Query(ge=1, le=1_000_000, description="only the N most isolated images")]
@@ -37,12 +44,19 @@ def _known(model: str | None) -> None:
 
 
 @router.get("/projects/{name}/duplicates", responses=errors(404, 409, 422, 503))
-def project_duplicates(p: ProjectDep, threshold: Threshold = DEFAULT_THRESHOLD, model: Model = None):
+def project_duplicates(
+    p: ProjectDep,
+    threshold: Threshold = DEFAULT_THRESHOLD,
+    model: Model = None,
+    pixels: Pixels = True,
+    pixel_threshold: PixelThreshold = DEFAULT_PIXEL_THRESHOLD,
+):
     """Near-duplicate groups, largest first: each with the image to keep (largest resolution, then
-    largest file, then oldest; ``keep_rule`` says which decided) and the others' similarity to it.
-    ``exact`` lists the images that have byte-for-byte copies (same SHA-256)."""
+    largest file, then oldest; ``keep_rule`` says which decided) and the others' similarity to it
+    (and, with the pixel check, their signature correlation). ``exact`` lists the images that have
+    byte-for-byte copies (same SHA-256)."""
     _known(model)
-    return p.duplicates(threshold=threshold, model=model)
+    return p.duplicates(threshold=threshold, model=model, pixels=pixels, pixel_threshold=pixel_threshold)
 
 
 @router.get("/projects/{name}/outliers", responses=errors(404, 409, 422, 503))
@@ -64,13 +78,20 @@ def dataset_label_errors(d: DatasetDep, ws: WorkspaceDep, k: K = DEFAULT_K, mode
 
 
 @router.get("/datasets/{name}/duplicates", responses=errors(404, 422, 503))
-def dataset_duplicates(d: DatasetDep, ws: WorkspaceDep, threshold: Threshold = DEFAULT_THRESHOLD, model: Model = None):
+def dataset_duplicates(
+    d: DatasetDep,
+    ws: WorkspaceDep,
+    threshold: Threshold = DEFAULT_THRESHOLD,
+    model: Model = None,
+    pixels: Pixels = True,
+    pixel_threshold: PixelThreshold = DEFAULT_PIXEL_THRESHOLD,
+):
     """Near-duplicate groups of the dataset's images; ``labels_differ`` marks a group whose images
     have different labels."""
     from vitrine.curation import dataset_duplicates as compute
 
     _known(model)
-    return compute(ws, d.dataset, model=model, threshold=threshold)
+    return compute(ws, d.dataset, model=model, threshold=threshold, pixels=pixels, pixel_threshold=pixel_threshold)
 
 
 @router.get("/datasets/{name}/outliers", responses=errors(404, 422, 503))
