@@ -498,7 +498,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(demo_source, indexed_d
             _, a = p.catalog.vectors_for(OFFLINE, space, [ids_p[rel]])
             _, b = ref.catalog.vectors_for(OFFLINE, space, [ids_r[rel]])
             assert a.shape == b.shape == (1, registry.load(OFFLINE).spaces.dims[space])
-            assert np.allclose(a, b, atol=1e-5), (space, rel)
+            # stored as float16: two runs' float32 outputs a hair apart may round one step apart
+            assert np.allclose(a, b, atol=2e-4), (space, rel)
     results = [(p.search(q, k=N_DEMO), ref.search(q, k=N_DEMO)) for q in QUERIES]
     results += [(p.search_keyword("Chat", k=N_DEMO), ref.search_keyword("Chat", k=N_DEMO))]
     results += [(p.search_similar("lieux/fleur.jpg", k=10), ref.search_similar("lieux/fleur.jpg", k=10))]
