@@ -37,7 +37,7 @@ from vitrine.collection.signature import SIDE as SIGNATURE_SIDE
 from vitrine.collection.signature import signatures_of
 from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
-from vitrine.embed.pipeline import EmbedItem, embed_items
+from vitrine.embed.pipeline import EmbedItem, StageTimes, embed_items
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
@@ -66,6 +66,9 @@ class IndexReport:
     files: int = 0
     seconds: float = 0.0  # the whole run: model load, scan, embedding, index update
     embed_seconds: float = 0.0  # decoding and embedding only
+    # where the time went: load, scan, index (FAISS) seconds, and the embedding's stages
+    # (vitrine.embed.pipeline.StageTimes: decode thread-seconds, waiting for decode, model, store)
+    stages: dict = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -222,7 +225,9 @@ class Project:
         if first_reason and reason not in ("chosen by the user", first_reason):
             reason = f"{reason}; first chosen because {first_reason}"
         with self._exclusive():
+            t0 = time.perf_counter()
             embedder = registry.load(model, weights=weights)
+            load_seconds = time.perf_counter() - t0
             # recorded before any work: an interrupted or cancelled run still shows its model
             cat.set_meta("model", model)
             if first_reason is None:
@@ -230,8 +235,11 @@ class Project:
             if weights:
                 cat.set_meta(f"weights:{model}", weights)
             report = IndexReport(model=model, model_reason=reason)
+            report.stages["load_seconds"] = round(load_seconds, 3)
             self.index_in_progress = report
+            t0 = time.perf_counter()
             scan = scan_project(self.paths, cat, progress=_stage(progress, "scan"), cancel=cancel)
+            report.stages["scan_seconds"] = round(time.perf_counter() - t0, 3)
             report.removed = len(scan.removed)
             report.failed = [{"path": s.relpath, "reason": s.reason} for s in scan.skipped]
             todo = cat.contents_to_embed(model)
@@ -253,6 +261,7 @@ class Project:
 
             items = [EmbedItem(cid, self.paths.images_dir / rel, rel) for cid, rel in todo]
             embed_start = time.perf_counter()
+            times = StageTimes()
             try:
                 embed_items(
                     embedder,
@@ -262,15 +271,19 @@ class Project:
                     progress=_stage(progress, "embed"),
                     cancel=cancel,
                     batch_size=batch_size,
+                    times=times,
                 )
             finally:
                 cat.record_failures(failures)
                 report.embed_seconds = time.perf_counter() - embed_start
+                report.stages.update(times.to_dict())
             if progress:
                 progress("index", 0, 1)
+            t0 = time.perf_counter()
             cat.set_meta(f"image_space:{model}", embedder.spaces.image_space)
             for space, dim in embedder.spaces.dims.items():
                 refresh_index(cat, self.paths.indexes_dir, model, space, dim)
+            report.stages["index_seconds"] = round(time.perf_counter() - t0, 3)
             if progress:
                 progress("index", 1, 1)
             report.failed.sort(key=lambda f: f["path"])

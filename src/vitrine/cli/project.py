@@ -116,9 +116,27 @@ def index(
     table.add_row("removed", str(report.removed))
     table.add_row("failed", str(len(report.failed)))
     table.add_row("images/s", f"{report.images_per_second:.1f}")
+    table.add_row("time", stage_line(report.stages))
     out.print(table)
     for f in report.failed:
         out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
+
+
+def stage_line(stages: dict) -> str:
+    """Where an index run's time went, in one line (the embedding's stages overlap: decoding runs in
+    threads beside the model; "waiting" is the time the model had nothing to do)."""
+    s = {k: v for k, v in stages.items() if isinstance(v, int | float)}
+    if not s:
+        return "-"
+    parts = [f"load {s.get('load_seconds', 0):.1f} s", f"scan {s.get('scan_seconds', 0):.1f} s"]
+    if s.get("decode_seconds") or s.get("model_seconds"):
+        parts.append(
+            f"decode {s['decode_seconds']:.1f} s in {s['decode_workers']} threads "
+            f"(model waited {s['wait_seconds']:.1f} s)"
+        )
+        parts += [f"model {s['model_seconds']:.1f} s", f"store {s['store_seconds']:.1f} s"]
+    parts.append(f"index {s.get('index_seconds', 0):.1f} s")
+    return ", ".join(parts)
 
 
 def _index_interrupted(proj) -> str:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,34 @@ from vitrine.collection.imageio import image_info, open_image
 from vitrine.core.errors import Cancelled, ImageError
 from vitrine.models.base import Embedder
 from vitrine.models.preprocess import DECODE_MIN_SIDE
+
+
+@dataclass
+class StageTimes:
+    """Where an embedding run's time went. ``decode`` is thread time (every decode worker's
+    seconds added up: decoding runs beside the model); ``wait`` is the time the model sat idle
+    waiting for decoded images, so a run with a large ``wait`` is decode-bound and one with a
+    small ``wait`` is model-bound. ``model`` and ``store`` are on the main thread."""
+
+    decode: float = 0.0
+    wait: float = 0.0
+    model: float = 0.0
+    store: float = 0.0
+    workers: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_decode(self, seconds: float) -> None:
+        with self._lock:
+            self.decode += seconds
+
+    def to_dict(self) -> dict:
+        return {
+            "decode_seconds": round(self.decode, 3),
+            "decode_workers": self.workers,
+            "wait_seconds": round(self.wait, 3),
+            "model_seconds": round(self.model, 3),
+            "store_seconds": round(self.store, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -79,20 +107,33 @@ def decode_batches(
     prefetch: int = 2,
     cancelled: str = "cancelled",
     min_side: int | None = None,
+    times: StageTimes | None = None,
 ) -> Iterator[list[tuple[EmbedItem, Any, dict | None, str | None]]]:
     """Yield ``items`` decoded and prepared (:func:`decode_item`) batch by batch, in order, with
     up to ``prefetch`` batches decoded ahead in a thread pool. Raises ``Cancelled(cancelled)``
     before a batch when ``cancel`` is set. ``min_side``: as for :func:`decode_item` (None: full
-    size, for callers that need the file's pixels)."""
+    size, for callers that need the file's pixels). ``times``: decode and wait seconds added in."""
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    with ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="decode") as pool:
+    workers = workers or default_workers()
+    if times is not None:
+        times.workers = workers
+
+    def decode(item: EmbedItem):
+        t0 = time.perf_counter()
+        try:
+            return decode_item(prepare, item, min_side)
+        finally:
+            if times is not None:
+                times.add_decode(time.perf_counter() - t0)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: list[list[Future]] = []
         next_batch = 0
 
         def submit_next():
             nonlocal next_batch
             if next_batch < len(batches):
-                pending.append([pool.submit(decode_item, prepare, it, min_side) for it in batches[next_batch]])
+                pending.append([pool.submit(decode, it) for it in batches[next_batch]])
                 next_batch += 1
 
         for _ in range(prefetch + 1):
@@ -103,7 +144,11 @@ def decode_batches(
                     raise Cancelled(cancelled)
                 futures = pending.pop(0)
                 submit_next()
-                yield [fut.result() for fut in futures]
+                t0 = time.perf_counter()
+                done = [fut.result() for fut in futures]
+                if times is not None:
+                    times.wait += time.perf_counter() - t0
+                yield done
         finally:
             for futures in pending:
                 for fut in futures:
@@ -120,10 +165,14 @@ def embed_items(
     batch_size: int | None = None,
     workers: int | None = None,
     prefetch: int = 2,
-) -> None:
-    """Embed ``items`` batch by batch; ``on_batch`` stores each batch (it is the commit point)."""
+    times: StageTimes | None = None,
+) -> StageTimes:
+    """Embed ``items`` batch by batch; ``on_batch`` stores each batch (it is the commit point).
+    Returns where the time went, added into ``times`` as it goes when given (so a caller that
+    is interrupted keeps what was measured so far)."""
     import torch
 
+    times = times if times is not None else StageTimes()
     batch_size = batch_size or model.batch_size
     # seconds to pause after each committed batch: lets tests (and people trying out resume)
     # interrupt a run part-way on any machine, however fast
@@ -138,6 +187,7 @@ def embed_items(
         prefetch=prefetch,
         cancelled="indexing was cancelled; what was embedded so far is kept",
         min_side=DECODE_MIN_SIDE,
+        times=times,
     )
     with closing(batches):  # an error here stops the decoding threads now, not when collected
         for decoded in batches:
@@ -150,13 +200,18 @@ def embed_items(
                     tensors.append(tensor)
                     info[item.content_id] = meta
             if ids:
+                t0 = time.perf_counter()
                 vectors = model.embed_batch(torch.stack(tensors))
+                t1 = time.perf_counter()
                 on_batch(ids, vectors, info)
+                times.model += t1 - t0
+                times.store += time.perf_counter() - t1
                 if throttle:
                     time.sleep(throttle)
             done += len(decoded)
             if progress:
                 progress(done, len(items))
+    return times
 
 
 def throttle_seconds() -> float:
