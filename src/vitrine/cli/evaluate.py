@@ -234,7 +234,7 @@ def eval_detection(
 
             run = record_detector(
                 Workspace(workspace), detector, gt, report, split=data_split,
-                dataset=dataset or dataset_name(data), source=model, run_id=run_id,
+                dataset=dataset or dataset_name(data), source=model, run_id=run_id, predictions=preds,
             )  # fmt: skip
             report["run"] = run.id
             err.print(
