@@ -113,6 +113,7 @@ def record_detector(
     extra: dict | None = None,
     fingerprint_of=None,
     predictions=None,
+    dataset_path: str | None = None,
 ) -> Run:
     """A finished ``detection`` run for ``detector`` scored on ``gt`` (the images of ``split``):
     ``report`` is its :func:`~vitrine.evaluate.detection.evaluate_detection` report; ``source``
@@ -120,7 +121,9 @@ def record_detector(
     (default: the detector's); ``extra`` more fields of the run record (a submission says so);
     ``fingerprint_of`` the whole dataset ``gt`` was taken from, when ``gt`` is only its split
     (the fingerprint is the split's within the dataset, as trained runs record it); ``predictions``
-    what ``report`` scored (``{image_id: Detections}``), kept as ``predictions.json.gz``. What the
+    what ``report`` scored (``{image_id: Detections}``), kept as ``predictions.json.gz``;
+    ``dataset_path`` the annotation file or folder ``gt`` was read from (where the run's errors view
+    finds its ground truth and images). What the
     detector says of itself (``source_info``: a checkpoint's format, builder, class count;
     ``notes``) is kept in the run."""
     check_name(dataset, "dataset name")
@@ -146,8 +149,8 @@ def record_detector(
     }
     cost = _cost(detector, weights, images)
     model = label or getattr(detector, "name", None) or path.name
-    run = Run.create(workspace, "detection", dataset, model, config, run_id=run_id,
-                     extra={"task": "detection", "imported": True, **(extra or {})})  # fmt: skip
+    fields = {"task": "detection", "imported": True, **({"dataset_path": dataset_path} if dataset_path else {})}
+    run = Run.create(workspace, "detection", dataset, model, config, run_id=run_id, extra={**fields, **(extra or {})})
     now = time.time()
     write_detection_report(report, run.dir)
     if predictions is not None:  # kept for browsing the run's errors image by image
