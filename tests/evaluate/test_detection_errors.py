@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -175,6 +176,9 @@ def noisy_results(gt, seed: int) -> list[dict]:
     return out
 
 
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs Debian's dataset-fashion-mnist"
+)
 def test_sums_over_images_equal_the_reports_counts_on_generated_scenes(tmp_path):
     from vitrine.data.detection.resolve import resolve_dataset
     from vitrine.data.detection.scenes import generate_scenes
@@ -195,7 +199,6 @@ def test_sums_over_images_equal_the_reports_counts_on_generated_scenes(tmp_path)
 
 def test_masks_are_matched_like_the_report_matches_them():
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from test_detection_metrics import make_gt, predictions

@@ -211,6 +211,8 @@ RECIPES: dict[str, dict] = {
         # detection runs (alice's runs here are classifiers: the API refuses them with a 400)
         ("GET", "/api/v1/detection/runs/{run_id}"): _get("/api/v1/detection/runs/{key}"),
         ("GET", "/api/v1/detection/runs/{run_id}/pr-curves"): _get("/api/v1/detection/runs/{key}/pr-curves"),
+        ("GET", "/api/v1/detection/runs/{run_id}/errors"): _get("/api/v1/detection/runs/{key}/errors?iou=0.5"),
+        ("GET", "/api/v1/detection/runs/{run_id}/images/{image_id}"): _get("/api/v1/detection/runs/{key}/images/1"),
         ("GET", "/detection/runs/{run_id}"): _get("/detection/runs/{key}"),
         **_access_cases("run"),
     },
