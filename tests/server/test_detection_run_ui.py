@@ -100,6 +100,30 @@ def test_run_page_shows_metrics_table_and_pr_curves(server, page, shots):
     expect(page.locator("#detect-model")).to_have_value(RUN)
 
 
+def test_run_page_errors_view_counts_what_the_report_counts(server, page, root, shots):
+    """The trained run kept its predictions: its errors view counts what its report counted, and the
+    score slider re-counts as evaluate_detection does (random weights: no meaning beyond that)."""
+    import re
+
+    from vitrine.core.workspace import Workspace
+    from vitrine.evaluate.detection import evaluate_detection
+    from vitrine.evaluate.run_errors import load_run_errors
+    from vitrine.runs import Run
+
+    report = json.loads((root / "runs" / RUN / "detection_metrics.json").read_text())["bbox"]
+    page.goto(f"{server.url}/detection/runs/{RUN}")
+    counts = page.locator("#det-errors-counts")
+    expect(counts).to_have_text(re.compile(rf"^{report['tp']} TP · {report['fp']} FP.* · {report['fn']} FN · "))
+    expect(page.locator("#det-errors-grid .err-card")).to_have_count(2)  # the two test scenes
+    errs = load_run_errors(Workspace(root), Run.load(Workspace(root), RUN))
+    low = evaluate_detection(errs.gt, errs.results, iou_type="bbox", score_threshold=0.05, iou_threshold=0.5)["bbox"]
+    page.eval_on_selector(
+        "#det-errors-score", "el => { el.value = '0.05'; el.dispatchEvent(new Event('input', { bubbles: true })); }"
+    )
+    expect(counts).to_have_text(re.compile(rf"^{low['tp']} TP · {low['fp']} FP.* · {low['fn']} FN · "))
+    page.locator("#det-errors").screenshot(path=str(shots / "detection-run-errors.png"))
+
+
 def test_runs_page_lists_detection_runs_with_map(server, page, shots):
     page.goto(f"{server.url}/runs")
     row = page.locator("#det-runs-body tr", has_text=RUN)

@@ -25,6 +25,7 @@ from vitrine.core.workspace import Workspace
 from vitrine.evaluate.detection_errors import IOU_RANGE, resolve_category
 from vitrine.evaluate.run_errors import RunErrors, load_run_errors
 from vitrine.runs import Run
+from vitrine.server.api.responses import IMAGE, MAX_INT, errors
 from vitrine.server.deps import DetectionRunDep, StateDep
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -127,7 +128,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"images per page (
 Offset = Annotated[int, Query(ge=0, description="images to skip (paging)")]
 
 
-@router.get("/detection/runs/{run_id}/errors")
+@router.get("/detection/runs/{run_id}/errors", responses=errors(403, 409))
 async def detection_run_errors(
     run: DetectionRunDep,
     st: StateDep,
@@ -173,11 +174,13 @@ async def detection_run_errors(
     return jsonable(await run_in_threadpool(work))
 
 
-@router.get("/detection/runs/{run_id}/images/{image_id}", response_class=FileResponse)
+@router.get(
+    "/detection/runs/{run_id}/images/{image_id}", response_class=FileResponse, responses={**IMAGE, **errors(403, 409)}
+)
 async def detection_run_image(
     run: DetectionRunDep,
     st: StateDep,
-    image_id: Annotated[int, Path(ge=0, description="an image id of the run's scored images")],
+    image_id: Annotated[int, Path(ge=0, le=MAX_INT, description="an image id of the run's scored images")],
 ):
     """One of the images the run was scored on (the file as it is in the dataset)."""
 

@@ -24,6 +24,7 @@
     background: ["bg", "background"],
   };
   const PAGE_SIZE = 24;
+  const GRID_LABELS = 8; // more errors than this on an image: its thumbnail shows the boxes without labels
 
   function svgEl(tag, attrs) {
     const node = document.createElementNS(SVG, tag);
@@ -57,7 +58,8 @@
       const [x, y, w, hgt] = b.bbox;
       svg.append(svgEl("rect", { x, y, width: Math.max(w, 0.5), height: Math.max(hgt, 0.5), class: `box box-${b.kind}`,
         "vector-effect": "non-scaling-stroke", "data-kind": b.kind }));
-      if (b.kind === "tp" && !long) return; // the grid labels the errors only: fewer labels over each other
+      // the grid labels the errors only, and only where they are few enough to read (the large view labels all)
+      if (!long && (b.kind === "tp" || im.errors > GRID_LABELS)) return;
       // a miss is labelled under its box: a prediction on the same spot keeps its label above
       const top = b.kind === "fn" ? y + hgt : y;
       labels.append(h("span", { class: `box-label label-${b.kind}`,
