@@ -15,8 +15,9 @@ running the model again. The file is gzip-compressed JSON:
 ``results`` is exactly what :func:`~vitrine.evaluate.detection.evaluate_detection` scored (every
 score down to the threshold the detector was run at), so matching them again at the report's
 thresholds gives the report's counts. It is written atomically and published with the run.
-About 40 bytes per box compressed: a 200-image split with 100 boxes per image is ~0.8 MB
-(masks add their RLEs).
+Measured on the detection benchmark's 200-image test split (Mask R-CNN, its 30 detections per image
+kept, each with its mask's RLE): 6,000 results, 0.66 MB (1.8 MB uncompressed), read in 0.5 s and
+matched again in 0.2 s (random-weight network: the count of boxes, not their quality, sets the size).
 """
 
 from __future__ import annotations
