@@ -32,6 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["detection"])
 
 LOADED_KEPT = 4  # runs whose ground truth and predictions stay loaded (least recently used dropped first)
 MAX_LIMIT = 200
+REPORTS_KEPT = 8  # computed errors kept (one per run and thresholds: a slider's last positions, pages)
 
 
 class HiddenSplit(VitrineError):
@@ -49,11 +50,27 @@ class BadParameter(VitrineError):
 
 
 class _Loaded:
-    """Runs' ground truth and predictions, kept per app until their files change."""
+    """Runs' ground truth and predictions, kept per app until their files change, and the last
+    errors computed from them (so that paging through one query does not match it again)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.runs: OrderedDict[str, tuple[tuple, RunErrors]] = OrderedDict()
+        self.reports: OrderedDict[tuple, dict] = OrderedDict()
+
+    def report(self, errs: RunErrors, **options) -> dict:
+        key = (errs.run_id, errs.loaded_at, *sorted(options.items()))
+        with self.lock:
+            hit = self.reports.get(key)
+            if hit is not None:
+                self.reports.move_to_end(key)
+                return hit
+        report = errs.errors(**options)
+        with self.lock:
+            self.reports[key] = report
+            while len(self.reports) > REPORTS_KEPT:
+                self.reports.popitem(last=False)
+        return report
 
     @staticmethod
     def stamp(run: Run) -> tuple:
@@ -156,7 +173,9 @@ async def detection_run_errors(
             resolve_category(errs.gt, category)
         except VitrineError as exc:
             raise BadParameter(exc.message, hint=exc.hint) from None
-        report = errs.errors(iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type)
+        report = dict(
+            _LOADED.report(errs, iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type)
+        )
         images = report.pop("images")
         return {
             "run": run.id,
