@@ -158,8 +158,13 @@ def test_runs_evaluated_before_predictions_were_kept(ws):
         r = errors(client, "old-trained")
         assert r.status_code == 409, r.text
         assert r.json()["error"]["code"] == "no_predictions"
-        assert r.json()["error"]["hint"] == "evaluate it again to keep them: vitrine eval old-trained"
+        assert r.json()["error"]["hint"].startswith("evaluate it again to keep them: vitrine eval old-trained")
         assert client.get(f"{API}/detection/runs/old-trained/images/3").status_code == 409
+        # evaluating again needs a model of the run's own and a checkpoint: refused before any job
+        r = client.post(f"{API}/detection/runs/old-sub/evaluate")
+        assert r.status_code == 400 and "no model of its own" in r.json()["error"]["message"]
+        r = client.post(f"{API}/detection/runs/old-trained/evaluate")
+        assert r.status_code == 409 and "no checkpoint" in r.json()["error"]["message"]
 
 
 @pytest.fixture

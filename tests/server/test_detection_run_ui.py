@@ -124,6 +124,25 @@ def test_run_page_errors_view_counts_what_the_report_counts(server, page, root, 
     page.locator("#det-errors").screenshot(path=str(shots / "detection-run-errors.png"))
 
 
+def test_a_run_from_before_is_evaluated_again_from_its_page(server, page, root):
+    """A copy of the run without its predictions (as runs were before they kept them): the errors
+    view says so and its button evaluates the run again in a job, after which the grid shows."""
+    import shutil
+
+    old = "kept-no-predictions"
+    shutil.copytree(root / "runs" / RUN, root / "runs" / old)
+    record = json.loads((root / "runs" / old / "run.json").read_text())
+    (root / "runs" / old / "run.json").write_text(json.dumps({**record, "id": old}))
+    (root / "runs" / old / "predictions.json.gz").unlink()
+    page.goto(f"{server.url}/detection/runs/{old}")
+    expect(page.locator("#det-errors-note")).to_contain_text("evaluated before detection runs kept their predictions")
+    page.locator("#det-errors-evaluate").click()
+    expect(page.locator("#det-errors-grid .err-card")).to_have_count(2, timeout=120_000)
+    expect(page.locator("#det-errors-note")).to_be_hidden()
+    assert (root / "runs" / old / "predictions.json.gz").is_file()
+    assert json.loads((root / "runs" / old / "run.json").read_text())["reevaluated_at"] > 0
+
+
 def test_runs_page_lists_detection_runs_with_map(server, page, shots):
     page.goto(f"{server.url}/runs")
     row = page.locator("#det-runs-body tr", has_text=RUN)

@@ -5,7 +5,8 @@ and the predictions it kept (:mod:`vitrine.evaluate.predictions_file`), found fr
 for a COCO-results submission scored before that, the ``submission.json`` it keeps. A run evaluated
 before predictions were kept has neither: :class:`NoPredictions` (409) says how to get them —
 ``vitrine eval RUN_ID`` evaluates a trained run again (:func:`reevaluate_detection_run`), an
-imported detector is recorded again with ``vitrine eval --model M --data D --record``.
+imported detector is recorded again with ``vitrine eval --model M --data D --record``. The server's
+``evaluate-detector`` job (:mod:`vitrine.tasks.evaluate_detector`) does the former from the run's page.
 
 The ground truth comes from the dataset the run names: the annotation file or folder it was trained
 or scored on (``dataset_path``), else the workspace dataset of its name, restricted to the images
@@ -120,7 +121,7 @@ def load_run_errors(ws: Workspace, run: Run) -> RunErrors:
         trained = not run.record.get("imported") and not run.record.get("submission")
         raise NoPredictions(
             f"run {run.id!r} was evaluated before detection runs kept their predictions: it has no errors to show",
-            hint=f"evaluate it again to keep them: vitrine eval {run.id}"
+            hint=f"evaluate it again to keep them: vitrine eval {run.id} (or Evaluate again on its page)"
             if trained
             else "record the detector again: vitrine eval --model M --data D --data-split S --record",
         )
@@ -128,6 +129,24 @@ def load_run_errors(ws: Workspace, run: Run) -> RunErrors:
     if report and len(gt.images) != report.get("images", len(gt.images)):
         notes.append("the dataset changed since the run was evaluated: the errors are against today's labels")
     return RunErrors(run.id, gt, results, split, str(run.record.get("dataset") or ""), ignore, types, notes)
+
+
+class NotFinished(VitrineError):
+    status = 409
+    code = "conflict"
+
+
+def check_reevaluable(run: Run) -> None:
+    """A VitrineError unless ``run`` is a trained detection run that has finished with a checkpoint."""
+    if run.record.get("imported") or run.record.get("submission"):
+        raise VitrineError(
+            f"run {run.id!r} has no model of its own to run again",
+            hint="record the detector again: vitrine eval --model M --data D --data-split S --record",
+        )
+    if run.record.get("state") not in ("done", "cancelled"):
+        raise NotFinished(f"run {run.id!r} is {run.record.get('state')}: evaluate it when it has finished")
+    if not any((run.dir / "checkpoints" / name).is_file() for name in ("best.pt", "last.pt")):
+        raise NotFinished(f"run {run.id!r} has no checkpoint to evaluate", hint="train it again")
 
 
 def reevaluate_detection_run(ws: Workspace, run: Run, progress=None) -> dict:
@@ -144,13 +163,7 @@ def reevaluate_detection_run(ws: Workspace, run: Run, progress=None) -> dict:
     from vitrine.evaluate.predictions_file import write_predictions
     from vitrine.predict.detector import load_detector
 
-    if run.record.get("imported") or run.record.get("submission"):
-        raise VitrineError(
-            f"run {run.id!r} has no model of its own to run again",
-            hint="record the detector again: vitrine eval --model M --data D --data-split S --record",
-        )
-    if run.record.get("state") not in ("done", "cancelled"):
-        raise VitrineError(f"run {run.id!r} is {run.record.get('state')}: evaluate it when it has finished")
+    check_reevaluable(run)
     metrics = dict(run.record.get("metrics") or {})
     split = next((s for s in ("test", "val") if isinstance(metrics.get(s), dict) and "n_images" in metrics[s]), None)
     split = split or str((run.record.get("data") or {}).get("eval_split") or "test")
@@ -175,4 +188,4 @@ def reevaluate_detection_run(ws: Workspace, run: Run, progress=None) -> dict:
     return report
 
 
-__all__ = ["NoPredictions", "RunErrors", "load_run_errors", "reevaluate_detection_run"]
+__all__ = ["NoPredictions", "RunErrors", "check_reevaluable", "load_run_errors", "reevaluate_detection_run"]

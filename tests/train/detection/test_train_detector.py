@@ -591,7 +591,7 @@ def test_a_trained_run_keeps_its_predictions_and_vitrine_eval_brings_them_back(t
     (run.dir / PREDICTIONS_FILE).unlink()
     with pytest.raises(NoPredictions, match="evaluated before") as err:
         load_run_errors(ws, run)
-    assert err.value.hint == "evaluate it again to keep them: vitrine eval boxes"
+    assert err.value.hint.startswith("evaluate it again to keep them: vitrine eval boxes ")
     result = CliRunner().invoke(
         app, ["eval", "boxes", "--workspace", str(tmp_path / "ws"), "--json"], env={"VITRINE_NO_PROGRESS": "1"}
     )

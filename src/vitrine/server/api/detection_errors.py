@@ -6,7 +6,8 @@ The matching is :func:`vitrine.evaluate.detection_errors.detection_errors`, on t
 run kept (:func:`vitrine.evaluate.run_errors.load_run_errors`). The images are the dataset's: the
 caller must be allowed to read the run and its dataset, and a member never gets the images or
 labels of a dataset's hidden split through a run scored on it (:mod:`vitrine.data.board`): only
-the dataset's owner and admins do.
+the dataset's owner and admins do. A trained run evaluated before runs kept their predictions is
+evaluated again by ``POST .../evaluate`` (a job), as ``vitrine eval RUN`` does.
 """
 
 from __future__ import annotations
@@ -209,3 +210,18 @@ async def detection_run_image(
 
     path = await run_in_threadpool(work)
     return FileResponse(path, headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.post("/detection/runs/{run_id}/evaluate", status_code=202, responses=errors(400, 409))
+def evaluate_detection_run_again(run: DetectionRunDep, st: StateDep):
+    """Evaluate a trained detection run again, in a background job (``evaluate-detector``), on the
+    split it was evaluated on: its report is rewritten and its predictions kept, which gives a run
+    evaluated before runs kept them its errors view. Follow the job with GET /api/v1/jobs/{job_id}.
+    Imported detectors and submissions have no model here to run (400), an unfinished run has
+    nothing to evaluate yet (409)."""
+    from vitrine.evaluate.run_errors import check_reevaluable
+    from vitrine.tasks.evaluate_detector import EVALUATE_DETECTOR_JOB
+
+    check_reevaluable(run)
+    job = st.jobs.submit(EVALUATE_DETECTOR_JOB, f"run:{run.id}", {"run_id": run.id})
+    return jsonable({**job.to_dict(), "run_id": run.id})

@@ -69,7 +69,7 @@
     return frame;
   }
 
-  function errorsMain(RUN, iouTypes, classes) {
+  function errorsMain(RUN, iouTypes, classes, record) {
     const section = $("#det-errors");
     const grid = $("#det-errors-grid");
     const iou = $("#det-errors-iou");
@@ -124,11 +124,37 @@
       );
     }
 
-    function note(text, hint) {
+    function note(text, hint, action) {
       const el = $("#det-errors-note");
       el.hidden = !text;
-      el.replaceChildren(...(text ? [text, hint ? h("span", { class: "hint" }, ` ${hint}`) : ""] : []));
+      el.replaceChildren(...(text ? [text, hint ? h("span", { class: "hint" }, ` ${hint}`) : "", action || ""] : []));
     }
+
+    // a trained run evaluated before runs kept their predictions: evaluated again in a job, then shown
+    const trained = !record.imported && !record.submission;
+    async function evaluateAgain(button) {
+      button.disabled = true;
+      button.textContent = "Evaluating…";
+      let job = await api(apiUrl(`/detection/runs/${enc(RUN)}/evaluate`), { method: "POST" });
+      while (isActive(job.state)) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        job = await fetchJob(job.id);
+        if (job.total) button.textContent = `Evaluating… ${job.done}/${job.total}`;
+      }
+      if (job.state !== "done") {
+        button.disabled = false;
+        button.textContent = "Evaluate again";
+        throw new ApiError((job.error && job.error.message) || `the evaluation ${job.state}`,
+          job.error && job.error.hint);
+      }
+      $("#det-errors-form").hidden = false;
+      await load(false);
+    }
+    const againButton = () => {
+      const button = h("button", { type: "button", id: "det-errors-evaluate", class: "button small" }, "Evaluate again");
+      button.addEventListener("click", () => evaluateAgain(button).catch(report("evaluating the run again")));
+      return h("span", { class: "note-action" }, " ", button);
+    };
 
     async function load(append) {
       const mine = ++seq;
@@ -145,7 +171,7 @@
           grid.replaceChildren();
           $("#det-errors-counts").replaceChildren();
           more.hidden = true;
-          note(err.message, err.hint);
+          note(err.message, err.hint, err.code === "no_predictions" && trained ? againButton() : null);
           $("#det-errors-form").hidden = true;
           return;
         }
@@ -306,7 +332,7 @@
           if (isNum(cfg0.score_threshold)) $("#det-errors-score").value = String(cfg0.score_threshold);
           $("#det-errors-iou-value").textContent = Number($("#det-errors-iou").value).toFixed(2);
           $("#det-errors-score-value").textContent = Number($("#det-errors-score").value).toFixed(2);
-          errorsMain(RUN, d.iou_types, first.map((row) => row.class)).catch(report("loading the run's errors"));
+          errorsMain(RUN, d.iou_types, first.map((row) => row.class), r).catch(report("loading the run's errors"));
         }
         await loadCurves();
       }
