@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -33,6 +33,7 @@ router = APIRouter(prefix="/api/v1", tags=["detection"])
 
 LOADED_KEPT = 4  # runs whose ground truth and predictions stay loaded (least recently used dropped first)
 MAX_LIMIT = 200
+_GUARD = threading.Lock()
 REPORTS_KEPT = 8  # computed errors kept (one per run and thresholds: a slider's last positions, pages)
 
 
@@ -99,7 +100,14 @@ class _Loaded:
         return loaded
 
 
-_LOADED = _Loaded()
+def _loaded(request: Request) -> _Loaded:
+    """This app's loaded runs (each app has its own workspace)."""
+    app_state = request.app.state
+    with _GUARD:
+        found = getattr(app_state, "detection_errors", None)
+        if found is None:
+            found = app_state.detection_errors = _Loaded()
+        return found
 
 
 def _check_access(ws: Workspace, errs: RunErrors) -> None:
@@ -128,11 +136,11 @@ def _check_access(ws: Workspace, errs: RunErrors) -> None:
         )
 
 
-def _load(st, run: Run) -> tuple[Workspace, RunErrors]:
+def _load(request: Request, st, run: Run) -> RunErrors:
     ws = Workspace(st.settings.root)
-    errs = _LOADED.get(ws, run)
+    errs = _loaded(request).get(ws, run)
     _check_access(ws, errs)
-    return ws, errs
+    return errs
 
 
 IoU = Annotated[
@@ -148,6 +156,7 @@ Offset = Annotated[int, Query(ge=0, description="images to skip (paging)")]
 
 @router.get("/detection/runs/{run_id}/errors", responses=errors(403, 409))
 async def detection_run_errors(
+    request: Request,
     run: DetectionRunDep,
     st: StateDep,
     iou: IoU = 0.5,
@@ -164,7 +173,7 @@ async def detection_run_errors(
     A run evaluated before runs kept their predictions answers 409 saying how to evaluate it again."""
 
     def work() -> dict:
-        _, errs = _load(st, run)
+        errs = _load(request, st, run)
         if iou_type not in errs.iou_types:
             raise BadParameter(
                 f"run {run.id!r} was evaluated on {' and '.join(errs.iou_types)} only, not {iou_type}",
@@ -175,7 +184,9 @@ async def detection_run_errors(
         except VitrineError as exc:
             raise BadParameter(exc.message, hint=exc.hint) from None
         report = dict(
-            _LOADED.report(errs, iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type)
+            _loaded(request).report(
+                errs, iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type
+            )
         )
         images = report.pop("images")
         return {
@@ -198,6 +209,7 @@ async def detection_run_errors(
     "/detection/runs/{run_id}/images/{image_id}", response_class=FileResponse, responses={**IMAGE, **errors(403, 409)}
 )
 async def detection_run_image(
+    request: Request,
     run: DetectionRunDep,
     st: StateDep,
     image_id: Annotated[int, Path(ge=0, le=MAX_INT, description="an image id of the run's scored images")],
@@ -205,8 +217,7 @@ async def detection_run_image(
     """One of the images the run was scored on (the file as it is in the dataset)."""
 
     def work():
-        _, errs = _load(st, run)
-        return errs.image_path(image_id)
+        return _load(request, st, run).image_path(image_id)
 
     path = await run_in_threadpool(work)
     return FileResponse(path, headers={"Cache-Control": "private, max-age=300"})
