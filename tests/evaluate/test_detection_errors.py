@@ -209,6 +209,27 @@ def test_masks_are_matched_like_the_report_matches_them():
         assert_agrees(gt, preds_as_results(gt, preds), "bbox", iou_threshold=iou, score_threshold=0.25)
 
 
+def test_masks_come_with_each_box_when_matched_by_masks():
+    import sys
+
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_detection_metrics import make_gt, predictions, rect_mask
+
+    gt = make_gt()
+    report = detection_errors(gt, preds_as_results(gt, predictions()), iou_type="segm", masks=True)
+    boxes = [b for im in report["images"] for b in im["boxes"]]
+    assert boxes and all(b["mask"]["size"] == [100, 100] and isinstance(b["mask"]["counts"], str) for b in boxes)
+    tp = next(b for b in boxes if b["kind"] == "tp" and b["bbox"] == [10.0, 10.0, 40.0, 40.0])
+    assert np.array_equal(
+        mask_utils.decode({**tp["mask"], "counts": tp["mask"]["counts"].encode()}), rect_mask(10, 10, 50, 50)
+    )
+    with pytest.raises(VitrineError, match="masks come with the matching by masks"):
+        detection_errors(gt, preds_as_results(gt, predictions()), iou_type="bbox", masks=True)
+
+
 def preds_as_results(gt, preds):
     from vitrine.evaluate.detection import coco_results
 

@@ -122,6 +122,19 @@ def test_run_page_errors_view_counts_what_the_report_counts(server, page, root, 
     )
     expect(counts).to_have_text(re.compile(rf"^{low['tp']} TP · {low['fp']} FP.* · {low['fn']} FN · "))
     page.locator("#det-errors").screenshot(path=str(shots / "detection-run-errors.png"))
+    # a segmentation run: matched by masks on request, and the large view paints each box's mask
+    page.select_option("#det-errors-type", "segm")
+    seg = evaluate_detection(errs.gt, errs.results, iou_type="segm", score_threshold=0.05, iou_threshold=0.5)["segm"]
+    expect(counts).to_have_text(re.compile(rf"^{seg['tp']} TP · {seg['fp']} FP.* · {seg['fn']} FN · "))
+    page.locator("#det-errors-grid .err-card button").first.click()
+    canvas = page.locator("#det-error-view .err-masks")
+    expect(canvas).to_be_attached()
+    painted = canvas.evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return [n, c.width, c.height]; }"
+    )
+    assert painted[0] > 20 and painted[1:] == [64, 64], painted
+    page.screenshot(path=str(shots / "detection-run-errors-masks.png"))
 
 
 def test_a_run_from_before_is_evaluated_again_from_its_page(server, page, root):

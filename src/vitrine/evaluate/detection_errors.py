@@ -94,6 +94,16 @@ def _object(a: dict, names: dict) -> dict:
     return {"category_id": int(a["category_id"]), "class": names.get(a["category_id"], ""), "bbox": _box(a)}
 
 
+def _rle(coco, ann: dict) -> dict:
+    """An annotation's mask as a COCO compressed RLE with its counts as text (JSON)."""
+    rle = coco.annToRLE(ann)
+    counts = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
 class _ImageOverlaps:
     """IoU of each prediction of one image (at the score threshold) with each of its counted objects,
     whatever their classes, computed when a false positive first needs it."""
@@ -142,6 +152,7 @@ def detection_errors(
     category: str | int | None = None,
     iou_type: str = "bbox",
     ignore_difficult: bool = False,
+    masks: bool = False,
 ) -> dict:
     """Every image of ``gt`` with its true positives, false positives (and their kind) and false
     negatives at the thresholds, most errors first; see the module docstring.
@@ -150,13 +161,21 @@ def detection_errors(
     "score_threshold", "iou_type", "category" (id or None), "counts": {tp, fp, fn, ignored, errors,
     images, images_with_errors, fp_kinds}, "per_class": [{category_id, class, tp, fp, fn}],
     "categories", "images": [{image_id, file_name, width, height, split, tp, fp, fn, errors,
-    boxes: [{kind, category_id, class, bbox (x, y, w, h), score, iou, fp_kind, gt}]}]}``."""
+    boxes: [{kind, category_id, class, bbox (x, y, w, h), score, iou, fp_kind, gt}]}]}``. With
+    ``masks`` (``iou_type="segm"`` only), each box also has its ``mask`` as a COCO compressed RLE
+    (``{"size": [h, w], "counts": str}``)."""
     iou, score = check_thresholds(iou_threshold, score_threshold, iou_type)
     if iou_type == "segm" and not (gt.has_masks and all("segmentation" in r for r in results)):
         raise VitrineError("this run's errors cannot be matched by masks", hint="match boxes (iou_type=bbox)")
+    if masks and iou_type != "segm":
+        raise VitrineError("masks come with the matching by masks", hint="ask for iou_type=segm with masks")
     cat = resolve_category(gt, category)
     names = {c.id: c.name for c in gt.categories}
     gt_coco, dt_coco = coco_pair(gt, results, ignore_difficult=ignore_difficult)
+
+    def mask_of(coco, ann: dict) -> dict:
+        return {"mask": _rle(coco, ann)} if masks else {}
+
     images = {
         im.id: {"image_id": im.id, "file_name": im.file_name, "width": im.width, "height": im.height,
                 "split": im.split, "tp": 0, "fp": 0, "fn": 0, "ignored": 0, "boxes": []}
@@ -179,7 +198,7 @@ def detection_errors(
             d = m.dts[i]
             if j >= 0:
                 row["boxes"].append({"kind": "tp", **_pred(d, names), "iou": round(float(m.ious[i, j]), 3),
-                                     "gt": _object(m.gts[j], names)})  # fmt: skip
+                                     "gt": _object(m.gts[j], names), **mask_of(dt_coco, d)})  # fmt: skip
                 row["tp"] += 1
                 counts["tp"] += 1
             elif j == IGNORED:
@@ -188,7 +207,13 @@ def detection_errors(
                 if m.image_id not in overlaps:
                     overlaps[m.image_id] = _ImageOverlaps(gt_coco, dt_coco, m.image_id, iou_type, score)
                 kind, near, near_iou = fp_kind(d, overlaps[m.image_id], iou)
-                box = {"kind": "fp", **_pred(d, names), "fp_kind": kind, "iou": round(near_iou, 3)}
+                box = {
+                    "kind": "fp",
+                    **_pred(d, names),
+                    "fp_kind": kind,
+                    "iou": round(near_iou, 3),
+                    **mask_of(dt_coco, d),
+                }
                 if near is not None:
                     box["gt"] = _object(near, names)
                 row["boxes"].append(box)
@@ -196,7 +221,7 @@ def detection_errors(
                 counts["fp"] += 1
                 fp_kinds[kind] += 1
         for j in m.missed:
-            row["boxes"].append({"kind": "fn", **_object(m.gts[j], names)})
+            row["boxes"].append({"kind": "fn", **_object(m.gts[j], names), **mask_of(gt_coco, m.gts[j])})
             row["fn"] += 1
             counts["fn"] += 1
     listed = []

@@ -165,11 +165,13 @@ async def detection_run_errors(
     iou_type: IouType = "bbox",
     limit: Limit = 24,
     offset: Offset = 0,
+    masks: Annotated[bool, Query(description="each box's mask as a COCO RLE (with iou_type=segm)")] = False,
 ):
     """The run's errors image by image at IoU ≥ ``iou`` and score ≥ ``score``: a page of its scored
     images, most errors (FP + FN) first, each with its counts and boxes (``kind`` tp / fp / fn, a
     false positive's ``fp_kind``: duplicate, class, localisation or background; boxes as [x, y, w,
-    h] in pixels), and the counts over all of them (equal to the report's at the same thresholds).
+    h] in pixels; with ``masks=true`` and ``iou_type=segm``, each box's mask as a COCO RLE), and the
+    counts over all of them (equal to the report's at the same thresholds).
     A run evaluated before runs kept their predictions answers 409 saying how to evaluate it again."""
 
     def work() -> dict:
@@ -179,13 +181,15 @@ async def detection_run_errors(
                 f"run {run.id!r} was evaluated on {' and '.join(errs.iou_types)} only, not {iou_type}",
                 hint=f"iou_type: {', '.join(errs.iou_types)}",
             )
+        if masks and iou_type != "segm":
+            raise BadParameter("masks come with the matching by masks", hint="ask for iou_type=segm with masks=true")
         try:
             resolve_category(errs.gt, category)
         except VitrineError as exc:
             raise BadParameter(exc.message, hint=exc.hint) from None
         report = dict(
             _loaded(request).report(
-                errs, iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type
+                errs, iou_threshold=iou, score_threshold=score, category=category, iou_type=iou_type, masks=masks
             )
         )
         images = report.pop("images")

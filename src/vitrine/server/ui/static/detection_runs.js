@@ -69,6 +69,57 @@
     return frame;
   }
 
+  const MASK_RGBA = { tp: [31, 157, 85, 110], fp: [217, 45, 32, 110], fn: [232, 116, 12, 110] };
+
+  /** The run lengths of a COCO compressed RLE string (pycocotools' rleFrString). */
+  function rleCounts(s) {
+    const counts = [];
+    let p = 0;
+    while (p < s.length) {
+      let x = 0;
+      let k = 0;
+      let more = 1;
+      while (more) {
+        const c = s.charCodeAt(p) - 48;
+        x |= (c & 0x1f) << (5 * k);
+        more = c & 0x20;
+        p += 1;
+        k += 1;
+        if (!more && (c & 0x10)) x |= -1 << (5 * k);
+      }
+      if (counts.length > 2) x += counts[counts.length - 2];
+      counts.push(x);
+    }
+    return counts;
+  }
+
+  /** The boxes' masks painted on one canvas the size of the image (COCO RLEs are column-major,
+   * runs of 0 then 1 alternating), laid under the boxes' SVG. */
+  function maskCanvas(im, boxes) {
+    const canvas = h("canvas", { class: "err-masks", width: im.width, height: im.height, "aria-hidden": "true" });
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(im.width, im.height);
+    const px = img.data;
+    const order = { fn: 0, fp: 1, tp: 2 };
+    [...boxes].filter((b) => b.mask).sort((a, b) => order[a.kind] - order[b.kind]).forEach((b) => {
+      const [hgt, wid] = b.mask.size;
+      if (hgt !== im.height || wid !== im.width) return;
+      const rgba = MASK_RGBA[b.kind];
+      let i = 0;
+      rleCounts(b.mask.counts).forEach((run, n) => {
+        if (n % 2 === 1) {
+          for (let j = i; j < i + run; j += 1) {
+            const o = ((j % hgt) * wid + Math.floor(j / hgt)) * 4;
+            px[o] = rgba[0]; px[o + 1] = rgba[1]; px[o + 2] = rgba[2]; px[o + 3] = rgba[3];
+          }
+        }
+        i += run;
+      });
+    });
+    ctx.putImageData(img, 0, 0);
+    return canvas;
+  }
+
   function errorsMain(RUN, iouTypes, classes, record) {
     const section = $("#det-errors");
     const grid = $("#det-errors-grid");
@@ -190,9 +241,20 @@
       grid.setAttribute("aria-busy", "false");
     }
 
+    async function showMasks(im) {
+      // the masks of this one image: the same query, at its place in the list
+      const index = shown.indexOf(im);
+      const d = await api(`${query(index, 1)}&masks=true`);
+      const found = (d.images || [])[0];
+      const frame = $("#det-error-view-image .err-frame");
+      if (!found || found.image_id !== im.image_id || !frame || !dialog.open) return;
+      frame.insertBefore(maskCanvas(found, found.boxes), frame.querySelector("svg"));
+    }
+
     function openImage(im) {
       $("#det-error-view-title").textContent = `${im.file_name} · ${plural(im.errors, "error")}`;
       $("#det-error-view-image").replaceChildren(drawnImage(imageUrl(im.image_id), im, true));
+      if (type.value === "segm") showMasks(im).catch(report("loading the image's masks"));
       const order = { fp: 0, fn: 1, tp: 2 };
       $("#det-error-view-boxes").replaceChildren(...[...im.boxes].sort((a, b) => order[a.kind] - order[b.kind])
         .map((b) => h("tr", { class: `row-${b.kind}` },
