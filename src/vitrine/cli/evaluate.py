@@ -72,8 +72,9 @@ def eval_run(
         ),
     ] = None,
 ):
-    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
-    a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
+    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), a
+    detection run again on the split it was evaluated on (keeping its predictions for its errors
+    view), or a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
     from rich.table import Table
 
     from vitrine.core.errors import VitrineError
