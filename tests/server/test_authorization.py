@@ -211,6 +211,14 @@ RECIPES: dict[str, dict] = {
         # detection runs (alice's runs here are classifiers: the API refuses them with a 400)
         ("GET", "/api/v1/detection/runs/{run_id}"): _get("/api/v1/detection/runs/{key}"),
         ("GET", "/api/v1/detection/runs/{run_id}/pr-curves"): _get("/api/v1/detection/runs/{key}/pr-curves"),
+        ("GET", "/api/v1/detection/runs/{run_id}/errors"): _get("/api/v1/detection/runs/{key}/errors?iou=0.5"),
+        ("GET", "/api/v1/detection/runs/{run_id}/images/{image_id}"): _get("/api/v1/detection/runs/{key}/images/1"),
+        # alice's runs are classifiers: refused (400) before any job starts
+        ("POST", "/api/v1/detection/runs/{run_id}/evaluate"): lambda key, vis: (
+            "POST",
+            f"/api/v1/detection/runs/{key}/evaluate",
+            {},
+        ),
         ("GET", "/detection/runs/{run_id}"): _get("/detection/runs/{key}"),
         **_access_cases("run"),
     },
@@ -231,6 +239,7 @@ WRITES = {
     ("POST", "/api/v1/projects/{name}/tag"),
     ("POST", "/api/v1/jobs/{job_id}/cancel"),
     ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
+    ("POST", "/api/v1/detection/runs/{run_id}/evaluate"),
     ("PUT", "/api/v1/datasets/{name}/board"),
     ("PUT", "/api/v1/access/{kind}/{key}"),
     ("PUT", "/api/v1/access/{kind}/{key}/shares/{user}"),

@@ -100,6 +100,62 @@ def test_run_page_shows_metrics_table_and_pr_curves(server, page, shots):
     expect(page.locator("#detect-model")).to_have_value(RUN)
 
 
+def test_run_page_errors_view_counts_what_the_report_counts(server, page, root, shots):
+    """The trained run kept its predictions: its errors view counts what its report counted, and the
+    score slider re-counts as evaluate_detection does (random weights: no meaning beyond that)."""
+    import re
+
+    from vitrine.core.workspace import Workspace
+    from vitrine.evaluate.detection import evaluate_detection
+    from vitrine.evaluate.run_errors import load_run_errors
+    from vitrine.runs import Run
+
+    report = json.loads((root / "runs" / RUN / "detection_metrics.json").read_text())["bbox"]
+    page.goto(f"{server.url}/detection/runs/{RUN}")
+    counts = page.locator("#det-errors-counts")
+    expect(counts).to_have_text(re.compile(rf"^{report['tp']} TP · {report['fp']} FP.* · {report['fn']} FN · "))
+    expect(page.locator("#det-errors-grid .err-card")).to_have_count(2)  # the two test scenes
+    errs = load_run_errors(Workspace(root), Run.load(Workspace(root), RUN))
+    low = evaluate_detection(errs.gt, errs.results, iou_type="bbox", score_threshold=0.05, iou_threshold=0.5)["bbox"]
+    page.eval_on_selector(
+        "#det-errors-score", "el => { el.value = '0.05'; el.dispatchEvent(new Event('input', { bubbles: true })); }"
+    )
+    expect(counts).to_have_text(re.compile(rf"^{low['tp']} TP · {low['fp']} FP.* · {low['fn']} FN · "))
+    page.locator("#det-errors").screenshot(path=str(shots / "detection-run-errors.png"))
+    # a segmentation run: matched by masks on request, and the large view paints each box's mask
+    page.select_option("#det-errors-type", "segm")
+    seg = evaluate_detection(errs.gt, errs.results, iou_type="segm", score_threshold=0.05, iou_threshold=0.5)["segm"]
+    expect(counts).to_have_text(re.compile(rf"^{seg['tp']} TP · {seg['fp']} FP.* · {seg['fn']} FN · "))
+    page.locator("#det-errors-grid .err-card button").first.click()
+    canvas = page.locator("#det-error-view .err-masks")
+    expect(canvas).to_be_attached()
+    painted = canvas.evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return [n, c.width, c.height]; }"
+    )
+    assert painted[0] > 20 and painted[1:] == [64, 64], painted
+    page.screenshot(path=str(shots / "detection-run-errors-masks.png"))
+
+
+def test_a_run_from_before_is_evaluated_again_from_its_page(server, page, root):
+    """A copy of the run without its predictions (as runs were before they kept them): the errors
+    view says so and its button evaluates the run again in a job, after which the grid shows."""
+    import shutil
+
+    old = "kept-no-predictions"
+    shutil.copytree(root / "runs" / RUN, root / "runs" / old)
+    record = json.loads((root / "runs" / old / "run.json").read_text())
+    (root / "runs" / old / "run.json").write_text(json.dumps({**record, "id": old}))
+    (root / "runs" / old / "predictions.json.gz").unlink()
+    page.goto(f"{server.url}/detection/runs/{old}")
+    expect(page.locator("#det-errors-note")).to_contain_text("evaluated before detection runs kept their predictions")
+    page.locator("#det-errors-evaluate").click()
+    expect(page.locator("#det-errors-grid .err-card")).to_have_count(2, timeout=120_000)
+    expect(page.locator("#det-errors-note")).to_be_hidden()
+    assert (root / "runs" / old / "predictions.json.gz").is_file()
+    assert json.loads((root / "runs" / old / "run.json").read_text())["reevaluated_at"] > 0
+
+
 def test_runs_page_lists_detection_runs_with_map(server, page, shots):
     page.goto(f"{server.url}/runs")
     row = page.locator("#det-runs-body tr", has_text=RUN)

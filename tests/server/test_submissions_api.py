@@ -277,6 +277,11 @@ def test_a_detector_submitted_as_a_model_file_is_run_and_scored_by_the_server(wo
     detail = clients["bob"].get(f"/api/v1/detection/runs/{row['id']}")  # the submitter owns the run
     assert detail.status_code == 200 and detail.json()["record"]["submission"] is True
     assert clients["carol"].get(f"/api/v1/detection/runs/{row['id']}").status_code == 404
+    # its predictions are kept, but the hidden split's images and boxes are not shown to the member
+    assert (ws.run_dir(row["id"]) / "predictions.json.gz").is_file()
+    hidden = clients["bob"].get(f"/api/v1/detection/runs/{row['id']}/errors")
+    assert hidden.status_code == 403 and hidden.json()["error"]["code"] == "hidden_split"
+    assert clients["root"].get(f"/api/v1/detection/runs/{row['id']}/errors").json()["counts"]["tp"] == 2
     # a model whose classes are not the dataset's, and a file that is no model: 400, no run left
     cats = Path(yolo_onnx.export(tmp_path, output, "cat", {0: "cat"}))
     before = sorted(p.name for p in (ws.root / "runs").iterdir())

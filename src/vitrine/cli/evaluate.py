@@ -72,13 +72,14 @@ def eval_run(
         ),
     ] = None,
 ):
-    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), or
-    a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
+    """Evaluate a classification run on a split of its dataset (accuracy, macro-F1, per class), a
+    detection run again on the split it was evaluated on (keeping its predictions for its errors
+    view), or a detector on annotations with --model M --data D (COCO mAP@.5 and @.5:.95, per class, P/R/F1)."""
     from rich.table import Table
 
     from vitrine.core.errors import VitrineError
     from vitrine.evaluate.classification import evaluate_run
-    from vitrine.runs import Run
+    from vitrine.runs import DETECTION_RUN_KINDS, Run
 
     if data is not None or model is not None:
         with guard():
@@ -104,6 +105,19 @@ def eval_run(
             raise VitrineError(f"unknown split {split!r}", hint="test, val, train or all")
         ws = workspace_of(workspace)
         run = Run.load(ws, run_id)
+        if run.kind in DETECTION_RUN_KINDS:  # again on the split it was evaluated on, keeping its predictions
+            from vitrine.evaluate.detection import report_summary
+            from vitrine.evaluate.run_errors import reevaluate_detection_run
+
+            report = reevaluate_detection_run(ws, run)
+            summary = {"run": run.id, **report_summary(report), "images": report.get("images")}
+            if as_json:
+                emit_json(summary)
+            else:
+                out.print(f"run {run.id} evaluated again on {summary['images']} images: "
+                          f"box mAP@.5 {fmt(summary.get('bbox_map50'))}; its predictions are kept for its errors view",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+            return
         show_bar = show_progress()
         try:
             with TrainProgress(err, show_bar) as progress:
@@ -234,7 +248,8 @@ def eval_detection(
 
             run = record_detector(
                 Workspace(workspace), detector, gt, report, split=data_split,
-                dataset=dataset or dataset_name(data), source=model, run_id=run_id,
+                dataset=dataset or dataset_name(data), source=model, run_id=run_id, predictions=preds,
+                dataset_path=str(Path(data).resolve()),
             )  # fmt: skip
             report["run"] = run.id
             err.print(

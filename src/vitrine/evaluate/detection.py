@@ -42,6 +42,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,22 @@ def _dt_coco(gt_coco, results: list[dict]):
     return dt
 
 
+def coco_results(gt: DetectionDataset, predictions: Mapping[int, Detections] | list[dict]) -> list[dict]:
+    """``predictions`` as the COCO results :func:`evaluate_detection` scores: in the dataset's category
+    ids (classes mapped by name), masks as RLEs; what is not the dataset's is left out, as there."""
+    unmapped: Counter = Counter()
+    if isinstance(predictions, Mapping):
+        return _results_from_detections(gt, predictions, unmapped)[0]
+    return _results_from_list(gt, list(predictions), unmapped)[0]
+
+
+def coco_pair(gt: DetectionDataset, results: list[dict], ignore_difficult: bool = False):
+    """pycocotools' ground truth and results objects for ``gt`` and COCO ``results`` (dataset ids),
+    as :func:`evaluate_detection` builds them (for :func:`iter_matches`)."""
+    gt_coco = _gt_coco(gt, ignore_difficult=ignore_difficult)
+    return gt_coco, _dt_coco(gt_coco, results)
+
+
 # --------------------------------------------------------------------------------------------
 # metrics
 
@@ -247,59 +264,99 @@ def _mean_valid(a: np.ndarray) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def _geometry(coco, ann: dict, iou_type: str):
+def geometry(coco, ann: dict, iou_type: str):
+    """What IoU is computed on: the box (``bbox``) or the mask as an RLE (``segm``)."""
     return ann["bbox"] if iou_type == "bbox" else coco.annToRLE(ann)
 
 
-def _match(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshold: float) -> dict[int, dict]:
-    """Greedy matching by score, per image and class. Returns per category counts and IoUs."""
+@dataclass
+class ClassMatch:
+    """The greedy matching of one class in one image (what P/R/F1 count, and what the error browser shows).
+
+    ``dts``: the predictions scoring at least the score threshold, highest score first; ``gts``: the
+    ground truth that counts (neither crowd nor ignored as difficult); ``matched[i]``: the index in
+    ``gts`` of prediction ``i``'s match, :data:`UNMATCHED` (a false positive) or :data:`IGNORED`
+    (on a crowd region or a difficult object: neither right nor wrong); ``ious``: IoU of every
+    prediction with every ground-truth object (``len(dts) x len(gts)``)."""
+
+    image_id: int
+    category_id: int
+    dts: list[dict]
+    gts: list[dict]
+    matched: list[int]
+    ious: np.ndarray
+
+    @property
+    def missed(self) -> list[int]:
+        """Indices in ``gts`` of the objects no prediction matched (false negatives)."""
+        taken = {j for j in self.matched if j >= 0}
+        return [j for j in range(len(self.gts)) if j not in taken]
+
+
+UNMATCHED, IGNORED = -1, -2
+
+
+def iou_matrix(dgeo: list, ggeo: list, crowd: bool) -> np.ndarray:
+    """IoU of every prediction with every ground-truth object (pycocotools; ``crowd``: COCO's crowd rule)."""
     from pycocotools import mask as mask_utils
 
-    stats: dict[int, dict] = {c: {"tp": 0, "fp": 0, "fn": 0, "ious": [], "predictions": 0} for c in gt_coco.getCatIds()}
+    if not dgeo or not ggeo:
+        return np.zeros((len(dgeo), len(ggeo)))
+    return np.asarray(mask_utils.iou(dgeo, ggeo, [int(crowd)] * len(ggeo))).reshape(len(dgeo), len(ggeo))
+
+
+def iter_matches(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshold: float):
+    """:class:`ClassMatch` for every (image, class) with ground truth or predictions: in each image
+    and class, the predictions scoring at least ``score_threshold`` are taken from the highest score
+    down, each matched to the unmatched ground-truth object of its class with the highest IoU if
+    that IoU is at least ``iou_threshold``; unmatched, it is ignored when it overlaps a crowd region
+    or a difficult object by the threshold, else a false positive."""
     for img_id in gt_coco.getImgIds():
         gts = gt_coco.imgToAnns.get(img_id, [])
         dts = [d for d in dt_coco.imgToAnns.get(img_id, []) if d["score"] >= score_threshold]
-        for cat in {a["category_id"] for a in gts} | {d["category_id"] for d in dts}:
-            s = stats.setdefault(cat, {"tp": 0, "fp": 0, "fn": 0, "ious": [], "predictions": 0})
+        for cat in sorted({a["category_id"] for a in gts} | {d["category_id"] for d in dts}):
             g = [a for a in gts if a["category_id"] == cat and not a.get("iscrowd") and not a.get(DIFFICULT_KEY)]
             crowd = [a for a in gts if a["category_id"] == cat and a.get("iscrowd")]
             hard = [a for a in gts if a["category_id"] == cat and not a.get("iscrowd") and a.get(DIFFICULT_KEY)]
             d = sorted((x for x in dts if x["category_id"] == cat), key=lambda x: -x["score"])
-            s["predictions"] += len(d)
-            if not d:
-                s["fn"] += len(g)
-                continue
-            dgeo = [_geometry(dt_coco, x, iou_type) for x in d]
-            ious = (
-                np.asarray(mask_utils.iou(dgeo, [_geometry(gt_coco, a, iou_type) for a in g], [0] * len(g)))
-                if g
-                else np.zeros((len(d), 0))
-            ).reshape(len(d), len(g))
-            crowd_iou = (
-                np.asarray(mask_utils.iou(dgeo, [_geometry(gt_coco, a, iou_type) for a in crowd], [1] * len(crowd)))
-                if crowd
-                else np.zeros((len(d), 0))
-            ).reshape(len(d), len(crowd))
-            hard_iou = (
-                np.asarray(mask_utils.iou(dgeo, [_geometry(gt_coco, a, iou_type) for a in hard], [0] * len(hard)))
-                if hard
-                else np.zeros((len(d), 0))
-            ).reshape(len(d), len(hard))
+            dgeo = [geometry(dt_coco, x, iou_type) for x in d]
+            ious = iou_matrix(dgeo, [geometry(gt_coco, a, iou_type) for a in g], False)
+            crowd_iou = iou_matrix(dgeo, [geometry(gt_coco, a, iou_type) for a in crowd], True)
+            hard_iou = iou_matrix(dgeo, [geometry(gt_coco, a, iou_type) for a in hard], False)
             taken = np.zeros(len(g), dtype=bool)
+            matched: list[int] = []
             for i in range(len(d)):
                 row = np.where(taken, -1.0, ious[i]) if len(g) else ious[i]
                 j = int(np.argmax(row)) if len(g) else -1
                 if j >= 0 and row[j] >= iou_threshold:
                     taken[j] = True
-                    s["tp"] += 1
-                    s["ious"].append(float(row[j]))
+                    matched.append(j)
                 elif crowd_iou.shape[1] and crowd_iou[i].max() >= iou_threshold:
-                    continue  # on a crowd region: neither right nor wrong (COCO's rule)
+                    matched.append(IGNORED)  # on a crowd region: neither right nor wrong (COCO's rule)
                 elif hard_iou.shape[1] and hard_iou[i].max() >= iou_threshold:
-                    continue  # on a difficult object: neither right nor wrong (VOC's rule)
+                    matched.append(IGNORED)  # on a difficult object: neither right nor wrong (VOC's rule)
                 else:
-                    s["fp"] += 1
-            s["fn"] += int((~taken).sum())
+                    matched.append(UNMATCHED)
+            yield ClassMatch(int(img_id), int(cat), d, g, matched, ious)
+
+
+def _match(gt_coco, dt_coco, iou_type: str, score_threshold: float, iou_threshold: float) -> dict[int, dict]:
+    """Greedy matching by score, per image and class (:func:`iter_matches`). Returns per category counts and IoUs."""
+
+    def empty() -> dict:
+        return {"tp": 0, "fp": 0, "fn": 0, "ious": [], "predictions": 0}
+
+    stats: dict[int, dict] = {c: empty() for c in gt_coco.getCatIds()}
+    for m in iter_matches(gt_coco, dt_coco, iou_type, score_threshold, iou_threshold):
+        s = stats.setdefault(m.category_id, empty())
+        s["predictions"] += len(m.dts)
+        for i, j in enumerate(m.matched):
+            if j >= 0:
+                s["tp"] += 1
+                s["ious"].append(float(m.ious[i, j]))
+            elif j == UNMATCHED:
+                s["fp"] += 1
+        s["fn"] += len(m.missed)
     return stats
 
 

@@ -23,7 +23,8 @@ from vitrine.collection.imageio import open_image
 from vitrine.core.workspace import Workspace, check_name
 from vitrine.evaluate.comparable import split_record, torch_cost
 from vitrine.evaluate.cost import weights_bytes
-from vitrine.evaluate.detection import measure_detector_speed, report_summary, write_detection_report
+from vitrine.evaluate.detection import coco_results, measure_detector_speed, report_summary, write_detection_report
+from vitrine.evaluate.predictions_file import write_predictions
 from vitrine.runs import Run
 
 SPEED_IMAGES = 10  # images timed one at a time (latency at batch 1)
@@ -111,13 +112,18 @@ def record_detector(
     label: str | None = None,
     extra: dict | None = None,
     fingerprint_of=None,
+    predictions=None,
+    dataset_path: str | None = None,
 ) -> Run:
     """A finished ``detection`` run for ``detector`` scored on ``gt`` (the images of ``split``):
     ``report`` is its :func:`~vitrine.evaluate.detection.evaluate_detection` report; ``source``
     the model as the user named it (a file or a registry name); ``label`` its name on the board
     (default: the detector's); ``extra`` more fields of the run record (a submission says so);
     ``fingerprint_of`` the whole dataset ``gt`` was taken from, when ``gt`` is only its split
-    (the fingerprint is the split's within the dataset, as trained runs record it). What the
+    (the fingerprint is the split's within the dataset, as trained runs record it); ``predictions``
+    what ``report`` scored (``{image_id: Detections}``), kept as ``predictions.json.gz``;
+    ``dataset_path`` the annotation file or folder ``gt`` was read from (where the run's errors view
+    finds its ground truth and images). What the
     detector says of itself (``source_info``: a checkpoint's format, builder, class count;
     ``notes``) is kept in the run."""
     check_name(dataset, "dataset name")
@@ -143,10 +149,13 @@ def record_detector(
     }
     cost = _cost(detector, weights, images)
     model = label or getattr(detector, "name", None) or path.name
-    run = Run.create(workspace, "detection", dataset, model, config, run_id=run_id,
-                     extra={"task": "detection", "imported": True, **(extra or {})})  # fmt: skip
+    fields = {"task": "detection", "imported": True, **({"dataset_path": dataset_path} if dataset_path else {})}
+    run = Run.create(workspace, "detection", dataset, model, config, run_id=run_id, extra={**fields, **(extra or {})})
     now = time.time()
     write_detection_report(report, run.dir)
+    if predictions is not None:  # kept for browsing the run's errors image by image
+        write_predictions(run.dir, coco_results(gt, predictions), [im.id for im in gt.images], split,
+                          ignore_difficult=bool(report.get("ignore_difficult")))  # fmt: skip
     run.update(
         state="done",
         classes=sorted({c.name for c in gt.categories}),

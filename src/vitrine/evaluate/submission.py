@@ -365,7 +365,7 @@ def score_submission(
         report = evaluate_detection(target.gt, results)
         kind = "segmentation" if "segm" in report["iou_types"] else "detection"
         run = Run.create(workspace, kind, name, label, config, run_id=run_id, extra=extra)
-        _finish_detection(run, target, report, data)
+        _finish_detection(run, target, report, data, results)
     return run
 
 
@@ -396,12 +396,14 @@ def _finish_classification(run: Run, target: Target, report: dict, data: bytes) 
     )
 
 
-def _finish_detection(run: Run, target: Target, report: dict, data: bytes) -> None:
+def _finish_detection(run: Run, target: Target, report: dict, data: bytes, results: list[dict]) -> None:
     from vitrine.evaluate.comparable import split_record
     from vitrine.evaluate.detection import report_summary, write_detection_report
+    from vitrine.evaluate.predictions_file import write_predictions
 
     atomic_write_bytes(run.dir / "submission.json", data)
     write_detection_report(report, run.dir)
+    write_predictions(run.dir, results, [im.id for im in target.gt.images], target.split)
     evaluation = {
         **report_summary(report),
         **split_record(target.dataset, target.split),

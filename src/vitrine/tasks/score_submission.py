@@ -59,6 +59,7 @@ def run_score_submission_job(ctx: JobContext, params: dict) -> dict:
         label=params.get("label") or model.stem,
         extra={"submission": True},
         fingerprint_of=target.dataset,
+        predictions=predictions,
     )
     return {"run_id": run.id, "state": run.record.get("state"), **summarize(run)}
 

@@ -217,6 +217,15 @@ def test_an_imported_detector_is_recorded_and_ranked_on_the_leaderboard(tmp_path
 
     assert record(_export(tmp_path, good[None], "good"), "test", "yolo-good")["run"] == "yolo-good"
     record(_export(tmp_path, half[None], "half"), "test", "yolo-half")
+    # the run keeps what it predicted: its errors view finds the data it was scored on and counts the same
+    from vitrine.core.workspace import Workspace
+    from vitrine.evaluate.run_errors import load_run_errors
+    from vitrine.runs import Run
+
+    home = Workspace(tmp_path / "ws")
+    errs = load_run_errors(home, Run.load(home, "yolo-half"))
+    counts = errs.errors(iou_threshold=0.5, score_threshold=0.5)["counts"]
+    assert errs.split == "test" and (counts["tp"], counts["fp"], counts["fn"]) == (1, 0, 1)  # the dog is missed
     record(_export(tmp_path, good[None], "good2"), "val", "yolo-on-val")
     shown = runner.invoke(app, ["leaderboard", "shop", *ws, "--json"])
     assert shown.exit_code == 0, shown.output

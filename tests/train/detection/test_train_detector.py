@@ -544,3 +544,57 @@ def test_one_stage_archs_train_resume_and_detect(arch, backbone, scenes, tmp_pat
     assert len(out) > 0 and out.masks is None
     assert set(out.class_ids.tolist()) <= {1, 7} and set(out.labels) <= {"rectangle", "disc"}
     assert np.all(out.boxes[:, 2] <= SIZE) and np.all(np.diff(out.scores) <= 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# the predictions a run keeps for its errors view
+
+
+@pytest.mark.slow
+def test_a_trained_run_keeps_its_predictions_and_vitrine_eval_brings_them_back(tmp_path):
+    """Random weights: the counts say nothing about quality, only that the errors view counts what
+    the report counted, and that `vitrine eval RUN` gives an older run its predictions."""
+    from typer.testing import CliRunner
+
+    from vitrine.cli import app
+    from vitrine.core.jsonio import read_json
+    from vitrine.data.detection.coco import to_coco
+    from vitrine.evaluate.detection import evaluate_detection
+    from vitrine.evaluate.predictions_file import PREDICTIONS_FILE, read_predictions
+    from vitrine.evaluate.run_errors import NoPredictions, load_run_errors
+
+    ds = make_scenes(tmp_path / "images", n_train=4, n_val=2, n_test=2)
+    to_coco(ds, tmp_path / "instances.json")
+    ws = Workspace(tmp_path / "ws")
+    config = {**TINY, "arch": "fasterrcnn", "epochs": 1, "score_threshold": 0.05}
+    run = D.train_detector(ws, tmp_path / "instances.json", config, run_id="boxes")
+    doc = read_predictions(run.dir)
+    assert doc["split"] == "test" and sorted(doc["image_ids"]) == [im.id for im in ds.images if im.split == "test"]
+    assert doc["results"] and all(r["category_id"] in (1, 7) for r in doc["results"])
+
+    def agree():
+        errs = load_run_errors(ws, run)
+        report = read_json(run.dir / "detection_metrics.json")["bbox"]
+        counts = errs.errors(iou_threshold=0.5, score_threshold=0.05)["counts"]
+        assert (counts["tp"], counts["fp"], counts["fn"]) == (report["tp"], report["fp"], report["fn"])
+        assert counts["fp"] + counts["tp"] > 0
+        again = evaluate_detection(errs.gt, errs.results, iou_type="bbox", score_threshold=0.2, iou_threshold=0.3)
+        counts = errs.errors(iou_threshold=0.3, score_threshold=0.2)["counts"]
+        assert (counts["tp"], counts["fp"], counts["fn"]) == (
+            again["bbox"]["tp"],
+            again["bbox"]["fp"],
+            again["bbox"]["fn"],
+        )
+
+    agree()
+    # a run evaluated before runs kept their predictions: says how to get them, and `vitrine eval` does
+    (run.dir / PREDICTIONS_FILE).unlink()
+    with pytest.raises(NoPredictions, match="evaluated before") as err:
+        load_run_errors(ws, run)
+    assert err.value.hint.startswith("evaluate it again to keep them: vitrine eval boxes ")
+    result = CliRunner().invoke(
+        app, ["eval", "boxes", "--workspace", str(tmp_path / "ws"), "--json"], env={"VITRINE_NO_PROGRESS": "1"}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run"] == "boxes" and (run.dir / PREDICTIONS_FILE).is_file()
+    agree()

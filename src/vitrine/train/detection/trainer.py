@@ -15,6 +15,7 @@ best checkpoint on the test split (val when there is none). The run lives in the
     tb/                       TensorBoard: train/loss and each loss component, lr per step;
                               val/bbox_map50, val/segm_map50 (and @.5:.95) per validation
     detection_metrics.json, per_class_<bbox|segm>.csv   the final evaluation (vitrine.evaluate.detection)
+    predictions.json.gz       the predictions it scored (vitrine.evaluate.predictions_file): the errors view
 
 Checkpoints are atomic (:func:`vitrine.runs.checkpoint.save_checkpoint`). ``resume=True``
 continues from ``last.pt`` with the same batches, augmentations and optimizer state as an
@@ -44,7 +45,8 @@ from vitrine.core.jsonio import jsonable
 from vitrine.data.detection.resolve import resolve_dataset
 from vitrine.evaluate import speed
 from vitrine.evaluate.comparable import split_record, torch_cost
-from vitrine.evaluate.detection import report_summary
+from vitrine.evaluate.detection import coco_results, report_summary
+from vitrine.evaluate.predictions_file import write_predictions
 from vitrine.models.detectors.torchvision_family import build_detection_model, model_summary
 from vitrine.predict.run_detector import CategoryMapped
 from vitrine.runs import Run
@@ -284,6 +286,8 @@ class DetectionTrainer(Trainer):
         gt = subset(self.dataset, used)
         metrics = _evaluate(gt, preds, self.cfg) if used else {}
         self._write_report(metrics)
+        if used:  # the predictions scored, kept for browsing the run's errors image by image
+            write_predictions(self.run.dir, coco_results(gt, preds), ids_used, self.prep.eval_split)
         report = {
             "split": self.prep.eval_split,
             "n_images": len(used),
