@@ -17,6 +17,7 @@ the same lists, and HNSW32 up to --hnsw-max vectors) so the choice can be re-che
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -133,14 +134,14 @@ def serialized_bytes(index: faiss.Index) -> int:
     return size
 
 
-def time_single_queries(vi: VectorIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def time_single_queries(vi: VectorIndex, queries: np.ndarray, refine=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-query latencies (ms) and the (m, K) ids, searching one query at a time."""
-    vi.search(queries[0], K)  # warm-up
+    vi.search(queries[0], K, refine=refine)  # warm-up
     lat = np.empty(len(queries))
     ids = np.empty((len(queries), K), dtype=np.int64)
     for i, q in enumerate(queries):
         t0 = time.perf_counter()
-        _, found = vi.search(q, K)
+        _, found = vi.search(q, K, refine=refine)
         lat[i] = (time.perf_counter() - t0) * 1e3
         ids[i] = found[0]
     return lat, ids
@@ -160,8 +161,9 @@ def measure(
     queries: np.ndarray,
     truth: np.ndarray | None,
     exact_p50: float | None,
+    refine=None,
 ) -> tuple[Row, np.ndarray]:
-    lat, found = time_single_queries(vi, queries)
+    lat, found = time_single_queries(vi, queries, refine)
     p50 = float(np.percentile(lat, 50))
     row = Row(
         n=n,
@@ -212,10 +214,17 @@ def run_size(n: int, data: str, n_queries: int, args, emit) -> list[Row]:
         t0 = time.perf_counter()
         chosen = VectorIndex.build(ids, base, seed=args.seed)
         build = time.perf_counter() - t0
-        row, _ = measure(f"chosen: {plan_label(plan)}", chosen, build, n, data, queries, truth, exact_p50)
-        emit(row)
-        rows.append(row)
-        rows.extend(sweep(chosen, args, n, data, queries, truth, exact_p50, emit))
+        with catalog_for(ids, base, plan) as refine:
+            label = f"chosen: {plan_label(plan)}" + (f", re-ranked x{plan.rerank} from the catalog" if refine else "")
+            row, _ = measure(label, chosen, build, n, data, queries, truth, exact_p50, refine)
+            emit(row)
+            rows.append(row)
+            rows.extend(sweep(chosen, args, n, data, queries, truth, exact_p50, emit, refine))
+        if plan.rerank:
+            label = "  same, codes alone (no re-rank)"
+            row, _ = measure(label, chosen, float("nan"), n, data, queries, truth, exact_p50)
+            emit(row)
+            rows.append(row)
         del chosen
 
     if args.candidates and n > EXACT_MAX:
@@ -236,14 +245,55 @@ def run_size(n: int, data: str, n_queries: int, args, emit) -> list[Row]:
     return rows
 
 
-def sweep(vi: VectorIndex, args, n, data, queries, truth, exact_p50, emit) -> list[Row]:
+@contextlib.contextmanager
+def catalog_for(ids: np.ndarray, base: np.ndarray, plan: IndexPlan):
+    """For a plan that re-ranks: a real catalog (SQLite file, vectors as float16, as
+    ``vitrine index`` stores them) holding the base vectors, and the ``refine`` a project
+    searches with (:meth:`Catalog.vectors_for`); None for other plans."""
+    if not plan.rerank:
+        yield None
+        return
+    import tempfile
+
+    from vitrine.store.catalog import Catalog, contents, embeddings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        cat = Catalog(Path(tmp) / "catalog.db")
+        cat.set_meta("vector_dtype:bench", "float16")
+        with cat.engine.begin() as conn:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK].tolist()
+                conn.execute(contents.insert(), [{"id": i, "sha256": f"{i:064x}", "size": 1} for i in part])
+                half = base[start : start + CHUNK].astype(np.float16)
+                conn.execute(
+                    embeddings.insert(),
+                    [
+                        {"content_id": i, "model": "bench", "space": "s", "vector": half[j].tobytes()}
+                        for j, i in enumerate(part)
+                    ],
+                )
+        size = (Path(tmp) / "catalog.db").stat().st_size
+        print(
+            f"  catalog of {len(ids):,} float16 vectors: {size / 1e6:,.0f} MB on disk, "
+            f"written in {time.perf_counter() - t0:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            yield lambda cand: cat.vectors_for("bench", "s", cand.tolist())
+        finally:
+            cat.close()
+
+
+def sweep(vi: VectorIndex, args, n, data, queries, truth, exact_p50, emit, refine=None) -> list[Row]:
     """The same IVF index searched with the other --sweep-nprobe values."""
     plan, rows = vi.plan, []
     for nprobe in args.sweep_nprobe:
         if nprobe == plan.nprobe or nprobe > plan.nlist:
             continue
         vi.plan = dataclasses.replace(plan, nprobe=nprobe)  # nprobe is applied per search
-        row, _ = measure(f"  same, nprobe={nprobe}", vi, 0.0, n, data, queries, truth, exact_p50)
+        row, _ = measure(f"  same, nprobe={nprobe}", vi, 0.0, n, data, queries, truth, exact_p50, refine)
         row.build_s = float("nan")
         emit(row)
         rows.append(row)

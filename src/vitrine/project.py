@@ -429,7 +429,12 @@ class Project:
             )
         cutoff = {k: v for k, v in (("min_score", query.min_score), ("within", query.within)) if v is not None}
         asked = asked | cutoff | ({"sort": query.sort} if query.sort != "score" else {})
-        has_more, hits = run_query(index, self.catalog, vector, query, exclude=exclude)
+        catalog = self.catalog
+
+        def refine(ids):  # a compact index re-ranks its candidates by the stored vectors
+            return catalog.vectors_for(model_name, space, ids.tolist())
+
+        has_more, hits = run_query(index, catalog, vector, query, exclude=exclude, refine=refine)
         return SearchResult(
             query=asked,
             model=model_name,

@@ -416,11 +416,18 @@ def test_choose_index_kind():
     assert choose_index_kind(EXACT_MAX, 512) == IndexPlan.flat()
     above = choose_index_kind(EXACT_MAX + 1, 512)
     assert above.kind == "ivf" and 1 <= above.nprobe <= above.nlist
+    mid = choose_index_kind(fi.COMPACT_MIN, 512)
+    assert mid.kind == "ivf" and mid.factory.endswith(",SQfp16") and mid.rerank == 0
     big = choose_index_kind(1_000_000, 512)
     assert big == choose_index_kind(1_000_000, 512)  # deterministic
-    assert big.kind == "ivf" and big.nlist == 1024 and big.factory == "IVF1024,SQfp16"
+    assert big.kind == "ivf" and big.nlist == 1024 and big.factory == "IVF1024,SQ4" and big.rerank == fi.RERANK
     assert big.nprobe == 32
     assert ivf_plan(20_000, 64).nlist == 128
+    # a sidecar written before plans could re-rank reads as a plan that does not
+    old = {"kind": "ivf", "nlist": 1024, "nprobe": 32, "factory": "IVF1024,SQfp16"}
+    assert IndexPlan.from_dict(old).rerank == 0
+    with pytest.raises(IndexFileError, match="re-rank factor"):
+        IndexPlan.from_dict(old | {"rerank": -1})
 
 
 def test_needs_rebuild(monkeypatch):
@@ -437,6 +444,63 @@ def test_needs_rebuild(monkeypatch):
     assert too_few_lists.needs_rebuild()  # ideal nlist for 4096 is 64
     too_few_lists.remove(np.arange(3900))
     assert too_few_lists.needs_rebuild()  # shrunk below EXACT_MAX / 2: flat is better
+
+
+def test_compact_codes_reranked_by_exact_vectors(tmp_path, monkeypatch):
+    """4-bit codes alone lose neighbours; re-ranking rerank x k candidates by the exact vectors
+    (as the catalog gives them) brings recall back, with exact scores. Without ``refine`` the
+    same index answers from its codes; an id the caller no longer has is left out."""
+    rng = np.random.default_rng(3)
+    d = 64
+    centres = unit(rng, 10, d)
+    base = clustered(rng, 8_000, centres, spread=1.0)
+    queries = clustered(rng, 100, centres, spread=1.0)
+    ids = np.arange(10, 8_010, dtype=np.int64)
+    exact = dict(zip(ids.tolist(), base, strict=True))
+    asked = []
+
+    def refine(cand):
+        asked.append(len(cand))
+        keep = [int(i) for i in cand if int(i) in exact]
+        return np.asarray(keep, np.int64), np.stack([exact[i] for i in keep]) if keep else np.zeros((0, d))
+
+    plan = IndexPlan(kind="ivf", nlist=64, nprobe=16, factory="IVF64,SQ4", rerank=10)
+    vi = VectorIndex.build(ids, base, plan=plan)
+    _, truth = brute_force(ids, base, queries, 10)
+    _, coded = vi.search(queries, 10)
+    scores, found = vi.search(queries, 10, refine=refine)
+    assert recall(found, truth) >= 0.97 and recall(found, truth) > recall(coded, truth) + 0.05
+    assert max(asked) == 100  # rerank x k candidates
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", base[found - 10], queries), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-7).all()  # best first
+    gone = int(found[0, 0])
+    del exact[gone]
+    assert gone not in vi.search(queries[:1], 10, refine=refine)[1][0]
+    # deep pages fetch at most RERANK_MAX candidates
+    monkeypatch.setattr(fi, "RERANK_MAX", 150)
+    asked.clear()
+    vi.search(queries[:1], 100, refine=refine)
+    assert asked == [150]
+    # the plan survives a save and a load
+    vi.save(tmp_path / "c.faiss")
+    assert VectorIndex.load(tmp_path / "c.faiss").plan.rerank == 10
+
+
+def test_compact_codes_follow_the_collection_size(monkeypatch):
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(fi, "EXACT_MAX", 100)
+    monkeypatch.setattr(fi, "COMPACT_MIN", 1000)
+    full = VectorIndex.build(np.arange(1500), unit(rng, 1500), plan=ivf_plan(1500, D))
+    assert full.plan.rerank > 0  # above COMPACT_MIN at build
+    assert not full.needs_rebuild()
+    full.remove(np.arange(1000))  # 500 left: half of COMPACT_MIN
+    assert full.needs_rebuild()
+    plain = VectorIndex.build(np.arange(900), unit(rng, 900), plan=ivf_plan(900, D))
+    assert plain.plan.rerank == 0
+    plain.add(np.arange(900, 1900), unit(rng, 1000))  # 1,900: above COMPACT_MIN, not yet twice it
+    assert not plain.needs_rebuild()
+    plain.add(np.arange(1900, 2100), unit(rng, 200))
+    assert plain.needs_rebuild()
 
 
 def test_ivf_recall_on_clustered_data():

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ from vitrine.core.errors import NotFound, VitrineError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "COMPACT_MIN",
     "EXACT_MAX",
     "FORMAT_VERSION",
     "SUBSET_EXACT_MAX",
@@ -74,6 +76,13 @@ EXACT_MAX: int = 50_000
 # computed, so this stays cheap (measured at 200k x 512-d, 1 thread: 2.2 ms for a 2k subset,
 # 5.7 ms for 10k, vs 6 / 24 ms to reconstruct the subset's vectors and brute-force them).
 SUBSET_EXACT_MAX: int = 20_000
+
+# Above COMPACT_MIN vectors the IVF lists hold 4-bit codes (SQ4: 256 bytes for 512 dimensions,
+# a quarter of SQfp16) and a search re-ranks RERANK x k candidates by their exact vectors, which
+# the caller fetches (the catalog keeps them as float16, on disk): see ivf_plan() for the figures.
+COMPACT_MIN: int = 250_000
+RERANK: int = 10
+RERANK_MAX: int = 4_000  # candidates fetched at most (a deep page: k = 1000 re-ranks 4,000, not 10,000)
 
 # IVF parameters, chosen by measurement with benchmarks/search_latency.py (see ivf_plan()).
 IVF_TRAIN_PER_LIST = 64  # k-means training sample: 64 vectors per list (>= FAISS's 39 minimum)
@@ -139,13 +148,16 @@ class IndexPlan:
     """How to build an index: ``kind`` "flat" (exact) or "ivf" (inverted file, approximate).
 
     ``factory`` is the FAISS index-factory string (metric: inner product). ``nlist`` and
-    ``nprobe`` are 0 for flat indexes.
+    ``nprobe`` are 0 for flat indexes. ``rerank`` > 0: a search takes ``rerank`` x k candidates
+    from the index and orders them by their exact vectors, fetched by the caller's ``refine``
+    (see :meth:`VectorIndex.search`); 0: the index's own scores are final.
     """
 
     kind: str
     nlist: int
     nprobe: int
     factory: str
+    rerank: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,7 +165,13 @@ class IndexPlan:
     @classmethod
     def from_dict(cls, d: dict) -> IndexPlan:
         try:
-            plan = cls(kind=str(d["kind"]), nlist=int(d["nlist"]), nprobe=int(d["nprobe"]), factory=str(d["factory"]))
+            plan = cls(
+                kind=str(d["kind"]),
+                nlist=int(d["nlist"]),
+                nprobe=int(d["nprobe"]),
+                factory=str(d["factory"]),
+                rerank=int(d.get("rerank", 0)),  # indexes saved before re-ranking existed: none
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise IndexFileError(f"invalid index plan {d!r}: {e}") from None
         try:
@@ -169,6 +187,8 @@ class IndexPlan:
             raise VitrineError(
                 f"invalid IVF plan: nlist={self.nlist}, nprobe={self.nprobe} (need 1 <= nprobe <= nlist)"
             )
+        if not 0 <= self.rerank <= 100:
+            raise VitrineError(f"invalid re-rank factor {self.rerank} (need 0 to 100)")
 
     @classmethod
     def flat(cls) -> IndexPlan:
@@ -210,6 +230,8 @@ def ivf_plan(n: int, dim: int) -> IndexPlan:
     nlist = min(_pow2_near(math.sqrt(max(n, 1))), 65536)
     nlist = max(nlist, 1)
     nprobe = min(nlist, max(16, nlist // 32))
+    if n > COMPACT_MIN:
+        return IndexPlan(kind="ivf", nlist=nlist, nprobe=nprobe, factory=f"IVF{nlist},SQ4", rerank=RERANK)
     return IndexPlan(kind="ivf", nlist=nlist, nprobe=nprobe, factory=f"IVF{nlist},SQfp16")
 
 
@@ -285,6 +307,26 @@ def _dedupe_last(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.n
         return ids, vectors
     keep = np.sort(order[last])
     return ids[keep], vectors[keep]
+
+
+def _rerank(q: np.ndarray, candidates: np.ndarray, k: int, refine) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's ``candidates`` by exact inner product with the vectors
+    ``refine`` returns; (scores, ids), padded with (-inf, -1)."""
+    m = len(q)
+    scores = np.full((m, k), -np.inf, np.float32)
+    ids = np.full((m, k), -1, np.int64)
+    for row in range(m):
+        cand = np.unique(candidates[row][candidates[row] >= 0])
+        if not len(cand):
+            continue
+        got_ids, vectors = refine(cand)
+        if not len(got_ids):
+            continue
+        exact = np.asarray(vectors, np.float32) @ q[row]
+        top = np.argsort(-exact, kind="stable")[:k]
+        scores[row, : len(top)] = exact[top]
+        ids[row, : len(top)] = np.asarray(got_ids, np.int64)[top]
+    return scores, ids
 
 
 def _sidecar_path(path: Path) -> Path:
@@ -505,7 +547,11 @@ class VectorIndex:
     # ---- search
 
     def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed_ids: np.ndarray | None = None,
+        refine: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar vectors to each query, best first.
 
@@ -513,6 +559,11 @@ class VectorIndex:
         both (m, k): scores float32 (inner product), ids int64; slots without a result have id -1
         and score -inf. ``allowed_ids`` restricts results to those ids (ids not in the index are
         ignored; an empty set gives no results).
+
+        ``refine(ids) -> (ids, vectors)`` gives the exact vectors of candidates (ids it no longer
+        has are left out). With a plan that re-ranks, ``plan.rerank`` x k candidates are taken and
+        ordered by their exact scores; without ``refine`` such a plan answers with the codes'
+        approximate scores and order.
         """
         q = _as_vectors(queries, self.dim, "queries")
         k = int(k)
@@ -535,8 +586,13 @@ class VectorIndex:
                     allowed = None  # everything is allowed: no selector needed
             limit = n if allowed is None else len(allowed)
             kk = min(k, limit)
-            dist, labels = self._search_faiss(q, kk, allowed)
+            depth = kk
+            if self.plan.rerank and refine is not None:
+                depth = min(limit, max(kk, min(kk * self.plan.rerank, RERANK_MAX)))
+            dist, labels = self._search_faiss(q, depth, allowed)
         labels = labels.astype(np.int64, copy=False)
+        if depth != kk:
+            dist, labels = _rerank(q, labels, kk, refine)
         scores[:, :kk] = np.where(labels < 0, -np.inf, dist)
         out_ids[:, :kk] = labels
         return scores, out_ids
@@ -571,13 +627,17 @@ class VectorIndex:
         A flat index above EXACT_MAX should become IVF. An IVF index should be rebuilt when its
         nlist is 4x or more away from the ideal for ntotal (16x growth or shrinkage: lists too long
         to be fast, or too short for the trained centroids), or when it has shrunk to half of
-        EXACT_MAX or below, where the exact index is both fast and exact.
+        EXACT_MAX or below, where the exact index is both fast and exact; and between full and
+        compact codes when the collection is twice COMPACT_MIN or half of it (hysteresis: a
+        collection near the line does not rebuild back and forth).
         """
         n = self.ntotal
         if self.plan.kind == "flat":
             return n > EXACT_MAX
         if n <= EXACT_MAX // 2:
             return True
+        if (self.plan.rerank and n <= COMPACT_MIN // 2) or (not self.plan.rerank and n > 2 * COMPACT_MIN):
+            return True  # compact codes for a collection that has shrunk well below, or full ones far above
         ideal = ivf_plan(n, self.dim).nlist
         ratio = self.plan.nlist / ideal
         return ratio >= 4 or ratio <= 0.25

@@ -99,12 +99,15 @@ def run_query(
     query: Query,
     *,
     exclude: set[int] | None = None,
+    refine=None,
 ) -> tuple[bool, list[Hit]]:
     """Top results for one query vector: (whether a next page exists, hits of the page ``query``
     asks for).
 
     ``query.filters.folder`` keeps one subfolder's images; ``query.filters.tags`` keeps the images
-    that have every one of those detector tags (from any tagging model, or from ``tag_model``)."""
+    that have every one of those detector tags (from any tagging model, or from ``tag_model``).
+    ``refine``: the exact vectors of candidates, for an index that re-ranks (see
+    :meth:`vitrine.index.VectorIndex.search`)."""
     limit, offset = query.k, query.offset
     tags, tag_model = query.filters.tags, query.filters.tag_model
     exclude = exclude or set()
@@ -116,7 +119,7 @@ def run_query(
     if allowed is not None and len(allowed) == 0:
         return False, []
     depth = min(MAX_RESULTS, offset + limit + 1) + len(exclude)
-    scores, ids = index.search(np.asarray(vector, np.float32).reshape(1, -1), depth, allowed_ids=allowed)
+    scores, ids = index.search(np.asarray(vector, np.float32).reshape(1, -1), depth, allowed_ids=allowed, refine=refine)
     ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and int(i) not in exclude]
     ranked = ranked[:MAX_RESULTS]
     ranked = cut(ranked, query.min_score, query.within)
