@@ -1,0 +1,122 @@
+"""REST API for browsing a classification run's errors: the images of one confusion-matrix cell
+(true class A, predicted B) with their predicted probabilities, read from the run's
+``predictions.csv`` (:mod:`vitrine.evaluate.predictions`, written when the run is evaluated).
+
+Who sees what: the run is checked by the ownership policy like every ``/runs/{run_id}`` route; its
+dataset, which the request does not name, is checked here (reading it), and a dataset's hidden
+split (:mod:`vitrine.data.board`) stays hidden: only the dataset's owner and admins get the
+predictions of a run scored on it, whoever owns the run (a member's own run or submission scored
+on the hidden split would otherwise show its images' paths and true labels).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from vitrine.auth.policy import Forbidden
+from vitrine.core.errors import NotFound, VitrineError
+from vitrine.core.jsonio import read_json
+from vitrine.evaluate.predictions import PREDICTIONS_FILE, cell, read_predictions
+from vitrine.runs import DETECTION_RUN_KINDS, SUBMISSION_KIND
+from vitrine.server.api.responses import MAX_INT, errors
+from vitrine.server.deps import RunDep, WorkspaceDep
+from vitrine.server.security import hide_paths, may, require
+
+router = APIRouter(prefix="/api/v1", tags=["error browsing"])
+
+
+class NoPredictions(NotFound):
+    """A run with no predictions.csv: evaluated before they were kept, or a submission."""
+
+    code = "no_predictions"
+
+
+Class = Annotated[str | None, Query(min_length=1, max_length=300)]
+
+
+def _split_of(run) -> str | None:
+    metrics = read_json(run.dir / "metrics.json") or {}
+    split = metrics.get("split") if isinstance(metrics, dict) else None
+    return split if isinstance(split, str) else None
+
+
+def _check_hidden(ws, run, split: str | None) -> None:
+    """The run's dataset must be readable by the caller, and its split not hidden from them."""
+    name = run.record.get("dataset")
+    if not isinstance(name, str) or name not in ws.dataset_names():
+        return  # a dataset removed since: nothing of it can be shown (thumbnails 404 too)
+    require("dataset", name)
+    from vitrine.data.board import read_board
+
+    board = read_board(ws, name)
+    if board.is_hidden(split) and not may("dataset", name, "manage"):
+        raise Forbidden(
+            f"the {split} split of dataset {name!r} is hidden: its images and labels are for the dataset's owner",
+            hint="the run's scores are on its leaderboard; its per-image predictions are not shown to members",
+        )
+
+
+@router.get("/runs/{run_id}/predictions", responses=errors(400, 403, 404, 422))
+def run_predictions(
+    run: RunDep,
+    ws: WorkspaceDep,
+    true: Class = None,
+    predicted: Class = None,
+    sort: Annotated[
+        Literal["confidence", "p_true", "name"],
+        Query(description="confidence: most probable prediction first; p_true: least probable true class first"),
+    ] = "confidence",
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+):
+    """The images a classification run was evaluated on, with their true and predicted class, the
+    probability of the true class and the three most likely classes: those of one confusion-matrix
+    cell with ``true`` and ``predicted`` (either may be left out), sorted and paged. ``total`` is
+    the cell's size. A run evaluated before per-image predictions were kept answers 404
+    ``no_predictions``: evaluate it again (``vitrine eval RUN_ID --split SPLIT``)."""
+    kind = run.record.get("kind")
+    if kind in DETECTION_RUN_KINDS:
+        raise VitrineError(
+            f"run {run.id!r} is a {kind} run: it has no confusion matrix of classes",
+            hint=f"its errors are on its page, /detection/runs/{run.id}",
+        )
+    split = _split_of(run)
+    _check_hidden(ws, run, split)
+    if not (run.dir / PREDICTIONS_FILE).is_file():
+        raise NoPredictions(
+            f"run {run.id!r} has no per-image predictions"
+            + (
+                ": a submission is scored from its file, which keeps no probabilities"
+                if kind == SUBMISSION_KIND
+                else " (it was evaluated before they were kept, or not evaluated yet)"
+            ),
+            hint=None
+            if kind == SUBMISSION_KIND
+            else f"evaluate it again: `vitrine eval {run.id} --split {split or 'test'}`",
+        )
+    rows = read_predictions(run.dir)
+    classes = list(run.record.get("classes") or sorted({r.true for r in rows} | {r.predicted for r in rows}))
+    for name, value in (("true", true), ("predicted", predicted)):
+        if value is not None and value not in classes:
+            raise VitrineError(
+                f"{name}={value!r} is not a class of run {run.id!r}",
+                hint="its classes: " + ", ".join(classes[:50]) + (" …" if len(classes) > 50 else ""),
+            )
+    total, page = cell(rows, true, predicted, sort, offset, limit)
+    return hide_paths(
+        {
+            "run": run.id,
+            "dataset": run.record.get("dataset"),
+            "split": split,
+            "classes": classes,
+            "true": true,
+            "predicted": predicted,
+            "sort": sort,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "images": [p.to_dict() for p in page],
+        }
+    )
