@@ -6,7 +6,8 @@ Who sees what: the run is checked by the ownership policy like every ``/runs/{ru
 dataset, which the request does not name, is checked here (reading it), and a dataset's hidden
 split (:mod:`vitrine.data.board`) stays hidden: only the dataset's owner and admins get the
 predictions of a run scored on it, whoever owns the run (a member's own run or submission scored
-on the hidden split would otherwise show its images' paths and true labels).
+on the hidden split would otherwise show its images' paths and true labels), and a run scored on
+every split (``all``) shows members only the images of their view of the dataset.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vitrine.core.errors import NotFound, VitrineError
 from vitrine.core.jsonio import read_json
 from vitrine.evaluate.predictions import PREDICTIONS_FILE, cell, read_predictions
 from vitrine.runs import DETECTION_RUN_KINDS, SUBMISSION_KIND
+from vitrine.server.api.classification import CacheDep, loaded_dataset
 from vitrine.server.api.responses import MAX_INT, errors
 from vitrine.server.deps import RunDep, WorkspaceDep
 from vitrine.server.security import hide_paths, may, require
@@ -42,26 +44,32 @@ def _split_of(run) -> str | None:
     return split if isinstance(split, str) else None
 
 
-def _check_hidden(ws, run, split: str | None) -> None:
-    """The run's dataset must be readable by the caller, and its split not hidden from them."""
+def _visible_paths(ws, run, split: str | None, c) -> set[str] | None:
+    """The sample paths of the run's dataset the caller may see (None: all of them). The dataset
+    must be readable by the caller; a run scored on a hidden split is refused to members, and one
+    scored on every split (``all``) shows them only the images of the others."""
     name = run.record.get("dataset")
     if not isinstance(name, str) or name not in ws.dataset_names():
-        return  # a dataset removed since: nothing of it can be shown (thumbnails 404 too)
+        return None  # a dataset removed since: nothing of it can be shown (thumbnails 404 too)
     require("dataset", name)
     from vitrine.data.board import read_board
 
     board = read_board(ws, name)
-    if board.is_hidden(split) and not may("dataset", name, "manage"):
+    if not board.hidden or may("dataset", name, "manage"):
+        return None
+    if board.is_hidden(split):
         raise Forbidden(
             f"the {split} split of dataset {name!r} is hidden: its images and labels are for the dataset's owner",
             hint="the run's scores are on its leaderboard; its per-image predictions are not shown to members",
         )
+    return set(loaded_dataset(name, ws, c).by_path)  # the member's view: without the hidden splits
 
 
 @router.get("/runs/{run_id}/predictions", responses=errors(400, 403, 404, 422))
 def run_predictions(
     run: RunDep,
     ws: WorkspaceDep,
+    c: CacheDep,
     true: Class = None,
     predicted: Class = None,
     sort: Annotated[
@@ -83,7 +91,7 @@ def run_predictions(
             hint=f"its errors are on its page, /detection/runs/{run.id}",
         )
     split = _split_of(run)
-    _check_hidden(ws, run, split)
+    visible = _visible_paths(ws, run, split, c)
     if not (run.dir / PREDICTIONS_FILE).is_file():
         raise NoPredictions(
             f"run {run.id!r} has no per-image predictions"
@@ -97,6 +105,8 @@ def run_predictions(
             else f"evaluate it again: `vitrine eval {run.id} --split {split or 'test'}`",
         )
     rows = read_predictions(run.dir)
+    if visible is not None:
+        rows = [r for r in rows if r.path in visible]
     classes = list(run.record.get("classes") or sorted({r.true for r in rows} | {r.predicted for r in rows}))
     for name, value in (("true", true), ("predicted", predicted)):
         if value is not None and value not in classes:
