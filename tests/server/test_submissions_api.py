@@ -119,6 +119,7 @@ PROBES = {
     ("GET", "/api/v1/datasets/{name}/outliers"): "/api/v1/datasets/fm/outliers?k=3",
     ("GET", "/api/v1/leaderboards/{board}"): "/api/v1/leaderboards/fm",
     ("GET", "/datasets/{name}"): "/datasets/fm",
+    ("GET", "/datasets/{name}/curate"): "/datasets/fm/curate",  # a shell: its lists are the routes above
     ("GET", "/runs/{run_id}/predict"): "/runs/alice-trained/predict",
     ("GET", "/leaderboards/{board}"): "/leaderboards/fm",
 }
