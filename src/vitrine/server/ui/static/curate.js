@@ -327,6 +327,16 @@
       model ? `embeddings of ${model}` : ""].filter(Boolean).join(" · ");
   }
 
+  /** A collection's byte-identical copies (one content, several files): known by their hash,
+   * listed whether or not they are in a near-duplicate group. */
+  function showExact(exactRows) {
+    const box = $("#exact-copies");
+    box.hidden = exactRows.length === 0;
+    $("#exact-summary").textContent = `Exact copies: ${plural(exactRows.length, "image has", "images have")} byte-identical files`;
+    $("#exact-list").replaceChildren(...exactRows.map((e) => h("li", {},
+      h("a", { href: linkTo(e.path) }, e.path), ` = ${e.exact_duplicates.join(", ")}`)));
+  }
+
   // ---------------------------------------------------------------------------- controls
   function showControls(s) {
     for (const tab of document.querySelectorAll(".curate-tab")) {
@@ -413,6 +423,7 @@
       const render = { duplicates: renderGroups, outliers: renderOutliers, "label-errors": renderErrors }[s.tab];
       shown = render(rows, s.offset);
       $("#list-description").textContent = describe(s, data);
+      showExact(s.tab === "duplicates" ? data.exact || [] : []);
       const took = (performance.now() - started) / 1000;
       $("#list-meta").textContent = `answered in ${formatDuration(took)}`;
       const empty = $("#list-empty");
@@ -435,6 +446,7 @@
       shown = [];
       $("#list-description").textContent = "";
       $("#list-meta").textContent = "";
+      showExact([]);
       $("#pager").hidden = true;
       $("#selection-bar").hidden = picked.size === 0;
       showError(err, `list the ${TABS[s.tab].title.toLowerCase()}`);
