@@ -207,6 +207,11 @@ RECIPES: dict[str, dict] = {
         ("GET", "/api/v1/runs/{run_id}/per_class.csv"): _get("/api/v1/runs/{key}/per_class.csv"),
         # alice's runs were never evaluated here: 404 no_predictions to everyone who may read them
         ("GET", "/api/v1/runs/{run_id}/predictions"): _get("/api/v1/runs/{key}/predictions?true=red"),
+        ("POST", "/api/v1/runs/{run_id}/evaluate"): lambda key, vis: (
+            "POST",
+            f"/api/v1/runs/{key}/evaluate",
+            {"json": {"split": "val"}},  # the dataset has no val split: refused by the handler, no job starts
+        ),
         ("GET", "/api/v1/runs/{run_id}/predict"): _get("/api/v1/runs/{key}/predict?sample=" + IMG),
         ("POST", "/api/v1/runs/{run_id}/predict"): lambda key, vis: ("POST", f"/api/v1/runs/{key}/predict", upload()),
         ("POST", "/api/v1/detect"): lambda key, vis: ("POST", "/api/v1/detect", {"data": {"model": key}, **upload()}),
@@ -235,6 +240,7 @@ WRITES = {
     ("POST", "/api/v1/projects/{name}/tag"),
     ("POST", "/api/v1/jobs/{job_id}/cancel"),
     ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
+    ("POST", "/api/v1/runs/{run_id}/evaluate"),
     ("PUT", "/api/v1/datasets/{name}/board"),
     ("PUT", "/api/v1/access/{kind}/{key}"),
     ("PUT", "/api/v1/access/{kind}/{key}/shares/{user}"),

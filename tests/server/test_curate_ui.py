@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
+import test_linear_probe as shared  # noqa: E402
 from curate_helpers import CLASSES, evaluate_by_hand, make_pets  # noqa: E402
 from ui_helpers import ServerThread, chromium_path  # noqa: E402
 
@@ -38,7 +40,29 @@ from vitrine.server.app import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, indexed_demo, demo_source) -> Path:
+def tiny():
+    """The tiny colour embedder of the linear-probe tests, registered for this module."""
+    from vitrine.models import registry
+    from vitrine.models.registry import Availability, ModelSpec
+
+    model = shared.TinyColourEmbedder()
+    registry.register(
+        ModelSpec(
+            name=shared.TINY,
+            task="embedding",
+            source="package",
+            card=shared.ModelCard(summary="test colour model"),
+            loader=lambda weights=None, device=None, **_: model,
+            availability=lambda weights=None, probe_hub=False: Availability(True, "package"),
+        ),
+        replace=True,
+    )
+    yield model
+    registry.unregister(shared.TINY)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, indexed_demo, demo_source, tiny) -> Path:
     """The indexed demo with a half-size copy of the cat and a byte copy of the coffee; dataset
     ``mini`` (two sizes of three photos, one cat labelled dog); dataset ``pets`` with run
     ``probe-pets`` (known mistakes) and ``old-probe`` (evaluated before predictions were kept)."""
@@ -68,6 +92,13 @@ def root(tmp_path_factory, indexed_demo, demo_source) -> Path:
     evaluate_by_hand(root)
     old = evaluate_by_hand(root, "old-probe")
     (old.dir / "predictions.csv").unlink()
+    # a real linear probe (on the tiny colour embedder) evaluated "before predictions were kept"
+    from vitrine.train.classification.linear_probe import train_linear_probe
+
+    colours = shared.make_dataset(root / "colours-images")
+    colours.save(Workspace(root).dataset_dir("colours"))
+    run = train_linear_probe(root, "colours", embedding_model=shared.TINY, run_id="colours-probe")
+    (run.dir / "predictions.csv").unlink()
     return root
 
 
@@ -281,6 +312,20 @@ def test_a_run_evaluated_before_predictions_were_kept(server, browser, shots):
     assert page.locator("#cell-images .result").count() == 0
     page.locator("#cell-browser").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "run-cell-old-1280.png"))
+    expect(page.locator("#cell-evaluate")).to_be_visible()  # the button: a job on a real run (next test)
     assert not errors, errors
     assert CLASSES == ["cat", "dog", "owl"]
+    context.close()
+
+
+def test_evaluate_again_from_the_page(server, browser):
+    context, page, errors = open_page(browser, 1280)
+    page.goto(f"{server.url}/runs/colours-probe?true=red&predicted=red")
+    expect(page.locator("#cell-note-message")).to_contain_text("has no per-image predictions")
+    page.click("#cell-evaluate")
+    page.wait_for_function("() => document.querySelectorAll('#cell-images .result').length === 3", timeout=60_000)
+    expect(page.locator("#cell-note")).to_be_hidden()
+    expect(page.locator("#cell-title")).to_have_text("red, predicted correctly")
+    assert sorted(captions(page, "#cell-images")) == [f"red/test-{i}.png" for i in range(3)]
+    assert not errors, errors
     context.close()

@@ -13,12 +13,16 @@ from argon2 import profiles
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
+import test_linear_probe as shared  # noqa: E402
 from curate_helpers import CLASSES, evaluate_by_hand, make_pets  # noqa: E402
 
 from vitrine.auth import passwords  # noqa: E402
 from vitrine.core.workspace import Workspace  # noqa: E402
 from vitrine.runs import Run  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402
+
+tiny_model = shared.tiny_model  # the fixture: a small deterministic colour embedder
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,62 @@ def test_a_run_evaluated_before_predictions_were_kept(client):
     assert r.status_code == 404
     error = r.json()["error"]
     assert error["code"] == "no_predictions" and "evaluated before they were kept" in error["message"]
-    assert error["hint"] == "evaluate it again: `vitrine eval old-probe --split val`"
+    assert error["hint"] == (
+        "evaluate it again: `vitrine eval old-probe --split val` (or POST /api/v1/runs/old-probe/evaluate)"
+    )
+
+
+def wait_job(client, job_id: str, timeout: float = 60.0) -> dict:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
+def test_evaluating_again_keeps_the_predictions(tmp_path, tiny_model):
+    """A real linear probe (a tiny colour embedder: the numbers test the code path) whose
+    predictions.csv is removed, as for a run evaluated before they were kept; the evaluate job
+    writes it again."""
+    from vitrine.train.classification.linear_probe import train_linear_probe
+
+    ws, _ = shared.saved_dataset(tmp_path)
+    run = train_linear_probe(ws, "colours", embedding_model=shared.TINY, run_id="colours-probe")
+    (run.dir / "predictions.csv").unlink()
+    with TestClient(create_app(ws.root), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/runs/colours-probe/predictions").json()["error"]["code"] == "no_predictions"
+        r = client.post("/api/v1/runs/colours-probe/evaluate", json={})
+        assert r.status_code == 202, r.text
+        job = wait_job(client, r.json()["id"])
+        assert job["state"] == "done", job
+        assert job["kind"] == "evaluate-classifier" and job["result"]["split"] == "test" and job["result"]["n"] == 9
+        cell = client.get("/api/v1/runs/colours-probe/predictions", params={"true": "red", "predicted": "red"}).json()
+        assert cell["total"] == 3 and cell["split"] == "test"
+        # on the val split this time: the page then browses that split
+        job = wait_job(client, client.post("/api/v1/runs/colours-probe/evaluate", json={"split": "val"}).json()["id"])
+        assert job["state"] == "done" and client.get("/api/v1/runs/colours-probe/predictions").json()["split"] == "val"
+        for body, status, words in (
+            ({"split": "nope"}, 422, "split"),
+            ({"split": "train", "extra": 1}, 202, ""),  # unknown fields are ignored, as elsewhere
+        ):
+            r = client.post("/api/v1/runs/colours-probe/evaluate", json=body)
+            assert r.status_code == status and words in r.text, r.text
+            if status == 202:
+                wait_job(client, r.json()["id"])
+
+
+def test_evaluate_refuses_what_it_cannot_do(client):
+    for url, body, status, words in (
+        ("/api/v1/runs/a-detector/evaluate", {}, 400, "only a trained classifier is evaluated again"),
+        ("/api/v1/runs/probe-pets/evaluate", {"split": "val"}, 400, "dataset 'pets' has no 'val' samples"),
+        ("/api/v1/runs/nope/evaluate", {}, 404, "no run 'nope'"),
+    ):
+        r = client.post(url, json=body)
+        assert r.status_code == status and words in r.text, (url, r.text)
 
 
 # ------------------------------------------------------------------------------ hidden splits
@@ -149,3 +208,7 @@ def test_members_never_see_a_hidden_split_through_predictions(members):
     assert members["alice"].get("/api/v1/runs/alice-all/predictions").json()["total"] == 12
     # carol may read neither the run nor the dataset
     assert members["carol"].get("/api/v1/runs/alice-all/predictions").status_code == 404
+    # nor may bob evaluate his run on the hidden split (or on every split, which includes it)
+    for split in ("test", "all"):
+        r = members["bob"].post("/api/v1/runs/bob-probe/evaluate", json={"split": split})
+        assert r.status_code == 403 and "hidden" in r.text, r.text

@@ -8,6 +8,10 @@ split (:mod:`vitrine.data.board`) stays hidden: only the dataset's owner and adm
 predictions of a run scored on it, whoever owns the run (a member's own run or submission scored
 on the hidden split would otherwise show its images' paths and true labels), and a run scored on
 every split (``all``) shows members only the images of their view of the dataset.
+
+A run evaluated before predictions were kept is evaluated again by ``POST /runs/{id}/evaluate``
+(the ``evaluate-classifier`` job, :mod:`vitrine.tasks.evaluate_classifier`): the run's owner's
+to start, as it rewrites the run's report.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from vitrine.auth.policy import Forbidden
 from vitrine.core.errors import NotFound, VitrineError
 from vitrine.core.jsonio import read_json
 from vitrine.evaluate.predictions import PREDICTIONS_FILE, cell, read_predictions
-from vitrine.runs import DETECTION_RUN_KINDS, SUBMISSION_KIND
+from vitrine.runs import CLASSIFICATION_RUN_KINDS, DETECTION_RUN_KINDS, SUBMISSION_KIND
 from vitrine.server.api.classification import CacheDep, loaded_dataset
 from vitrine.server.api.responses import MAX_INT, errors
-from vitrine.server.deps import RunDep, WorkspaceDep
+from vitrine.server.deps import RunDep, StateDep, WorkspaceDep
 from vitrine.server.security import hide_paths, may, require
 
 router = APIRouter(prefix="/api/v1", tags=["error browsing"])
@@ -102,7 +107,8 @@ def run_predictions(
             ),
             hint=None
             if kind == SUBMISSION_KIND
-            else f"evaluate it again: `vitrine eval {run.id} --split {split or 'test'}`",
+            else f"evaluate it again: `vitrine eval {run.id} --split {split or 'test'}` "
+            f"(or POST /api/v1/runs/{run.id}/evaluate)",
         )
     rows = read_predictions(run.dir)
     if visible is not None:
@@ -130,3 +136,54 @@ def run_predictions(
             "images": [p.to_dict() for p in page],
         }
     )
+
+
+class EvaluateBody(BaseModel):
+    """Which split of the run's dataset to evaluate on."""
+
+    split: Literal["test", "val", "train", "all"] | None = Field(
+        None, description="default: the split the run was last evaluated on, else test"
+    )
+
+
+@router.post("/runs/{run_id}/evaluate", status_code=202, responses=errors(400, 403, 404, 422))
+def evaluate_again(run: RunDep, ws: WorkspaceDep, st: StateDep, c: CacheDep, body: EvaluateBody | None = None):
+    """Evaluate a classification run again on a split of its dataset, in a background job
+    (``evaluate-classifier``; follow it with GET /api/v1/jobs/{job_id}): its report is rewritten
+    and each image's prediction kept, for browsing its errors. For the run's owner (it changes the
+    run); a member may not evaluate on a split of the dataset that is hidden from them."""
+    from vitrine.tasks.evaluate_classifier import EVALUATE_JOB
+
+    kind = run.record.get("kind")
+    if kind not in CLASSIFICATION_RUN_KINDS:
+        raise VitrineError(
+            f"run {run.id!r} is a {kind} run: only a trained classifier is evaluated again",
+            hint="a submission is scored once from its file; a detector with `vitrine eval --model`",
+        )
+    if run.record.get("state") != "done":
+        raise VitrineError(
+            f"run {run.id!r} is {run.record.get('state')}: only a finished run is evaluated",
+            hint="wait for it to finish",
+        )
+    split = (body.split if body else None) or _split_of(run) or "test"
+    name = run.record.get("dataset")
+    if not isinstance(name, str) or name not in ws.dataset_names():
+        raise NotFound(f"run {run.id!r}: its dataset {name!r} is not in the workspace", hint="import it again")
+    if split != "all":
+        _visible_paths(ws, run, split, c)  # the dataset readable, the split not hidden from the caller
+    else:
+        require("dataset", name)
+        from vitrine.data.board import read_board
+
+        if read_board(ws, name).hidden and not may("dataset", name, "manage"):
+            raise Forbidden(
+                f"dataset {name!r} has a hidden split: evaluating on every split would score on it",
+                hint="evaluate on train or val",
+            )
+    dataset = loaded_dataset(name, ws, c).dataset
+    if split != "all" and not dataset.split(split):
+        raise VitrineError(
+            f"dataset {name!r} has no {split!r} samples", hint="evaluate on another split, e.g. {'split': 'test'}"
+        )
+    job = st.jobs.submit(EVALUATE_JOB, f"run:{run.id}", {"run": run.id, "split": split})
+    return job.to_dict()

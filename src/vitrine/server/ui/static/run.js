@@ -10,7 +10,7 @@
   const {
     $, DATASET, enc, encPath, apiUrl, h, isNum, plural, basename, dotted, formatDuration, pct, score, formatWhen, stateBadge,
     datasetApi, datasetThumbUrl, datasetPage, COLORS, layout, plot, findConfusion, STAGES, api, showError, clearError,
-    report,
+    report, fetchJob, isActive,
   } = window.vitrine;
   const body = document.body;
   const RUN = body.dataset.run || "";
@@ -200,11 +200,45 @@
             probList(img))));
     }
 
-    function cellNote(message, hint) {
+    function cellNote(message, hint, canEvaluate = false) {
       $("#cell-note").hidden = !message;
       $("#cell-note-message").textContent = message || "";
       $("#cell-note-hint").textContent = hint ? `Hint: ${hint}` : "";
+      $("#cell-evaluate").hidden = !canEvaluate;
+      if (!canEvaluate) $("#cell-evaluate-text").textContent = "";
     }
+
+    // A run evaluated before per-image predictions were kept: evaluate it again (a job), then
+    // show the cell that was asked for.
+    let evaluatedOn = null;
+    $("#cell-evaluate").addEventListener("click", async () => {
+      const button = $("#cell-evaluate");
+      const text = $("#cell-evaluate-text");
+      button.disabled = true;
+      try {
+        let job = await api(runApi(RUN, "/evaluate"), {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify(evaluatedOn ? { split: evaluatedOn } : {}),
+        });
+        while (isActive(job.state)) {
+          text.textContent = job.message || (job.state === "queued" ? "waiting to start…" : "evaluating…");
+          await new Promise((resolve) => setTimeout(resolve, 700));
+          job = await fetchJob(job.id);
+        }
+        if (job.state !== "done") {
+          throw Object.assign(new Error((job.error && job.error.message) || `the evaluation ${job.state}`),
+            { hint: job.error && job.error.hint });
+        }
+        text.textContent = "";
+        await loadRun();
+        if (cell) openCell(cell.true, cell.predicted, 0);
+      } catch (err) {
+        text.textContent = "";
+        showError(err, "evaluate the run again");
+      } finally {
+        button.disabled = false;
+      }
+    });
 
     async function openCell(trueLabel, predicted, offset, sort, push = true) {
       cell = { true: trueLabel, predicted, offset, sort: sort || (cell && cell.sort) || "confidence" };
@@ -244,7 +278,7 @@
         $("#cell-images").replaceChildren();
         $("#cell-pager").hidden = true;
         $("#cell-meta").textContent = "";
-        cellNote(err.message, err.hint);
+        cellNote(err.message, err.hint, err.code === "no_predictions" && !/submission/.test(err.message));
       } finally {
         if (mine === cellSeq) box.setAttribute("aria-busy", "false");
       }
@@ -267,6 +301,7 @@
       const detail = await api(runApi(RUN));
       fillCard(detail.summary || {});
       datasetName = (detail.record && detail.record.dataset) || datasetName;
+      evaluatedOn = (detail.summary && detail.summary.evaluated_on) || null;
       const active = renderStatus(detail);
       drawEvaluation(detail);
       if (polling) clearTimeout(polling);
