@@ -232,7 +232,7 @@ def test_label_errors_of_a_dataset(server, browser, shots, width):
     first = page.locator("#curate-list .result").first
     expect(first.locator(".given")).to_have_text("cat")
     expect(first.locator(".suggested")).to_have_text("dog")
-    expect(first.locator(".agreement")).to_have_text("100 %")
+    expect(first.locator(".agreement")).to_have_text("100 % agree")
     expect(first.locator(".split-pill")).to_have_text("train")
     page.screenshot(path=str(shots / f"curate-label-errors-{width}.png"), full_page=True)
     page.select_option("#curate-sort", "label")

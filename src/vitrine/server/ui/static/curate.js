@@ -301,7 +301,7 @@
         h("span", { class: "label-change" },
           h("span", { class: "given", title: "the label it has" }, e.label), " → ",
           h("strong", { class: "suggested", title: "the label most of its neighbours have" }, e.suggested)),
-        h("span", { class: "score agreement", title: `share of its neighbours labelled ${e.suggested} (its own label: ${pct(e.label_agreement, 0)})` }, pct(e.agreement, 0)),
+        h("span", { class: "score agreement", title: `share of its neighbours labelled ${e.suggested} (its own label: ${pct(e.label_agreement, 0)})` }, `${pct(e.agreement, 0)} agree`),
         e.split ? h("span", { class: `split-pill split-${e.split}` }, e.split) : null,
       ]));
     });
