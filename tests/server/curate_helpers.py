@@ -5,6 +5,8 @@ the evaluation's own writers from probabilities made by hand, so every count is 
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,9 @@ from vitrine.data.dataset import ClassificationDataset, Sample
 from vitrine.evaluate.classification import classification_report, summary, write_report
 from vitrine.evaluate.predictions import write_predictions
 from vitrine.runs import Run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
+import test_linear_probe as shared  # noqa: E402  (the tiny colour embedder and its datasets)
 
 CLASSES = ["cat", "dog", "owl"]
 COLOURS = {"cat": (200, 60, 40), "dog": (60, 160, 60), "owl": (60, 80, 200)}
@@ -76,3 +81,28 @@ def evaluate_by_hand(root: Path, run_id: str = "probe-pets", dataset: str = "pet
     write_predictions(run.dir, scored_paths(), y_true, np.array(probs), CLASSES)
     run.update(state="done", classes=CLASSES, metrics={split: summary(report)})
     return run
+
+
+@contextmanager
+def tiny_registered():
+    """The linear-probe tests' tiny colour embedder (``shared.TINY``) in the model registry, for
+    tests whose server threads must find it; yields the model."""
+    from vitrine.models import registry
+    from vitrine.models.registry import Availability, ModelSpec
+
+    model = shared.TinyColourEmbedder()
+    registry.register(
+        ModelSpec(
+            name=shared.TINY,
+            task="embedding",
+            source="package",
+            card=shared.ModelCard(summary="test colour model"),
+            loader=lambda weights=None, device=None, **_: model,
+            availability=lambda weights=None, probe_hub=False: Availability(True, "package"),
+        ),
+        replace=True,
+    )
+    try:
+        yield model
+    finally:
+        registry.unregister(shared.TINY)

@@ -17,9 +17,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
-import test_linear_probe as shared  # noqa: E402
-from curate_helpers import CLASSES, evaluate_by_hand, make_pets  # noqa: E402
+from curate_helpers import CLASSES, evaluate_by_hand, make_pets, shared, tiny_registered  # noqa: E402
 from ui_helpers import ServerThread, chromium_path  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
@@ -42,23 +40,8 @@ from vitrine.server.app import create_app  # noqa: E402
 @pytest.fixture(scope="module")
 def tiny():
     """The tiny colour embedder of the linear-probe tests, registered for this module."""
-    from vitrine.models import registry
-    from vitrine.models.registry import Availability, ModelSpec
-
-    model = shared.TinyColourEmbedder()
-    registry.register(
-        ModelSpec(
-            name=shared.TINY,
-            task="embedding",
-            source="package",
-            card=shared.ModelCard(summary="test colour model"),
-            loader=lambda weights=None, device=None, **_: model,
-            availability=lambda weights=None, probe_hub=False: Availability(True, "package"),
-        ),
-        replace=True,
-    )
-    yield model
-    registry.unregister(shared.TINY)
+    with tiny_registered() as model:
+        yield model
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ from argon2 import profiles
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train" / "classification"))
-import test_linear_probe as shared  # noqa: E402
-from curate_helpers import CLASSES, evaluate_by_hand, make_pets  # noqa: E402
+from curate_helpers import CLASSES, evaluate_by_hand, make_pets, shared  # noqa: E402
 
 from vitrine.auth import passwords  # noqa: E402
 from vitrine.core.workspace import Workspace  # noqa: E402
