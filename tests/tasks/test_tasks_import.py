@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector", "sweep"}
+KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-classifier"}
 
 PROGRAM = """
 import json, sys
@@ -42,4 +42,5 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "train": "vitrine.tasks.train_classifier",
         "train-detector": "vitrine.tasks.train_detector",
         "sweep": "vitrine.tasks.sweep",
+        "evaluate-classifier": "vitrine.tasks.evaluate_classifier",
     }
