@@ -173,17 +173,19 @@ def members(tmp_path):
     evaluate_by_hand(tmp_path, "bob-probe")
     evaluate_by_hand(tmp_path, "alice-test")
     evaluate_by_hand(tmp_path, "alice-all", split="all")
+    evaluate_by_hand(tmp_path, "alice-private", split="train")  # hers alone, on the group board
     app = create_app(tmp_path, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")
     store = app.state.auth.store
     users = {n: store.add_user(n, f"{n}-password", role="member") for n in ("alice", "bob", "carol")}
     store.claim("dataset", "pets", users["alice"].id)
     store.share("dataset", "pets", "bob")
     store.claim("run", "bob-probe", users["bob"].id)
+    store.claim("run", "alice-private", users["alice"].id)
     for run_id in ("alice-test", "alice-all"):
         store.claim("run", run_id, users["alice"].id)
         store.share("run", run_id, "bob")
     clients = {n: TestClient(app, headers={"authorization": f"Bearer {store.create_token(n, 't')[1]}"}) for n in users}
-    r = clients["alice"].put("/api/v1/datasets/pets/board", json={"hidden": ["test"]})
+    r = clients["alice"].put("/api/v1/datasets/pets/board", json={"hidden": ["test"], "group": True})
     assert r.status_code == 200, r.text
     yield clients
     app.state.vitrine.close()
@@ -206,6 +208,11 @@ def test_members_never_see_a_hidden_split_through_predictions(members):
     assert members["alice"].get("/api/v1/runs/alice-all/predictions").json()["total"] == 12
     # carol may read neither the run nor the dataset
     assert members["carol"].get("/api/v1/runs/alice-all/predictions").status_code == 404
+    # a group board shows bob every run scored on the dataset, not their images: those stay the runs' owners'
+    board = members["bob"].get("/api/v1/leaderboards/pets").json()
+    assert "alice-private" in str(board)
+    assert members["bob"].get("/api/v1/runs/alice-private/predictions").status_code == 404
+    assert members["alice"].get("/api/v1/runs/alice-private/predictions").json()["total"] == 12
     # nor may bob evaluate his run on the hidden split (or on every split, which includes it)
     for split in ("test", "all"):
         r = members["bob"].post("/api/v1/runs/bob-probe/evaluate", json={"split": split})

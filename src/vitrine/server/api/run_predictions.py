@@ -7,7 +7,9 @@ dataset, which the request does not name, is checked here (reading it), and a da
 split (:mod:`vitrine.data.board`) stays hidden: only the dataset's owner and admins get the
 predictions of a run scored on it, whoever owns the run (a member's own run or submission scored
 on the hidden split would otherwise show its images' paths and true labels), and a run scored on
-every split (``all``) shows members only the images of their view of the dataset.
+every split (``all``) shows members only the images of their view of the dataset. A group board
+(:func:`vitrine.server.deps.board_runs`) shows its readers every run's scores, not its images: a
+run's predictions follow the run's own policy (the caller's runs, the ones shared with them, public).
 
 A run evaluated before predictions were kept is evaluated again by ``POST /runs/{id}/evaluate``
 (the ``evaluate-classifier`` job, :mod:`vitrine.tasks.evaluate_classifier`): the run's owner's
