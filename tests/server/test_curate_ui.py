@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -310,5 +311,25 @@ def test_evaluate_again_from_the_page(server, browser):
     expect(page.locator("#cell-note")).to_be_hidden()
     expect(page.locator("#cell-title")).to_have_text("red, predicted correctly")
     assert sorted(captions(page, "#cell-images")) == [f"red/test-{i}.png" for i in range(3)]
+    assert not errors, errors
+    context.close()
+
+
+def test_a_large_group_shows_its_first_images_then_all(server, browser):
+    context, page, errors = open_page(browser, 1280)
+    page.goto(f"{server.url}/p/demo/curate?threshold=0.3")
+    wait_list(page)
+    group = page.locator(".dup-group").first
+    more = group.locator(".dup-more")
+    expect(more).to_be_visible()
+    total = int(more.text_content().split()[2])  # "Show all N images of this group"
+    assert total > 12 and group.locator(".result").count() == 12
+    sizes = [int(re.search(r"(\d+) images", t).group(1)) for t in page.locator(".dup-head").all_text_contents()]
+    assert sizes[0] == total
+    page.click("#select-extra")  # every image of the page's groups but the kept ones, drawn or not
+    expect(page.locator("#selection-count")).to_have_text(f"{sum(sizes) - len(sizes)} selected")
+    more.click()
+    assert group.locator(".result").count() == total
+    assert group.locator("input.pick:checked").count() == total - 1
     assert not errors, errors
     context.close()

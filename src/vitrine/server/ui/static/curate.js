@@ -42,6 +42,7 @@
     },
   };
   const DEFAULTS = { threshold: "0.8", k: "10", limit: "24" };
+  const MEMBERS_SHOWN = 12; // images of a group drawn at first
 
   const listEl = $("#curate-list");
   const panel = $("#curate-panel");
@@ -257,18 +258,29 @@
         h("span", { class: "muted" }, ` · ${plural(members.length, "image")} · keep: ${RULES[g.keep_rule] || g.keep_rule}`),
         g.labels_differ ? h("span", { class: "badge badge-warn", title: `labels: ${(g.labels || []).join(", ")}` }, "labels differ") : null);
       const grid = h("ul", { class: "grid dup-members" });
-      members.forEach((m, j) => {
+      const memberCard = (m, j) => {
         const keep = j === 0;
         const row = { path: m.path, group: offset + i + 1, keep: keep ? "yes" : "", score: m.similarity, keep_rule: keep ? g.keep_rule : "" };
         const item = { path: m.path, row, keep };
-        items.push(item);
-        grid.append(card(item, [
+        return [item, card(item, [
           keep ? h("span", { class: "badge keep", title: `kept for ${RULES[g.keep_rule] || g.keep_rule}` }, "keep")
             : h("span", { class: "score", title: "cosine similarity to the image kept" }, m.similarity.toFixed(3)),
           dims(m), bytes(m), exact(m),
-        ], keep ? "kept" : ""));
-      });
-      list.append(h("li", { class: "dup-group" }, head, grid));
+        ], keep ? "kept" : "")];
+      };
+      // a large group (a low threshold can link hundreds) shows its first images, the rest on demand
+      const built = members.map(memberCard);
+      built.forEach(([item]) => items.push(item));
+      grid.append(...built.slice(0, MEMBERS_SHOWN).map(([, node]) => node));
+      const more = built.length > MEMBERS_SHOWN ? h("button", {
+        type: "button", class: "button small dup-more",
+        onclick: (event) => {
+          grid.append(...built.slice(MEMBERS_SHOWN).map(([, node]) => node));
+          event.currentTarget.remove();
+          updateSelection();
+        },
+      }, `Show all ${built.length} images of this group`) : null;
+      list.append(h("li", { class: "dup-group" }, head, grid, more));
     });
     listEl.replaceChildren(list);
     return items;
