@@ -232,6 +232,11 @@ def test_label_errors_of_a_dataset(server, browser, shots, width):
         page.click("#export-csv")
     rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8"))))
     assert rows[0]["path"] == "cat/a.jpg" and rows[0]["keep"] == "yes"
+    # another embedding model available here: the dataset is embedded with it, its lists follow
+    page.select_option("#curate-model", shared.TINY)
+    wait_list(page)
+    assert f"model={shared.TINY}" in page.url
+    expect(page.locator("#list-description")).to_contain_text(f"vectors of {shared.TINY}")
     assert not errors, errors
     context.close()
 

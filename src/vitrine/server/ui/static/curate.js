@@ -14,7 +14,7 @@
   "use strict";
 
   const {
-    $, h, encPath, plural, pct, formatBytes, formatDuration, PROJECT, DATASET, projectApi, imagePage,
+    $, h, encPath, apiUrl, plural, pct, formatBytes, formatDuration, PROJECT, DATASET, projectApi, imagePage,
     thumbUrl, datasetApi, datasetThumbUrl, datasetPage, ApiError, api, showError, clearError,
   } = window.vitrine;
   const body = document.body;
@@ -366,6 +366,7 @@
     thresholdRange.value = s.threshold;
     kInput.value = s.k;
     sizeSelect.value = s.limit;
+    if ([...modelSelect.options].some((o) => o.value === s.model)) modelSelect.value = s.model;
     $("#list-title").textContent = TABS[s.tab].title;
     $("#select-extra").hidden = s.tab !== "duplicates";
   }
@@ -408,6 +409,27 @@
     go({ offset: s.offset + Number(s.limit) });
   });
   window.addEventListener("popstate", () => load());
+
+  // ---------------------------------------------------------------------------- the model
+  // A collection indexed with several models: each has its vectors. A dataset: any embedding
+  // model available here (the first list with one embeds the dataset with it, then caches).
+  const modelSelect = $("#curate-model");
+  async function loadModels() {
+    let names = [];
+    if (SCOPE === "project") {
+      const status = await api(projectApi(""));
+      names = Object.keys(status.indexed_models || {}).filter((m) => m !== status.model);
+    } else {
+      const options = await api(apiUrl("/train/options"));
+      names = (options.embedding_models || []).filter((m) => m.available && m.name !== "offline-concepts").map((m) => m.name);
+    }
+    const wanted = readUrl().model;
+    if (wanted && !names.includes(wanted)) names.push(wanted);
+    modelSelect.append(...names.map((n) => h("option", { value: n }, n)));
+    modelSelect.value = wanted;
+    $("#model-label").hidden = names.length === 0;
+  }
+  modelSelect.addEventListener("change", () => go({ model: modelSelect.value, offset: 0 }));
 
   // ---------------------------------------------------------------------------- loading
   async function load() {
@@ -471,4 +493,5 @@
   }
 
   load();
+  loadModels().catch((err) => { if (window.console) console.warn("models", err); });
 })();
