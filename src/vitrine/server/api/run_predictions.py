@@ -18,6 +18,8 @@ to start, as it rewrites the run's report.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -43,6 +45,12 @@ class NoPredictions(NotFound):
 
 
 Class = Annotated[str | None, Query(min_length=1, max_length=300)]
+
+
+@lru_cache(maxsize=4)
+def _rows(run_dir: str, _size: int, _mtime_ns: int) -> tuple:
+    """A run's predictions, read once per version of the file (10k rows: about 90 ms to read)."""
+    return tuple(read_predictions(Path(run_dir)))
 
 
 def _split_of(run) -> str | None:
@@ -99,7 +107,11 @@ def run_predictions(
         )
     split = _split_of(run)
     visible = _visible_paths(ws, run, split, c)
-    if not (run.dir / PREDICTIONS_FILE).is_file():
+    try:
+        st = (run.dir / PREDICTIONS_FILE).stat()
+    except OSError:
+        st = None
+    if st is None:
         raise NoPredictions(
             f"run {run.id!r} has no per-image predictions"
             + (
@@ -112,7 +124,7 @@ def run_predictions(
             else f"evaluate it again: `vitrine eval {run.id} --split {split or 'test'}` "
             f"(or POST /api/v1/runs/{run.id}/evaluate)",
         )
-    rows = read_predictions(run.dir)
+    rows = list(_rows(str(run.dir), st.st_size, st.st_mtime_ns))
     if visible is not None:
         rows = [r for r in rows if r.path in visible]
     classes = list(run.record.get("classes") or sorted({r.true for r in rows} | {r.predicted for r in rows}))
