@@ -147,6 +147,7 @@ RECIPES: dict[str, dict] = {
         ),
         ("GET", "/p/{name}"): _get("/p/{key}"),
         ("GET", "/p/{name}/image/{path}"): _get("/p/{key}/image/" + IMG),
+        ("GET", "/p/{name}/curate"): _get("/p/{key}/curate"),
         **_access_cases("project"),
     },
     "dataset": {
@@ -178,6 +179,7 @@ RECIPES: dict[str, dict] = {
             {},
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
+        ("GET", "/datasets/{name}/curate"): _get("/datasets/{key}/curate"),
         ("GET", "/leaderboards/{board}"): _get("/leaderboards/{key}"),
         ("GET", "/api/v1/datasets/{name}/board"): _get("/api/v1/datasets/{key}/board"),
         ("PUT", "/api/v1/datasets/{name}/board"): lambda key, vis: (
@@ -203,6 +205,13 @@ RECIPES: dict[str, dict] = {
         ("GET", "/api/v1/runs/{run_id}"): _get("/api/v1/runs/{key}"),
         ("GET", "/api/v1/runs/{run_id}/confusion.csv"): _get("/api/v1/runs/{key}/confusion.csv"),
         ("GET", "/api/v1/runs/{run_id}/per_class.csv"): _get("/api/v1/runs/{key}/per_class.csv"),
+        # alice's runs were never evaluated here: 404 no_predictions to everyone who may read them
+        ("GET", "/api/v1/runs/{run_id}/predictions"): _get("/api/v1/runs/{key}/predictions?true=red"),
+        ("POST", "/api/v1/runs/{run_id}/evaluate"): lambda key, vis: (
+            "POST",
+            f"/api/v1/runs/{key}/evaluate",
+            {"json": {"split": "val"}},  # the dataset has no val split: refused by the handler, no job starts
+        ),
         ("GET", "/api/v1/runs/{run_id}/predict"): _get("/api/v1/runs/{key}/predict?sample=" + IMG),
         ("POST", "/api/v1/runs/{run_id}/predict"): lambda key, vis: ("POST", f"/api/v1/runs/{key}/predict", upload()),
         ("POST", "/api/v1/detect"): lambda key, vis: ("POST", "/api/v1/detect", {"data": {"model": key}, **upload()}),
@@ -240,6 +249,7 @@ WRITES = {
     ("POST", "/api/v1/jobs/{job_id}/cancel"),
     ("POST", "/api/v1/sweeps/{sweep_id}/cancel"),
     ("POST", "/api/v1/detection/runs/{run_id}/evaluate"),
+    ("POST", "/api/v1/runs/{run_id}/evaluate"),
     ("PUT", "/api/v1/datasets/{name}/board"),
     ("PUT", "/api/v1/access/{kind}/{key}"),
     ("PUT", "/api/v1/access/{kind}/{key}/shares/{user}"),

@@ -94,3 +94,97 @@ def test_openapi_lists_the_routes(served):
     ):
         responses = paths[path]["get"]["responses"]
         assert {"200", "404", "422", "503"} <= set(responses), path
+
+
+def test_lists_are_sorted_and_paged(served):
+    client, name = served
+    url = f"/api/v1/projects/{name}/outliers"
+    whole = client.get(url, params={"k": 3}).json()
+    assert whole["total"] == whole["images"] == len(whole["outliers"]) and whole["sort"] == "score"
+    assert whole["offset"] == 0 and whole["limit"] is None
+    page = client.get(url, params={"k": 3, "offset": 5, "limit": 4}).json()
+    assert page["total"] == whole["total"] and (page["offset"], page["limit"]) == (5, 4)
+    assert page["outliers"] == whole["outliers"][5:9]
+    by_name = client.get(url, params={"k": 3, "sort": "name", "limit": 1000}).json()["outliers"]
+    assert [o["path"] for o in by_name] == sorted(o["path"] for o in whole["outliers"])
+    top = client.get(url, params={"k": 3, "top": 5, "sort": "name"}).json()
+    assert top["total"] == 5 and {o["path"] for o in top["outliers"]} == {o["path"] for o in whole["outliers"][:5]}
+    past = client.get(url, params={"k": 3, "offset": 10_000}).json()
+    assert past["outliers"] == [] and past["total"] == whole["total"]
+
+    dups = f"/api/v1/projects/{name}/duplicates"  # the vectors alone: several groups to sort and page
+    loose = client.get(dups, params={"pixels": False, "threshold": 0.4}).json()
+    sizes = [len(g["others"]) for g in loose["groups"]]
+    assert loose["total"] == len(sizes) >= 2 and sizes == sorted(sizes, reverse=True)
+    named = client.get(dups, params={"pixels": False, "threshold": 0.4, "sort": "name"}).json()["groups"]
+    assert [g["keep"]["path"] for g in named] == sorted(g["keep"]["path"] for g in loose["groups"])
+    closest = client.get(dups, params={"pixels": False, "threshold": 0.4, "sort": "similarity"}).json()["groups"]
+    least = [min(m["similarity"] for m in g["others"]) for g in closest]
+    assert least == sorted(least, reverse=True)
+    assert client.get(dups, params={"pixels": False, "threshold": 0.4, "limit": 1, "offset": 1}).json()["groups"] == loose["groups"][1:2]
+
+
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("duplicates?sort=score", "sort"),
+        ("outliers?sort=size", "sort"),
+        ("outliers?limit=0", "limit"),
+        ("outliers?offset=-1", "offset"),
+        ("duplicates?limit=10001", "limit"),
+    ],
+)
+def test_bad_sort_or_page_is_a_422(served, query, words):
+    client, name = served
+    r = client.get(f"/api/v1/projects/{name}/{query}")
+    assert r.status_code == 422 and words in r.text, r.text
+
+
+def test_a_kept_list_is_computed_again_when_the_collection_changes(tmp_path, indexed_demo):
+    """The lists are kept between pages; indexing new images makes them new."""
+    import vitrine
+
+    root = tmp_path / "root"
+    shutil.copytree(indexed_demo, root / indexed_demo.name)
+    with TestClient(create_app(root), raise_server_exceptions=False) as client:
+        url = f"/api/v1/projects/{indexed_demo.name}/duplicates"
+        before = client.get(url).json()
+        assert not any(g["keep"]["path"] == "animaux/chat.jpg" for g in before["groups"])
+        assert client.get(url).json() == before  # kept
+        images = root / indexed_demo.name / "images"
+        with Image.open(images / "animaux" / "chat.jpg") as im:
+            im.convert("RGB").resize((im.width // 2, im.height // 2)).save(images / "chat-petit.jpg")
+        vitrine.open_project(root / indexed_demo.name).index()
+        after = client.get(url).json()
+        assert after["images"] == before["images"] + 1
+        assert any(g["keep"]["path"] == "animaux/chat.jpg" for g in after["groups"])
+
+
+def test_a_dataset_list_follows_the_dataset_and_pages(tmp_path):
+    """A dataset's lists (on the tiny colour embedder of the linear-probe tests: the numbers test
+    the code path) are paged like a project's and computed again when its labels change."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from curate_helpers import shared, tiny_registered
+
+    from vitrine.data.dataset import Sample
+
+    with tiny_registered():
+        ws, ds = shared.saved_dataset(tmp_path)
+        with TestClient(create_app(ws.root), raise_server_exceptions=False) as client:
+            url = "/api/v1/datasets/colours/label-errors"
+            params = {"model": shared.TINY, "k": 3}
+            assert client.get(url, params=params).json()["total"] == 0  # solid colours: every label agrees
+            first = ds.samples[0]
+            ds.samples[0] = Sample(first.path, "blue" if first.label != "blue" else "red", first.split)
+            ds.save(ws.dataset_dir("colours"))  # one label changed: a new list
+            errors = client.get(url, params={**params, "limit": 1}).json()
+            assert errors["total"] == 1 and errors["errors"][0]["path"] == first.path
+            assert errors["errors"][0]["suggested"] == first.label
+            out = client.get("/api/v1/datasets/colours/outliers", params={**params, "limit": 5, "sort": "name"}).json()
+            assert (
+                out["total"] == len(ds.samples)
+                and [o["path"] for o in out["outliers"]] == sorted(s.path for s in ds.samples)[:5]
+            )

@@ -106,6 +106,8 @@ PROBES = {
     ("GET", "/api/v1/datasets/{name}/thumbs/{path}"): f"/api/v1/datasets/fm/thumbs/{HIDDEN_PATH}?size=64",
     ("GET", "/api/v1/datasets/{name}/annotations"): "/api/v1/datasets/fm/annotations?split=test",
     ("GET", "/api/v1/runs/{run_id}/predict"): f"/api/v1/runs/alice-trained/predict?sample={HIDDEN_PATH}",
+    # the member's own run scored on the hidden split: its per-image predictions are refused (403)
+    ("GET", "/api/v1/runs/{run_id}/predictions"): "/api/v1/runs/alice-trained/predictions?true=Sneaker",
     ("GET", "/api/v1/datasets/{name}/submission"): "/api/v1/datasets/fm/submission",
     ("GET", "/api/v1/datasets/{name}/submissions"): "/api/v1/datasets/fm/submissions",
     ("GET", "/api/v1/datasets/{name}/submission/images.zip"): "/api/v1/datasets/fm/submission/images.zip",
@@ -117,6 +119,7 @@ PROBES = {
     ("GET", "/api/v1/datasets/{name}/outliers"): "/api/v1/datasets/fm/outliers?k=3",
     ("GET", "/api/v1/leaderboards/{board}"): "/api/v1/leaderboards/fm",
     ("GET", "/datasets/{name}"): "/datasets/fm",
+    ("GET", "/datasets/{name}/curate"): "/datasets/fm/curate",  # a shell: its lists are the routes above
     ("GET", "/runs/{run_id}/predict"): "/runs/alice-trained/predict",
     ("GET", "/leaderboards/{board}"): "/leaderboards/fm",
 }
@@ -134,10 +137,17 @@ def test_a_member_never_gets_a_hidden_split_on_any_route(world):
     }
     unprobed = {r for r in dataset_routes if r not in PROBES and "/detection/" not in r[1]}
     assert not unprobed, f"dataset routes not checked for hidden splits: {sorted(unprobed)}"
+    from vitrine.evaluate.predictions import write_predictions
+
+    bob_run = Run.load(ws, "bob-probe")  # as if evaluated on the hidden test split
+    (bob_run.dir / "metrics.json").write_text(json.dumps({"split": "test"}))
+    write_predictions(bob_run.dir, [HIDDEN_PATH], [1], [[0.2, 0.8]], CLASSES)
     for route, url in PROBES.items():
         url = url.replace("alice-trained", "bob-probe")
         r = clients["bob"].get(url)
-        if any(part in url for part in NOT_FOUND):
+        if "/predictions" in url:
+            assert r.status_code == 403 and "test/Sneaker" not in r.text, (route, r.status_code, r.text[:200])
+        elif any(part in url for part in NOT_FOUND):
             # answered exactly as for an image that does not exist: nothing to learn from it
             nowhere = clients["bob"].get(url.replace(HIDDEN_PATH, "test/Sneaker/999.png"))
             assert r.status_code == 404 == nowhere.status_code, (route, r.status_code, r.text[:200])

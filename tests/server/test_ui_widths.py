@@ -145,6 +145,7 @@ PAGES = {
     "collections": ("/", ".project-card"),
     "collection-search": ("/p/demo?q=a%20cat", "#results li"),
     "image": ("/p/demo/image/animals/cat.jpg", "#meta dt"),
+    "collection-curate": ("/p/demo/curate?tab=outliers", "#curate-list li"),
     "datasets": ("/datasets", ".dataset-card"),
     "dataset": (f"/datasets/{DATASET}", "#chart-classes .plot-container"),
     "runs": ("/runs", "#runs-table tbody tr"),

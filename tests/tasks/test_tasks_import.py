@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-detector"}
+KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-detector", "evaluate-classifier"}
 
 PROGRAM = """
 import json, sys
@@ -43,4 +43,5 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "train-detector": "vitrine.tasks.train_detector",
         "sweep": "vitrine.tasks.sweep",
         "evaluate-detector": "vitrine.tasks.evaluate_detector",
+        "evaluate-classifier": "vitrine.tasks.evaluate_classifier",
     }

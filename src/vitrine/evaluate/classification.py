@@ -11,7 +11,8 @@ and weighted precision/recall/F1, a per-class table, the confusion matrix and to
     confusion.svg     the confusion matrix as a chart (rows normalised, counts written in)
 
 :func:`measure_speed` times ``predict_proba`` on this machine (preprocessing included) and
-:func:`evaluate_run` does all of it for a saved run on one split of its dataset.
+:func:`evaluate_run` does all of it for a saved run on one split of its dataset, and keeps each
+image's prediction (``predictions.csv``, :mod:`vitrine.evaluate.predictions`) for error browsing.
 
 Macro and weighted averages are taken over the classes that occur in the labels or in the
 predictions (scikit-learn's default), so a class absent from a small test split does not count as
@@ -267,6 +268,7 @@ def evaluate_run(
     from vitrine.core.workspace import Workspace
     from vitrine.data.dataset import ClassificationDataset
     from vitrine.evaluate.comparable import classifier_cost, run_file, split_record
+    from vitrine.evaluate.predictions import write_predictions
     from vitrine.predict.classifier import load_classifier
     from vitrine.runs import Run
 
@@ -294,6 +296,7 @@ def evaluate_run(
             skipped.append({"path": s.path, "reason": f"class {s.label!r} is not one the run was trained on"})
 
     y_true: list[int] = []
+    scored: list[str] = []  # the paths of the images scored, in the order of ``probs``
     chunks: list[np.ndarray] = []
     speed_pool: list = []
     done = 0
@@ -308,6 +311,7 @@ def evaluate_run(
                     continue
                 images.append(im)
                 labels.append(index[s.label])
+                scored.append(s.path)
             if images:
                 chunks.append(np.asarray(classifier.predict_proba(images), dtype=np.float64))
                 y_true.extend(labels)
@@ -325,6 +329,7 @@ def evaluate_run(
         own_files = run_file(run.dir, "classifier.joblib", "classifier.npz")
         report["cost"] = classifier_cost(classifier, getattr(classifier, "checkpoint", None) or own_files)
     write_report(run.dir, report)
+    write_predictions(run.dir, scored, y_true, probs, list(classifier.classes))
     metrics = dict(run.record.get("metrics") or {})
     metrics[split] = summary(report)
     for key in ("speed", "cost"):

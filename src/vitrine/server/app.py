@@ -28,6 +28,7 @@ from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.detection_errors import router as detection_errors_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
+from vitrine.server.api.run_predictions import router as run_predictions_router
 from vitrine.server.api.submissions import router as submissions_router
 from vitrine.server.api.sweeps import router as sweeps_router
 from vitrine.server.api.v1 import router as api_router
@@ -265,6 +266,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(classification_router)
     app.include_router(curation_router)  # duplicates, outliers, label errors
+    app.include_router(run_predictions_router)  # a classification run's images per confusion cell
     app.include_router(detection_router)
     app.include_router(detection_errors_router)  # a detection run's errors, image by image
     app.include_router(leaderboards_router)

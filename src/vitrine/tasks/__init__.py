@@ -9,9 +9,20 @@ FastAPI, so a worker runs them without the web layer.
 - ``sweep`` (:mod:`vitrine.tasks.sweep`): run a configuration sweep (Ray Tune, in a child process)
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
 - ``evaluate-detector`` (:mod:`vitrine.tasks.evaluate_detector`): evaluate a trained detection run again
+- ``evaluate-classifier`` (:mod:`vitrine.tasks.evaluate_classifier`): evaluate a classification run again
 """
 
-from vitrine.tasks import evaluate_detector, index, score_submission, sweep, tag, train_classifier, train_detector
+from vitrine.tasks import (
+    evaluate_classifier,
+    evaluate_detector,
+    index,
+    score_submission,
+    sweep,
+    tag,
+    train_classifier,
+    train_detector,
+)
+from vitrine.tasks.evaluate_classifier import EVALUATE_JOB
 from vitrine.tasks.evaluate_detector import EVALUATE_DETECTOR_JOB
 from vitrine.tasks.index import INDEX_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
@@ -20,10 +31,20 @@ from vitrine.tasks.tag import TAG_JOB
 from vitrine.tasks.train_classifier import TRAIN_JOB
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB
 
-KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB, SWEEP_JOB, SCORE_SUBMISSION_JOB, EVALUATE_DETECTOR_JOB)
+KINDS = (
+    INDEX_JOB,
+    TAG_JOB,
+    TRAIN_JOB,
+    TRAIN_DETECTOR_JOB,
+    SWEEP_JOB,
+    SCORE_SUBMISSION_JOB,
+    EVALUATE_DETECTOR_JOB,
+    EVALUATE_JOB,
+)
 
 __all__ = [
     "EVALUATE_DETECTOR_JOB",
+    "EVALUATE_JOB",
     "INDEX_JOB",
     "KINDS",
     "SCORE_SUBMISSION_JOB",
@@ -31,6 +52,7 @@ __all__ = [
     "TAG_JOB",
     "TRAIN_DETECTOR_JOB",
     "TRAIN_JOB",
+    "evaluate_classifier",
     "evaluate_detector",
     "index",
     "score_submission",

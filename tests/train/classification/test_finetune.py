@@ -509,6 +509,12 @@ def test_a_run_records_what_makes_it_comparable(shapes, ws):
     assert group["fingerprint"] == fingerprint and group["rows"][0]["id"] == run.id and group["rows"][0]["pareto"]
 
     # evaluating again on another split records that split's fingerprint beside its metrics
+    from vitrine.evaluate.predictions import read_predictions
+
+    assert sorted(p.path for p in read_predictions(run.dir)) == sorted(s.path for s in shapes.split("test"))
     evaluate_run(ws, run, shapes, split="val")
     val = Run.load(ws, run.id).record["metrics"]["val"]
     assert val["fingerprint"] == classification_fingerprint(shapes, "val") != fingerprint
+    # ... and the per-image predictions of that split, as many as it scored
+    kept = read_predictions(run.dir)
+    assert sorted(p.path for p in kept) == sorted(s.path for s in shapes.split("val")) and len(kept) == val["n"]

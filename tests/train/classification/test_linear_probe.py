@@ -161,6 +161,15 @@ def test_probe_trains_saves_reloads_and_predicts_identically(tmp_path, tiny_mode
     np.testing.assert_array_equal(load_classifier(reloaded).predict_proba(images), probs)
     emb = embed_dataset(ds, TINY, "visual", cache_dir=ws.dataset_dir(ds.name) / "embeddings", samples=ds.split("test"))
     np.testing.assert_allclose(clf.proba_from_vectors(emb.vectors), probs, atol=1e-6)
+    # each test image's prediction is kept for error browsing, with the probabilities just computed
+    from vitrine.evaluate.predictions import read_predictions
+
+    kept = {p.path: p for p in read_predictions(run.dir)}
+    assert sorted(kept) == sorted(s.path for s in ds.split("test"))
+    for s, row in zip(ds.split("test"), probs, strict=True):
+        p = kept[s.path]
+        assert p.true == s.label and p.predicted == s.label and p.top[0] == (s.label, round(float(row.max()), 4))
+        assert p.p_true == round(float(row[clf.classes.index(s.label)]), 4) and len(p.top) == 3
 
 
 def test_probe_fixed_C_without_val_split_and_bad_inputs(tmp_path, tiny_model):

@@ -101,6 +101,11 @@ def test_zero_shot_without_splits_evaluates_all_samples(tmp_path, tiny_model):
     run = make_zero_shot(tmp_path / "ws", ds, embedding_model=TINY, template=["a {} thing", "something {}"])
     assert run.record["metrics"]["all"]["accuracy"] == 1.0
     assert load_classifier(run).prompts[0] == ["a blue thing", "something blue"]
+    from vitrine.evaluate.predictions import read_predictions
+
+    kept = read_predictions(run.dir)  # every image scored, its prediction kept for error browsing
+    assert sorted(p.path for p in kept) == sorted(s.path for s in ds.samples)
+    assert all(p.true == p.predicted == p.path.split("/")[0] for p in kept)
 
 
 @pytest.mark.slow

@@ -133,6 +133,15 @@ def mount_ui(app: FastAPI) -> None:
             return error_page(request, exc, name)
         return render(request, "project.html", name=name)
 
+    @app.get("/p/{name}/curate", response_class=HTMLResponse, include_in_schema=False)
+    def project_curate_page(request: Request, name: str):
+        """Near duplicates and outliers of a collection (curate.js reads them from the API)."""
+        try:
+            state(request).project(name)
+        except VitrineError as exc:
+            return error_page(request, exc, name)
+        return render(request, "curate.html", page="project", name=name, scope="project")
+
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
         try:
@@ -166,6 +175,14 @@ def mount_ui(app: FastAPI) -> None:
         if name not in ws.dataset_names():
             return error_page(request, NotFound(f"no dataset {name!r}"), name)
         return render(request, "dataset.html", name=name)
+
+    @app.get("/datasets/{name}/curate", response_class=HTMLResponse, include_in_schema=False)
+    def dataset_curate_page(request: Request, name: str):
+        """Near duplicates, outliers and label errors of a classification dataset."""
+        ws = workspace(state(request))
+        if name not in ws.dataset_names():
+            return error_page(request, NotFound(f"no dataset {name!r}"), name)
+        return render(request, "curate.html", page="dataset", name=name, scope="dataset")
 
     @app.get("/leaderboards/{board}", response_class=HTMLResponse, include_in_schema=False)
     def leaderboard_page(request: Request, board: str):

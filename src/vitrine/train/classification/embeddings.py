@@ -343,6 +343,7 @@ def evaluate_probs(
     classifier=None,
     speed_images: Sequence | None = None,
     dataset=None,
+    paths: Sequence[str] | None = None,
 ) -> dict:
     """Report on ``split`` from probabilities already computed on cached embeddings.
 
@@ -352,10 +353,12 @@ def evaluate_probs(
     ``classifier`` (the saved one, loaded) and ``speed_images`` (decoded images) are given,
     ``metrics["speed"]`` its prediction speed, timed by ``predict_proba`` (preprocessing included:
     latency at batch 1 and throughput), and ``metrics["cost"]`` what it costs. ``dataset`` (the
-    ClassificationDataset scored) adds the split's fingerprint.
+    ClassificationDataset scored) adds the split's fingerprint; ``paths`` (the images of ``probs``'
+    rows) keeps each image's prediction (``predictions.csv``) for error browsing.
     """
     from vitrine.evaluate.classification import classification_report, measure_speed, summary, write_report
     from vitrine.evaluate.comparable import classifier_cost, run_file, split_record
+    from vitrine.evaluate.predictions import write_predictions
 
     report = {"split": split, **classification_report(y_true, probs, list(classes), (1, 3, 5))}
     if dataset is not None:
@@ -365,6 +368,8 @@ def evaluate_probs(
         report["speed"] = measure_speed(classifier, list(speed_images), latency_images=10)
         report["cost"] = classifier_cost(classifier, run_file(run.dir, "classifier.joblib", "classifier.npz"))
     write_report(run.dir, report)
+    if paths is not None:
+        write_predictions(run.dir, paths, y_true, probs, classes)
     metrics[split] = summary(report)
     for key in ("speed", "cost"):
         if key in report:

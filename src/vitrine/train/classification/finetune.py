@@ -343,6 +343,7 @@ class FinetuneTrainer(Trainer):
 
         from vitrine.evaluate.classification import classification_report, measure_speed, summary, write_report
         from vitrine.evaluate.comparable import classifier_cost, split_record
+        from vitrine.evaluate.predictions import write_predictions
 
         best = self.run.checkpoints_dir / "best.pt"
         if best.exists():
@@ -369,6 +370,11 @@ class FinetuneTrainer(Trainer):
             except VitrineError as e:  # pragma: no cover - best.pt was just written
                 log.warning("could not measure inference speed: %s", e)
         write_report(self.run.dir, report)
+        scored_paths = [self.splits.rel[i] for i in self.splits.eval if i not in self.skipped]
+        if len(scored_paths) == len(labels):  # the rows of ``probs``: the images read, in order
+            write_predictions(self.run.dir, scored_paths, labels, probs, self.classes)
+        else:  # pragma: no cover - an image read once and not again
+            log.warning("per-image predictions not kept: %d images for %d rows", len(scored_paths), len(labels))
         self._eval_summary = summary(report)
         return report
 

@@ -216,6 +216,7 @@ def _train(run: Run, ws, ds, model, model_name: str, space: str, cfg: dict, prog
             classifier=LinearProbeClassifier(run.dir),  # the saved files, as predictions will load them
             speed_images=decode_some(ds, test.samples),
             dataset=ds,
+            paths=test.paths,
         )
         if progress:
             progress("evaluate", 1, 1)

@@ -229,6 +229,7 @@ def make_zero_shot(
                 classifier=ZeroShotClassifier(run.dir),  # the saved files, as predictions will load them
                 speed_images=decode_some(ds, emb.samples),
                 dataset=ds,
+                paths=emb.paths,
             )
         life.done(metrics=metrics, progress={"stage": "done"})
     return run

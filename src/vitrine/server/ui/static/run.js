@@ -1,14 +1,16 @@
 /* vitrine web UI, a classification run's page (/runs/{id} and /runs/{id}/predict): model card,
- * predictions on dataset samples and uploads, evaluation with Plotly charts. Helpers come from
- * common.js.
+ * predictions on dataset samples and uploads, evaluation with Plotly charts, and error browsing:
+ * a click on a confusion-matrix cell (or on one of the most frequent mistakes listed under it)
+ * shows that cell's images with their predicted probabilities
+ * (GET /api/v1/runs/{id}/predictions?true=A&predicted=B). Helpers come from common.js.
  */
 (() => {
   "use strict";
 
   const {
-    $, DATASET, enc, apiUrl, h, isNum, basename, dotted, formatDuration, pct, score, formatWhen, stateBadge,
+    $, DATASET, enc, encPath, apiUrl, h, isNum, plural, basename, dotted, formatDuration, pct, score, formatWhen, stateBadge,
     datasetApi, datasetThumbUrl, datasetPage, COLORS, layout, plot, findConfusion, STAGES, api, showError, clearError,
-    report,
+    report, fetchJob, isActive,
   } = window.vitrine;
   const body = document.body;
   const RUN = body.dataset.run || "";
@@ -94,17 +96,18 @@
       const s = detail.summary || {};
       $("#evaluation-meta").textContent = s.evaluated_on
         ? `on the ${s.evaluated_on === "all" ? "whole dataset" : `${s.evaluated_on} split`}` : "";
+      let drawn = null;
       if (cm) {
         const n = cm.labels.length;
         const rowsum = cm.matrix.map((r) => r.reduce((a, b) => a + b, 0));
         const z = cm.matrix.map((r, i) => r.map((v) => (rowsum[i] ? v / rowsum[i] : 0)));
         const el = $("#chart-confusion");
         const size = Math.min(640, Math.max(300, 120 + n * 36));
-        plot(el, [{
+        drawn = plot(el, [{
           type: "heatmap", x: cm.labels, y: cm.labels, z, customdata: cm.matrix,
           zmin: 0, zmax: 1, colorscale: [[0, "#f4f6fb"], [0.5, "#7d9bd6"], [1, COLORS.accent]],
           colorbar: { title: { text: "share of row" }, tickformat: ".0%", thickness: 12 },
-          hovertemplate: "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.0%})<extra></extra>",
+          hovertemplate: "true %{y}<br>predicted %{x}<br>%{customdata} images (%{z:.0%})<br>click to see them<extra></extra>",
           xgap: 1, ygap: 1,
         }], layout({
           height: size,
@@ -117,6 +120,10 @@
           }))) : [],
         }));
       }
+      if (cm) {
+        Promise.resolve(drawn).then(() => bindCells(cm)).catch(report("confusion matrix"));
+        showPairs(cm);
+      }
       if (rows.length) {
         const keys = ["precision", "recall", "f1", "support"].filter((k) => rows.some((r) => r[k] !== undefined));
         const label = (r) => r.class ?? r.label ?? r.name ?? "";
@@ -128,10 +135,173 @@
       }
     }
 
+    // ------------------------------------------------------------ error browsing
+    // The images of one confusion-matrix cell (true class A, predicted B): in the URL as
+    // ?true=A&predicted=B, so a reload or a shared link opens the same cell.
+    const CELL_PAGE = 24;
+    let cellSeq = 0;
+    let cell = null; // {true, predicted, offset, sort}
+    let cellsBound = false;
+
+    function bindCells(cm) {
+      const el = $("#chart-confusion");
+      if (cellsBound || typeof el.on !== "function") return;
+      cellsBound = true;
+      el.on("plotly_click", (event) => {
+        const point = event && event.points && event.points[0];
+        if (point) openCell(String(point.y), String(point.x), 0);
+      });
+      const wanted = new URLSearchParams(window.location.search);
+      if (wanted.get("true") && wanted.get("predicted") && cm.labels.includes(wanted.get("true"))
+          && cm.labels.includes(wanted.get("predicted"))) {
+        openCell(wanted.get("true"), wanted.get("predicted"), 0, wanted.get("cell_sort") || "confidence", false);
+      }
+    }
+
+    function showPairs(cm) {
+      const pairs = [];
+      cm.matrix.forEach((r, i) => r.forEach((v, j) => { if (i !== j && v > 0) pairs.push([v, cm.labels[i], cm.labels[j]]); }));
+      pairs.sort((a, b) => b[0] - a[0] || a[1].localeCompare(b[1]) || a[2].localeCompare(b[2]));
+      const list = $("#cell-pairs");
+      list.replaceChildren(...pairs.slice(0, 12).map(([n, t, p]) => h("li", {},
+        h("button", {
+          type: "button", dataset: { true: t, predicted: p }, "aria-pressed": "false",
+          title: `${plural(n, "image")} of class ${t} predicted ${p}`,
+          onclick: () => openCell(t, p, 0),
+        }, `${t} → ${p} (${n})`))));
+      $("#cell-hint").textContent = pairs.length
+        ? "Click a cell to see its images and what the model predicted for each. The most frequent mistakes:"
+        : "Click a cell to see its images and what the model predicted for each (no mistake on this split).";
+    }
+
+    function probList(img) {
+      const items = img.top.map((c) => ({ ...c, top: c.label === img.predicted }));
+      if (!items.some((c) => c.label === img.true)) items.push({ label: img.true, probability: img.p_true, top: false });
+      return h("ul", { class: "prob-list" }, items.map((c) => {
+        const isTrue = c.label === img.true;
+        return h("li", { class: `prob${isTrue ? " true" : ""}${c.top ? " top" : ""}`, dataset: { label: c.label } },
+          h("span", { class: "prob-bar", title: `${c.label}: ${pct(c.probability)}${isTrue ? " (true class)" : ""}` },
+            h("span", { class: "prob-fill", style: `width: ${Math.max(0, Math.min(100, c.probability * 100)).toFixed(1)}%` }),
+            h("span", { class: "prob-label" }, isTrue ? `${c.label} (true)` : c.label)),
+          h("span", { class: "prob-value" }, pct(c.probability)));
+      }));
+    }
+
+    function cellCard(img) {
+      const link = datasetApi(datasetName, `/images/${encPath(img.path)}`);
+      return h("li", { class: "result", dataset: { path: img.path } },
+        h("a", { class: "result-link", href: link, title: img.path },
+          h("div", { class: "thumb" }, h("img", {
+            src: datasetThumbUrl(datasetName, img.path, 320), alt: img.path, loading: "lazy", decoding: "async",
+            onerror: (event) => event.currentTarget.closest(".thumb").classList.add("broken"),
+          })),
+          h("div", { class: "result-text" },
+            h("span", { class: "caption" }, img.path),
+            probList(img))));
+    }
+
+    function cellNote(message, hint, canEvaluate = false) {
+      $("#cell-note").hidden = !message;
+      $("#cell-note-message").textContent = message || "";
+      $("#cell-note-hint").textContent = hint ? `Hint: ${hint}` : "";
+      $("#cell-evaluate").hidden = !canEvaluate;
+      if (!canEvaluate) $("#cell-evaluate-text").textContent = "";
+    }
+
+    // A run evaluated before per-image predictions were kept: evaluate it again (a job), then
+    // show the cell that was asked for.
+    let evaluatedOn = null;
+    $("#cell-evaluate").addEventListener("click", async () => {
+      const button = $("#cell-evaluate");
+      const text = $("#cell-evaluate-text");
+      button.disabled = true;
+      try {
+        let job = await api(runApi(RUN, "/evaluate"), {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify(evaluatedOn ? { split: evaluatedOn } : {}),
+        });
+        while (isActive(job.state)) {
+          text.textContent = job.message || (job.state === "queued" ? "waiting to start…" : "evaluating…");
+          await new Promise((resolve) => setTimeout(resolve, 700));
+          job = await fetchJob(job.id);
+        }
+        if (job.state !== "done") {
+          throw Object.assign(new Error((job.error && job.error.message) || `the evaluation ${job.state}`),
+            { hint: job.error && job.error.hint });
+        }
+        text.textContent = "";
+        await loadRun();
+        if (cell) openCell(cell.true, cell.predicted, 0);
+      } catch (err) {
+        text.textContent = "";
+        showError(err, "evaluate the run again");
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    async function openCell(trueLabel, predicted, offset, sort, push = true) {
+      cell = { true: trueLabel, predicted, offset, sort: sort || (cell && cell.sort) || "confidence" };
+      const mine = ++cellSeq;
+      const box = $("#cell-browser");
+      box.hidden = false;
+      box.setAttribute("aria-busy", "true");
+      $("#cell-sort").value = cell.sort;
+      $("#cell-title").textContent = trueLabel === predicted
+        ? `${trueLabel}, predicted correctly` : `True ${trueLabel}, predicted ${predicted}`;
+      for (const b of document.querySelectorAll("#cell-pairs button")) {
+        b.setAttribute("aria-pressed", b.dataset.true === trueLabel && b.dataset.predicted === predicted ? "true" : "false");
+      }
+      if (push) {
+        const url = new URL(window.location.href);
+        url.searchParams.set("true", trueLabel);
+        url.searchParams.set("predicted", predicted);
+        if (cell.sort !== "confidence") url.searchParams.set("cell_sort", cell.sort); else url.searchParams.delete("cell_sort");
+        window.history.replaceState(null, "", url.pathname + url.search);
+      }
+      const params = new URLSearchParams({ true: trueLabel, predicted, sort: cell.sort, offset: String(offset), limit: String(CELL_PAGE) });
+      try {
+        const data = await api(runApi(RUN, `/predictions?${params}`));
+        if (mine !== cellSeq) return;
+        cellNote(null);
+        $("#cell-images").replaceChildren(...data.images.map(cellCard));
+        $("#cell-meta").textContent = `${plural(data.total, "image")} of the ${data.split === "all" ? "whole dataset" : `${data.split} split`}`
+          + (data.total ? " · bars: the model's probabilities (top 3, and the true class)" : "");
+        const end = offset + data.images.length;
+        $("#cell-pager").hidden = offset === 0 && end >= data.total;
+        $("#cell-prev").disabled = offset === 0;
+        $("#cell-next").disabled = end >= data.total;
+        $("#cell-page-info").textContent = data.images.length ? `${offset + 1}–${end} of ${data.total}` : "";
+        if (!data.total) cellNote("No image in this cell.", null);
+      } catch (err) {
+        if (mine !== cellSeq) return;
+        $("#cell-images").replaceChildren();
+        $("#cell-pager").hidden = true;
+        $("#cell-meta").textContent = "";
+        cellNote(err.message, err.hint, err.code === "no_predictions" && !/submission/.test(err.message));
+      } finally {
+        if (mine === cellSeq) box.setAttribute("aria-busy", "false");
+      }
+    }
+
+    $("#cell-sort").addEventListener("change", () => { if (cell) openCell(cell.true, cell.predicted, 0, $("#cell-sort").value); });
+    $("#cell-prev").addEventListener("click", () => { if (cell) openCell(cell.true, cell.predicted, Math.max(0, cell.offset - CELL_PAGE)); });
+    $("#cell-next").addEventListener("click", () => { if (cell) openCell(cell.true, cell.predicted, cell.offset + CELL_PAGE); });
+    $("#cell-close").addEventListener("click", () => {
+      cellSeq += 1;
+      cell = null;
+      $("#cell-browser").hidden = true;
+      for (const b of document.querySelectorAll("#cell-pairs button")) b.setAttribute("aria-pressed", "false");
+      const url = new URL(window.location.href);
+      for (const k of ["true", "predicted", "cell_sort"]) url.searchParams.delete(k);
+      window.history.replaceState(null, "", url.pathname + url.search);
+    });
+
     async function loadRun() {
       const detail = await api(runApi(RUN));
       fillCard(detail.summary || {});
       datasetName = (detail.record && detail.record.dataset) || datasetName;
+      evaluatedOn = (detail.summary && detail.summary.evaluated_on) || null;
       const active = renderStatus(detail);
       drawEvaluation(detail);
       if (polling) clearTimeout(polling);
