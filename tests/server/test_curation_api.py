@@ -121,7 +121,8 @@ def test_lists_are_sorted_and_paged(served):
     closest = client.get(dups, params={"pixels": False, "threshold": 0.4, "sort": "similarity"}).json()["groups"]
     least = [min(m["similarity"] for m in g["others"]) for g in closest]
     assert least == sorted(least, reverse=True)
-    assert client.get(dups, params={"pixels": False, "threshold": 0.4, "limit": 1, "offset": 1}).json()["groups"] == loose["groups"][1:2]
+    second = client.get(dups, params={"pixels": False, "threshold": 0.4, "limit": 1, "offset": 1}).json()
+    assert second["groups"] == loose["groups"][1:2]
 
 
 @pytest.mark.parametrize(
