@@ -137,7 +137,7 @@ def test_evaluating_again_keeps_the_predictions(tmp_path, tiny_model):
         assert r.status_code == 202, r.text
         job = wait_job(client, r.json()["id"])
         assert job["state"] == "done", job
-        assert job["kind"] == "evaluate-classifier" and job["result"]["split"] == "test" and job["result"]["n"] == 9
+        assert job["kind"] == "evaluate-run" and job["result"]["split"] == "test" and job["result"]["n"] == 9
         cell = client.get("/api/v1/runs/colours-probe/predictions", params={"true": "red", "predicted": "red"}).json()
         assert cell["total"] == 3 and cell["split"] == "test"
         # on the val split this time: the page then browses that split

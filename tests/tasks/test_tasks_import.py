@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-detector", "evaluate-classifier"}
+KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-run"}
 
 PROGRAM = """
 import json, sys
@@ -42,6 +42,5 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "train": "vitrine.tasks.train_classifier",
         "train-detector": "vitrine.tasks.train_detector",
         "sweep": "vitrine.tasks.sweep",
-        "evaluate-detector": "vitrine.tasks.evaluate_detector",
-        "evaluate-classifier": "vitrine.tasks.evaluate_classifier",
+        "evaluate-run": "vitrine.tasks.evaluate_run",
     }

@@ -6,7 +6,7 @@ for a COCO-results submission scored before that, the ``submission.json`` it kee
 before predictions were kept has neither: :class:`NoPredictions` (409) says how to get them —
 ``vitrine eval RUN_ID`` evaluates a trained run again (:func:`reevaluate_detection_run`), an
 imported detector is recorded again with ``vitrine eval --model M --data D --record``. The server's
-``evaluate-detector`` job (:mod:`vitrine.tasks.evaluate_detector`) does the former from the run's page.
+``evaluate-run`` job (:mod:`vitrine.tasks.evaluate_run`) does the former from the run's page.
 
 The ground truth comes from the dataset the run names: the annotation file or folder it was trained
 or scored on (``dataset_path``), else the workspace dataset of its name, restricted to the images

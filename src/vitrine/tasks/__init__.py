@@ -8,13 +8,11 @@ FastAPI, so a worker runs them without the web layer.
 - ``train-detector`` (:mod:`vitrine.tasks.train_detector`): train a detector
 - ``sweep`` (:mod:`vitrine.tasks.sweep`): run a configuration sweep (Ray Tune, in a child process)
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
-- ``evaluate-detector`` (:mod:`vitrine.tasks.evaluate_detector`): evaluate a trained detection run again
-- ``evaluate-classifier`` (:mod:`vitrine.tasks.evaluate_classifier`): evaluate a classification run again
+- ``evaluate-run`` (:mod:`vitrine.tasks.evaluate_run`): evaluate a trained classifier or detector again
 """
 
 from vitrine.tasks import (
-    evaluate_classifier,
-    evaluate_detector,
+    evaluate_run,
     index,
     score_submission,
     sweep,
@@ -22,8 +20,7 @@ from vitrine.tasks import (
     train_classifier,
     train_detector,
 )
-from vitrine.tasks.evaluate_classifier import EVALUATE_JOB
-from vitrine.tasks.evaluate_detector import EVALUATE_DETECTOR_JOB
+from vitrine.tasks.evaluate_run import EVALUATE_RUN_JOB
 from vitrine.tasks.index import INDEX_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
 from vitrine.tasks.sweep import SWEEP_JOB
@@ -38,13 +35,11 @@ KINDS = (
     TRAIN_DETECTOR_JOB,
     SWEEP_JOB,
     SCORE_SUBMISSION_JOB,
-    EVALUATE_DETECTOR_JOB,
-    EVALUATE_JOB,
+    EVALUATE_RUN_JOB,
 )
 
 __all__ = [
-    "EVALUATE_DETECTOR_JOB",
-    "EVALUATE_JOB",
+    "EVALUATE_RUN_JOB",
     "INDEX_JOB",
     "KINDS",
     "SCORE_SUBMISSION_JOB",
@@ -52,8 +47,7 @@ __all__ = [
     "TAG_JOB",
     "TRAIN_DETECTOR_JOB",
     "TRAIN_JOB",
-    "evaluate_classifier",
-    "evaluate_detector",
+    "evaluate_run",
     "index",
     "score_submission",
     "sweep",

@@ -229,14 +229,14 @@ async def detection_run_image(
 
 @router.post("/detection/runs/{run_id}/evaluate", status_code=202, responses=errors(400, 409))
 def evaluate_detection_run_again(run: DetectionRunDep, st: StateDep):
-    """Evaluate a trained detection run again, in a background job (``evaluate-detector``), on the
+    """Evaluate a trained detection run again, in a background job (``evaluate-run``), on the
     split it was evaluated on: its report is rewritten and its predictions kept, which gives a run
     evaluated before runs kept them its errors view. Follow the job with GET /api/v1/jobs/{job_id}.
     Imported detectors and submissions have no model here to run (400), an unfinished run has
     nothing to evaluate yet (409)."""
     from vitrine.evaluate.run_errors import check_reevaluable
-    from vitrine.tasks.evaluate_detector import EVALUATE_DETECTOR_JOB
+    from vitrine.tasks.evaluate_run import EVALUATE_RUN_JOB
 
     check_reevaluable(run)
-    job = st.jobs.submit(EVALUATE_DETECTOR_JOB, f"run:{run.id}", {"run_id": run.id})
+    job = st.jobs.submit(EVALUATE_RUN_JOB, f"run:{run.id}", {"run": run.id})
     return jsonable({**job.to_dict(), "run_id": run.id})

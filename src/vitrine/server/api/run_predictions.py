@@ -12,7 +12,7 @@ every split (``all``) shows members only the images of their view of the dataset
 run's predictions follow the run's own policy (the caller's runs, the ones shared with them, public).
 
 A run evaluated before predictions were kept is evaluated again by ``POST /runs/{id}/evaluate``
-(the ``evaluate-classifier`` job, :mod:`vitrine.tasks.evaluate_classifier`): the run's owner's
+(the ``evaluate-run`` job, :mod:`vitrine.tasks.evaluate_run`): the run's owner's
 to start, as it rewrites the run's report.
 """
 
@@ -163,10 +163,10 @@ class EvaluateBody(BaseModel):
 @router.post("/runs/{run_id}/evaluate", status_code=202, responses=errors(400, 403, 404, 422))
 def evaluate_again(run: RunDep, ws: WorkspaceDep, st: StateDep, c: CacheDep, body: EvaluateBody | None = None):
     """Evaluate a classification run again on a split of its dataset, in a background job
-    (``evaluate-classifier``; follow it with GET /api/v1/jobs/{job_id}): its report is rewritten
+    (``evaluate-run``; follow it with GET /api/v1/jobs/{job_id}): its report is rewritten
     and each image's prediction kept, for browsing its errors. For the run's owner (it changes the
     run); a member may not evaluate on a split of the dataset that is hidden from them."""
-    from vitrine.tasks.evaluate_classifier import EVALUATE_JOB
+    from vitrine.tasks.evaluate_run import EVALUATE_RUN_JOB
 
     kind = run.record.get("kind")
     if kind not in CLASSIFICATION_RUN_KINDS:
@@ -199,5 +199,5 @@ def evaluate_again(run: RunDep, ws: WorkspaceDep, st: StateDep, c: CacheDep, bod
         raise VitrineError(
             f"dataset {name!r} has no {split!r} samples", hint="evaluate on another split, e.g. {'split': 'test'}"
         )
-    job = st.jobs.submit(EVALUATE_JOB, f"run:{run.id}", {"run": run.id, "split": split})
+    job = st.jobs.submit(EVALUATE_RUN_JOB, f"run:{run.id}", {"run": run.id, "split": split})
     return job.to_dict()
