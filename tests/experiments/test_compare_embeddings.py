@@ -67,6 +67,10 @@ def test_probe_accuracy_splits():
     acc, on = probe_accuracy(vectors, labels, [""] * 30)  # no splits: a seeded 80/20 split
     assert acc == 1.0 and on.startswith("20%")
     assert probe_accuracy(vectors[:10], labels[:10], ["train"] * 5 + ["val"] * 5)[0] is None  # one class
+    # 4 images of 2 classes, no val or test: too few for a stratified 80/20 split, a plain one instead
+    few = [0, 1, 10, 11]
+    acc, on = probe_accuracy(vectors[few], labels[few], ["train"] * 4)
+    assert acc in (0.0, 1.0) and on.startswith("20%")
 
 
 def test_compare_records_embedding_runs_on_the_board(tmp_path):

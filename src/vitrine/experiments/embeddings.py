@@ -189,11 +189,17 @@ def probe_accuracy(vectors: np.ndarray, labels: np.ndarray, splits: Sequence[str
     scored_on = "val" if (splits == "val").any() else "test"
     held = splits == scored_on
     if not train.any() or not held.any():
+        import math
+
         idx = np.arange(len(labels))
-        counts = np.bincount(labels)
-        stratify = labels if counts[counts > 0].min() >= 2 and len(idx) >= 2 * len(counts[counts > 0]) else None
         if len(idx) < 4:
             return None, "too few images for a train/test split"
+        counts = np.bincount(labels)
+        present = counts[counts > 0]
+        n_test = math.ceil(0.2 * len(idx))
+        # stratified when every class can be in both parts; else a plain seeded split
+        can_stratify = present.min() >= 2 and n_test >= len(present) and len(idx) - n_test >= len(present)
+        stratify = labels if can_stratify else None
         fit_idx, test_idx = train_test_split(idx, test_size=0.2, random_state=SEED, stratify=stratify)
         train, held = np.zeros(len(idx), bool), np.zeros(len(idx), bool)
         train[fit_idx], held[test_idx] = True, True

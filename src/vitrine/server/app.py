@@ -25,6 +25,7 @@ from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.curation import router as curation_router
 from vitrine.server.api.detection import router as detection_router
+from vitrine.server.api.embeddings import router as embeddings_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
 from vitrine.server.api.submissions import router as submissions_router
@@ -265,6 +266,7 @@ def create_app(
     app.include_router(classification_router)
     app.include_router(curation_router)  # duplicates, outliers, label errors
     app.include_router(detection_router)
+    app.include_router(embeddings_router)  # embedding comparisons (compare-embeddings jobs)
     app.include_router(leaderboards_router)
     app.include_router(sweeps_router)  # /api/v1/sweeps
     app.include_router(submissions_router)  # hidden splits, annotations, submissions

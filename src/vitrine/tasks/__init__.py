@@ -8,9 +8,11 @@ FastAPI, so a worker runs them without the web layer.
 - ``train-detector`` (:mod:`vitrine.tasks.train_detector`): train a detector
 - ``sweep`` (:mod:`vitrine.tasks.sweep`): run a configuration sweep (Ray Tune, in a child process)
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
+- ``compare-embeddings`` (:mod:`vitrine.tasks.compare_embeddings`): score embedding models side by side
 """
 
-from vitrine.tasks import index, score_submission, sweep, tag, train_classifier, train_detector
+from vitrine.tasks import compare_embeddings, index, score_submission, sweep, tag, train_classifier, train_detector
+from vitrine.tasks.compare_embeddings import COMPARE_EMBEDDINGS_JOB
 from vitrine.tasks.index import INDEX_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
 from vitrine.tasks.sweep import SWEEP_JOB
@@ -18,9 +20,10 @@ from vitrine.tasks.tag import TAG_JOB
 from vitrine.tasks.train_classifier import TRAIN_JOB
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB
 
-KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB, SWEEP_JOB, SCORE_SUBMISSION_JOB)
+KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB, SWEEP_JOB, SCORE_SUBMISSION_JOB, COMPARE_EMBEDDINGS_JOB)
 
 __all__ = [
+    "COMPARE_EMBEDDINGS_JOB",
     "INDEX_JOB",
     "KINDS",
     "SCORE_SUBMISSION_JOB",
@@ -28,6 +31,7 @@ __all__ = [
     "TAG_JOB",
     "TRAIN_DETECTOR_JOB",
     "TRAIN_JOB",
+    "compare_embeddings",
     "index",
     "score_submission",
     "sweep",
