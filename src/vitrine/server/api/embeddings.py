@@ -3,11 +3,12 @@ background ``compare-embeddings`` job, :mod:`vitrine.tasks.compare_embeddings`);
 the jobs API (``GET /api/v1/jobs/{job_id}``: progress per model, then the comparison as its
 result); its runs land on the leaderboard (``GET /api/v1/leaderboards/{board}?task=embedding``).
 
-Both routes live under the object compared (``/datasets/{name}/...``, ``/projects/{name}/...``), so
-the ownership policy checks that the caller may read it (action ``use``: a reader may compare), and the runs the job will write are
-claimed for the caller before it starts. A dataset is the caller's view of it (``DatasetDep``): a
-member of a dataset with a hidden split starts a comparison that leaves that split out (the job's
-params say which), so no hidden image is embedded or scored for them. Everything a request can get
+Both routes live under the object compared (``/datasets/{name}/...``, ``/projects/{name}/...``),
+so the ownership policy checks that the caller may read it (action ``use``: a reader may
+compare), and the runs the job will write are claimed for the caller before it starts. A dataset
+is the caller's view of it (``DatasetDep``): a member of a dataset with a hidden split starts a
+comparison that leaves that split out (the job's params say which), so no hidden image is
+embedded or scored for them. Everything a request can get
 wrong (an unknown model, a bad k, a dataset without labels) is refused before the job exists (400
 or 422); a model that cannot load on this server (weights neither cached nor downloadable) is a 503
 saying so.
