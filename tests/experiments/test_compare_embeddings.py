@@ -151,3 +151,19 @@ def test_a_project_labelled_by_folders_with_an_ontology(tmp_path):
     assert entry["zero_shot_prompts"] == "ontology"
     s = entry["scores"]
     assert 0 <= s["zero_shot_accuracy"] <= 1 and 0 <= s["keyword_map_at_k"] <= 1 and s["text_query_ms"] > 0
+
+
+def test_a_model_scored_in_another_of_its_spaces(tmp_path):
+    """``name#space``: here the tiny CLIP's only space named explicitly; an unknown space is refused."""
+    ds = make_dataset(tmp_path)
+    ws = Workspace(tmp_path / "ws")
+    clip = f"hf:{tiny_hf_clip(tmp_path / 'clip')}?weights=random"
+    result = compare_embeddings(ws, dataset_target(ws, ds), [f"{clip}#joint"], k=2)
+    (entry,) = result["models"]
+    assert entry["model"] == f"{clip}#joint" and entry["space"] == "joint"
+    (row,) = board(list_runs(ws), "tiny", task="embedding")["groups"][0]["rows"]
+    assert (row["arch"], row["size"]) == (f"{clip}#joint", "joint")
+    with pytest.raises(ModelError, match="has no space 'nope'"):
+        compare_embeddings(ws, dataset_target(ws, ds), [f"{clip}#nope"], record=False)
+    with pytest.raises(ModelError, match="is not a space name"):
+        parse_models("offline-concepts#a b")

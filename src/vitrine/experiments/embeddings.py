@@ -29,6 +29,10 @@ them; a caller's view of a dataset leaves its hidden splits out before anything 
   tokenising included); the **vector dimension** and **bytes per vector** in the index vitrine
   would build for this many images.
 
+A model is scored in its image space (``visual`` for ``offline-concepts``, ``joint`` for CLIP);
+``<model>#<space>`` names another of its spaces (``offline-concepts#concepts``: kNN, the probe and
+mAP@k on the concept-bridged vectors).
+
 Each model's scores are recorded as a finished run of kind ``embedding`` (task ``embedding``,
 primary metric kNN@10 accuracy) on the target's board, with the fingerprint of the images scored,
 so the leaderboard ranks and charts them. A model named ``...?weights=random`` is marked
@@ -121,16 +125,26 @@ def project_target(project_dir: str | Path) -> Target:
     return Target("project", name, dataset, paths.data_dir / "embeddings", ontology, (), notes)
 
 
+def split_space(entry: str) -> tuple[str, str | None]:
+    """``"offline-concepts#concepts"`` -> ``("offline-concepts", "concepts")``; no ``#``: no space."""
+    name, sep, space = entry.partition("#")
+    return name.strip(), (space.strip() or None) if sep else None
+
+
 def parse_models(models: str | Sequence[str]) -> list[str]:
-    """Model names from ``"a,b,c"`` (or a list), each checked: known, and an embedding model. A bad
-    name is a ModelError before any image is read."""
+    """Model names from ``"a,b,c"`` (or a list), each checked: known, and an embedding model (a
+    ``#space`` suffix names one of its spaces, checked when it loads). A bad name is a ModelError
+    before any image is read."""
     names = models.split(",") if isinstance(models, str) else list(models)
     names = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
     if not names:
         raise VitrineError("name at least one embedding model", hint="e.g. --models offline-concepts,timm:resnet50")
     if len(names) > MAX_MODELS:
         raise VitrineError(f"at most {MAX_MODELS} models per comparison, not {len(names)}")
-    for name in names:
+    for entry in names:
+        name, space = split_space(entry)
+        if space is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,50}", space):
+            raise ModelError(f"{entry!r}: {space!r} is not a space name", hint="e.g. offline-concepts#concepts")
         spec = registry.get(name)
         if spec.task != "embedding":
             raise ModelError(
@@ -281,11 +295,15 @@ def score_model(
 
     started = time.perf_counter()
     ds = target.dataset
+    entry_name = name
+    name, wanted = split_space(entry_name)
     model = registry.load(name)
-    space = model.spaces.image_space
+    space = wanted or model.spaces.image_space
+    if space not in model.spaces.dims:
+        raise ModelError(f"model {name!r} has no space {space!r}", hint=f"its spaces: {', '.join(model.spaces.dims)}")
 
     def stage(label: str) -> Callable:
-        return lambda st, done, total: progress and progress(f"{name}: {label or st}", done, total)
+        return lambda st, done, total: progress and progress(f"{entry_name}: {label or st}", done, total)
 
     emb = embed_dataset(ds, name, space, cache_dir=target.cache_dir, progress=stage(""), cancel=cancel, samples=samples)
     if len(emb.samples) < 2:
@@ -326,7 +344,7 @@ def score_model(
         raise Cancelled("the comparison was cancelled")
 
     if progress:
-        progress(f"{name}: speed", 0, 1)
+        progress(f"{entry_name}: speed", 0, 1)
     images = decode_some(ds, emb.samples, SPEED_IMAGES)
     speed = _speed(model, images) if images else {}
     scores["images_per_second"] = speed.get("images_per_second")
@@ -340,10 +358,10 @@ def score_model(
 
     cost = {"parameters": parameter_count(module) if module is not None else None}
     if progress:
-        progress(f"{name}: speed", 1, 1)
+        progress(f"{entry_name}: speed", 1, 1)
     random = registry.is_random(name)
     return {
-        "model": name,
+        "model": entry_name,
         "space": space,
         "text_space": text_space,
         "random_weights": random,

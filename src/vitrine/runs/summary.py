@@ -191,6 +191,8 @@ def arch_and_size(run: Run) -> tuple[str | None, str | None]:
     config = r.get("config") if isinstance(r.get("config"), dict) else {}
     if task_of(run) == "detect":
         return config.get("arch") or r.get("model"), config.get("backbone")
+    if r.get("kind") == EMBEDDING_KIND:  # the model and the space it was scored in
+        return r.get("model"), config.get("space")
     if r.get("kind") == "finetune":
         size = config.get("image_size")
         return config.get("backbone") or r.get("model"), (f"{size}px" if size else None)

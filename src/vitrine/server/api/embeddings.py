@@ -51,7 +51,7 @@ class ComparisonRequest(BaseModel):
 
 def _check(body: ComparisonRequest, target: Target) -> list[str]:
     """The models, checked (known, embedding models, loadable here) and the target's labels."""
-    from vitrine.experiments.embeddings import _check_labels, chosen_samples
+    from vitrine.experiments.embeddings import _check_labels, chosen_samples, split_space
     from vitrine.models import registry
 
     for name in body.models:
@@ -59,7 +59,8 @@ def _check(body: ComparisonRequest, target: Target) -> list[str]:
             raise VitrineError("a model name is at most 500 characters")
     names = parse_models(body.models)
     _check_labels(target, chosen_samples(target.dataset, body.limit))
-    for name in names:
+    for entry in names:
+        name = split_space(entry)[0]
         availability = registry.get(name).check(probe_hub=True)
         if not availability.ok:
             raise ModelUnavailable(
