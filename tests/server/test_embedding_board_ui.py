@@ -97,5 +97,9 @@ def test_the_embedding_board_and_its_form(browser, server, shots):
     page.locator("#embed-details summary").click()
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
     page.screenshot(path=str(shots / "leaderboard-embedding-800.png"), full_page=True)
+    # a run of the board opens on the run page, which renders it without a script error
+    page.locator(".board-group tbody tr .run-id a").first.click()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(shots / "embedding-run-800.png"), full_page=True)
     assert not errors, errors
     context.close()
