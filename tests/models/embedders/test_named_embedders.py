@@ -81,3 +81,40 @@ def test_bad_names_and_offline_hub(tmp_path, monkeypatch):
         assert f"{name}?weights=random" in err.hint
     av = registry.get("timm:resnet18").check(probe_hub=True)
     assert not av.ok and "offline mode" in av.detail  # the failed load is remembered
+
+
+def test_weights_from_the_hub_cache_load_offline(tmp_path, monkeypatch):
+    """Pretrained weights found in the Hugging Face cache (laid out as huggingface_hub does) load
+    with the hub unreachable: a timm backbone's file, and a transformers CLIP checkpoint whose
+    weights equal those saved (so the cache, not a random init, was read)."""
+    import timm
+    import torch
+    from tiny_clip import populate_hf_cache
+    from transformers import AutoModel, CLIPConfig
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("VITRINE_OFFLINE", "1")
+
+    net = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    torch.save(net.state_dict(), tmp_path / "pytorch_model.bin")
+    repo = timm.models.get_pretrained_cfg("test_vit").hf_hub_id
+    populate_hf_cache(cache, repo, {"pytorch_model.bin": tmp_path / "pytorch_model.bin"})
+    name = "timm:test_vit"
+    registry.unregister(name)
+    model = registry.load(name)
+    assert model.info["weights_from"] == "cached"
+    first = next(iter(net.state_dict()))
+    assert torch.equal(model.model.state_dict()[first].cpu(), net.state_dict()[first])
+    assert registry.get(name).check().where == "cached"
+
+    folder = tiny_hf_clip(tmp_path / "clip")
+    AutoModel.from_config(CLIPConfig.from_pretrained(folder)).save_pretrained(folder)
+    files = {f.name: f for f in folder.iterdir() if f.is_file()}
+    assert "model.safetensors" in files
+    populate_hf_cache(cache, "someone/tiny-clip", files)
+    model = registry.load("hf:someone/tiny-clip")
+    assert model.info["weights_from"] == "cached" and model.spaces.text_space == "joint"
+    saved = AutoModel.from_pretrained(folder).state_dict()
+    key = "visual_projection.weight"
+    assert torch.equal(model.model.state_dict()[key].cpu(), saved[key])
