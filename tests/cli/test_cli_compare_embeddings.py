@@ -57,6 +57,16 @@ def test_compare_embeddings_table_json_and_board(tmp_path):
     assert group["rows"][0]["model"] == TINY and group["rows"][0]["random_weights"] is True
 
 
+def _one_folder_project(tmp_path: Path) -> Path:
+    """A project whose images are all in one folder: one label, nothing to compare."""
+    from vitrine.collection.layout import init_project
+
+    paths = init_project(tmp_path / "proj")
+    (paths.images_dir / "red").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(paths.images_dir / "red" / "a.png")
+    return paths.project_dir
+
+
 def test_compare_embeddings_errors(tmp_path):
     ws = tmp_path / "ws"
     _dataset(ws)
@@ -65,6 +75,7 @@ def test_compare_embeddings_errors(tmp_path):
         (("nope", "--models", TINY), "no dataset 'nope'"),
         (("tiny", "--models", TINY, "--k", "0"), "k must be an integer from 1 to 1000"),
         (("tiny", "--models", "timm:resnet18"), "model 'timm:resnet18': its weights (timm/resnet18.a1_in1k)"),
+        ((str(_one_folder_project(tmp_path)), "--models", TINY), "has 1 label(s) among the images compared"),
     ):
         result = cli.run("compare-embeddings", *args, "-w", ws)
         assert result.returncode == 2, cli.describe(result)
