@@ -126,6 +126,9 @@ def test_limit_and_bad_input(tmp_path):
 def test_offline_hub_is_a_503_naming_the_model(tmp_path, monkeypatch):
     monkeypatch.setenv("VITRINE_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    from vitrine.models import registry
+
+    registry.unregister("timm:test_vit")  # a model loaded earlier in this process stays loaded
     ds = make_dataset(tmp_path)
     ws = Workspace(tmp_path / "ws")
     with pytest.raises(ModelUnavailable, match="timm:test_vit") as info:

@@ -83,7 +83,7 @@ def test_bad_names_and_offline_hub(tmp_path, monkeypatch):
     assert not av.ok and "offline mode" in av.detail  # the failed load is remembered
 
 
-def test_weights_from_the_hub_cache_load_offline(tmp_path, monkeypatch):
+def test_weights_from_the_hub_cache_load_offline(tmp_path, monkeypatch, request):
     """Pretrained weights found in the Hugging Face cache (laid out as huggingface_hub does) load
     with the hub unreachable: a timm backbone's file, and a transformers CLIP checkpoint whose
     weights equal those saved (so the cache, not a random init, was read)."""
@@ -102,6 +102,7 @@ def test_weights_from_the_hub_cache_load_offline(tmp_path, monkeypatch):
     populate_hf_cache(cache, repo, {"pytorch_model.bin": tmp_path / "pytorch_model.bin"})
     name = "timm:test_vit"
     registry.unregister(name)
+    request.addfinalizer(lambda: [registry.unregister(n) for n in (name, "hf:someone/tiny-clip")])  # cached per process
     model = registry.load(name)
     assert model.info["weights_from"] == "cached"
     first = next(iter(net.state_dict()))
