@@ -1,7 +1,7 @@
 """The ``vitrine`` command line (Typer + Rich). Every command that prints results takes --json.
 
 This module only assembles: it creates the app and adds the command groups, one module each
-(:mod:`~vitrine.cli.project`, :mod:`~vitrine.cli.data`, :mod:`~vitrine.cli.embeddings`, :mod:`~vitrine.cli.train`,
+(:mod:`~vitrine.cli.project`, :mod:`~vitrine.cli.data`, :mod:`~vitrine.cli.train`,
 :mod:`~vitrine.cli.evaluate`, :mod:`~vitrine.cli.runs`, :mod:`~vitrine.cli.sweep`,
 :mod:`~vitrine.cli.predict`, :mod:`~vitrine.cli.detect`, :mod:`~vitrine.cli.jobs`,
 :mod:`~vitrine.cli.users`, :mod:`~vitrine.cli.curate`). They share :mod:`vitrine.cli._console`
@@ -39,23 +39,9 @@ app = typer.Typer(
 )
 
 # the order of `vitrine --help`: project commands first, then the other groups
-for _group in (
-    project,
-    curate,
-    embeddings,
-    data,
-    train,
-    evaluate,
-    runs,
-    leaderboard,
-    submit,
-    sweep,
-    predict,
-    detect,
-    users,
-    jobs,
-):
+for _group in (project, curate, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
     _group.register(app)
+embeddings.register(app)  # compare-embeddings (:mod:`~vitrine.cli.embeddings`)
 
 
 def main():  # pragma: no cover
