@@ -259,6 +259,9 @@ def test_openapi_lists_every_api_route(client):
     from vitrine.server.api.curation import router as curation_router  # test_curation_api.py
 
     theirs |= {route.path for route in curation_router.routes}
+    from vitrine.server.api.embeddings import router as embeddings_router  # test_embedding_comparisons_api.py
+
+    theirs |= {route.path for route in embeddings_router.routes}
     api_paths = {
         p: {m for m in ops if m != "parameters"} for p, ops in paths.items() if p.startswith(API) and p not in theirs
     }

@@ -118,6 +118,11 @@ RECIPES: dict[str, dict] = {
             {"data": {"model": "no-such-model"}},  # refused by the handler: no job starts
         ),
         ("GET", "/api/v1/projects/{name}/tags"): _get("/api/v1/projects/{key}/tags"),
+        ("POST", "/api/v1/projects/{name}/embedding-comparisons"): lambda key, vis: (
+            "POST",
+            f"/api/v1/projects/{key}/embedding-comparisons",
+            {"json": {"models": ["no-such-model"]}},  # refused by the handler: no job starts
+        ),
         ("GET", "/api/v1/projects/{name}/duplicates"): _get("/api/v1/projects/{key}/duplicates?threshold=0.9"),
         ("GET", "/api/v1/projects/{name}/outliers"): _get("/api/v1/projects/{key}/outliers?k=3"),
         ("GET", "/api/v1/projects/{name}/tags/{label}"): _get("/api/v1/projects/{key}/tags/cat"),
@@ -165,6 +170,11 @@ RECIPES: dict[str, dict] = {
             "POST",
             f"/api/v1/datasets/{key}/train",
             {"json": {"method": "zero-shot", "epochs": 3}},  # refused by the handler: no job starts
+        ),
+        ("POST", "/api/v1/datasets/{name}/embedding-comparisons"): lambda key, vis: (
+            "POST",
+            f"/api/v1/datasets/{key}/embedding-comparisons",
+            {"json": {"models": ["no-such-model"]}},  # refused by the handler: no job starts
         ),
         ("GET", "/api/v1/runs"): _get("/api/v1/runs?dataset={key}"),
         ("GET", "/api/v1/leaderboards/{board}"): _get("/api/v1/leaderboards/{key}"),

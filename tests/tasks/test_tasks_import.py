@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-run"}
+KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-run", "compare-embeddings", "score-submission"}
 
 PROGRAM = """
 import json, sys
@@ -43,4 +43,6 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "train-detector": "vitrine.tasks.train_detector",
         "sweep": "vitrine.tasks.sweep",
         "evaluate-run": "vitrine.tasks.evaluate_run",
+        "compare-embeddings": "vitrine.tasks.compare_embeddings",
+        "score-submission": "vitrine.tasks.score_submission",
     }

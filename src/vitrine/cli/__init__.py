@@ -18,6 +18,7 @@ from vitrine.cli import (
     curate,
     data,
     detect,
+    embeddings,
     evaluate,
     jobs,
     leaderboard,
@@ -40,6 +41,7 @@ app = typer.Typer(
 # the order of `vitrine --help`: project commands first, then the other groups
 for _group in (project, curate, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
     _group.register(app)
+embeddings.register(app)  # compare-embeddings (:mod:`~vitrine.cli.embeddings`)
 
 
 def main():  # pragma: no cover

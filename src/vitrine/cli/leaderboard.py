@@ -1,6 +1,6 @@
 """``vitrine leaderboard``: the runs of one dataset ranked, one table per split fingerprint.
 
-vitrine leaderboard DATASET [--task classify|detect] [--sort METRIC] [--json] [--csv FILE|-]
+vitrine leaderboard DATASET [--task classify|detect|embedding] [--sort METRIC] [--json] [--csv FILE|-]
 
 Runs scored on different splits (another split, or the dataset changed) are never ranked together:
 each fingerprint gets its own table. A table shows the rank, the run, its architecture and size,
@@ -177,7 +177,9 @@ def print_board(board: dict) -> None:
         err.print(f"training time of the ranked runs: {duration(sum(seconds))}", highlight=False)
 
 
-TaskOpt = Annotated[str | None, typer.Option("--task", help="classify or detect (default: both, in separate tables)")]
+TaskOpt = Annotated[
+    str | None, typer.Option("--task", help="classify, detect or embedding (default: all, in separate tables)")
+]
 
 
 def leaderboard(

@@ -5,10 +5,17 @@ detectors, under their ``task``). Like timm's ``_registry``, this module imports
 model modules register themselves when :mod:`vitrine.models.catalog` imports them, which the
 ``vitrine.models`` package does first. Loaded models are cached per process, so a server loads
 each model once.
+
+Besides the models registered by name, *families* resolve names of a form: ``timm:<model name>``
+(any timm image model as an image embedder) and ``hf:<repo id>`` (a Hugging Face vision encoder),
+registered by their modules with :func:`register_family`. Any name may end in
+``?weights=random``: the same architecture, randomly initialised, for tests and speed benchmarks
+(its scores mean nothing: "random weights: speed only"), where the model offers it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +37,8 @@ class ModelSpec:
     loader: Callable[..., Embedder]  # loader(weights: str | None = None, device: str | None = None)
     availability: Callable[..., Availability]  # availability(weights: str | None = None, probe_hub: bool)
     weights: WeightsSpec | None = None  # the default pretrained weights, where one spec describes them
+    # random_loader(device=None): the same architecture randomly initialised (``name?weights=random``)
+    random_loader: Callable[..., Embedder] | None = None
 
     def __post_init__(self):
         if self.source not in WEIGHT_SOURCES:
@@ -66,6 +75,11 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_FAMILIES: dict[str, tuple[Callable[[str], ModelSpec], str]] = {}  # prefix -> (spec factory, what it names)
+_RESOLVED: dict[str, ModelSpec] = {}  # names resolved by a family or with ?weights=random
+RANDOM = "random"
+RANDOM_SUFFIX = "?weights=random"
+RANDOM_LABEL = "random weights: speed only"
 _LOADED: dict[tuple, Embedder] = {}
 _FAILED: dict[str, str] = {}  # model name -> why its default weights could not load in this process
 # Held while loading a model or checking availability. Both may import torch, torchvision or
@@ -81,19 +95,111 @@ def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
     return spec
 
 
+def register_family(prefix: str, factory: Callable[[str], ModelSpec], names: str) -> None:
+    """Resolve every name ``<prefix>:<rest>`` with ``factory(rest)`` (a ModelSpec named
+    ``<prefix>:<rest>``; a ModelError for a ``rest`` it cannot name). ``names`` says what the
+    family names, for hints (e.g. ``"timm:<model name>"``)."""
+    _FAMILIES[prefix] = (factory, names)
+    for key in [k for k in _RESOLVED if k.startswith(prefix + ":")]:
+        _RESOLVED.pop(key, None)
+
+
 def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
     _FAILED.pop(name, None)
-    for key in [k for k in _LOADED if k[0] == name]:
+    for key in [k for k in _RESOLVED if k == name or k.startswith(name + "?")]:
+        _RESOLVED.pop(key, None)
+    for key in [k for k in _LOADED if k[0] == name or k[0].startswith(name + "?")]:
         _LOADED.pop(key, None)
 
 
-def get(name: str) -> ModelSpec:
+def split_name(name: str) -> tuple[str, dict[str, str]]:
+    """``"timm:resnet18?weights=random"`` -> ``("timm:resnet18", {"weights": "random"})``. Only
+    ``weights=random`` is an option; anything else after ``?`` is a ModelError."""
+    base, sep, query = name.partition("?")
+    options: dict[str, str] = {}
+    if sep:
+        for part in query.split("&"):
+            key, eq, value = part.partition("=")
+            if key.strip() != "weights" or not eq or value.strip() != RANDOM:
+                raise ModelError(
+                    f"model {name!r}: cannot read the option {part!r}",
+                    hint=f"the one option is {RANDOM_SUFFIX} (a randomly initialised architecture: speed only)",
+                )
+            options["weights"] = RANDOM
+    return base.strip(), options
+
+
+def is_random(name: str) -> bool:
+    """Whether ``name`` asks for random weights (``...?weights=random``): speed only."""
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ModelError(f"unknown model {name!r}", hint=f"known models: {known} (see `vitrine models`)") from None
+        return split_name(name)[1].get("weights") == RANDOM
+    except ModelError:
+        return False
+
+
+def _unknown(name: str) -> ModelError:
+    known = ", ".join(sorted(_REGISTRY)) or "none"
+    families = "; ".join(names for _, names in _FAMILIES.values())
+    return ModelError(
+        f"unknown model {name!r}",
+        hint=f"known models: {known} (see `vitrine models`)" + (f"; or by name: {families}" if families else ""),
+    )
+
+
+def _base_spec(base: str) -> ModelSpec:
+    if base in _REGISTRY:
+        return _REGISTRY[base]
+    prefix, sep, rest = base.partition(":")
+    if sep and prefix in _FAMILIES:
+        if not rest.strip():
+            raise ModelError(f"model {base!r} names no model after {prefix + ':'!r}", hint=_FAMILIES[prefix][1])
+        return _FAMILIES[prefix][0](rest.strip())
+    raise _unknown(base)
+
+
+def _random_spec(spec: ModelSpec, name: str) -> ModelSpec:
+    if spec.random_loader is None:
+        raise ModelError(
+            f"model {spec.name!r} has no random-weights variant",
+            hint="random weights are for timm:<name>, hf:<repo id> and the CLIP models",
+        )
+    random_loader = spec.random_loader
+
+    def loader(weights=None, device=None, **_):
+        if weights:
+            raise ModelError(f"model {name!r} takes no weights file: its weights are random")
+        return random_loader(device=device)
+
+    def availability(weights=None, probe_hub=False, **_):
+        return Availability(True, RANDOM, RANDOM_LABEL)
+
+    card = dataclasses.replace(
+        spec.card,
+        summary=f"{spec.card.summary} ({RANDOM_LABEL})",
+        notes=f"{RANDOM_LABEL}: randomly initialised, so its scores mean nothing; use it to time the architecture.",
+    )
+    return ModelSpec(
+        name=name, task=spec.task, source="local", card=card, loader=loader, availability=availability, weights=None
+    )
+
+
+def get(name: str) -> ModelSpec:
+    """The spec of ``name``: a registered model, a family's name (``timm:...``, ``hf:...``), either
+    with ``?weights=random``. Unknown: a ModelError listing what is known."""
+    spec = _REGISTRY.get(name) or _RESOLVED.get(name)
+    if spec is not None:
+        return spec
+    if not isinstance(name, str) or not name.strip():
+        raise _unknown(str(name))
+    base, options = split_name(name)
+    spec = _base_spec(base)
+    if options.get("weights") == RANDOM:
+        spec = _random_spec(spec, f"{spec.name}{RANDOM_SUFFIX}")
+    if spec.name not in _REGISTRY:
+        _RESOLVED[spec.name] = spec
+        _RESOLVED[name] = spec
+    return spec
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:
@@ -116,6 +222,7 @@ def load(name: str, weights: str | None = None, device: str | None = None) -> Em
     remembered, so that :meth:`ModelSpec.check` (``vitrine models``, the API's model lists) reports it.
     """
     spec = get(name)
+    name = spec.name
     key = (name, weights, device)
     with _LOCK:
         model = _LOADED.get(key)

@@ -19,7 +19,18 @@ from vitrine.runs.summary import PRIMARY, comparable, summarize
 
 TASKS = tuple(PRIMARY)
 # sort keys where less is better (every other one: more is better)
-LOWER_IS_BETTER = frozenset({"latency_ms", "parameters", "gflops", "weights_bytes", "train_seconds", "loss"})
+LOWER_IS_BETTER = frozenset(
+    {
+        "latency_ms",
+        "parameters",
+        "gflops",
+        "weights_bytes",
+        "train_seconds",
+        "loss",
+        "text_query_ms",
+        "bytes_per_vector",
+    }
+)
 # the flat numbers of a row beside its metrics
 ROW_NUMBERS = ("primary", "latency_ms", "images_per_second", "parameters", "gflops", "weights_bytes", "train_seconds")
 
@@ -138,10 +149,11 @@ def sort_keys(rows: list[dict]) -> list[str]:
 
 
 def board(runs: Iterable[Run], dataset: str, task: str | None = None, sort: str | None = None) -> dict:
-    """The leaderboard of ``dataset``: its runs (of ``task``, ``classify`` or ``detect``, when
-    given) in one ranked table per split fingerprint, best first by ``sort`` (default: the primary
-    metric, accuracy or box mAP@.5; a speed or cost figure ranks lowest first), the Pareto front of
-    ms/image at batch 1 against the primary metric marked in each table.
+    """The leaderboard of ``dataset``: its runs (of ``task``, ``classify``, ``detect`` or
+    ``embedding``, when given) in one ranked table per split fingerprint, best first by ``sort``
+    (default: the primary metric, accuracy, box mAP@.5 or kNN@10 accuracy; a speed or cost figure
+    ranks lowest first), the Pareto front of ms/image at batch 1 against the primary metric marked
+    in each table.
 
     Groups with the most runs come first (then the one with the newest run). Runs without a split
     fingerprint (recorded before fingerprints existed, or not evaluated yet) are listed apart, in

@@ -28,7 +28,8 @@ from vitrine.core.workspace import Workspace, check_name
 CLASSIFICATION_RUN_KINDS = ("finetune", "linear-probe", "zero-shot")
 DETECTION_RUN_KINDS = ("detection", "segmentation")
 SUBMISSION_KIND = "submission"  # a classification submission: predictions scored, no model
-RUN_KINDS = CLASSIFICATION_RUN_KINDS + DETECTION_RUN_KINDS + (SUBMISSION_KIND,)
+EMBEDDING_KIND = "embedding"  # an embedding model scored on a labelled collection (compare-embeddings)
+RUN_KINDS = CLASSIFICATION_RUN_KINDS + DETECTION_RUN_KINDS + (SUBMISSION_KIND, EMBEDDING_KIND)
 RUN_STATES = ("created", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
 ARTIFACTS_ENV = "VITRINE_ARTIFACTS_URL"

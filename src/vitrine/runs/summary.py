@@ -14,12 +14,17 @@ per-class metrics exist (and in which files), speed by the one harness (ms/image
 images/s at a batch, device, threads, load), cost (parameters, GFLOPs at the input size, weights on
 disk), training seconds and state. Runs recorded before these fields existed still summarise: what
 they lack is None.
+
+An ``embedding`` run (an embedding model scored by ``vitrine compare-embeddings``) is task
+``embedding``: its primary metric is leave-one-out kNN accuracy at k = 10, beside kNN@1, the
+linear probe's and zero-shot accuracies, retrieval mAP@k, images/s, ms per text query, the vector
+dimension and bytes per vector; ``random_weights`` marks a randomly initialised model (speed only).
 """
 
 from __future__ import annotations
 
 from vitrine.core.jsonio import read_json
-from vitrine.runs.record import DETECTION_RUN_KINDS, Run
+from vitrine.runs.record import DETECTION_RUN_KINDS, EMBEDDING_KIND, Run
 
 DETECTION_KEYS = ("map50", "map", "map75", "precision", "recall", "f1", "mean_iou")
 
@@ -29,6 +34,8 @@ def summarize(run: Run) -> dict:
     a classification summary for the others."""
     if run.record.get("kind") in DETECTION_RUN_KINDS:
         return detection_summary(run)
+    if run.record.get("kind") == EMBEDDING_KIND:
+        return embedding_summary(run)
     return classification_summary(run)
 
 
@@ -98,20 +105,53 @@ def detection_summary(run: Run) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
+# embedding models
+
+EMBEDDING_KEYS = (
+    "knn1_accuracy",
+    "knn10_accuracy",
+    "probe_accuracy",
+    "zero_shot_accuracy",
+    "map_at_k",
+    "keyword_map_at_k",
+    "images_per_second",
+    "text_query_ms",
+    "dim",
+    "bytes_per_vector",
+)
+
+
+def embedding_summary(run: Run) -> dict:
+    """kNN@1 and @10, probe and zero-shot accuracies, mAP@k, keyword agreement, speed and size of
+    an embedding run, whether its weights are random (speed only), and the split scored."""
+    metrics = run.record.get("metrics") or {}
+    scores = metrics.get("all") if isinstance(metrics.get("all"), dict) else {}
+    out = {key: scores.get(key) for key in EMBEDDING_KEYS}
+    out["evaluated_on"] = scores.get("split")
+    out["random_weights"] = bool((run.record.get("config") or {}).get("random_weights"))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
 # comparable: every kind of run, one shape
 
-PRIMARY = {"classify": "accuracy", "detect": "bbox_map50"}
+PRIMARY = {"classify": "accuracy", "detect": "bbox_map50", "embedding": "knn10_accuracy"}
 SPEED_KEYS = ("latency_ms", "images_per_second", "batch_size", "device", "threads", "cpus", "load_average")
 COST_KEYS = ("parameters", "gflops", "input_size", "weights_bytes")
 PER_CLASS_FILES = {
     "classify": ("per_class.csv", "per_class.json"),
     "detect": ("per_class_bbox.csv", "per_class_segm.csv", "detection_metrics.json"),
+    "embedding": (),
 }
 
 
 def task_of(run: Run) -> str:
-    """``detect`` for detection and segmentation runs, ``classify`` for the others."""
-    return "detect" if run.record.get("kind") in DETECTION_RUN_KINDS else "classify"
+    """``detect`` for detection and segmentation runs, ``embedding`` for embedding runs, ``classify``
+    for the others."""
+    kind = run.record.get("kind")
+    if kind == EMBEDDING_KIND:
+        return "embedding"
+    return "detect" if kind in DETECTION_RUN_KINDS else "classify"
 
 
 def _evaluation(run: Run, task: str) -> dict:
@@ -121,6 +161,8 @@ def _evaluation(run: Run, task: str) -> dict:
     if task == "detect":
         ev = _detection_evaluation(run)
         return ev if ev.get("split") is not None else {}
+    if task == "embedding":
+        return metrics.get("all") if isinstance(metrics.get("all"), dict) else {}
     found = _classification_evaluation(metrics)
     if not found:
         found = _classification_evaluation(read_json(run.dir / "metrics.json") or {})
@@ -149,6 +191,8 @@ def arch_and_size(run: Run) -> tuple[str | None, str | None]:
     config = r.get("config") if isinstance(r.get("config"), dict) else {}
     if task_of(run) == "detect":
         return config.get("arch") or r.get("model"), config.get("backbone")
+    if r.get("kind") == EMBEDDING_KIND:  # the model and the space it was scored in
+        return r.get("model"), config.get("space")
     if r.get("kind") == "finetune":
         size = config.get("image_size")
         return config.get("backbone") or r.get("model"), (f"{size}px" if size else None)
@@ -194,6 +238,7 @@ __all__ = [
     "classification_summary",
     "comparable",
     "detection_summary",
+    "embedding_summary",
     "summarize",
     "task_of",
 ]

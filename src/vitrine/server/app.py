@@ -26,6 +26,7 @@ from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.curation import router as curation_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.detection_errors import router as detection_errors_router
+from vitrine.server.api.embeddings import router as embeddings_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
 from vitrine.server.api.responses import document_common
 from vitrine.server.api.run_predictions import router as run_predictions_router
@@ -269,6 +270,7 @@ def create_app(
     app.include_router(run_predictions_router)  # a classification run's images per confusion cell
     app.include_router(detection_router)
     app.include_router(detection_errors_router)  # a detection run's errors, image by image
+    app.include_router(embeddings_router)  # embedding comparisons (compare-embeddings jobs)
     app.include_router(leaderboards_router)
     app.include_router(sweeps_router)  # /api/v1/sweeps
     app.include_router(submissions_router)  # hidden splits, annotations, submissions

@@ -9,9 +9,11 @@ FastAPI, so a worker runs them without the web layer.
 - ``sweep`` (:mod:`vitrine.tasks.sweep`): run a configuration sweep (Ray Tune, in a child process)
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
 - ``evaluate-run`` (:mod:`vitrine.tasks.evaluate_run`): evaluate a trained classifier or detector again
+- ``compare-embeddings`` (:mod:`vitrine.tasks.compare_embeddings`): score embedding models side by side
 """
 
 from vitrine.tasks import (
+    compare_embeddings,
     evaluate_run,
     index,
     score_submission,
@@ -20,6 +22,7 @@ from vitrine.tasks import (
     train_classifier,
     train_detector,
 )
+from vitrine.tasks.compare_embeddings import COMPARE_EMBEDDINGS_JOB
 from vitrine.tasks.evaluate_run import EVALUATE_RUN_JOB
 from vitrine.tasks.index import INDEX_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
@@ -36,9 +39,11 @@ KINDS = (
     SWEEP_JOB,
     SCORE_SUBMISSION_JOB,
     EVALUATE_RUN_JOB,
+    COMPARE_EMBEDDINGS_JOB,
 )
 
 __all__ = [
+    "COMPARE_EMBEDDINGS_JOB",
     "EVALUATE_RUN_JOB",
     "INDEX_JOB",
     "KINDS",
@@ -47,6 +52,7 @@ __all__ = [
     "TAG_JOB",
     "TRAIN_DETECTOR_JOB",
     "TRAIN_JOB",
+    "compare_embeddings",
     "evaluate_run",
     "index",
     "score_submission",

@@ -27,7 +27,7 @@ from PIL import Image
 from vitrine.core.errors import ModelError
 from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.preprocess import limit_aspect
-from vitrine.models.registry import ModelSpec, register
+from vitrine.models.registry import RANDOM_SUFFIX, ModelSpec, register
 from vitrine.weights import hf, network
 from vitrine.weights.local import OFFLINE_MODEL, local_weights_hint, local_weights_override, weights_env_var
 from vitrine.weights.resolve import resolve
@@ -461,9 +461,23 @@ def load(
     return OpenClipEmbedder(variant.name, model, preprocess, tokenizer, device=device, info=info)
 
 
+def load_random(variant: ClipVariant, device: str | None = None) -> OpenClipEmbedder:
+    """The variant's architecture, randomly initialised (``<name>?weights=random``): no weights
+    file is read or downloaded (a multilingual text tower still needs its tokenizer files)."""
+    tag = _clean_tag(variant.default_pretrained)
+    text_dir = resolve_text_dir(variant)
+    device = device or default_device()
+    model, preprocess, tokenizer = build_open_clip(variant, None, tag, device, text_dir)
+    info = {"arch": variant.arch, "pretrained": "random", "weights_from": "random"}
+    return OpenClipEmbedder(f"{variant.name}{RANDOM_SUFFIX}", model, preprocess, tokenizer, device=device, info=info)
+
+
 def make_spec(variant: ClipVariant) -> ModelSpec:
     def _loader(weights=None, device=None, **kw):
         return load(variant, weights=weights, device=device, **kw)
+
+    def _random(device=None):
+        return load_random(variant, device=device)
 
     def _availability(weights=None, probe_hub=False, **kw):
         return availability(variant, weights=weights, probe_hub=probe_hub, **kw)
@@ -475,6 +489,7 @@ def make_spec(variant: ClipVariant) -> ModelSpec:
         card=variant.card,
         loader=_loader,
         availability=_availability,
+        random_loader=_random,
     )
 
 

@@ -43,7 +43,9 @@ def leaderboard(
     request: Request,
     ws: WorkspaceDep,
     board: Annotated[str, Path(description="the dataset whose runs are ranked")],
-    task: Annotated[Literal["classify", "detect"] | None, Query(description="one task (default: both)")] = None,
+    task: Annotated[
+        Literal["classify", "detect", "embedding"] | None, Query(description="one task (default: all)")
+    ] = None,
     sort: Annotated[
         str | None,
         Query(

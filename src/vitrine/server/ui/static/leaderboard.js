@@ -4,7 +4,9 @@
  * side by side (metrics, speed and cost, the options that differ, per-class numbers, the detectors'
  * PR curves in one chart, the classifiers' confusion matrices); and the dataset's sweeps: a form that
  * starts one (POST /api/v1/sweeps) and the list of those the caller may read, followed while they run,
- * the board reloaded when a trial finishes.
+ * the board reloaded when a trial finishes; and a form that compares embedding models (POST
+ * /api/v1/datasets/{dataset}/embedding-comparisons), followed through its job, whose runs form an
+ * "Embedding models" table (kNN@10 first, the other scores beside speed and bytes per vector).
  * Everything shown comes from GET /api/v1/leaderboards/{dataset}, the runs' detail routes and the
  * sweep routes, so a user sees only what the API lets them read. Helpers come from common.js.
  */
@@ -23,17 +25,20 @@
     bbox_map75: "Box mAP@.75", bbox_precision: "Box precision", bbox_recall: "Box recall", bbox_f1: "Box F1",
     bbox_mean_iou: "Box mean IoU", segm_map50: "Mask mAP@.5", segm_map: "Mask mAP@.5:.95", segm_map75: "Mask mAP@.75",
     segm_precision: "Mask precision", segm_recall: "Mask recall", segm_f1: "Mask F1", segm_mean_iou: "Mask mean IoU",
+    knn10_accuracy: "kNN@10 accuracy", knn1_accuracy: "kNN@1 accuracy", probe_accuracy: "Probe accuracy",
+    zero_shot_accuracy: "Zero-shot accuracy", map_at_k: "mAP@k", keyword_map_at_k: "Keyword mAP@k",
+    text_query_ms: "ms/text query", bytes_per_vector: "Bytes/vector", dim: "Dimension",
   };
-  const TASK_NAMES = { classify: "Classification", detect: "Detection" };
+  const TASK_NAMES = { classify: "Classification", detect: "Detection", embedding: "Embedding models" };
   const PALETTE = ["#2c5fb8", "#e29a2d", "#2f9e5b", "#c2410c", "#7c3aed", "#0f766e", "#be185d", "#4d7c0f", "#64748b", "#a16207"];
   const SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down", "pentagon"];
   // numbers where less is better: the first click on their column sorts lowest first
-  const LOWER_FIRST = new Set(["rank", "latency_ms", "parameters", "gflops", "weights_bytes", "train_seconds"]);
+  const LOWER_FIRST = new Set(["rank", "latency_ms", "parameters", "gflops", "weights_bytes", "train_seconds", "text_query_ms", "bytes_per_vector"]);
   const TEXT_KEYS = new Set(["id", "arch", "size", "owner"]);
 
   const metricName = (key) => METRIC_NAMES[key] || key;
   const pageOf = (row) => (row.task === "detect" ? detectionRunPage(row.id) : runPage(row.id));
-  const isRate = (key) => key === "accuracy"; // a share, shown in %; the other scores as 0.000
+  const isRate = (key) => key === "accuracy" || /_accuracy$/.test(key); // a share, shown in %; the other scores as 0.000
   const formatMetric = (key, x) => (!isNum(x) ? "—" : isRate(key) ? pct(x) : x.toFixed(3));
 
   function formatMs(x) {
@@ -162,9 +167,34 @@
     { key: "owner", title: "Owner", cell: (r) => r.owner || "—" },
   ];
 
-  function compareRows(sort) {
+  // an embedding board: the scores of compare-embeddings beside speed and size (the primary, kNN@10, comes from the row)
+  const metricOf = (key) => (r) => (r.metrics || {})[key];
+  const EMBEDDING_COLUMNS = [
+    COLUMNS[0], COLUMNS[1],
+    {
+      key: "arch", title: "Model", class: "model-cell",
+      cell: (r) => h("span", {}, r.arch || r.model || "—", r.random_weights ? h("span", {
+        class: "badge badge-random", title: "Randomly initialised: its speed is the architecture's, its scores mean nothing",
+      }, "random weights: speed only") : null),
+    },
+    { key: "size", title: "Space", cell: (r) => r.size || "—" },
+    COLUMNS[4],
+    ...["knn1_accuracy", "probe_accuracy", "zero_shot_accuracy", "map_at_k"].map((key) => ({
+      key, title: metricName(key), num: true, value: metricOf(key), cell: (r) => formatMetric(key, metricOf(key)(r)),
+    })),
+    COLUMNS[5], COLUMNS[6],
+    { key: "text_query_ms", title: "ms/text", num: true, value: metricOf("text_query_ms"), cell: (r) => formatMs(metricOf("text_query_ms")(r)), help: "ms per text query at batch 1" },
+    { key: "dim", title: "Dim", num: true, value: metricOf("dim"), cell: (r) => (isNum(metricOf("dim")(r)) ? String(metricOf("dim")(r)) : "—") },
+    { key: "bytes_per_vector", title: "Bytes/vector", num: true, value: metricOf("bytes_per_vector"), cell: (r) => formatCount(metricOf("bytes_per_vector")(r)), help: "in the index vitrine would build for these images" },
+    COLUMNS[11],
+  ];
+  const columnsOf = (group) => (group.task === "embedding" ? EMBEDDING_COLUMNS : COLUMNS);
+
+  function compareRows(sort, columns = COLUMNS) {
+    const col = columns.find((c) => c.key === sort.key);
+    const valueOf = (row) => (col && col.value ? col.value(row) : row[sort.key]);
     return (a, b) => {
-      const x = a[sort.key]; const y = b[sort.key];
+      const x = valueOf(a); const y = valueOf(b);
       const nx = x === null || x === undefined || x === ""; const ny = y === null || y === undefined || y === "";
       if (nx || ny) return nx && ny ? 0 : nx ? 1 : -1; // missing values last, whatever the direction
       const c = TEXT_KEYS.has(sort.key) ? String(x).localeCompare(String(y)) : x - y;
@@ -174,6 +204,7 @@
 
   function groupCard(group, index, selection) {
     const primaryTitle = metricName(group.primary_metric);
+    const columns = columnsOf(group);
     let sort = { key: "rank", desc: false };
     const body = h("tbody");
     const titleId = `group-${index}-title`;
@@ -185,11 +216,12 @@
           class: "badge badge-pareto", title: "On the Pareto front: no other run here is both faster and more accurate",
           "aria-label": "on the Pareto front",
         }, "Pareto") : null,
+
         row.state && row.state !== "done" ? stateBadge(row.state) : null);
     }
 
     function render() {
-      const rows = [...group.rows].sort(compareRows(sort));
+      const rows = [...group.rows].sort(compareRows(sort, columns));
       body.replaceChildren(...rows.map((row) => {
         const box = h("input", {
           type: "checkbox", class: "compare-pick", "aria-label": `compare ${row.id}`, dataset: { run: row.id },
@@ -198,10 +230,10 @@
         box.checked = selection.has(row.id);
         return h("tr", { dataset: { run: row.id, pareto: row.pareto ? "true" : "false" }, class: row.pareto ? "pareto-row" : "" },
           h("td", { class: "pick" }, box),
-          ...COLUMNS.map((c) => {
+          ...columns.map((c) => {
             if (c.key === "id") return runCell(row);
             if (c.key === "primary") return h("td", { class: "num primary-cell" }, formatMetric(group.primary_metric, row.primary));
-            return h("td", { class: c.num ? "num" : "", dataset: { col: c.key } }, c.cell(row));
+            return h("td", { class: [c.num ? "num" : "", c.class || ""].join(" ").trim(), dataset: { col: c.key } }, c.cell(row));
           }));
       }));
       for (const b of table.querySelectorAll(".sort")) {
@@ -214,7 +246,7 @@
 
     const head = h("tr", {},
       h("th", { scope: "col", class: "pick" }, h("span", { class: "visually-hidden" }, "Compare")),
-      ...COLUMNS.map((c) => h("th", { scope: "col", class: c.num ? "num" : "", title: c.help || null },
+      ...columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : "", title: c.help || null },
         h("button", {
           type: "button", class: "sort", dataset: { sort: c.key },
           onclick: () => {
@@ -488,6 +520,62 @@
 
   const valueText = (v) => (v === null || v === undefined ? "none" : Array.isArray(v) ? v.join(" ") : String(v));
 
+  /** The "Compare embedding models" form (absent for a caller who may not use the dataset): starts a
+   * compare-embeddings job, follows it, and reloads the board when it has recorded its runs. */
+  function embedForm(onDone) {
+    const form = $("#embed-form");
+    if (!form) return null;
+    const status = $("#embed-status");
+    const errorBox = $("#embed-error");
+    function showFormError(err) {
+      $(".embed-error-message", errorBox).textContent = (err && err.message) || String(err);
+      const hint = $(".embed-error-hint", errorBox);
+      hint.textContent = err && err.hint ? err.hint : "";
+      hint.hidden = !(err && err.hint);
+      errorBox.hidden = false;
+    }
+    async function follow(jobId) {
+      for (;;) {
+        const job = await api(apiUrl(`/jobs/${enc(jobId)}`));
+        if (job.state === "done") {
+          const n = ((job.result || {}).models || []).length;
+          status.textContent = `Done: ${plural(n, "model")} scored on ${plural((job.result || {}).images || 0, "image")}; the board below has their runs.`;
+          onDone();
+          return;
+        }
+        if (job.state === "failed" || job.state === "cancelled") {
+          status.textContent = "";
+          showFormError({ message: `The comparison ${job.state}`, hint: job.error || null });
+          return;
+        }
+        status.textContent = job.message || (job.stage ? `${job.stage}…` : "Queued…");
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errorBox.hidden = true;
+      const models = form.models.value.split(",").map((m) => m.trim()).filter(Boolean);
+      const body = { models, k: Number(form.k.value) || 10 };
+      if (form.limit.value) body.limit = Number(form.limit.value);
+      const button = $("#embed-submit");
+      button.disabled = true;
+      status.textContent = "Starting…";
+      try {
+        const started = await api(apiUrl(`/datasets/${enc(DATASET)}/embedding-comparisons`), {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        });
+        await follow(started.job.id);
+      } catch (err) {
+        status.textContent = "";
+        showFormError(err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return form;
+  }
+
   /** The "Start a sweep" form (absent for a caller who may not train on the dataset). */
   function sweepForm(onStarted) {
     const form = $("#sweep-form");
@@ -760,6 +848,7 @@
         .catch(report("leaderboard"));
     };
     document.addEventListener("vitrine:board-changed", reloadBoard);
+    embedForm(reloadBoard);
     const sweeps = sweepList(reloadBoard);
     const form = sweepForm((started) => {
       sweeps.open(started.sweep_id);

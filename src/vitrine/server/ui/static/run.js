@@ -33,6 +33,13 @@
       }
       $("#card-accuracy").textContent = pct(summary.accuracy);
       $("#card-macro-f1").textContent = score(summary.macro_f1);
+      if (summary.kind === "embedding") { // an embedding model scored by compare-embeddings: no classifier to try
+        $("#card-accuracy").previousElementSibling.textContent = "kNN@10 accuracy";
+        $("#card-accuracy").textContent = pct(summary.knn10_accuracy);
+        $("#card-macro-f1").previousElementSibling.textContent = "Probe accuracy";
+        $("#card-macro-f1").textContent = pct(summary.probe_accuracy);
+        $("#predict").hidden = true;
+      }
     }
 
     function renderStatus(detail) {
@@ -43,6 +50,7 @@
         bits.push(h("span", {}, `accuracy ${pct(s.accuracy)} · macro-F1 ${score(s.macro_f1)}` +
           (s.evaluated_on ? ` on the ${s.evaluated_on === "all" ? "whole dataset" : `${s.evaluated_on} split`}` : "")));
       }
+      if (s.random_weights) bits.push(h("span", { class: "badge badge-random" }, "random weights: speed only"));
       if (isNum(s.images_per_second)) bits.push(h("span", { class: "muted" }, `${s.images_per_second.toFixed(1)} images/s`));
       if (isNum(r.created_at)) bits.push(h("span", { class: "muted" }, `created ${formatWhen(r.created_at)}`));
       const lines = [h("p", { class: "status-facts" }, dotted(bits))];
@@ -397,6 +405,7 @@
     }
 
     async function loadSamples() {
+      if ($("#predict").hidden) return; // nothing to predict with (an embedding run)
       if (!datasetName) {
         sampleSelect.replaceChildren(h("option", { value: "" }, "No dataset for this run"));
         return;
