@@ -246,3 +246,13 @@ def test_exporting_search_results_as_a_dataset_is_refused_over_quota(tmp_path, m
     assert r.status_code == 200, r.text
     assert store.access("dataset", "picked").owner == "bob"
     app.state.vitrine.close()
+
+
+def test_jobs_that_write_runs_count_as_storage():
+    from vitrine.auth.quota import creates_storage
+
+    assert creates_storage("train", {})
+    assert creates_storage("score-submission", {"run_id": "r1"})
+    assert creates_storage("compare-embeddings", {"run_ids": ["a", "b"]})
+    assert not creates_storage("index", {"project": "p"})
+    assert not creates_storage("compare-embeddings", {"run_ids": []})

@@ -262,5 +262,7 @@ def service_for(engine: Engine, root: Path) -> QuotaService:
 
 
 def creates_storage(kind: str, params: dict | None) -> bool:
-    """Whether a job of ``kind`` writes new objects counted by the quota (training writes a run)."""
-    return kind.startswith("train") or bool(isinstance(params, dict) and params.get("run_id"))
+    """Whether a job of ``kind`` writes new objects counted by the quota (training writes a run; a
+    job given ``run_id`` or ``run_ids`` writes those runs: a scored submission, an embedding
+    comparison)."""
+    return kind.startswith("train") or bool(isinstance(params, dict) and (params.get("run_id") or params.get("run_ids")))
