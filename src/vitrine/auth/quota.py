@@ -265,4 +265,5 @@ def creates_storage(kind: str, params: dict | None) -> bool:
     """Whether a job of ``kind`` writes new objects counted by the quota (training writes a run; a
     job given ``run_id`` or ``run_ids`` writes those runs: a scored submission, an embedding
     comparison)."""
-    return kind.startswith("train") or bool(isinstance(params, dict) and (params.get("run_id") or params.get("run_ids")))
+    writes_runs = isinstance(params, dict) and (params.get("run_id") or params.get("run_ids"))
+    return kind.startswith("train") or bool(writes_runs)
