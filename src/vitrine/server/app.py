@@ -26,6 +26,7 @@ from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.curation import router as curation_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
+from vitrine.server.api.maps import router as maps_router
 from vitrine.server.api.responses import document_common
 from vitrine.server.api.submissions import router as submissions_router
 from vitrine.server.api.sweeps import router as sweeps_router
@@ -264,6 +265,7 @@ def create_app(
     app.include_router(api_router)
     app.include_router(classification_router)
     app.include_router(curation_router)  # duplicates, outliers, label errors
+    app.include_router(maps_router)  # the 2-D map of a project
     app.include_router(detection_router)
     app.include_router(leaderboards_router)
     app.include_router(sweeps_router)  # /api/v1/sweeps

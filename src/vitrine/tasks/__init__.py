@@ -8,27 +8,31 @@ FastAPI, so a worker runs them without the web layer.
 - ``train-detector`` (:mod:`vitrine.tasks.train_detector`): train a detector
 - ``sweep`` (:mod:`vitrine.tasks.sweep`): run a configuration sweep (Ray Tune, in a child process)
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
+- ``map`` (:mod:`vitrine.tasks.map2d`): the 2-D map (UMAP) of a project's images
 """
 
-from vitrine.tasks import index, score_submission, sweep, tag, train_classifier, train_detector
+from vitrine.tasks import index, map2d, score_submission, sweep, tag, train_classifier, train_detector
 from vitrine.tasks.index import INDEX_JOB
+from vitrine.tasks.map2d import MAP_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
 from vitrine.tasks.sweep import SWEEP_JOB
 from vitrine.tasks.tag import TAG_JOB
 from vitrine.tasks.train_classifier import TRAIN_JOB
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB
 
-KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB, SWEEP_JOB, SCORE_SUBMISSION_JOB)
+KINDS = (INDEX_JOB, TAG_JOB, TRAIN_JOB, TRAIN_DETECTOR_JOB, SWEEP_JOB, SCORE_SUBMISSION_JOB, MAP_JOB)
 
 __all__ = [
     "INDEX_JOB",
     "KINDS",
+    "MAP_JOB",
     "SCORE_SUBMISSION_JOB",
     "SWEEP_JOB",
     "TAG_JOB",
     "TRAIN_DETECTOR_JOB",
     "TRAIN_JOB",
     "index",
+    "map2d",
     "score_submission",
     "sweep",
     "tag",
