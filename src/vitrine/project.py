@@ -568,9 +568,9 @@ class Project:
         """Each point's category (``folder``, ``tag`` or ``cluster``), in the order of :meth:`map_points`."""
         return map2d.colors_payload(self._ready_map(model), self.catalog, by, clusters=clusters, tag_model=tag_model)
 
-    def map_query(self, text: str, model: str | None = None, k: int = 10) -> dict:
+    def map_query(self, text: str, model: str | None = None, k: int = 5) -> dict:
         """Where the text query falls on the map: its ``k`` best images (a text search) and their
-        similarity-weighted mean position."""
+        mean position, weighted by a softmax of their similarities."""
         m = self._ready_map(model)
         result = self.query(Query(text=text or "", model=m.model, k=k))
         placed = map2d.place_query(m, [(h.content_id, h.path, h.score) for h in result.hits])

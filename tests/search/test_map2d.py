@@ -146,7 +146,9 @@ def test_payloads(catalog, tmp_path):
     ids = m.ids.tolist()
     placed = map2d.place_query(m, [(ids[0], "a/img0000.jpg", 0.9), (ids[1], "b/img0001.jpg", 0.1)])
     x0, x1 = round(float(m.coords[0][0]), 3), round(float(m.coords[1][0]), 3)
-    assert placed["x"] == pytest.approx(0.9 * x0 + 0.1 * x1, abs=2e-3)  # weighted by similarity
+    assert placed["x"] == pytest.approx(x0, abs=2e-3)  # 0.8 less similar: weighs e^-16 of the best
+    even = map2d.place_query(m, [(ids[0], "a/img0000.jpg", 0.5), (ids[1], "b/img0001.jpg", 0.5)])
+    assert even["x"] == pytest.approx((x0 + x1) / 2, abs=2e-3)
     assert [n["path"] for n in placed["neighbours"]] == ["a/img0000.jpg", "b/img0001.jpg"]
     assert map2d.place_query(m, [(10**9, "gone.jpg", 0.5)]) == {"x": None, "y": None, "neighbours": []}
 

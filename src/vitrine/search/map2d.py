@@ -46,6 +46,7 @@ SEED = 42
 MAX_POINTS = 200_000  # above: a seeded random subsample of this many is mapped (and the map says so)
 MAX_CLUSTERS = 50
 COLOR_BY = ("folder", "tag", "cluster")
+QUERY_TEMPERATURE = 0.05
 DIGITS = 3  # decimals of the coordinates sent to the page (a map spans about 20 units)
 
 Progress = Callable[[str, int, int], None]
@@ -389,8 +390,10 @@ def cluster_points(coords: np.ndarray, k: int, seed: int = SEED) -> tuple[np.nda
 
 
 def place_query(m: Map2D, hits: list[tuple[int, str, float]]) -> dict:
-    """Where a query sits on the map: the similarity-weighted mean position of its nearest mapped
-    images (``hits``: content id, path, score, best first), with those images and their positions.
+    """Where a query sits on the map: the mean position of its nearest mapped images (``hits``:
+    content id, path, score, best first) weighted by a softmax of their similarities (temperature
+    :data:`QUERY_TEMPERATURE`: an image 0.05 less similar than the best weighs e⁻¹ of it), with
+    those images and their positions.
     The map is of images; a text vector is not placed by UMAP (its model is not kept, and a text
     vector lies apart from every image vector, so UMAP would put it at the edge): its neighbours
     say where it belongs."""
@@ -404,7 +407,8 @@ def place_query(m: Map2D, hits: list[tuple[int, str, float]]) -> dict:
         near.append({"path": path, "score": round(float(score), 6), "x": round(x, DIGITS), "y": round(y, DIGITS)})
     if not near:
         return {"x": None, "y": None, "neighbours": []}
-    w = np.array([max(n["score"], 0.0) for n in near]) + 1e-6
+    scores = np.array([n["score"] for n in near])
+    w = np.exp((scores - scores.max()) / QUERY_TEMPERATURE)  # the closest weigh most
     x = float(np.average([n["x"] for n in near], weights=w))
     y = float(np.average([n["y"] for n in near], weights=w))
     return {"x": round(x, DIGITS), "y": round(y, DIGITS), "neighbours": near}

@@ -112,10 +112,10 @@ def map_colors(
 def map_query(
     p: ProjectDep,
     q: Annotated[str, Query(min_length=1, max_length=1000, description="free text")],
-    k: Annotated[int, Query(ge=1, le=100, description="nearest images that place it")] = 10,
+    k: Annotated[int, Query(ge=1, le=100, description="nearest images that place it")] = 5,
     model: Model = None,
 ):
-    """Where a text query falls: the similarity-weighted mean position of its ``k`` best images
-    (a text search), and those images with their positions."""
+    """Where a text query falls: the mean position of its ``k`` best images (a text search),
+    weighted by a softmax of their similarities, and those images with their positions."""
     _known(model)
     return p.map_query(q, model=model, k=k)

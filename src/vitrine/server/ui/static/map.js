@@ -177,12 +177,12 @@
   function plotLayout() {
     const font = getComputedStyle(document.body).fontFamily;
     return {
-      margin: { l: 10, r: 10, t: 10, b: 10 },
+      margin: { l: 10, r: 10, t: 36, b: 10 }, // the toolbar above the points, the legend below them
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: font, size: 12, color: COLORS.text },
       dragmode: "lasso", hovermode: "closest", uirevision: "map",
       xaxis: { visible: false }, yaxis: { visible: false, scaleanchor: "x" },
-      legend: { itemsizing: "constant", bgcolor: "rgba(255,255,255,0.8)" },
+      legend: { itemsizing: "constant", orientation: "h", x: 0, y: -0.01, yanchor: "top" },
       showlegend: true,
     };
   }
