@@ -9,11 +9,12 @@ Measured, per size:
 - ``umap s``: the ``map`` job's work, ``Project.map2d`` (read the vectors from SQLite, UMAP with
   cosine metric and a fixed seed, save the .npz), under ``nice`` if asked; its ``umap`` part alone;
 - ``cached s``: the same call again (the cache: no UMAP);
-- ``points MB``: ``GET /api/v1/projects/{name}/map/points`` as sent (JSON, and gzip-compressed
-  as a proxy would send it);
+- ``points MB``: ``GET /api/v1/projects/{name}/map/points``, the JSON and (in brackets) the bytes
+  sent (gzip), and ``points s`` the request's time;
 - ``first draw ms``: in headless Chromium, the map page's own measure from just before
   ``Plotly.newPlot`` to the animation frame after it resolves (``window.vitrineMap.drawMs``), and the
-  time from navigation start to the first draw (fetch and parse included).
+  time from navigation start to the first draw (fetch and parse included); ``recolour ms``, a
+  change of colours (by cluster: KMeans on the server); ``zoom ms``, a zoom redrawing the scene.
 
 Above ``--max-points`` (200,000 by default) the map draws a seeded subsample and says so: at 1M
 vectors the table shows the note and the time of mapping those 200k.
@@ -26,7 +27,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -48,17 +48,19 @@ MODEL = "clip-vit-b-32"  # a name the registry knows (nothing is loaded: the spa
 SPACE = "joint"
 
 
-def mixture(n: int, dim: int, seed: int = 0, topics: int = 12, per_topic: int = 8) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(topics, dim))
-    comps = centres.repeat(per_topic, axis=0) + 0.6 * rng.normal(size=(topics * per_topic, dim))
-    which = rng.integers(0, len(comps), size=n)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 50_000):
-        w = which[start : start + 50_000]
-        block = comps[w] + 0.9 * rng.normal(size=(len(w), dim))
-        out[start : start + len(w)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
+class Mixture:
+    """A two-level Gaussian mixture of unit vectors: topics of clusters, drawn batch by batch."""
+
+    def __init__(self, dim: int, seed: int = 0, topics: int = 12, per_topic: int = 8):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(topics, dim))
+        self.comps = centres.repeat(per_topic, axis=0) + 0.6 * rng.normal(size=(topics * per_topic, dim))
+        self.rng = rng
+
+    def draw(self, n: int) -> np.ndarray:
+        which = self.rng.integers(0, len(self.comps), size=n)
+        block = self.comps[which] + 0.9 * self.rng.normal(size=(n, self.comps.shape[1]))
+        return (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
 
 
 def build_project(root: Path, n: int, dim: int) -> Path:
@@ -69,7 +71,7 @@ def build_project(root: Path, n: int, dim: int) -> Path:
     paths = init_project(root / f"map{n}")
     cat = Catalog(paths.catalog_db)
     batch = 20_000
-    vectors = mixture(n, dim)
+    mixture = Mixture(dim)
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         upserts = [
@@ -79,7 +81,7 @@ def build_project(root: Path, n: int, dim: int) -> Path:
         cat.apply_scan(upserts, [])
         ids = list(cat.content_ids_by_sha([u[4] for u in upserts]).values())
         ids.sort()
-        cat.add_vectors(MODEL, ids, {SPACE: vectors[start:stop]})
+        cat.add_vectors(MODEL, ids, {SPACE: mixture.draw(stop - start)})
     cat.set_meta("model", MODEL)
     cat.set_meta(f"image_space:{MODEL}", SPACE)
     cat.close()
@@ -126,10 +128,12 @@ def time_draw(root: Path, name: str, shots: Path | None) -> dict:
     app = create_app(root)
     out: dict = {}
     with ServerThread(app, health_path="/api/v1/health") as server:
+        t0 = time.perf_counter()
         res = httpx.get(f"{server.url}/api/v1/projects/{name}/map/points", timeout=120)
         res.raise_for_status()
+        out["points_s"] = time.perf_counter() - t0  # built, compressed, sent, decompressed
         out["points_mb"] = len(res.content) / 1e6
-        out["points_gzip_mb"] = len(gzip.compress(res.content, 6)) / 1e6
+        out["points_gzip_mb"] = res.num_bytes_downloaded / 1e6  # as sent (gzip)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -143,6 +147,18 @@ def time_draw(root: Path, name: str, shots: Path | None) -> dict:
             page.select_option("#map-color", "cluster")
             page.wait_for_function("document.querySelector('#map-plot').dataset.colour === 'cluster'", timeout=300_000)
             out["recolour_ms"] = (time.perf_counter() - t0) * 1000
+            # interactivity: a zoom into the middle redraws the WebGL scene
+            out["zoom_ms"] = page.evaluate(
+                """async () => {
+                    const gd = document.querySelector('#map-plot'), fl = gd._fullLayout;
+                    const [x0, x1] = fl.xaxis.range, [y0, y1] = fl.yaxis.range;
+                    const t0 = performance.now();
+                    await Plotly.relayout(gd, {'xaxis.range': [x0 + (x1 - x0) / 4, x1 - (x1 - x0) / 4],
+                                               'yaxis.range': [y0 + (y1 - y0) / 4, y1 - (y1 - y0) / 4]});
+                    await new Promise((r) => requestAnimationFrame(() => r()));
+                    return performance.now() - t0;
+                }"""
+            )
             if shots is not None:
                 page.screenshot(path=str(shots / f"{name}.png"))
             browser.close()
@@ -186,15 +202,19 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    head = "| vectors | mapped | job s | umap s | cached s | points MB (gzip) | draw ms | first draw ms | recolour ms |"
+    head = (
+        "| vectors | mapped | job s | umap s | cached s | points MB (gzip) | points s | draw ms | first draw ms "
+        "| recolour ms | zoom ms |"
+    )
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for r in rows:
         size = f"{r['points_mb']:.1f} ({r['points_gzip_mb']:.1f})" if "points_mb" in r else "–"
+        ms = [f"{r[k]:.0f}" if k in r else "–" for k in ("draw_ms", "first_draw_ms", "recolour_ms", "zoom_ms")]
+        points_s = f"{r['points_s']:.2f}" if "points_s" in r else "–"
         print(
             f"| {r['n']:,} | {r['points']:,} | {r['job_s']:.1f} | {r['umap_s']:.1f} | {r['cached_s']:.2f} | {size} | "
-            f"{r.get('draw_ms', float('nan')):.0f} | {r.get('first_draw_ms', float('nan')):.0f} | "
-            f"{r.get('recolour_ms', float('nan')):.0f} |"
+            f"{points_s} | " + " | ".join(ms) + " |"
         )
     for r in rows:
         if r["note"]:

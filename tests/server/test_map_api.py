@@ -109,3 +109,24 @@ def test_bad_input(served, method, url, body, status, words):
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert words in json.dumps(error)
+
+
+def test_big_answers_are_sent_gzip_compressed():
+    """The points of a big map compress about 5 times: sent gzip-compressed to clients that accept it."""
+    import gzip
+
+    from starlette.requests import Request
+
+    from vitrine.server.api.maps import _json
+
+    def request(accept: str) -> Request:
+        return Request({"type": "http", "method": "GET", "headers": [(b"accept-encoding", accept.encode())]})
+
+    data = {"x": [round(i / 7, 3) for i in range(2000)], "path": [f"dossier/été-{i}.jpg" for i in range(2000)]}
+    zipped = _json(request("gzip, deflate"), data)
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.media_type == "application/json"
+    assert json.loads(gzip.decompress(zipped.body)) == data
+    assert len(zipped.body) * 3 < len(json.dumps(data))
+    plain = _json(request("identity"), data)
+    assert "content-encoding" not in plain.headers and json.loads(plain.body) == data
+    assert "content-encoding" not in _json(request("gzip"), {"x": [1]}).headers  # small: not worth it

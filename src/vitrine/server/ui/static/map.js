@@ -50,7 +50,8 @@
   }
 
   function describe(summary) {
-    const bits = [`${plural(summary.points, "image")} placed by UMAP on ${summary.model} (${summary.space})`];
+    const n = summary.points;
+    const bits = [`${n.toLocaleString("en")} ${n === 1 ? "image" : "images"} placed by UMAP on ${summary.model} (${summary.space})`];
     if (summary.seconds !== undefined) bits.push(`computed in ${formatDuration(summary.seconds)}`);
     const p = summary.params || {};
     bits.push(`${p.n_neighbors} neighbours, min. distance ${p.min_dist}`);
