@@ -116,7 +116,12 @@
     try {
       st = await api(projectApi("/map"));
     } catch (err) {
-      if (err.status === 404) { showEmpty(err.message, err.hint ? `${err.hint}.` : ""); return; }
+      if (err.status === 404) {
+        const notIndexed = /not been indexed/.test(err.message);
+        showEmpty(err.message, notIndexed ? "Index it first (“Index now” on the collection page): the map places the images by their vectors."
+          : (err.hint ? `${err.hint}.` : ""));
+        return;
+      }
       throw err;
     }
     model = st.model;
