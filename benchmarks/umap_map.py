@@ -70,7 +70,7 @@ def build_project(root: Path, n: int, dim: int) -> Path:
 
     paths = init_project(root / f"map{n}")
     cat = Catalog(paths.catalog_db)
-    batch = 20_000
+    batch = 100_000  # files per scan transaction (each reads every content's hash first)
     mixture = Mixture(dim)
     for start in range(0, n, batch):
         stop = min(n, start + batch)
@@ -79,9 +79,10 @@ def build_project(root: Path, n: int, dim: int) -> Path:
             for i in range(start, stop)
         ]
         cat.apply_scan(upserts, [])
-        ids = list(cat.content_ids_by_sha([u[4] for u in upserts]).values())
-        ids.sort()
-        cat.add_vectors(MODEL, ids, {SPACE: mixture.draw(stop - start)})
+        ids = sorted(cat.content_ids_by_sha([u[4] for u in upserts]).values())
+        for sub in range(0, len(ids), 20_000):  # vectors: one transaction per 20k (SQLite's bound parameters)
+            chunk = ids[sub : sub + 20_000]
+            cat.add_vectors(MODEL, chunk, {SPACE: mixture.draw(len(chunk))})
     cat.set_meta("model", MODEL)
     cat.set_meta(f"image_space:{MODEL}", SPACE)
     cat.close()

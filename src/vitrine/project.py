@@ -539,7 +539,6 @@ class Project:
         return {
             "model": name,
             "space": space,
-            "images": self.catalog.models().get(name, 0),
             "generation": self.catalog.generation(name),
             "ready": fresh,
             "stale": m is not None and not fresh,

@@ -168,3 +168,18 @@ def test_bad_options(params, words):
     with pytest.raises(BadMapParameter, match=words) as info:
         params.checked()
     assert info.value.status == 422 and info.value.hint
+
+
+def test_a_copy_in_another_folder_keeps_the_map_and_moves_the_point(catalog, tmp_path):
+    """A new file with a content already mapped changes no vector: the map stays up to date, and
+    its point now shows the new first path and folder (the files are read afresh, not cached)."""
+    m, _ = map2d.compute_map(catalog, tmp_path / "maps", MODEL, SPACE, FAST)
+    before = map2d.points_payload(m, catalog)
+    assert before["path"][0] == "a/img0000.jpg"
+    catalog.apply_scan([("0-copies/img0000.jpg", "0-copies", 10, 2, f"{0:064x}")], [])
+    assert map2d.is_fresh(m, catalog)
+    after = map2d.points_payload(m, catalog)
+    assert after["path"][0] == "0-copies/img0000.jpg" and after["folders"][after["folder"][0]] == "0-copies"
+    assert after["path"][1:] == before["path"][1:]
+    by_folder = map2d.colors_payload(m, catalog, "folder")
+    assert by_folder["categories"] == ["0-copies", "a", "b", "c"] and by_folder["counts"] == [1, 59, 60, 60]
