@@ -11,11 +11,13 @@ resolves the model and its image space, and the ``map`` job runs it in the backg
 * **Above** :data:`MAX_POINTS` vectors a seeded random subsample is mapped and the map says so
   (``note``: how many points were drawn of how many): the page stays usable and the time bounded.
 * **Cached** in one ``.npz`` per model and space (``coords`` float32 (n, 2), ``ids`` int64 content
-  ids, ``stamp`` JSON), written atomically. The stamp is the catalog's *generation* of the model
-  (a counter bumped by every change to its vectors: new, re-embedded or removed images) plus the
-  UMAP options; a map whose stamp differs is stale and the job computes it again. Files added
-  with a content that already has a vector, or moved to another folder, change no vector: the
-  map stays, and folders and tags are read afresh on each request.
+  ids, ``meta``: JSON with the stamp and the summary), written atomically. The stamp is the
+  catalog's *generation* of the model (a counter bumped by every change to its vectors: new,
+  re-embedded or removed images) plus the UMAP options; a map whose stamp differs is stale and
+  the job computes it again. Files added with a content that already has a vector, or moved to
+  another folder, change no vector: the map stays, and each point's path and folder are read
+  again whenever a cheap stamp of the files table changes (:func:`files_stamp`); tags on each
+  request.
 * **Colours** per point: folder, detector tag (the best-scoring one) or a KMeans cluster of the
   2-D points (cheap: 2-D points, not the vectors; measured in benchmarks/umap_map.py).
 """
