@@ -130,3 +130,39 @@ def test_big_answers_are_sent_gzip_compressed():
     plain = _json(request("identity"), data)
     assert "content-encoding" not in plain.headers and json.loads(plain.body) == data
     assert "content-encoding" not in _json(request("gzip"), {"x": [1]}).headers  # small: not worth it
+
+
+@pytest.mark.slow
+def test_a_reader_starts_the_map_job_and_it_is_theirs(tmp_path, indexed_demo):
+    """Multi-user: bob may read alice's public project, so he may map it (like searching it); the
+    job is bob's, and alice does not see it. The map itself is the project's: alice reads it."""
+    from argon2 import profiles
+
+    from vitrine.auth import passwords
+
+    passwords.use_profile(profiles.CHEAPEST)
+    try:
+        shutil.copytree(indexed_demo, tmp_path / "album")
+        app = create_app(tmp_path, multi_user=True, database_url=f"sqlite:///{tmp_path / 'server.db'}")
+        store = app.state.auth.store
+        users = {n: store.add_user(n, f"{n}-password") for n in ("alice", "bob")}
+        assert store.claim("project", "album", users["alice"].id, visibility="public")
+        tokens = {n: store.create_token(n, "tests")[1] for n in users}
+        with TestClient(app, raise_server_exceptions=False) as client:
+            as_ = {n: {"authorization": f"Bearer {t}"} for n, t in tokens.items()}
+            r = client.post("/api/v1/projects/album/map", json=FAST, headers=as_["bob"])
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            deadline = time.time() + 120
+            while client.get(f"/api/v1/jobs/{job_id}", headers=as_["bob"]).json()["state"] in ("queued", "running"):
+                assert time.time() < deadline
+                time.sleep(0.1)
+            assert client.get(f"/api/v1/jobs/{job_id}", headers=as_["bob"]).json()["state"] == "done"
+            assert client.get(f"/api/v1/jobs/{job_id}", headers=as_["alice"]).status_code == 404
+            assert client.get("/api/v1/projects/album/map", headers=as_["alice"]).json()["job"] is None
+            assert client.get("/api/v1/projects/album/map", headers=as_["bob"]).json()["job"]["id"] == job_id
+            points = client.get("/api/v1/projects/album/map/points", headers=as_["alice"])
+            assert points.status_code == 200 and len(points.json()["path"]) == 20
+        app.state.vitrine.close()
+    finally:
+        passwords.use_profile(profiles.RFC_9106_LOW_MEMORY)
