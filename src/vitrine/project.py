@@ -6,6 +6,7 @@
 >>> p.search("a cat", k=5).hits[0].path
 >>> p.tag()                                  # detector labels as tags (incremental too)
 >>> p.search("sleeping", tags=["cat"]); p.tags(); p.images_with_tag("cat")
+>>> p.map2d(); p.map_points()["x"][:3]          # the 2-D map (UMAP), cached until the vectors change
 """
 
 from __future__ import annotations
