@@ -6,6 +6,7 @@
 >>> p.search("a cat", k=5).hits[0].path
 >>> p.tag()                                  # detector labels as tags (incremental too)
 >>> p.search("sleeping", tags=["cat"]); p.tags(); p.images_with_tag("cat")
+>>> p.map2d(); p.map_points()["x"][:3]          # the 2-D map (UMAP), cached until the vectors change
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
 from vitrine.models.preprocess import DECODE_MIN_SIDE
-from vitrine.search import neighbours
+from vitrine.search import map2d, neighbours
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
 from vitrine.search.language import language_note
+from vitrine.search.map2d import Map2D, MapNotReady, MapParams
 from vitrine.search.neighbours import DuplicateGroup, Item, Outlier
 from vitrine.search.query import Filters, Query
 from vitrine.store.catalog import Catalog
@@ -550,6 +552,81 @@ class Project:
             "images": len(items),
             "outliers": [o.to_dict() for o in (scores[:top] if top else scores)],
         }
+
+    # --- the 2-D map (UMAP of the stored vectors, cached per model and catalog generation) ---
+    @property
+    def maps_dir(self) -> Path:
+        return self.paths.data_dir / "maps"
+
+    def _map_target(self, model: str | None) -> tuple[str, str]:
+        """(model, image space) of the map: the project's model by default."""
+        name = self._resolve_query_model(model)
+        space = self.catalog.get_meta(f"image_space:{name}")
+        if space is None:  # indexed before the space was recorded: the model says
+            space = self._load_model(name).spaces.image_space
+        return name, space
+
+    def map2d(
+        self,
+        model: str | None = None,
+        params: MapParams | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict:
+        """Compute the 2-D map of the images (UMAP of the model's image-space vectors), or keep the
+        cached one when the catalog has not changed since and ``params`` are the same. Returns its
+        summary, with ``computed`` saying which. Stages for ``progress``: ``read``, ``umap``."""
+        params = (params or MapParams()).checked()
+        name, space = self._map_target(model)
+        m, computed = map2d.compute_map(
+            self.catalog, self.maps_dir, name, space, params, progress=progress, cancel=cancel
+        )
+        return m.summary() | {"computed": computed}
+
+    def map_state(self, model: str | None = None) -> dict:
+        """The map of ``model`` as it stands: ``ready`` (up to date), ``stale`` (made before the
+        catalog last changed) or neither (never computed), with its summary."""
+        name, space = self._map_target(model)
+        m = map2d.load_map(map2d.map_file(self.maps_dir, name, space))
+        fresh = m is not None and map2d.is_fresh(m, self.catalog)
+        return {
+            "model": name,
+            "space": space,
+            "generation": self.catalog.generation(name),
+            "ready": fresh,
+            "stale": m is not None and not fresh,
+            "map": m.summary() if m is not None else None,
+        }
+
+    def _ready_map(self, model: str | None) -> Map2D:
+        name, space = self._map_target(model)
+        m = map2d.load_map(map2d.map_file(self.maps_dir, name, space))
+        if m is None:
+            raise MapNotReady(
+                f"project {self.name!r} has no map of {name!r} yet", hint="compute it first (the map job)"
+            )
+        if not map2d.is_fresh(m, self.catalog):
+            raise MapNotReady(
+                f"the map of {name!r} was made before the catalog last changed (images added, changed or removed)",
+                hint="compute it again (the map job): the points would not match the images",
+            )
+        return m
+
+    def map_points(self, model: str | None = None) -> dict:
+        """The up-to-date map's points as columns (x, y, content id, path, folder code)."""
+        return map2d.points_payload(self._ready_map(model), self.catalog)
+
+    def map_colors(self, by: str, model: str | None = None, clusters: int = 8, tag_model: str | None = None) -> dict:
+        """Each point's category (``folder``, ``tag`` or ``cluster``), in the order of :meth:`map_points`."""
+        return map2d.colors_payload(self._ready_map(model), self.catalog, by, clusters=clusters, tag_model=tag_model)
+
+    def map_query(self, text: str, model: str | None = None, k: int = 5) -> dict:
+        """Where the text query falls on the map: its ``k`` best images (a text search) and their
+        mean position, weighted by a softmax of their similarities."""
+        m = self._ready_map(model)
+        result = self.query(Query(text=text or "", model=m.model, k=k))
+        placed = map2d.place_query(m, [(h.content_id, h.path, h.score) for h in result.hits])
+        return {"query": text, "model": m.model, "space": result.space} | placed
 
     # --- detector tags ----------------------------------------------------------------------
     def tag(

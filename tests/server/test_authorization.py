@@ -123,6 +123,17 @@ RECIPES: dict[str, dict] = {
             f"/api/v1/projects/{key}/embedding-comparisons",
             {"json": {"models": ["no-such-model"]}},  # refused by the handler: no job starts
         ),
+        # the 2-D map: starting its job is using the project (readers may); not indexed here: 404s
+        ("POST", "/api/v1/projects/{name}/map"): lambda key, vis: (
+            "POST",
+            f"/api/v1/projects/{key}/map",
+            {"json": {"model": "no-such-model"}},  # refused by the handler: no job starts
+        ),
+        ("GET", "/api/v1/projects/{name}/map"): _get("/api/v1/projects/{key}/map"),
+        ("GET", "/api/v1/projects/{name}/map/points"): _get("/api/v1/projects/{key}/map/points"),
+        ("GET", "/api/v1/projects/{name}/map/colors"): _get("/api/v1/projects/{key}/map/colors?by=cluster"),
+        ("GET", "/api/v1/projects/{name}/map/query"): _get("/api/v1/projects/{key}/map/query?q=cat"),
+        ("GET", "/p/{name}/map"): _get("/p/{key}/map"),
         ("GET", "/api/v1/projects/{name}/duplicates"): _get("/api/v1/projects/{key}/duplicates?threshold=0.9"),
         ("GET", "/api/v1/projects/{name}/outliers"): _get("/api/v1/projects/{key}/outliers?k=3"),
         ("GET", "/api/v1/projects/{name}/tags/{label}"): _get("/api/v1/projects/{key}/tags/cat"),

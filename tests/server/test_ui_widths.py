@@ -146,6 +146,7 @@ PAGES = {
     "collection-search": ("/p/demo?q=a%20cat", "#results li"),
     "image": ("/p/demo/image/animals/cat.jpg", "#meta dt"),
     "collection-curate": ("/p/demo/curate?tab=outliers", "#curate-list li"),
+    "map": ("/p/demo/map", "#map-plot[data-points]"),  # the first visit runs the map job (UMAP)
     "datasets": ("/datasets", ".dataset-card"),
     "dataset": (f"/datasets/{DATASET}", "#chart-classes .plot-container"),
     "runs": ("/runs", "#runs-table tbody tr"),
@@ -165,7 +166,8 @@ def test_every_page_works_at_this_width(browser, server, shots, name, width):
     if name == "detection-run" and not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("needs Debian's dataset-fashion-mnist for the detection run")
     context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
+    # the map's first visit compiles UMAP (numba) in the server: up to a minute on a busy machine
+    context.set_default_timeout(TIMEOUT_MS * 4 if name == "map" else TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -7,7 +7,17 @@ import json
 import subprocess
 import sys
 
-KINDS = {"index", "tag", "train", "train-detector", "sweep", "evaluate-run", "compare-embeddings", "score-submission"}
+KINDS = {
+    "index",
+    "tag",
+    "train",
+    "train-detector",
+    "sweep",
+    "evaluate-run",
+    "compare-embeddings",
+    "score-submission",
+    "map",
+}
 
 PROGRAM = """
 import json, sys
@@ -15,7 +25,7 @@ import vitrine.tasks
 from vitrine.jobs import registered_kinds
 web = sorted(m for m in sys.modules if m.split(".")[0] in ("fastapi", "starlette") or m.startswith("vitrine.server"))
 print(json.dumps({"kinds": sorted(registered_kinds()), "web": web, "fastapi": "fastapi" in sys.modules,
-                  "ray": "ray" in sys.modules}))
+                  "ray": "ray" in sys.modules, "umap": "umap" in sys.modules}))
 """
 
 
@@ -25,6 +35,7 @@ def test_importing_tasks_registers_every_kind_without_fastapi():
     assert KINDS <= set(found["kinds"]), found["kinds"]
     assert not found["fastapi"]
     assert not found["ray"]  # the sweep kind runs Ray in a child process: importing it starts nothing
+    assert not found["umap"]  # the map kind imports umap-learn (and numba) when a map is computed
     assert found["web"] == []
 
 
@@ -45,4 +56,5 @@ def test_every_kind_has_a_module_level_handler_in_tasks():
         "evaluate-run": "vitrine.tasks.evaluate_run",
         "compare-embeddings": "vitrine.tasks.compare_embeddings",
         "score-submission": "vitrine.tasks.score_submission",
+        "map": "vitrine.tasks.map2d",
     }

@@ -28,6 +28,7 @@ from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.detection_errors import router as detection_errors_router
 from vitrine.server.api.embeddings import router as embeddings_router
 from vitrine.server.api.leaderboards import router as leaderboards_router
+from vitrine.server.api.maps import router as maps_router
 from vitrine.server.api.responses import document_common
 from vitrine.server.api.run_predictions import router as run_predictions_router
 from vitrine.server.api.submissions import router as submissions_router
@@ -268,6 +269,7 @@ def create_app(
     app.include_router(classification_router)
     app.include_router(curation_router)  # duplicates, outliers, label errors
     app.include_router(run_predictions_router)  # a classification run's images per confusion cell
+    app.include_router(maps_router)  # the 2-D map of a project
     app.include_router(detection_router)
     app.include_router(detection_errors_router)  # a detection run's errors, image by image
     app.include_router(embeddings_router)  # embedding comparisons (compare-embeddings jobs)

@@ -10,12 +10,14 @@ FastAPI, so a worker runs them without the web layer.
 - ``score-submission`` (:mod:`vitrine.tasks.score_submission`): score a detector submitted as a model file
 - ``evaluate-run`` (:mod:`vitrine.tasks.evaluate_run`): evaluate a trained classifier or detector again
 - ``compare-embeddings`` (:mod:`vitrine.tasks.compare_embeddings`): score embedding models side by side
+- ``map`` (:mod:`vitrine.tasks.map2d`): the 2-D map (UMAP) of a project's images
 """
 
 from vitrine.tasks import (
     compare_embeddings,
     evaluate_run,
     index,
+    map2d,
     score_submission,
     sweep,
     tag,
@@ -25,6 +27,7 @@ from vitrine.tasks import (
 from vitrine.tasks.compare_embeddings import COMPARE_EMBEDDINGS_JOB
 from vitrine.tasks.evaluate_run import EVALUATE_RUN_JOB
 from vitrine.tasks.index import INDEX_JOB
+from vitrine.tasks.map2d import MAP_JOB
 from vitrine.tasks.score_submission import SCORE_SUBMISSION_JOB
 from vitrine.tasks.sweep import SWEEP_JOB
 from vitrine.tasks.tag import TAG_JOB
@@ -40,6 +43,7 @@ KINDS = (
     SCORE_SUBMISSION_JOB,
     EVALUATE_RUN_JOB,
     COMPARE_EMBEDDINGS_JOB,
+    MAP_JOB,
 )
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "EVALUATE_RUN_JOB",
     "INDEX_JOB",
     "KINDS",
+    "MAP_JOB",
     "SCORE_SUBMISSION_JOB",
     "SWEEP_JOB",
     "TAG_JOB",
@@ -55,6 +60,7 @@ __all__ = [
     "compare_embeddings",
     "evaluate_run",
     "index",
+    "map2d",
     "score_submission",
     "sweep",
     "tag",

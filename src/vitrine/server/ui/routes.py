@@ -142,6 +142,15 @@ def mount_ui(app: FastAPI) -> None:
             return error_page(request, exc, name)
         return render(request, "curate.html", page="project", name=name, scope="project")
 
+    @app.get("/p/{name}/map", response_class=HTMLResponse, include_in_schema=False)
+    def map_page(request: Request, name: str):
+        """The 2-D map of the collection (UMAP, drawn with Plotly's WebGL scatter)."""
+        try:
+            state(request).project(name)
+        except VitrineError as exc:
+            return error_page(request, exc, name)
+        return render(request, "map.html", name=name)
+
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
         try:
