@@ -316,12 +316,22 @@ window.vitrine = (() => {
   }
   wireErrorBox();
 
+  /** Save ``blob`` as a file named ``filename`` (a download the browser starts, no navigation). */
+  function download(blob, filename) {
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: filename, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
   return {
     BASE, PAGE, PROJECT, DATASET, enc, encPath, apiUrl, $, h, isNum, plural, basename, dotted, formatBytes,
     formatDuration, pct, score, decimal, formatWhen, stateBadge,
     projectApi, projectPage, imagePage, thumbUrl, fillGrid,
     datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage, leaderboardPage,
     COLORS, layout, plot, findConfusion, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
-    ApiError, api, showError, clearError, report,
+    ApiError, api, showError, clearError, report, download,
   };
 })();

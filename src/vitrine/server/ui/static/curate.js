@@ -15,7 +15,7 @@
 
   const {
     $, h, encPath, apiUrl, plural, pct, formatBytes, formatDuration, PROJECT, DATASET, projectApi, imagePage,
-    thumbUrl, datasetApi, datasetThumbUrl, datasetPage, ApiError, api, showError, clearError,
+    thumbUrl, datasetApi, datasetThumbUrl, datasetPage, ApiError, api, showError, clearError, download,
   } = window.vitrine;
   const body = document.body;
   const SCOPE = body.dataset.scope === "dataset" ? "dataset" : "project";
@@ -155,15 +155,6 @@
     };
     const cols = Object.keys(rows[0] || { path: "" });
     return [cols.join(","), ...rows.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
-  }
-
-  function download(blob, filename) {
-    const url = URL.createObjectURL(blob);
-    const a = h("a", { href: url, download: filename, hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    window.setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   async function postExport(payload) {

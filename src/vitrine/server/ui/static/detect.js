@@ -9,7 +9,8 @@
 (() => {
   "use strict";
 
-  const { BASE, enc, encPath, apiUrl, $, h, plural, basename, api, showError, clearError, report } = window.vitrine;
+  const { BASE, enc, encPath, apiUrl, $, h, plural, basename, api, showError, clearError, report, download } =
+    window.vitrine;
   const body = document.body;
   const FETCH_THRESHOLD = 0.05; // one request at this threshold; the slider filters what is drawn
   const DEFAULT_THRESHOLD = 0.5;
@@ -329,14 +330,6 @@
   }
 
   // ---------------------------------------------------------------------------- downloads
-  function download(blob, name) {
-    const url = URL.createObjectURL(blob);
-    const a = h("a", { href: url, download: name, hidden: true });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  }
 
   function downloadPng() {
     if (!result) return;

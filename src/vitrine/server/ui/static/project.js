@@ -13,7 +13,7 @@
   const {
     $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, datasetPage, fillGrid, ApiError,
     isActive,
-    showJobState, api, showError, clearError, report, fetchJob, cancelJob,
+    showJobState, api, showError, clearError, report, fetchJob, cancelJob, download,
   } = window.vitrine;
   const body = document.body;
   const PAGE_SIZE = 24;
@@ -212,13 +212,7 @@
       clearError();
       try {
         const res = await postExport({ format: "csv" });
-        const blob = await res.blob();
-        const url = URL.createObjectURL(blob);
-        const a = h("a", { href: url, download: `${body.dataset.project}_results.csv`, hidden: true });
-        document.body.append(a);
-        a.click();
-        a.remove();
-        window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+        download(await res.blob(), `${body.dataset.project}_results.csv`);
         const done = $("#export-done");
         done.textContent = `Exported ${plural(picked.size, "image")} as CSV.`;
         done.hidden = false;
