@@ -112,4 +112,7 @@ def test_the_map_job_for_a_dataset_drops_the_hidden_splits(tmp_path, monkeypatch
     result = run_map_job(ctx, params)
     assert result["kind"] == "map" and result["dataset"] == "tiny" and result["points"] == 6
     assert "umap" in progress
-    assert dataset_map_target("tiny", "offline-concepts") == "dataset:tiny/map/offline-concepts"
+    assert dataset_map_target("tiny", "offline-concepts") == "dataset:tiny/map/offline-concepts/all"
+    assert dataset_map_target("tiny", "offline-concepts", ("test",)).startswith(
+        "dataset:tiny/map/offline-concepts/without-"
+    )

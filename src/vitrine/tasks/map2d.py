@@ -6,7 +6,9 @@ images the map leaves out."""
 
 from __future__ import annotations
 
-from vitrine.dataset_map import dataset_map
+from collections.abc import Sequence
+
+from vitrine.dataset_map import dataset_map, view_name
 from vitrine.jobs import JobContext, register_kind
 from vitrine.project import Project
 from vitrine.search.map2d import MapParams
@@ -20,9 +22,10 @@ def map_target(project: str, model: str) -> str:
     return f"{project}/map/{model}"
 
 
-def dataset_map_target(dataset: str, model: str) -> str:
-    """A dataset's map job target (``dataset:`` keeps it apart from a project of the same name)."""
-    return f"dataset:{dataset}/map/{model}"
+def dataset_map_target(dataset: str, model: str, hidden: Sequence[str] = ()) -> str:
+    """A dataset's map job target (``dataset:`` keeps it apart from a project of the same name),
+    per view: a member's request never follows the owner's job (nor the reverse)."""
+    return f"dataset:{dataset}/map/{model}/{view_name(hidden)}"
 
 
 def run_map_job(ctx: JobContext, params: dict) -> dict:
