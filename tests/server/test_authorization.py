@@ -209,6 +209,7 @@ RECIPES: dict[str, dict] = {
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
         ("GET", "/datasets/{name}/curate"): _get("/datasets/{key}/curate"),
+        ("GET", "/datasets/{name}/map"): _get("/datasets/{key}/map"),
         ("GET", "/leaderboards/{board}"): _get("/leaderboards/{key}"),
         ("GET", "/api/v1/datasets/{name}/board"): _get("/api/v1/datasets/{key}/board"),
         ("PUT", "/api/v1/datasets/{name}/board"): lambda key, vis: (
