@@ -12,7 +12,9 @@ seen is not embedded again.
   (:func:`dataset_stamp`) is cheap: the size and modification time of ``dataset.json`` and
   ``samples.csv`` (a relabel, an import, a split change rewrites them), the number, total size and
   summed modification times of the view's image files (a file replaced in place), and the view.
-  A map whose stamp differs is stale: the points would not match the samples.
+  A map whose stamp differs is stale: the points would not match the samples. The stamp costs
+  one ``stat`` per image, about 5 µs each (96 ms at 20,000 images), on each state, points and
+  colours request.
 * A point's id is the row of its sample in the view's samples sorted by path (the stamp pins
   them); the points carry each one's path, label and split.
 """
