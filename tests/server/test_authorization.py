@@ -173,6 +173,14 @@ RECIPES: dict[str, dict] = {
         ("GET", "/api/v1/datasets/{name}/label-errors"): _get("/api/v1/datasets/{key}/label-errors?model=no-such"),
         ("GET", "/api/v1/datasets/{name}/duplicates"): _get("/api/v1/datasets/{key}/duplicates?model=no-such"),
         ("GET", "/api/v1/datasets/{name}/outliers"): _get("/api/v1/datasets/{key}/outliers?model=no-such"),
+        ("POST", "/api/v1/datasets/{name}/map"): lambda key, vis: (
+            "POST",
+            f"/api/v1/datasets/{key}/map",
+            {"json": {"model": "no-such-model"}},  # refused by the handler: no job starts
+        ),
+        ("GET", "/api/v1/datasets/{name}/map"): _get("/api/v1/datasets/{key}/map"),
+        ("GET", "/api/v1/datasets/{name}/map/points"): _get("/api/v1/datasets/{key}/map/points"),
+        ("GET", "/api/v1/datasets/{name}/map/colors"): _get("/api/v1/datasets/{key}/map/colors?by=split"),
         ("GET", "/api/v1/datasets/{name}/samples"): _get("/api/v1/datasets/{key}/samples"),
         ("GET", "/api/v1/datasets/{name}/images/{path}"): _get("/api/v1/datasets/{key}/images/" + IMG),
         ("GET", "/api/v1/datasets/{name}/thumbs/{path}"): _get("/api/v1/datasets/{key}/thumbs/" + IMG + "?size=64"),
@@ -201,6 +209,7 @@ RECIPES: dict[str, dict] = {
         ),
         ("GET", "/datasets/{name}"): _get("/datasets/{key}"),
         ("GET", "/datasets/{name}/curate"): _get("/datasets/{key}/curate"),
+        ("GET", "/datasets/{name}/map"): _get("/datasets/{key}/map"),
         ("GET", "/leaderboards/{board}"): _get("/leaderboards/{key}"),
         ("GET", "/api/v1/datasets/{name}/board"): _get("/api/v1/datasets/{key}/board"),
         ("PUT", "/api/v1/datasets/{name}/board"): lambda key, vis: (

@@ -149,6 +149,7 @@ PAGES = {
     "map": ("/p/demo/map", "#map-plot[data-points]"),  # the first visit runs the map job (UMAP)
     "datasets": ("/datasets", ".dataset-card"),
     "dataset": (f"/datasets/{DATASET}", "#chart-classes .plot-container"),
+    "dataset-map": (f"/datasets/{DATASET}/map", "#map-plot[data-points]"),  # embeds, then UMAP
     "runs": ("/runs", "#runs-table tbody tr"),
     "leaderboard": (f"/leaderboards/{DATASET}", "#board-groups[aria-busy='false']"),
     "run": (f"/runs/{RUN_ID}", "#run-id"),
@@ -167,7 +168,7 @@ def test_every_page_works_at_this_width(browser, server, shots, name, width):
         pytest.skip("needs Debian's dataset-fashion-mnist for the detection run")
     context = browser.new_context(viewport={"width": width, "height": 900})
     # the map's first visit compiles UMAP (numba) in the server: up to a minute on a busy machine
-    context.set_default_timeout(TIMEOUT_MS * 4 if name == "map" else TIMEOUT_MS)
+    context.set_default_timeout(TIMEOUT_MS * 4 if name in ("map", "dataset-map") else TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

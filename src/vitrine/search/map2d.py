@@ -120,10 +120,17 @@ class Map2D:
     seconds: float  # UMAP's time (the vectors' reading and the saving not included)
     created_at: float
     note: str | None = None
+    key: str = ""  # what else the vectors came from (a dataset's state and view); "" for a catalog
 
     @property
     def stamp(self) -> dict:
-        return {"model": self.model, "space": self.space, "generation": self.generation, **self.params.to_dict()}
+        return {
+            "model": self.model,
+            "space": self.space,
+            "generation": self.generation,
+            "key": self.key,
+            **self.params.to_dict(),
+        }
 
     def summary(self) -> dict:
         return {
@@ -223,6 +230,29 @@ def compute_map(
     generation, ids, vectors = read_vectors(catalog, model, space, progress)
     if len(ids) == 0:
         raise NotFound(f"no {space!r} vectors of {model!r} to map", hint="index the project first")
+    result = map_vectors(
+        ids, vectors, params, model=model, space=space, generation=generation, progress=progress, cancel=cancel
+    )
+    save_map(path, result)
+    return result, True
+
+
+def map_vectors(
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    params: MapParams,
+    *,
+    model: str,
+    space: str,
+    generation: int = 0,
+    key: str = "",
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Map2D:
+    """The map of any (ids, vectors): a catalog's (:func:`compute_map`) or a dataset's
+    (:mod:`vitrine.dataset_map`), stamped with ``generation`` and ``key`` (what the vectors came
+    from) so that a cached one can be told fresh or stale. Subsampled above ``params.max_points``."""
+    params = params.checked()
     _check(cancel)
     rows, note = subsample(ids, params.max_points, params.seed)
     if progress:
@@ -233,9 +263,8 @@ def compute_map(
     _check(cancel)
     if progress:
         progress("umap", 1, 1)
-    result = Map2D(model, space, generation, params, ids[rows], coords, len(ids), seconds, time.time(), note)
-    save_map(path, result)
-    return result, True
+    ids = np.asarray(ids, np.int64)
+    return Map2D(model, space, generation, params, ids[rows], coords, len(ids), seconds, time.time(), note, key)
 
 
 def _check(cancel: threading.Event | None) -> None:
@@ -257,7 +286,7 @@ def map_file(maps_dir: Path, model: str, space: str) -> Path:
 
 def save_map(path: Path, m: Map2D) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = m.summary() | {"stamp": m.stamp}
+    meta = m.summary() | {"stamp": m.stamp, "key": m.key}
     buf = io.BytesIO()
     np.savez(buf, coords=m.coords.astype(np.float32), ids=m.ids.astype(np.int64), meta=np.array(json.dumps(meta)))
     with atomic_path(path) as tmp:
@@ -284,6 +313,7 @@ def load_map(path: Path) -> Map2D | None:
             float(meta["seconds"]),
             float(meta["created_at"]),
             meta.get("note"),
+            str(meta.get("key", "")),
         )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None

@@ -24,6 +24,7 @@ from vitrine.server.api.auth import router as auth_router
 from vitrine.server.api.auth import ui_router as auth_ui_router
 from vitrine.server.api.classification import router as classification_router
 from vitrine.server.api.curation import router as curation_router
+from vitrine.server.api.dataset_maps import router as dataset_maps_router
 from vitrine.server.api.detection import router as detection_router
 from vitrine.server.api.detection_errors import router as detection_errors_router
 from vitrine.server.api.embeddings import router as embeddings_router
@@ -270,6 +271,7 @@ def create_app(
     app.include_router(curation_router)  # duplicates, outliers, label errors
     app.include_router(run_predictions_router)  # a classification run's images per confusion cell
     app.include_router(maps_router)  # the 2-D map of a project
+    app.include_router(dataset_maps_router)  # the 2-D map of a classification dataset
     app.include_router(detection_router)
     app.include_router(detection_errors_router)  # a detection run's errors, image by image
     app.include_router(embeddings_router)  # embedding comparisons (compare-embeddings jobs)

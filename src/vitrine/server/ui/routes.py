@@ -149,7 +149,7 @@ def mount_ui(app: FastAPI) -> None:
             state(request).project(name)
         except VitrineError as exc:
             return error_page(request, exc, name)
-        return render(request, "map.html", name=name)
+        return render(request, "map.html", name=name, scope="project")
 
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
@@ -192,6 +192,14 @@ def mount_ui(app: FastAPI) -> None:
         if name not in ws.dataset_names():
             return error_page(request, NotFound(f"no dataset {name!r}"), name)
         return render(request, "curate.html", page="dataset", name=name, scope="dataset")
+
+    @app.get("/datasets/{name}/map", response_class=HTMLResponse, include_in_schema=False)
+    def dataset_map_page(request: Request, name: str):
+        """The 2-D map of a classification dataset, coloured by label or split (map.js, as a project's)."""
+        ws = workspace(state(request))
+        if name not in ws.dataset_names():
+            return error_page(request, NotFound(f"no dataset {name!r}"), name)
+        return render(request, "map.html", page="dataset", name=name, scope="dataset")
 
     @app.get("/leaderboards/{board}", response_class=HTMLResponse, include_in_schema=False)
     def leaderboard_page(request: Request, board: str):

@@ -1,10 +1,14 @@
-/* vitrine web UI: the 2-D map of a collection (map.html). A small client of the REST API:
+/* vitrine web UI: the 2-D map of a collection or of a classification dataset (map.html, whose
+ * body says which: data-scope "project" or "dataset"). A small client of the REST API:
  *   GET  /api/v1/projects/{name}/map          ready, stale or missing, and the map job
  *   POST /api/v1/projects/{name}/map          start the map job (UMAP), followed at /api/v1/jobs/{id}
  *   GET  /api/v1/projects/{name}/map/points   x, y, id, path, folder codes (columns)
  *   GET  /api/v1/projects/{name}/map/colors   each point's folder, tag or cluster
  *   GET  /api/v1/projects/{name}/map/query    where a text query falls
  *   POST /api/v1/projects/{name}/export       the selected images as CSV or a new dataset
+ * and, for a dataset, the same under /api/v1/datasets/{name}/map (points with label and split
+ * codes; colours by label, split or cluster; no text query); its selection's CSV (path, label,
+ * split) is built here, as curate.js does for datasets: there is no dataset export route.
  * Points are drawn with Plotly's WebGL scatter (scattergl), one trace per colour (the legend
  * toggles them); each point carries its row in the columns as customdata, so a lasso or box
  * selection, a hover and a query all name rows. window.vitrineMap exposes the first draw's time
@@ -15,8 +19,23 @@
   "use strict";
   const {
     $, h, api, apiUrl, projectApi, thumbUrl, fillGrid, plural, formatDuration, datasetPage, isActive, fetchJob,
-    cancelJob, showJobState, showError, clearError, report, ApiError, COLORS,
+    cancelJob, showJobState, showError, clearError, report, ApiError, COLORS, datasetApi, datasetThumbUrl, DATASET, encPath,
+    PROJECT,
   } = window.vitrine;
+  const SCOPE = document.body.dataset.scope === "dataset" ? "dataset" : "project";
+  const NAME = SCOPE === "dataset" ? DATASET : PROJECT;
+  const mapApi = (rest = "") => (SCOPE === "dataset" ? datasetApi(NAME, `/map${rest}`) : projectApi(`/map${rest}`));
+  const thumb = (path, size) => (SCOPE === "dataset" ? datasetThumbUrl(NAME, path, size) : thumbUrl(path, size));
+  const homePage = () => (SCOPE === "dataset"
+    ? `${window.vitrine.BASE}/datasets/${encodeURIComponent(NAME)}`
+    : `${window.vitrine.BASE}/p/${encodeURIComponent(NAME)}`);
+  // the colourings the points carry themselves (no request): the others come from /map/colors
+  const LOCAL = SCOPE === "dataset"
+    ? {
+      label: () => ({ by: "label", categories: points.labels, codes: points.label }),
+      split: () => ({ by: "split", categories: points.splits, codes: points.split }),
+    }
+    : { folder: () => ({ by: "folder", categories: points.folders, codes: points.folder }) };
 
   const POLL_MS = 700;
   const MAX_EXPORT = 10000; // the export route's limit
@@ -27,7 +46,9 @@
     "#9fb9e8", "#f2c48a", "#9ad6aa", "#ec9c95", "#c3b0e0", "#c8a58e", "#f0b0d6", "#b9bec6", "#d8d77f", "#8fd5df",
   ];
   const OTHER = "#c9ccd1";
-  const STAGES = { read: "Reading the vectors", umap: "Running UMAP", "": "Starting" };
+  const STAGES = {
+    read: "Reading the vectors", hash: "Reading the images", embed: "Embedding the images", umap: "Running UMAP", "": "Starting",
+  };
 
   const plotEl = $("#map-plot");
   const exposed = { drawMs: undefined, firstDrawAt: undefined, points: 0 };
@@ -35,7 +56,7 @@
 
   let model = null;
   let points = null; // the columns of /map/points
-  let colours = null; // the /map/colors answer in use (null: by folder, from the points)
+  let colours = null; // {categories, codes} in use: from the points (LOCAL) or /map/colors
   let selected = []; // rows
   let queryMark = null; // {x, y, neighbours, text}
   let polling = null;
@@ -44,7 +65,7 @@
   function showEmpty(message, hint) {
     $("#map-empty-message").textContent = message;
     const p = $("#map-empty-hint");
-    p.replaceChildren(hint || "", " ", h("a", { href: `${window.vitrine.BASE}/p/${encodeURIComponent(window.vitrine.PROJECT)}` }, "Go to the collection"), ".");
+    p.replaceChildren(hint || "", " ", h("a", { href: homePage() }, SCOPE === "dataset" ? "Go to the dataset" : "Go to the collection"), ".");
     $("#map-empty").hidden = false;
     $("#map-meta").textContent = "";
   }
@@ -66,7 +87,7 @@
     if (job.state === "queued") text = "Waiting to start (one map is computed at a time)";
     else if (job.state === "running") {
       text = STAGES[job.stage] || job.stage;
-      if (job.stage === "read" && job.total) text += ` ${job.done.toLocaleString()}/${job.total.toLocaleString()}`;
+      if (job.stage !== "umap" && job.total) text += ` ${job.done.toLocaleString()}/${job.total.toLocaleString()}`;
       if (job.stage === "umap") text += " (a minute or two per 100,000 images)";
     } else if (job.state === "done") text = job.result && job.result.computed ? "Computed" : "Up to date";
     else if (job.state === "cancelled") text = job.message || "Cancelled";
@@ -105,7 +126,7 @@
   async function startJob(options = {}) {
     clearError();
     const body = { model, ...options };
-    const job = await api(projectApi("/map"), {
+    const job = await api(mapApi(), {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
     followJob(job);
@@ -114,7 +135,7 @@
   async function load() {
     let st;
     try {
-      st = await api(projectApi("/map"));
+      st = await api(mapApi());
     } catch (err) {
       if (err.status === 404) {
         const notIndexed = /not been indexed/.test(err.message);
@@ -140,8 +161,8 @@
 
   /** Rows grouped by category, the largest first; past MAX_TRACES - 1 they share "other". */
   function groups() {
-    const cats = colours ? colours.categories : points.folders;
-    const codes = colours ? colours.codes : points.folder;
+    const cats = colours.categories;
+    const codes = colours.codes;
     const counts = new Array(cats.length).fill(0);
     for (const c of codes) counts[c] += 1;
     const order = cats.map((_, i) => i).filter((i) => counts[i] > 0).sort((a, b) => counts[b] - counts[a]);
@@ -150,7 +171,11 @@
     const rows = kept.map(() => []);
     const other = [];
     codes.forEach((c, row) => { const s = slot.get(c); if (s === undefined) other.push(row); else rows[s].push(row); });
-    const out = kept.map((c, i) => ({ name: `${cats[c] === "" ? "(top level)" : cats[c]} (${counts[c]})`, rows: rows[i], color: PALETTE[i % PALETTE.length] }));
+    // splits keep the colours the other pages give them (train blue, val orange, test green)
+    const fixed = (c) => (colours.by === "split" ? COLORS[cats[c] === "(no split)" ? "unassigned" : cats[c]] : undefined);
+    const out = kept.map((c, i) => ({
+      name: `${cats[c] === "" ? "(top level)" : cats[c]} (${counts[c]})`, rows: rows[i], color: fixed(c) || PALETTE[i % PALETTE.length],
+    }));
     if (other.length) out.push({ name: `other (${other.length})`, rows: other, color: OTHER });
     return out;
   }
@@ -196,7 +221,7 @@
   const CONFIG = { displaylogo: false, responsive: true, scrollZoom: true, modeBarButtonsToRemove: ["autoScale2d", "toggleSpikelines"] };
 
   async function draw(st) {
-    points = await api(projectApi(`/map/points?model=${encodeURIComponent(model)}`));
+    points = await api(mapApi(`/points?model=${encodeURIComponent(model)}`));
     exposed.points = points.x.length;
     $("#map-meta").textContent = describe(points);
     const note = $("#map-note");
@@ -206,7 +231,7 @@
     $("#map-job").hidden = true;
     if (!window.Plotly) throw new ApiError("the chart library (plotly.min.js) did not load", "reload the page");
     const colourBy = $("#map-color").value;
-    colours = colourBy === "folder" ? null : await fetchColours(colourBy);
+    colours = await coloursBy(colourBy);
     const t0 = performance.now();
     await window.Plotly.newPlot(plotEl, traces(), plotLayout(), CONFIG);
     // drawn: newPlot resolves once the WebGL scene is drawn; the next frame puts it on screen
@@ -218,9 +243,10 @@
     wirePlot();
   }
 
-  async function fetchColours(by) {
+  async function coloursBy(by) {
+    if (LOCAL[by]) return LOCAL[by]();
     const k = Number($("#map-clusters").value) || 8;
-    return api(projectApi(`/map/colors?by=${by}&clusters=${k}&model=${encodeURIComponent(model)}`));
+    return api(mapApi(`/colors?by=${by}&clusters=${k}&model=${encodeURIComponent(model)}`));
   }
 
   async function redraw() {
@@ -237,7 +263,7 @@
       const pt = ev && ev.points && ev.points[0];
       if (!pt || pt.customdata === undefined || pt.customdata < 0) return;
       const path = points.path[pt.customdata];
-      $("#map-hover-img").src = thumbUrl(path, 160);
+      $("#map-hover-img").src = thumb(path, 160);
       $("#map-hover-path").textContent = path;
       const e = ev.event || {};
       const x = Math.min((e.clientX || 0) + 16, window.innerWidth - 200);
@@ -267,13 +293,35 @@
       ? `${plural(n, "image")}: select at most ${MAX_EXPORT.toLocaleString()} to export them.`
       : `${plural(n, "image")} selected on the map.`;
     $("#map-export-csv").disabled = too;
-    $("#map-export-dataset-button").disabled = too;
-    fillGrid($("#map-results"), rows.slice(0, MAX_SHOWN).map((r) => ({ path: points.path[r] })));
+    if ($("#map-export-dataset-button")) $("#map-export-dataset-button").disabled = too;
+    const shown = rows.slice(0, MAX_SHOWN);
+    if (SCOPE === "dataset") fillDatasetGrid(shown);
+    else fillGrid($("#map-results"), shown.map((r) => ({ path: points.path[r] })));
     const more = $("#map-results-more");
     more.textContent = n > MAX_SHOWN ? `The first ${MAX_SHOWN} are shown; all ${n.toLocaleString()} are exported.` : "";
     more.hidden = n <= MAX_SHOWN;
     section.hidden = false;
   }
+  /** A dataset's selected images: thumbnails captioned with their label and split. */
+  function fillDatasetGrid(rows) {
+    $("#map-results").replaceChildren(...rows.map((r) => {
+      const path = points.path[r];
+      return h("li", { class: "result", dataset: { path } },
+        h("a", { class: "result-link", href: datasetApi(NAME, `/images/${encPath(path)}`), title: path },
+          h("div", { class: "thumb" }, h("img", { src: thumb(path, 320), alt: path, loading: "lazy", decoding: "async" })),
+          h("div", { class: "result-text" }, h("span", { class: "caption" }, path),
+            h("span", { class: "muted" }, ` ${points.labels[points.label[r]]} · ${points.splits[points.split[r]]}`))));
+    }));
+  }
+
+  /** The selection as CSV (path, label, split), built here for a dataset. */
+  function datasetCsv(rows) {
+    const cell = (v) => (/[",\n\r]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+    const lines = rows.map((r) => [points.path[r], points.labels[points.label[r]], points.splits[points.split[r]]].map(cell).join(","));
+    return ["path,label,split", ...lines].join("\n") + "\n";
+  }
+  exposed.csv = () => datasetCsv(selected);
+
   exposed.select = (paths) => {
     const byPath = new Map(points.path.map((p, i) => [p, i]));
     select(paths.map((p) => byPath.get(p)).filter((r) => r !== undefined));
@@ -300,9 +348,11 @@
   $("#map-export-csv").addEventListener("click", async () => {
     clearError();
     try {
-      const blob = await (await postExport({ format: "csv" })).blob();
+      const blob = SCOPE === "dataset"
+        ? new Blob([datasetCsv(selected)], { type: "text/csv" })
+        : await (await postExport({ format: "csv" })).blob();
       const url = URL.createObjectURL(blob);
-      const a = h("a", { href: url, download: `${window.vitrine.PROJECT}_map_selection.csv`, hidden: true });
+      const a = h("a", { href: url, download: `${NAME}_map_selection.csv`, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();
@@ -315,7 +365,7 @@
     }
   });
 
-  $("#map-export-dataset").addEventListener("submit", async (event) => {
+  if ($("#map-export-dataset")) $("#map-export-dataset").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError();
     const name = $("#map-dataset-name").value.trim();
@@ -340,21 +390,21 @@
   async function recolour() {
     const by = $("#map-color").value;
     $("#map-clusters-label").hidden = by !== "cluster";
-    colours = by === "folder" ? null : await fetchColours(by);
+    colours = await coloursBy(by);
     await redraw();
     plotEl.dataset.colour = by;
   }
   $("#map-color").addEventListener("change", () => recolour().catch(report("colour the map")));
   $("#map-clusters").addEventListener("change", () => recolour().catch(report("colour the map")));
 
-  $("#map-query-form").addEventListener("submit", async (event) => {
+  if ($("#map-query-form")) $("#map-query-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError();
     const text = $("#map-query").value.trim();
     const info = $("#map-query-info");
     if (!text) { queryMark = null; info.hidden = true; await redraw(); return; }
     try {
-      const placed = await api(projectApi(`/map/query?q=${encodeURIComponent(text)}&model=${encodeURIComponent(model)}`));
+      const placed = await api(mapApi(`/query?q=${encodeURIComponent(text)}&model=${encodeURIComponent(model)}`));
       queryMark = { ...placed, text };
       info.textContent = placed.x === null
         ? `No mapped image matches “${text}”.`
