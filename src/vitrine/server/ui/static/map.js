@@ -20,7 +20,7 @@
   const {
     $, h, api, apiUrl, projectApi, thumbUrl, fillGrid, plural, formatDuration, datasetPage, isActive, fetchJob,
     cancelJob, showJobState, showError, clearError, report, ApiError, COLORS, datasetApi, datasetThumbUrl, DATASET, encPath,
-    PROJECT,
+    PROJECT, download,
   } = window.vitrine;
   const SCOPE = document.body.dataset.scope === "dataset" ? "dataset" : "project";
   const NAME = SCOPE === "dataset" ? DATASET : PROJECT;
@@ -351,12 +351,7 @@
       const blob = SCOPE === "dataset"
         ? new Blob([datasetCsv(selected)], { type: "text/csv" })
         : await (await postExport({ format: "csv" })).blob();
-      const url = URL.createObjectURL(blob);
-      const a = h("a", { href: url, download: `${NAME}_map_selection.csv`, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+      download(blob, `${NAME}_map_selection.csv`);
       const done = $("#map-export-done");
       done.textContent = `Exported ${plural(selected.length, "image")} as CSV.`;
       done.hidden = false;
