@@ -262,6 +262,13 @@ def test_openapi_lists_every_api_route(client):
     from vitrine.server.api.embeddings import router as embeddings_router  # test_embedding_comparisons_api.py
 
     theirs |= {route.path for route in embeddings_router.routes}
+    from vitrine.server.api.dataset_maps import router as dataset_maps_router  # test_dataset_map_api.py
+    from vitrine.server.api.detection_errors import router as detection_errors_router  # test_detection_errors_api.py
+    from vitrine.server.api.maps import router as maps_router  # test_map_api.py
+    from vitrine.server.api.run_predictions import router as run_predictions_router  # test_run_predictions_api.py
+
+    for router in (dataset_maps_router, detection_errors_router, maps_router, run_predictions_router):
+        theirs |= {route.path for route in router.routes}
     api_paths = {
         p: {m for m in ops if m != "parameters"} for p, ops in paths.items() if p.startswith(API) and p not in theirs
     }

@@ -151,7 +151,7 @@ Score = Annotated[float, Query(ge=0.0, le=1.0, description="count predictions sc
 Category = Annotated[str | None, Query(max_length=200, description="one class only: its name or category id")]
 IouType = Annotated[Literal["bbox", "segm"], Query(description="match boxes (bbox) or masks (segm, segmentation runs)")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"images per page (1..{MAX_LIMIT})")]
-Offset = Annotated[int, Query(ge=0, description="images to skip (paging)")]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT, description="images to skip (paging)")]
 
 
 @router.get("/detection/runs/{run_id}/errors", responses=errors(403, 409))
