@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import profiles
-from fastapi.routing import APIRoute
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -111,6 +111,13 @@ PROBES = {
     ("GET", "/api/v1/datasets/{name}/submission"): "/api/v1/datasets/fm/submission",
     ("GET", "/api/v1/datasets/{name}/submissions"): "/api/v1/datasets/fm/submissions",
     ("GET", "/api/v1/datasets/{name}/submission/images.zip"): "/api/v1/datasets/fm/submission/images.zip",
+    # a hidden image by its opaque id (what a member predicts from): pixels, never its path or label
+    ("GET", "/api/v1/datasets/{name}/submission/images/{image_id}"): "/api/v1/datasets/fm/submission/images/{first_id}",
+    # the map of the member's view (no map computed here: "none yet" answers, 409 for points and
+    # colours; tests/server/test_dataset_map_api.py maps a dataset as a member and finds no hidden image)
+    ("GET", "/api/v1/datasets/{name}/map"): "/api/v1/datasets/fm/map",
+    ("GET", "/api/v1/datasets/{name}/map/points"): "/api/v1/datasets/fm/map/points",
+    ("GET", "/api/v1/datasets/{name}/map/colors"): "/api/v1/datasets/fm/map/colors?by=label",
     ("GET", "/api/v1/datasets/{name}/board"): "/api/v1/datasets/fm/board",
     ("GET", "/api/v1/datasets/{name}/jobs"): "/api/v1/datasets/fm/jobs",
     # computed on the member's view: the hidden images are neither listed nor anyone's neighbour
@@ -120,6 +127,9 @@ PROBES = {
     ("GET", "/api/v1/leaderboards/{board}"): "/api/v1/leaderboards/fm",
     ("GET", "/datasets/{name}"): "/datasets/fm",
     ("GET", "/datasets/{name}/curate"): "/datasets/fm/curate",  # a shell: its lists are the routes above
+    # a shell too: its points are the map routes, built from the member's view
+    # (tests/server/test_dataset_map_api.py maps a dataset as a member and finds no hidden image)
+    ("GET", "/datasets/{name}/map"): "/datasets/fm/map",
     ("GET", "/runs/{run_id}/predict"): "/runs/alice-trained/predict",
     ("GET", "/leaderboards/{board}"): "/leaderboards/fm",
 }
@@ -128,11 +138,11 @@ NOT_FOUND = {"/images/", "/thumbs/", "/annotations", "/predict?"}
 
 def test_a_member_never_gets_a_hidden_split_on_any_route(world):
     ws, app, clients = world
-    dataset_routes = {
-        (m, r.path)
-        for r in app.routes
-        if isinstance(r, APIRoute) and ("{name}" in r.path and "datasets" in r.path or "predict" in r.path)
-        for m in r.methods
+    dataset_routes = {  # the included routers' routes too (app.routes lists a router as one entry)
+        (m, ctx.path_format)
+        for ctx in iter_route_contexts(app.routes)
+        if "{name}" in ctx.path_format and "datasets" in ctx.path_format or "predict" in ctx.path_format
+        for m in ctx.methods or ()
         if m == "GET"
     }
     unprobed = {r for r in dataset_routes if r not in PROBES and "/detection/" not in r[1]}
@@ -142,10 +152,16 @@ def test_a_member_never_gets_a_hidden_split_on_any_route(world):
     bob_run = Run.load(ws, "bob-probe")  # as if evaluated on the hidden test split
     (bob_run.dir / "metrics.json").write_text(json.dumps({"split": "test"}))
     write_predictions(bob_run.dir, [HIDDEN_PATH], [1], [[0.2, 0.8]], CLASSES)
+    first_id = clients["bob"].get("/api/v1/datasets/fm/submission").json()["images"][0]["id"]
     for route, url in PROBES.items():
-        url = url.replace("alice-trained", "bob-probe")
+        url = url.replace("alice-trained", "bob-probe").replace("{first_id}", first_id)
         r = clients["bob"].get(url)
-        if "/predictions" in url:
+        if "/map/" in url and r.status_code == 409:
+            assert "test/" not in r.text, route
+        elif "/submission/images/" in url:
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png", route
+            assert "test/" not in str(r.headers), route
+        elif "/predictions" in url:
             assert r.status_code == 403 and "test/Sneaker" not in r.text, (route, r.status_code, r.text[:200])
         elif any(part in url for part in NOT_FOUND):
             # answered exactly as for an image that does not exist: nothing to learn from it
@@ -155,6 +171,7 @@ def test_a_member_never_gets_a_hidden_split_on_any_route(world):
         else:
             assert r.status_code == 200, (route, r.status_code, r.text[:200])
             assert "test/Sneaker" not in r.text and "test/Coat" not in r.text, route
+            assert "test/" not in str(r.headers), route
     summary = clients["bob"].get("/api/v1/datasets/fm").json()
     assert "test" not in summary["counts"] and summary["samples"] == 4
     assert "test" not in json.dumps(clients["bob"].get("/api/v1/datasets/fm/stats?per_image=false").json()["counts"])
