@@ -258,9 +258,9 @@ window.vitrine = (() => {
     }
   }
 
-  /** fetch() that answers the parsed JSON body, and throws an ApiError carrying the server's
-   * {error: {message, hint, code}} (or the status line) when the answer is not ok. */
-  async function api(url, options) {
+  /** fetch() that answers the Response when it is ok, and throws an ApiError carrying the server's
+   * {error: {message, hint, code}} (or the status line) when it is not. */
+  async function request(url, options) {
     let res;
     try {
       res = await fetch(url, options);
@@ -268,20 +268,38 @@ window.vitrine = (() => {
       throw new ApiError(`cannot reach the vitrine server (${err.message})`,
         "check that the server is still running and reload the page", 0, "network");
     }
-    const type = res.headers.get("content-type") || "";
-    let data = null;
-    let text = "";
-    if (type.includes("json")) {
-      try { data = await res.json(); } catch (err) { text = `unreadable JSON (${err.message})`; }
-    } else {
-      text = await res.text();
-    }
     if (!res.ok) {
+      const type = res.headers.get("content-type") || "";
+      let data = null;
+      let text = "";
+      if (type.includes("json")) {
+        try { data = await res.json(); } catch (err) { text = `unreadable JSON (${err.message})`; }
+      } else {
+        text = await res.text();
+      }
       const e = (data && data.error) || {};
       const message = e.message || `${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`;
       throw new ApiError(message, e.hint, res.status, e.code);
     }
-    return data;
+    return res;
+  }
+
+  /** :func:`request` answering the parsed JSON body (null for a body that is not JSON). */
+  async function api(url, options) {
+    const res = await request(url, options);
+    if (!(res.headers.get("content-type") || "").includes("json")) {
+      await res.text();
+      return null;
+    }
+    try { return await res.json(); } catch (_) { return null; }
+  }
+
+  /** POST /api/v1/projects/{name}/export: images of the collection as a CSV (``format: "csv"``)
+   * or a new dataset; answers the Response (a CSV file, or the new dataset as JSON). */
+  function exportImages(payload) {
+    return request(projectApi("/export"), {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(payload),
+    });
   }
 
   function showError(err, context) {
@@ -332,6 +350,6 @@ window.vitrine = (() => {
     projectApi, projectPage, imagePage, thumbUrl, fillGrid,
     datasetApi, datasetThumbUrl, runPage, datasetPage, detectionRunPage, leaderboardPage,
     COLORS, layout, plot, findConfusion, STAGES, isActive, fetchJob, cancelJob, showJobState, jobText,
-    ApiError, api, showError, clearError, report, download,
+    ApiError, request, api, exportImages, showError, clearError, report, download,
   };
 })();

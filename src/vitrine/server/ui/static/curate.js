@@ -15,7 +15,7 @@
 
   const {
     $, h, encPath, apiUrl, plural, pct, formatBytes, formatDuration, PROJECT, DATASET, projectApi, imagePage,
-    thumbUrl, datasetApi, datasetThumbUrl, datasetPage, ApiError, api, showError, clearError, download,
+    thumbUrl, datasetApi, datasetThumbUrl, datasetPage, ApiError, api, exportImages, showError, clearError, download,
   } = window.vitrine;
   const body = document.body;
   const SCOPE = body.dataset.scope === "dataset" ? "dataset" : "project";
@@ -157,23 +157,6 @@
     return [cols.join(","), ...rows.map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n") + "\n";
   }
 
-  async function postExport(payload) {
-    let res;
-    try {
-      res = await fetch(projectApi("/export"), {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(payload),
-      });
-    } catch (err) {
-      throw new ApiError(`cannot reach the vitrine server (${err.message})`, "check that the server is still running", 0, "network");
-    }
-    if (!res.ok) {
-      let e = {};
-      try { e = (await res.json()).error || {}; } catch (_) { /* not JSON */ }
-      throw new ApiError(e.message || `${res.status} ${res.statusText}`, e.hint, res.status, e.code);
-    }
-    return res;
-  }
-
   function exportDone(nodes) {
     const done = $("#export-done");
     done.replaceChildren(...nodes);
@@ -188,7 +171,7 @@
       if (SCOPE === "project") {
         const scores = {};
         for (const [path, row] of picked) if (typeof row.score === "number") scores[path] = row.score;
-        const res = await postExport({ paths: [...picked.keys()], format: "csv", scores });
+        const res = await exportImages({ paths: [...picked.keys()], format: "csv", scores });
         download(await res.blob(), filename);
       } else {
         download(new Blob([csvText([...picked.values()])], { type: "text/csv" }), filename);
@@ -207,7 +190,7 @@
       const name = $("#dataset-name").value.trim();
       const label = $("#dataset-label").value.trim() || readUrl().tab;
       try {
-        const res = await postExport({ paths: [...picked.keys()], format: "dataset", dataset_name: name, label });
+        const res = await exportImages({ paths: [...picked.keys()], format: "dataset", dataset_name: name, label });
         const data = await res.json();
         exportDone([`Saved ${plural(data.samples, "image")} as dataset `,
           h("a", { href: datasetPage(data.dataset) }, data.dataset), ` (class “${label}”).`]);

@@ -20,7 +20,7 @@
   const {
     $, h, api, apiUrl, projectApi, thumbUrl, fillGrid, plural, formatDuration, datasetPage, isActive, fetchJob,
     cancelJob, showJobState, showError, clearError, report, ApiError, COLORS, datasetApi, datasetThumbUrl, DATASET, encPath,
-    PROJECT, download,
+    PROJECT, download, exportImages,
   } = window.vitrine;
   const SCOPE = document.body.dataset.scope === "dataset" ? "dataset" : "project";
   const NAME = SCOPE === "dataset" ? DATASET : PROJECT;
@@ -327,23 +327,7 @@
     select(paths.map((p) => byPath.get(p)).filter((r) => r !== undefined));
   };
 
-  async function postExport(extra) {
-    let res;
-    try {
-      res = await fetch(projectApi("/export"), {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ paths: selected.map((r) => points.path[r]), ...extra }),
-      });
-    } catch (err) {
-      throw new ApiError(`cannot reach the vitrine server (${err.message})`, "check that the server is still running", 0, "network");
-    }
-    if (!res.ok) {
-      let e = {};
-      try { e = (await res.json()).error || {}; } catch (_) { /* not JSON */ }
-      throw new ApiError(e.message || `${res.status} ${res.statusText}`, e.hint, res.status, e.code);
-    }
-    return res;
-  }
+  const postExport = (extra) => exportImages({ paths: selected.map((r) => points.path[r]), ...extra });
 
   $("#map-export-csv").addEventListener("click", async () => {
     clearError();

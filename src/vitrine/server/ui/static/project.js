@@ -13,7 +13,7 @@
   const {
     $, enc, apiUrl, h, plural, basename, formatDuration, projectApi, projectPage, datasetPage, fillGrid, ApiError,
     isActive,
-    showJobState, api, showError, clearError, report, fetchJob, cancelJob, download,
+    showJobState, api, exportImages, showError, clearError, report, fetchJob, cancelJob, download,
   } = window.vitrine;
   const body = document.body;
   const PAGE_SIZE = 24;
@@ -175,25 +175,10 @@
     function exportBody(extra) {
       const scores = {};
       for (const [path, score] of picked) if (score !== null) scores[path] = score;
-      return JSON.stringify({ paths: [...picked.keys()], scores, ...extra });
+      return { paths: [...picked.keys()], scores, ...extra };
     }
 
-    async function postExport(extra) {
-      let res;
-      try {
-        res = await fetch(projectApi("/export"), {
-          method: "POST", headers: { "content-type": "application/json" }, body: exportBody(extra),
-        });
-      } catch (err) {
-        throw new ApiError(`cannot reach the vitrine server (${err.message})`, "check that the server is still running", 0, "network");
-      }
-      if (!res.ok) {
-        let e = {};
-        try { e = (await res.json()).error || {}; } catch (_) { /* not JSON */ }
-        throw new ApiError(e.message || `${res.status} ${res.statusText}`, e.hint, res.status, e.code);
-      }
-      return res;
-    }
+    const postExport = (extra) => exportImages(exportBody(extra));
 
     function defaultLabel() {
       const s = readUrl();
