@@ -125,31 +125,34 @@ def mount_ui(app: FastAPI) -> None:
             return error_page(request, exc, "vitrine")
         return render(request, "index.html", projects=projects, root=st.settings.root.name)
 
-    @app.get("/p/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def project_page(request: Request, name: str):
+    def project_shell(request: Request, name: str, template: str, **context):
+        """A collection's page whose data its script reads from the API: the collection must exist."""
         try:
             state(request).project(name)
         except VitrineError as exc:
             return error_page(request, exc, name)
-        return render(request, "project.html", name=name)
+        return render(request, template, name=name, **context)
+
+    def dataset_shell(request: Request, name: str, template: str, **context):
+        """A dataset's page whose data its script reads from the API: the dataset must exist."""
+        ws = workspace(state(request))
+        if name not in ws.dataset_names():
+            return error_page(request, NotFound(f"no dataset {name!r}"), name)
+        return render(request, template, name=name, **context)
+
+    @app.get("/p/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def project_page(request: Request, name: str):
+        return project_shell(request, name, "project.html")
 
     @app.get("/p/{name}/curate", response_class=HTMLResponse, include_in_schema=False)
     def project_curate_page(request: Request, name: str):
         """Near duplicates and outliers of a collection (curate.js reads them from the API)."""
-        try:
-            state(request).project(name)
-        except VitrineError as exc:
-            return error_page(request, exc, name)
-        return render(request, "curate.html", page="project", name=name, scope="project")
+        return project_shell(request, name, "curate.html", page="project", scope="project")
 
     @app.get("/p/{name}/map", response_class=HTMLResponse, include_in_schema=False)
     def map_page(request: Request, name: str):
         """The 2-D map of the collection (UMAP, drawn with Plotly's WebGL scatter)."""
-        try:
-            state(request).project(name)
-        except VitrineError as exc:
-            return error_page(request, exc, name)
-        return render(request, "map.html", name=name, scope="project")
+        return project_shell(request, name, "map.html", scope="project")
 
     @app.get("/p/{name}/image/{path:path}", response_class=HTMLResponse, include_in_schema=False)
     def image_page(request: Request, name: str, path: str):
@@ -179,27 +182,17 @@ def mount_ui(app: FastAPI) -> None:
 
     @app.get("/datasets/{name}", response_class=HTMLResponse, include_in_schema=False)
     def dataset_page(request: Request, name: str):
-
-        ws = workspace(state(request))
-        if name not in ws.dataset_names():
-            return error_page(request, NotFound(f"no dataset {name!r}"), name)
-        return render(request, "dataset.html", name=name)
+        return dataset_shell(request, name, "dataset.html")
 
     @app.get("/datasets/{name}/curate", response_class=HTMLResponse, include_in_schema=False)
     def dataset_curate_page(request: Request, name: str):
         """Near duplicates, outliers and label errors of a classification dataset."""
-        ws = workspace(state(request))
-        if name not in ws.dataset_names():
-            return error_page(request, NotFound(f"no dataset {name!r}"), name)
-        return render(request, "curate.html", page="dataset", name=name, scope="dataset")
+        return dataset_shell(request, name, "curate.html", page="dataset", scope="dataset")
 
     @app.get("/datasets/{name}/map", response_class=HTMLResponse, include_in_schema=False)
     def dataset_map_page(request: Request, name: str):
         """The 2-D map of a classification dataset, coloured by label or split (map.js, as a project's)."""
-        ws = workspace(state(request))
-        if name not in ws.dataset_names():
-            return error_page(request, NotFound(f"no dataset {name!r}"), name)
-        return render(request, "map.html", page="dataset", name=name, scope="dataset")
+        return dataset_shell(request, name, "map.html", page="dataset", scope="dataset")
 
     @app.get("/leaderboards/{board}", response_class=HTMLResponse, include_in_schema=False)
     def leaderboard_page(request: Request, board: str):
