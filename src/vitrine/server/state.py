@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,42 @@ from vitrine.core.errors import NotFound
 from vitrine.jobs.manager import JobManager
 from vitrine.project import Project
 from vitrine.store import db as store_db
+
+
+class Recent:
+    """Values computed on demand by key, the ``size`` most recently used kept. Thread-safe; a value
+    is computed outside the lock (two requests may compute it at once: the last one is kept)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.lock = threading.Lock()
+        self.items: OrderedDict[Hashable, object] = OrderedDict()
+
+    def get(self, key: Hashable, compute: Callable[[], object]):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        value = compute()
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_PER_APP_LOCK = threading.Lock()
+
+
+def per_app(app_state, name: str, make: Callable[[], object]):
+    """``app_state.<name>``, made by ``make()`` the first time: what one app keeps for its own
+    workspace (two apps in one process, as in the tests, keep theirs apart)."""
+    with _PER_APP_LOCK:
+        found = getattr(app_state, name, None)
+        if found is None:
+            found = make()
+            setattr(app_state, name, found)
+        return found
 
 
 def _env_int(name: str, default: int) -> int:

@@ -32,6 +32,7 @@ from vitrine.runs.summary import summarize
 from vitrine.server.api.responses import CSV, IMAGE, JPEG
 from vitrine.server.deps import RunDep, StateDep, WorkspaceDep, read_upload
 from vitrine.server.security import hide_paths, require, visible
+from vitrine.server.state import per_app
 from vitrine.tasks.train_classifier import (
     EMBEDDING_ONLY,
     FINETUNE_ONLY,
@@ -74,18 +75,8 @@ class _Loaded:
     hidden: tuple[str, ...] = ()  # splits left out of this view: the caller may not see their labels
 
 
-_CACHE_LOCK = threading.Lock()
-
-
 def cache(request: Request) -> _Cache:
-    app_state = request.app.state
-    found = getattr(app_state, "classification", None)
-    if found is None:
-        with _CACHE_LOCK:
-            found = getattr(app_state, "classification", None)
-            if found is None:
-                found = app_state.classification = _Cache()
-    return found
+    return per_app(request.app.state, "classification", _Cache)
 
 
 CacheDep = Annotated[_Cache, Depends(cache)]

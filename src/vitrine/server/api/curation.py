@@ -5,7 +5,7 @@ CLI prints with --json, its list sorted (``sort``) and paged (``offset``, ``limi
 the list's length), as the curation page shows it.
 
 The lists are computed whole (every image against every other, in FAISS), then kept per app for
-the pages that follow (:class:`ListCache`): the key holds what they depend on (the project's vector
+the pages that follow (:func:`list_cache`): the key holds what they depend on (the project's vector
 generation and last indexing, the dataset's files and the caller's view of it, the parameters),
 so a change anywhere computes them again. 10k vectors take about 1 s (512 dimensions) to 2.3 s
 (1280) on one FAISS thread; the demo project's 20 images a few milliseconds.
@@ -17,9 +17,6 @@ even as a neighbour's suggested label.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -29,6 +26,7 @@ from vitrine.search.neighbours import DEFAULT_K, DEFAULT_PIXEL_THRESHOLD, DEFAUL
 from vitrine.server.api.classification import DatasetDep, _Loaded
 from vitrine.server.api.responses import MAX_INT, errors
 from vitrine.server.deps import ProjectDep, WorkspaceDep
+from vitrine.server.state import Recent, per_app
 
 router = APIRouter(prefix="/api/v1", tags=["duplicates, outliers, label errors"])
 
@@ -61,39 +59,12 @@ ErrorSort = Annotated[
 LISTS_KEPT = 8  # computed lists kept per app (least recently used dropped first)
 
 
-class ListCache:
-    """Computed lists by key, the most recent :data:`LISTS_KEPT`."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.items: OrderedDict[tuple, dict] = OrderedDict()
-
-    def get(self, key: tuple, compute: Callable[[], dict]) -> dict:
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        value = compute()
-        with self.lock:
-            self.items[key] = value
-            while len(self.items) > LISTS_KEPT:
-                self.items.popitem(last=False)
-        return value
+def list_cache(request: Request) -> Recent:
+    """This app's computed lists, the most recent :data:`LISTS_KEPT`."""
+    return per_app(request.app.state, "curation_lists", lambda: Recent(LISTS_KEPT))
 
 
-_LOCK = threading.Lock()
-
-
-def list_cache(request: Request) -> ListCache:
-    app_state = request.app.state
-    with _LOCK:
-        found = getattr(app_state, "curation_lists", None)
-        if found is None:
-            found = app_state.curation_lists = ListCache()
-    return found
-
-
-CacheDep = Annotated[ListCache, Depends(list_cache)]
+CacheDep = Annotated[Recent, Depends(list_cache)]
 
 
 def _project_key(p, model: str | None) -> tuple:

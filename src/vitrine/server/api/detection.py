@@ -27,7 +27,7 @@ from vitrine.core.workspace import Workspace
 from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.runs.leaderboard import leaderboard, run_row
 from vitrine.server.deps import DetectionRunDep, StateDep, read_upload
-from vitrine.server.state import AppState
+from vitrine.server.state import AppState, per_app
 from vitrine.tasks.train_detector import TRAIN_DETECTOR_JOB, detection_source
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
@@ -55,11 +55,8 @@ def _names(rows: list[dict], task: str | None = None) -> list[str]:
 def _model_lock(request: Request, detector: Any) -> threading.Lock:
     """One lock per loaded model: OpenCV DNN nets and torch models are not safe to run from two
     threads at once."""
-    app_state = request.app.state
+    locks = per_app(request.app.state, "detector_locks", dict)
     with _LOCKS_GUARD:
-        locks = getattr(app_state, "detector_locks", None)
-        if locks is None:
-            locks = app_state.detector_locks = {}
         return locks.setdefault(id(detector), threading.Lock())
 
 
@@ -93,12 +90,7 @@ class _RunDetectors:
 
 
 def _run_detectors(request: Request) -> _RunDetectors:
-    app_state = request.app.state
-    with _LOCKS_GUARD:
-        found = getattr(app_state, "run_detectors", None)
-        if found is None:
-            found = app_state.run_detectors = _RunDetectors()
-        return found
+    return per_app(request.app.state, "run_detectors", _RunDetectors)
 
 
 def load_model(st: AppState, name: str, task: str, runs: _RunDetectors | None = None) -> Any:

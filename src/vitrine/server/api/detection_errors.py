@@ -12,8 +12,6 @@ evaluated again by ``POST .../evaluate`` (a job), as ``vitrine eval RUN`` does.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -28,12 +26,12 @@ from vitrine.evaluate.run_errors import RunErrors, load_run_errors
 from vitrine.runs import Run
 from vitrine.server.api.responses import IMAGE, MAX_INT, errors
 from vitrine.server.deps import DetectionRunDep, StateDep
+from vitrine.server.state import Recent, per_app
 
 router = APIRouter(prefix="/api/v1", tags=["detection"])
 
 LOADED_KEPT = 4  # runs whose ground truth and predictions stay loaded (least recently used dropped first)
 MAX_LIMIT = 200
-_GUARD = threading.Lock()
 REPORTS_KEPT = 8  # computed errors kept (one per run and thresholds: a slider's last positions, pages)
 
 
@@ -56,23 +54,12 @@ class _Loaded:
     errors computed from them (so that paging through one query does not match it again)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.runs: OrderedDict[str, tuple[tuple, RunErrors]] = OrderedDict()
-        self.reports: OrderedDict[tuple, dict] = OrderedDict()
+        self.runs = Recent(LOADED_KEPT)
+        self.reports = Recent(REPORTS_KEPT)
 
     def report(self, errs: RunErrors, **options) -> dict:
         key = (errs.run_id, errs.loaded_at, *sorted(options.items()))
-        with self.lock:
-            hit = self.reports.get(key)
-            if hit is not None:
-                self.reports.move_to_end(key)
-                return hit
-        report = errs.errors(**options)
-        with self.lock:
-            self.reports[key] = report
-            while len(self.reports) > REPORTS_KEPT:
-                self.reports.popitem(last=False)
-        return report
+        return self.reports.get(key, lambda: errs.errors(**options))
 
     @staticmethod
     def stamp(run: Run) -> tuple:
@@ -86,28 +73,13 @@ class _Loaded:
         return tuple(out)
 
     def get(self, ws: Workspace, run: Run) -> RunErrors:
-        key = self.stamp(run)
-        with self.lock:
-            hit = self.runs.get(run.id)
-            if hit is not None and hit[0] == key:
-                self.runs.move_to_end(run.id)
-                return hit[1]
-        loaded = load_run_errors(ws, run)
-        with self.lock:
-            self.runs[run.id] = (key, loaded)
-            while len(self.runs) > LOADED_KEPT:
-                self.runs.popitem(last=False)
-        return loaded
+        # keyed by the files' stamp too: a run evaluated again is loaded afresh (its old entry ages out)
+        return self.runs.get((run.id, self.stamp(run)), lambda: load_run_errors(ws, run))
 
 
 def _loaded(request: Request) -> _Loaded:
     """This app's loaded runs (each app has its own workspace)."""
-    app_state = request.app.state
-    with _GUARD:
-        found = getattr(app_state, "detection_errors", None)
-        if found is None:
-            found = app_state.detection_errors = _Loaded()
-        return found
+    return per_app(request.app.state, "detection_errors", _Loaded)
 
 
 def _check_access(ws: Workspace, errs: RunErrors) -> None:
