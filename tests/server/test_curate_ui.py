@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import shutil
 import sys
@@ -19,19 +18,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curate_helpers import CLASSES, evaluate_by_hand, make_pets, shared, tiny_registered  # noqa: E402
-from ui_helpers import ServerThread, chromium_path  # noqa: E402
+from ui_helpers import ServerThread, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.core.workspace import Workspace  # noqa: E402
 from vitrine.data.dataset import ClassificationDataset, Sample  # noqa: E402

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
 from pathlib import Path
 
@@ -15,19 +14,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from curate_helpers import CLASSES, make_pets  # noqa: E402
-from ui_helpers import ServerThread, chromium_path  # noqa: E402
+from ui_helpers import ServerThread, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.server.app import create_app  # noqa: E402
 

@@ -10,7 +10,6 @@ every count is known."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,19 +17,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_detection_errors_api import RESULTS, make_dataset  # noqa: E402
-from ui_helpers import ServerThread, chromium_path  # noqa: E402
+from ui_helpers import ServerThread, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.core.workspace import Workspace  # noqa: E402
 from vitrine.evaluate.submission import score_submission  # noqa: E402

@@ -6,7 +6,6 @@ started from the page's form, followed until its run joins the table; no horizon
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,19 +17,11 @@ sys.path.insert(0, str(HERE.parent / "experiments"))
 sys.path.insert(0, str(HERE.parent / "models" / "embedders"))
 from test_compare_embeddings import make_dataset  # noqa: E402
 from tiny_hf import tiny_hf_clip  # noqa: E402
-from ui_helpers import ServerThread, chromium_path  # noqa: E402
+from ui_helpers import ServerThread, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.server.app import create_app  # noqa: E402
 

@@ -18,7 +18,6 @@ random-init EfficientNet-Lite0 at 32 px trained for one epoch: their scores test
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -34,19 +33,11 @@ sys.path.insert(0, str(HERE.parent / "models" / "detectors"))
 sys.path.insert(0, str(HERE.parent / "train" / "classification"))
 from test_finetune import make_shapes, tiny  # noqa: E402
 from test_onnx_yolo import IMAGE, IN_FRAME, IN_IMAGE, _cxcywh, _export  # noqa: E402
-from ui_helpers import ServerThread, chromium_path, make_prefix_proxy  # noqa: E402
+from ui_helpers import ServerThread, make_prefix_proxy, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.server.app import create_app  # noqa: E402
 

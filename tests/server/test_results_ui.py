@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import sys
 from pathlib import Path
@@ -14,19 +13,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ui_helpers import DEMO_IMAGES, ServerThread, build_demo_project, chromium_path  # noqa: E402
+from ui_helpers import DEMO_IMAGES, ServerThread, build_demo_project, playwright_expect  # noqa: E402
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
-IN_CI = bool(os.environ.get("CI"))
-if chromium_path() is None and not IN_CI:
-    pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if IN_CI:
-        raise
-    pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+expect = playwright_expect()
 
 from vitrine.data.importers import load_dataset  # noqa: E402
 from vitrine.server.app import create_app  # noqa: E402

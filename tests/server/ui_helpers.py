@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
@@ -48,6 +49,21 @@ def chromium_path() -> str | None:
         if found:
             return found
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+def playwright_expect():
+    """Playwright's ``expect``, for a UI test module to call at import: the module is skipped when
+    Chromium or Playwright is missing, except on CI (``CI`` set), where a missing one fails."""
+    in_ci = bool(os.environ.get("CI"))
+    if chromium_path() is None and not in_ci:
+        pytest.skip("Chromium is not installed: UI tests skipped", allow_module_level=True)
+    try:
+        from playwright.sync_api import expect
+    except ImportError:
+        if in_ci:
+            raise
+        pytest.skip("playwright (Python) is not installed: UI tests skipped", allow_module_level=True)
+    return expect
 
 
 def demo_photo(name: str) -> Image.Image:
