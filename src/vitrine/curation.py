@@ -44,12 +44,7 @@ def _embedded(
     workspace: Workspace, dataset: ClassificationDataset, model: str | None, progress=None, cancel=None
 ) -> tuple[str, str, EmbeddedDataset]:
     name = model or DEFAULT_MODEL
-    spec = registry.get(name)  # an unknown name fails here, before any work, with the known ones
-    if spec.task != "embedding":
-        raise VitrineError(
-            f"model {name!r} is a {spec.task} model, not an embedding model",
-            hint="`vitrine models` lists the embedding models",
-        )
+    registry.embedding_spec(name)  # an unknown name fails here, before any work, with the known ones
     if not dataset.samples:
         raise VitrineError(f"dataset {dataset.name!r} has no images", hint="import images with `vitrine data import`")
     space = registry.load(name).spaces.image_space

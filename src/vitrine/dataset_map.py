@@ -48,12 +48,7 @@ def _workspace(workspace: Workspace | str | Path) -> Workspace:
 
 def _model(model: str | None) -> tuple[str, str]:
     name = model or DEFAULT_MODEL
-    spec = registry.get(name)  # an unknown name fails here with the known ones
-    if spec.task != "embedding":
-        raise VitrineError(
-            f"model {name!r} is a {spec.task} model, not an embedding model",
-            hint="`vitrine models` lists the embedding models",
-        )
+    registry.embedding_spec(name)
     return name, registry.load(name).spaces.image_space
 
 

@@ -246,6 +246,18 @@ def load(name: str, weights: str | None = None, device: str | None = None) -> Em
         return model
 
 
+def embedding_spec(name: str) -> ModelSpec:
+    """The spec of embedding model ``name``, before anything loads: an unknown name fails with the
+    known ones, a model of another task is refused."""
+    spec = get(name)
+    if spec.task != "embedding":
+        raise VitrineError(
+            f"model {name!r} is a {spec.task} model, not an embedding model",
+            hint="`vitrine models` lists the embedding models",
+        )
+    return spec
+
+
 def default_embedding_model(probe_hub: bool = True) -> tuple[str, str]:
     """The model a new project uses, and why: CLIP when its weights can be had, else offline."""
     clip_spec = get("clip-vit-b-32")
