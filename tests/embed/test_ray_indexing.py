@@ -182,3 +182,14 @@ def test_a_driver_killed_part_way_resumes_with_only_the_missing_images(cluster, 
     assert report["stages"]["ray"]["actors"] == 1
     _assert_same_vectors(p, Project(indexed_demo))
     assert os.environ.get("RAY_AUTH_MODE") == "disabled"
+
+
+def test_the_report_line_says_how_many_actors_on_how_many_nodes():
+    from vitrine.cli.project import ray_line
+
+    line = ray_line(
+        {"address": "127.0.0.1:6379", "actors": 2, "nodes": 2, "cpus_per_actor": 1, "cluster_nodes": 2,
+         "cluster_cpus": 4.0, "connect_seconds": 0.4, "first_batch_seconds": 9.5}
+    )  # fmt: skip
+    assert line.startswith("2 actors on 2 nodes (1 CPU(s) each; the cluster: 2 nodes, 4 free CPUs) at 127.0.0.1:6379")
+    assert "first batch after 9.5 s" in line

@@ -178,7 +178,10 @@ def ray_line(ray: dict) -> str:
         f"({ray.get('cpus_per_actor', 0)} CPU(s) each; the cluster: {ray.get('cluster_nodes', 0)} nodes, "
         f"{ray.get('cluster_cpus', 0):g} free CPUs) at {ray.get('address')}"
     )
-    return line + f", joined in {ray.get('connect_seconds', 0):.1f} s"
+    line += f", joined in {ray.get('connect_seconds', 0):.1f} s"
+    if ray.get("first_batch_seconds") is not None:  # the actors starting, each loading the model
+        line += f", first batch after {ray['first_batch_seconds']:.1f} s"
+    return line
 
 
 def _index_interrupted(proj) -> str:

@@ -42,8 +42,8 @@ from vitrine.models.base import Embedder
 from vitrine.models.preprocess import DECODE_MIN_SIDE
 
 READ_CPUS = 1  # CPUs an actor pool must leave free for Ray Data's own tasks (reads, splits)
-# an actor's memory: this (the Ray worker with torch imported: ~700 MB measured) + 3 x the model's weights
-BASE_ACTOR_MEMORY = 768 * 1024 * 1024
+# an actor's memory: this (a Ray worker with torch imported, a batch of decoded images) + 4 x the weights
+BASE_ACTOR_MEMORY = 1024 * 1024 * 1024
 # the settings that decide where a model's weights come from: the actors load it as the driver would
 PASSED_ENV = (
     "VITRINE_CACHE_DIR",
@@ -99,9 +99,10 @@ class Pool:
 
 
 def model_memory_bytes(embedder: Embedder) -> int:
-    """What one actor holding ``embedder`` needs: :data:`BASE_ACTOR_MEMORY` plus three times its
-    torch weights and buffers (the model, its activations at a batch, the decoded images). Ray
-    Data measured 820 MB per actor for offline-concepts (~100 MB of weights): this says 1.07 GB."""
+    """What one actor holding ``embedder`` needs: :data:`BASE_ACTOR_MEMORY` plus four times its
+    torch weights and buffers (the weights, the activations of a batch). Ray Data measured up to
+    1.2 GB per actor for offline-concepts (~100 MB of weights) at batches of 32: this says 1.4 GB.
+    Ray schedules the actors with it, so a node never gets more models than its memory holds."""
     try:
         import torch
     except ImportError:  # a model on a CPU runtime only
@@ -114,7 +115,7 @@ def model_memory_bytes(embedder: Embedder) -> int:
                 if id(tensor) not in seen:
                     seen.add(id(tensor))
                     total += tensor.numel() * tensor.element_size()
-    return BASE_ACTOR_MEMORY + 3 * total
+    return BASE_ACTOR_MEMORY + 4 * total
 
 
 def plan_pool(
@@ -261,6 +262,7 @@ class RayIndexer:
         self._nodes: set[str] = set()
         self._actors: set[str] = set()
         self._connect_seconds = 0.0
+        self._first_batch_seconds: float | None = None  # the pool's start: actors placed, models loaded
 
     def __enter__(self) -> RayIndexer:
         t0 = time.perf_counter()
@@ -304,6 +306,8 @@ class RayIndexer:
         if self.pool is not None:
             out |= self.pool.to_dict()
         out |= {"nodes": len(self._nodes), "actors_used": len(self._actors)}
+        if self._first_batch_seconds is not None:
+            out["first_batch_seconds"] = round(self._first_batch_seconds, 3)
         return out
 
     def embed(
@@ -355,9 +359,11 @@ class RayIndexer:
         throttle = throttle_seconds()
         done = 0
         batches = results.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1)
-        t0 = time.perf_counter()
+        start = t0 = time.perf_counter()
         for batch in batches:
             times.wait += time.perf_counter() - t0
+            if self._first_batch_seconds is None:
+                self._first_batch_seconds = time.perf_counter() - start
             if cancel is not None and cancel.is_set():
                 raise Cancelled("indexing was cancelled; what was embedded so far is kept")
             times.decode += float(np.sum(batch["decode_seconds"]))
