@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from vitrine.core.errors import VitrineError
-from vitrine.embed.distributed import BASE_ACTOR_MEMORY, READ_CPUS, RayOptions, plan_pool
+from vitrine.embed import distributed
+from vitrine.embed.distributed import BASE_ACTOR_MEMORY, READ_CPUS, RayOptions, block_rows, plan_pool
 from vitrine.models import registry
 from vitrine.project import Project
 
@@ -66,6 +67,14 @@ def test_pools_that_cannot_run_are_refused(kwargs, expected):
     with pytest.raises(VitrineError, match=expected) as info:
         plan_pool(**args)
     assert info.value.hint
+
+
+def test_blocks_hold_one_batch_until_there_would_be_too_many():
+    assert block_rows(20, 4) == 4
+    assert block_rows(640_000, 32) == 32  # 20,000 blocks of one batch
+    assert block_rows(640_001, 32) == 64
+    rows = block_rows(10_000_000, 32)
+    assert rows % 32 == 0 and -(-10_000_000 // rows) <= distributed.MAX_BLOCKS
 
 
 def test_the_model_memory_estimate_counts_the_weights():
@@ -137,7 +146,10 @@ def _assert_same_vectors(p: Project, ref: Project) -> None:
 
 
 @pytest.mark.slow
-def test_ray_on_two_nodes_gives_the_vectors_of_a_local_run(cluster, fresh_demo, indexed_demo):
+def test_ray_on_two_nodes_gives_the_vectors_of_a_local_run(cluster, fresh_demo, indexed_demo, monkeypatch):
+    # blocks of several batches (as past 20,000 blocks): 20 images -> blocks of 12 and 8, batches of 4
+    monkeypatch.setattr(distributed, "MAX_BLOCKS", 2)
+    assert distributed.block_rows(N_DEMO, 4) == 12
     p = Project(fresh_demo)
     report = p.index(model=OFFLINE, ray=RayOptions(cluster, actors=2, cpus_per_actor=1), batch_size=4)
     assert (report.embedded, report.unchanged, report.failed) == (N_DEMO, 0, [])

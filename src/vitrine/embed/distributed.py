@@ -2,13 +2,14 @@
 
 The driver is the process that runs ``vitrine index PROJECT --ray ADDRESS``: it scans the project and
 computes the pending list exactly as a local run does (contents with no vector for the model), then
-hands it to Ray Data as a dataset of ``(content_id, path)`` rows, one block per batch. A pool of
-actors (``map_batches`` with a callable class and a fixed ``concurrency``), each holding the model
-once and its thread counts set explicitly, decodes the files of a batch (the same
+hands it to Ray Data as a dataset of ``(content_id, path)`` rows, one block per batch (several
+batches per block past :data:`MAX_BLOCKS` blocks). A pool of actors (``map_batches`` with a
+callable class and a fixed ``ActorPoolStrategy``), each holding the model once and its thread
+counts set explicitly, decodes the files of a batch (the same
 :func:`~vitrine.embed.pipeline.decode_batches` / ``open_image(min_side=DECODE_MIN_SIDE)`` rules as
 the local loop, in the actor's own threads) and embeds them. The driver iterates the results and
-commits each batch through the same ``on_batch`` as the local loop (one catalog transaction per
-batch), so a driver killed part-way loses only the batches in flight and a rerun embeds only what
+commits each block through the same ``on_batch`` as the local loop (one catalog transaction per
+block), so a driver killed part-way loses only the blocks in flight and a rerun embeds only what
 is missing.
 
 The files are read by the actors, at the paths the driver sees: every node must see the project's
@@ -57,6 +58,7 @@ PASSED_ENV = (
     "XDG_CACHE_HOME",
 )
 VECTOR = "vector:"  # result columns: ``vector:<space>`` (n, dim) float32
+MAX_BLOCKS = 20_000  # one block per batch up to this many; beyond, blocks of several batches
 
 
 @dataclass(frozen=True)
@@ -335,14 +337,15 @@ class RayIndexer:
             return times
         batch_size = batch_size or model.batch_size
         by_id = {item.content_id: item for item in items}
+        rows = block_rows(len(items), batch_size)
         blocks = [
             pa.table(
                 {
-                    "content_id": pa.array([it.content_id for it in items[i : i + batch_size]], pa.int64()),
-                    "path": pa.array([str(it.path) for it in items[i : i + batch_size]], pa.string()),
+                    "content_id": pa.array([it.content_id for it in items[i : i + rows]], pa.int64()),
+                    "path": pa.array([str(it.path) for it in items[i : i + rows]], pa.string()),
                 }
             )
-            for i in range(0, len(items), batch_size)
+            for i in range(0, len(items), rows)
         ]
         _quiet_ray_data()
         name, weights = self._model
@@ -394,9 +397,26 @@ class RayIndexer:
         return times
 
 
+def block_rows(items: int, batch_size: int) -> int:
+    """Rows per block of the dataset: one batch, or several when one batch each would make more
+    than :data:`MAX_BLOCKS` blocks (each block is one task on an actor, and one commit on the
+    driver: 10M images at batches of 32 commit every 512 images, in 19,532 blocks)."""
+    per_block = -(-items // MAX_BLOCKS)  # ceil
+    return batch_size * max(1, -(-per_block // batch_size))
+
+
 def ray_indexer(options: RayOptions | None):
     """A :class:`RayIndexer` context for ``options``, or a context yielding None (a local run)."""
     return RayIndexer(options) if options is not None else nullcontext()
 
 
-__all__ = ["EmbedActor", "Pool", "RayIndexer", "RayOptions", "model_memory_bytes", "plan_pool", "ray_indexer"]
+__all__ = [
+    "EmbedActor",
+    "Pool",
+    "RayIndexer",
+    "RayOptions",
+    "block_rows",
+    "model_memory_bytes",
+    "plan_pool",
+    "ray_indexer",
+]
