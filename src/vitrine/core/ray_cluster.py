@@ -76,8 +76,10 @@ def ray_init(
         else:
             ray.init(num_cpus=cpus or os.cpu_count() or 1, object_store_memory=object_store_bytes, **common)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        what = f"join the Ray cluster at {address}" if address else "start a local Ray"
         raise VitrineError(
-            f"cannot start {where}: {exc}", hint="check the address (ray status) or unset RAY_ADDRESS"
+            f"cannot {what}: {exc}",
+            hint="start the cluster (ray start --head) and check its address (ray status), "
+            "or use a local Ray (`--ray local`; unset RAY_ADDRESS)",
         ) from None
     return True
