@@ -156,6 +156,7 @@ def test_ray_on_two_nodes_gives_the_vectors_of_a_local_run(cluster, fresh_demo, 
     ray = report.stages["ray"]
     assert (ray["actors"], ray["cpus_per_actor"], ray["cluster_nodes"]) == (2, 1, 2)
     assert 1 <= ray["nodes"] <= 2 and 1 <= ray["actors_used"] <= 2
+    assert ray["threads"] == [1]  # each actor's torch threads: its one CPU
     assert report.stages["model_seconds"] > 0 and report.stages["decode_seconds"] > 0
     _assert_same_vectors(p, Project(indexed_demo))
     assert p.search("a cat", k=1).hits[0].path == Project(indexed_demo).search("a cat", k=1).hits[0].path

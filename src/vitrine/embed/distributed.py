@@ -188,6 +188,7 @@ class EmbedActor:
 
         self.threads = threads
         self.model = registry.load(model, weights=weights)
+        self.torch_threads = torch.get_num_threads()  # what the model really runs with, reported back
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.actor = context.get_actor_id()
@@ -225,6 +226,7 @@ class EmbedActor:
             "model_seconds": np.asarray([model_seconds] + [0.0] * (n - 1)),
             "node": np.asarray([self.node] * n, dtype=object),
             "actor": np.asarray([self.actor] * n, dtype=object),
+            "threads": np.asarray([self.torch_threads] * n, dtype=np.int64),
         }
         for space, dim in self.model.spaces.dims.items():
             column = np.zeros((n, dim), dtype=np.float32)
@@ -263,6 +265,7 @@ class RayIndexer:
         self._started = False
         self._nodes: set[str] = set()
         self._actors: set[str] = set()
+        self._threads: set[int] = set()
         self._connect_seconds = 0.0
         self._first_batch_seconds: float | None = None  # the pool's start: actors placed, models loaded
 
@@ -307,7 +310,7 @@ class RayIndexer:
         out = {"address": self.options.address, "connect_seconds": round(self._connect_seconds, 3)}
         if self.pool is not None:
             out |= self.pool.to_dict()
-        out |= {"nodes": len(self._nodes), "actors_used": len(self._actors)}
+        out |= {"nodes": len(self._nodes), "actors_used": len(self._actors), "threads": sorted(self._threads)}
         if self._first_batch_seconds is not None:
             out["first_batch_seconds"] = round(self._first_batch_seconds, 3)
         return out
@@ -373,6 +376,7 @@ class RayIndexer:
             times.model += float(np.sum(batch["model_seconds"]))
             self._nodes.update(str(n) for n in batch["node"])
             self._actors.update(str(a) for a in batch["actor"])
+            self._threads.update(int(t) for t in batch["threads"])
             good = np.asarray([not e for e in batch["error"]], dtype=bool)
             for cid, error in zip(batch["content_id"][~good], batch["error"][~good], strict=True):
                 on_failure(by_id[int(cid)], str(error))
