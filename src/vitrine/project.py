@@ -38,6 +38,7 @@ from vitrine.collection.signature import SIDE as SIGNATURE_SIDE
 from vitrine.collection.signature import signatures_of
 from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
+from vitrine.embed.distributed import RayOptions, ray_indexer
 from vitrine.embed.pipeline import EmbedItem, StageTimes, embed_items
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
@@ -206,13 +207,16 @@ class Project:
         cancel: threading.Event | None = None,
         batch_size: int | None = None,
         reason: str | None = None,
+        ray: RayOptions | None = None,
     ) -> IndexReport:
         """Scan images/, embed new or changed images, drop removed ones, update the index.
 
         ``reason`` says why ``model`` was chosen (default: "chosen by the user").
         Safe to interrupt: vectors are committed batch by batch and the index file is replaced
         atomically, so the next run carries on where this one stopped. While it runs,
-        :attr:`index_in_progress` is its report so far (what an interrupted run had committed)."""
+        :attr:`index_in_progress` is its report so far (what an interrupted run had committed).
+        ``ray``: embed on a Ray cluster's actor pool (:mod:`vitrine.embed.distributed`), committing
+        here batch by batch just the same; its pool is checked against the cluster before any work."""
         start = time.perf_counter()
         cat = self.catalog
         self.index_in_progress = None
@@ -226,10 +230,12 @@ class Project:
         first_reason = cat.get_meta(f"model_reason:{model}")
         if first_reason and reason not in ("chosen by the user", first_reason):
             reason = f"{reason}; first chosen because {first_reason}"
-        with self._exclusive():
+        with self._exclusive(), ray_indexer(ray) as cluster:
             t0 = time.perf_counter()
             embedder = registry.load(model, weights=weights)
             load_seconds = time.perf_counter() - t0
+            if cluster is not None:
+                cluster.prepare(embedder, model, weights)
             # recorded before any work: an interrupted or cancelled run still shows its model
             cat.set_meta("model", model)
             if first_reason is None:
@@ -265,7 +271,7 @@ class Project:
             embed_start = time.perf_counter()
             times = StageTimes()
             try:
-                embed_items(
+                (embed_items if cluster is None else cluster.embed)(
                     embedder,
                     items,
                     on_batch,
@@ -279,6 +285,8 @@ class Project:
                 cat.record_failures(failures)
                 report.embed_seconds = time.perf_counter() - embed_start
                 report.stages.update(times.to_dict())
+                if cluster is not None:
+                    report.stages["ray"] = cluster.summary()
             if progress:
                 progress("index", 0, 1)
             t0 = time.perf_counter()

@@ -93,16 +93,32 @@ def index(
     model: Annotated[str | None, typer.Option(help="embedding model (see `vitrine models`)")] = None,
     weights: Annotated[str | None, typer.Option(help="local weights file for hub models")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=1024)] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="embed on a Ray cluster: `local` (a Ray started on this machine for the run), `auto` "
+            "(the cluster of this node) or the head's HOST:PORT; every node must see the images at the same path",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None, typer.Option(min=1, max=4096, help="actors in the pool (default: as many as fit)")
+    ] = None,
+    ray_cpus_per_actor: Annotated[
+        int | None, typer.Option(min=1, max=256, help="CPUs (and model threads) per actor (default: 1 or 2)")
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Embed new or changed images and update the search index (incremental, resumable)."""
     from vitrine.project import Project
 
     with guard():
+        ray_options = _ray_options(ray, ray_actors, ray_cpus_per_actor)
         proj = Project(project_dir)
         report = with_progress(
             lambda progress, cancel: proj.index(
-                model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size
+                model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size, ray=ray_options
             ),
             interrupted=lambda: _index_interrupted(proj),
         )
@@ -117,6 +133,8 @@ def index(
     table.add_row("failed", str(len(report.failed)))
     table.add_row("images/s", f"{report.images_per_second:.1f}")
     table.add_row("time", stage_line(report.stages))
+    if isinstance(report.stages.get("ray"), dict):
+        table.add_row("ray", ray_line(report.stages["ray"]))
     out.print(table)
     for f in report.failed:
         out.print(f"  [yellow]skipped[/] {f['path']}: {f['reason']}", highlight=False, soft_wrap=True)
@@ -137,6 +155,33 @@ def stage_line(stages: dict) -> str:
         parts += [f"model {s['model_seconds']:.1f} s", f"store {s['store_seconds']:.1f} s"]
     parts.append(f"index {s.get('index_seconds', 0):.1f} s")
     return ", ".join(parts)
+
+
+def _ray_options(address: str | None, actors: int | None, cpus_per_actor: int | None):
+    """The Ray options of ``index``, or None for a local run (``--ray-*`` need ``--ray``)."""
+    if address is None:
+        if actors is not None or cpus_per_actor is not None:
+            raise VitrineError(
+                "--ray-actors and --ray-cpus-per-actor apply to a run on Ray only",
+                hint="add --ray ADDRESS (local, auto or HOST:PORT)",
+            )
+        return None
+    from vitrine.embed.distributed import RayOptions
+
+    return RayOptions(address=address.strip(), actors=actors, cpus_per_actor=cpus_per_actor)
+
+
+def ray_line(ray: dict) -> str:
+    """The pool an index run used on Ray, in one line."""
+    line = (
+        f"{ray.get('actors', 0)} actors on {ray.get('nodes', 0)} nodes "
+        f"({ray.get('cpus_per_actor', 0)} CPU(s) each; the cluster: {ray.get('cluster_nodes', 0)} nodes, "
+        f"{ray.get('cluster_cpus', 0):g} free CPUs) at {ray.get('address')}"
+    )
+    line += f", joined in {ray.get('connect_seconds', 0):.1f} s"
+    if ray.get("first_batch_seconds") is not None:  # the actors starting, each loading the model
+        line += f", first batch after {ray['first_batch_seconds']:.1f} s"
+    return line
 
 
 def _index_interrupted(proj) -> str:

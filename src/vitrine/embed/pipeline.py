@@ -170,8 +170,6 @@ def embed_items(
     """Embed ``items`` batch by batch; ``on_batch`` stores each batch (it is the commit point).
     Returns where the time went, added into ``times`` as it goes when given (so a caller that
     is interrupted keeps what was measured so far)."""
-    import torch
-
     times = times if times is not None else StageTimes()
     batch_size = batch_size or model.batch_size
     # seconds to pause after each committed batch: lets tests (and people trying out resume)
@@ -201,7 +199,7 @@ def embed_items(
                     info[item.content_id] = meta
             if ids:
                 t0 = time.perf_counter()
-                vectors = model.embed_batch(torch.stack(tensors))
+                vectors = embed_prepared(model, tensors)
                 t1 = time.perf_counter()
                 on_batch(ids, vectors, info)
                 times.model += t1 - t0
@@ -212,6 +210,14 @@ def embed_items(
             if progress:
                 progress(done, len(items))
     return times
+
+
+def embed_prepared(model: Embedder, prepared: list) -> dict[str, np.ndarray]:
+    """Embed a batch of ``model.preprocess`` outputs: ``{space: (n, dim) float32}``. The one place
+    that turns prepared images into a model batch (the local loop and the Ray actors share it)."""
+    import torch
+
+    return model.embed_batch(torch.stack(prepared))
 
 
 def throttle_seconds() -> float:

@@ -31,6 +31,7 @@ from typing import Any
 
 from vitrine.core.atomic import atomic_write_json
 from vitrine.core.errors import Cancelled, NotFound, VitrineError
+from vitrine.core.ray_cluster import ray_init
 from vitrine.core.workspace import Workspace, check_name
 from vitrine.experiments.space import SearchSpace, parse_assignment
 from vitrine.experiments.trainers import sweep_task
@@ -423,45 +424,9 @@ def reconcile(workspace: Workspace, sweep: Sweep, stopped: set[int] = frozenset(
     sweep.save()
 
 
-def _check_reachable(address: str, seconds: float = 5.0) -> None:
-    """Fail at once, and precisely, for a cluster address nothing answers at (``ray.init`` would
-    retry for minutes). Only plain ``host:port`` addresses are probed."""
-    import socket
-
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or "://" in address or not host:
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
-            pass
-    except OSError as exc:
-        raise VitrineError(
-            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
-            hint="start it (ray start --head), check the address (ray status), or unset RAY_ADDRESS for a local Ray",
-        ) from None
-
-
 def _ray_init(address: str | None, cpus: int | None) -> bool:
     """Start a local Ray (or join a cluster); True when this call started it (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        _check_reachable(address)
-    common = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    try:
-        if address:
-            ray.init(address=address, **common)
-        else:
-            ray.init(num_cpus=cpus or os.cpu_count() or 1, object_store_memory=OBJECT_STORE_BYTES, **common)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise VitrineError(
-            f"cannot start {where}: {exc}", hint="check the address (ray status) or unset RAY_ADDRESS"
-        ) from None
-    return True
+    return ray_init(address, cpus, object_store_bytes=OBJECT_STORE_BYTES)
 
 
 def run_sweep(
