@@ -12,8 +12,9 @@ Both return the file they wrote; the caller holds the result to the parity gate 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,16 @@ from vitrine.core.errors import ModelError
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """The quantizers log each tensor they skip to the root logger: keep that off the user's terminal."""
+    """The quantizers log each tensor they skip to the root logger, and NNCF draws progress bars on
+    stdout: keep the first off the terminal and the second off stdout (``--json`` owns it)."""
     root = logging.getLogger()
     nncf_log = logging.getLogger("nncf")
     before = root.level, nncf_log.level
     root.setLevel(logging.ERROR)
     nncf_log.setLevel(logging.ERROR)
     try:
-        yield
+        with redirect_stdout(sys.stderr):
+            yield
     finally:
         root.setLevel(before[0])
         nncf_log.setLevel(before[1])
