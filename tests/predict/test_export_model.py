@@ -379,3 +379,20 @@ def test_a_failed_export_leaves_nothing_behind(ws, tmp_path, monkeypatch):
         E.export_run(Run.load(workspace, "shapes-ft"), "onnx", images=_paths(images), output=tmp_path / "out")
     assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_default_parity_images_come_from_the_runs_validation_split(ws, tmp_path):
+    import shutil
+
+    from vitrine.data.dataset import ClassificationDataset, Sample
+
+    workspace, images = ws
+    other = Workspace(tmp_path / "ws")
+    shutil.copytree(workspace.run_dir("shapes-ft"), other.run_dir("shapes-ft"))
+    samples = [Sample(p.name, CLASSES[i % 3], "val" if i < 3 else "train") for i, p in enumerate(_paths(images))]
+    ClassificationDataset("shapes", images, samples).save(other.dataset_dir("shapes"))
+    run = Run.load(other, "shapes-ft")
+    assert E.parity_images(run) == [images / f"{i}.png" for i in range(3)]
+    report = E.export_run(run, "onnx")
+    assert report.images == 3 and report.folder == run.dir / "exports" / "onnx"
+    assert report.manifest["parity"]["variants"][0]["passed"]
