@@ -281,11 +281,12 @@ def test_export_fcos_and_detect_with_it(ws, exported, tmp_path):
 def test_export_mask_rcnn_to_openvino_and_segment_with_it(ws, tmp_path):
     workspace, images = ws
     run = Run.load(workspace, "scenes-maskrcnn")
-    report = E.export_run(run, "openvino", images=_paths(images), output=tmp_path / "m")
+    three = _paths(images)[:3]
+    report = E.export_run(run, "openvino", images=three, output=tmp_path / "m")
     assert report.manifest["outputs"] == ["boxes", "labels", "scores", "masks"]
     assert report.manifest["parity"]["variants"][0]["passed"]
-    by_run = invoke("segment", "-m", run.id, "--workspace", workspace.root, images, "--out", tmp_path / "r")
-    exported = invoke("segment", "-m", tmp_path / "m", images, "--out", tmp_path / "e")
+    by_run = invoke("segment", "-m", run.id, "--workspace", workspace.root, *three, "--out", tmp_path / "r")
+    exported = invoke("segment", "-m", tmp_path / "m", *three, "--out", tmp_path / "e")
     assert by_run.exit_code == exported.exit_code == 0, exported.output
     a, b = _annotations(tmp_path / "r"), _annotations(tmp_path / "e")
     assert len(a) == len(b) > 10
@@ -376,7 +377,7 @@ def test_a_failed_export_leaves_nothing_behind(ws, tmp_path, monkeypatch):
 
     monkeypatch.setattr(E._Network, "export", broken)
     with pytest.raises(VitrineError, match="could not export efficientnet-lite0 to ONNX: unsupported operator"):
-        E.export_run(Run.load(workspace, "shapes-ft"), "onnx", images=_paths(images), output=tmp_path / "out")
+        E.export_run(Run.load(workspace, "shapes-ft"), "onnx", images=_paths(images)[:1], output=tmp_path / "out")
     assert list(tmp_path.iterdir()) == [tmp_path / "cache"] or not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
@@ -396,3 +397,17 @@ def test_default_parity_images_come_from_the_runs_validation_split(ws, tmp_path)
     report = E.export_run(run, "onnx")
     assert report.images == 3 and report.folder == run.dir / "exports" / "onnx"
     assert report.manifest["parity"]["variants"][0]["passed"]
+
+
+def test_a_missing_runtime_falls_back_to_the_other_with_a_note(ws, exported, tmp_path, monkeypatch):
+    workspace, images = ws
+    E.export_run(Run.load(workspace, "shapes-ft"), "openvino", images=_paths(images), output=tmp_path / "ov")
+    pictures = [Image.open(p).convert("RGB") for p in _paths(images)]
+    expected = load_exported(tmp_path / "ov").predict_proba(pictures)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now fails
+    model = load_exported(tmp_path / "ov")
+    assert model.session.runtime == "onnxruntime" and "OpenVINO is not installed" in model.notes[0]
+    assert np.abs(model.predict_proba(pictures) - expected).max() < 1e-4
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # neither: the reason, not a crash
+    with pytest.raises(ModelError, match="not installed"):
+        load_exported(exported["clf"])

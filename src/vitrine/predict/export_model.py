@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrine.core.atomic import atomic_write_json, fsync_dir
-from vitrine.core.errors import ModelError, VitrineError
+from vitrine.core.errors import ModelError, ModelUnavailable, VitrineError
 from vitrine.predict.exported import FORMAT_VERSION, FORMATS, MANIFEST, classifier_input, detector_input
 from vitrine.runs import DETECTION_RUN_KINDS, Run
 from vitrine.runtime.parity import Parity, classification_parity, detection_parity
@@ -431,7 +431,12 @@ def export_run(
         runtime = "onnxruntime" if fmt == "onnx" else "openvino"
         files = {"fp32": "model.onnx"}
         if fmt == "openvino":
-            import openvino as ov
+            try:
+                import openvino as ov
+            except ImportError as exc:
+                raise ModelUnavailable(
+                    f"OpenVINO is not installed ({exc})", hint="pip install openvino, or --format onnx"
+                ) from None
 
             ov.save_model(ov.convert_model(str(onnx_path)), str(tmp / "model.xml"), compress_to_fp16=False)
             files = {"fp32": "model.xml"}

@@ -192,13 +192,34 @@ class _Exported:
         threads: int | None = None,
         precision: str | None = None,
     ):
+        from vitrine.core.errors import ModelUnavailable
+
         self.folder = folder
         self.manifest = manifest
-        self.session = _open(folder, manifest, runtime, threads, precision)
         self.name = str(manifest.get("name") or folder.name)
-        self.notes: list[str] = [
-            f"exported model {self.name} ({self.session.runtime} {self.session.precision}, no torch)"
-        ]
+        self.notes: list[str] = []
+        try:
+            self.session = _open(folder, manifest, runtime, threads, precision)
+        except ModelUnavailable as exc:  # its runtime is not installed: the other one reads model.onnx
+            self.session = self._other_runtime(exc, runtime, threads, precision)
+        self.notes.append(f"exported model {self.name} ({self.session.runtime} {self.session.precision}, no torch)")
+
+    def _other_runtime(self, exc, runtime: str | None, threads: int | None, precision: str | None):
+        """The model on the other runtime when the chosen one is missing: ONNX Runtime reads the ONNX
+        files (fp32 ``model.onnx`` for an OpenVINO export), OpenVINO reads them all."""
+        wanted = _runtime_for(self.manifest, runtime)
+        other = "onnxruntime" if wanted == "openvino" else "openvino"
+        files = dict(self.manifest.get("files") or {})
+        precision = precision or self.manifest.get("precision") or "fp32"
+        if not str(files.get(precision, "")).endswith(".onnx"):
+            precision, files = "fp32", {"fp32": self.manifest.get("onnx") or "model.onnx"}
+        fallback = {**self.manifest, "files": files}
+        try:
+            session = _open(self.folder, fallback, other, threads, precision)
+        except ModelError:
+            raise exc from None
+        self.notes.append(f"{exc.message}: running {files[precision]} on {other} instead")
+        return session
 
 
 class ExportedClassifier(_Exported):
