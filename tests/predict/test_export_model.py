@@ -249,6 +249,19 @@ def test_the_gate_refuses_a_damaged_int8(ws, tmp_path, monkeypatch):
     assert (tmp_path / "forced" / "model-int8.onnx").is_file()
 
 
+def test_a_quantizer_that_fails_is_a_refusal_not_a_crash(ws, tmp_path, monkeypatch):
+    workspace, images = ws
+
+    def failing(*args):
+        raise ModelError("ONNX Runtime could not quantize the model to int8: unsupported op")
+
+    monkeypatch.setattr(E, "_quantize", failing)
+    report = E.export_run(Run.load(workspace, "shapes-ft"), "onnx", True, _paths(images)[:2], tmp_path / "q")
+    assert report.refused and report.manifest["precision"] == "fp32"
+    assert "unsupported op" in report.manifest["parity"]["variants"][1]["reason"]
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["model.onnx", MANIFEST]
+
+
 # ------------------------------------------------------------------------------------------------
 # detectors
 

@@ -99,7 +99,8 @@ def export_model(
         for row in parity["variants"]:
             verdict = "[green]passed[/]" if row["passed"] else f"[red]failed[/] ({escape(row['reason'])})"
             figures = [f"{row['figures'].get(key, float('nan')):.4f}" for _, key in cols]
-            table.add_row(row["variant"], verdict, *figures, f"{row['ms_per_image']:.1f}", f"{row['torch_ms']:.1f}")
+            speed = [f"{row[k]:.1f}" if k in row else "" for k in ("ms_per_image", "torch_ms")]
+            table.add_row(row["variant"], verdict, *figures, *speed)
         out.print(table)
         for note in parity.get("notes", []):
             err.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
@@ -112,6 +113,8 @@ def export_model(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+    if not parity["variants"][0]["passed"]:
+        err.print("[yellow]written although it does not reproduce the torch model (--force)[/]", highlight=False)
     if report.int8 == "forced":
         err.print("[yellow]int8 kept although it failed the parity gate (--force)[/]", highlight=False)
     err.print(

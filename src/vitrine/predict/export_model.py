@@ -29,7 +29,6 @@ refused (the export is wrong, not merely less precise); an int8 one is not writt
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -191,7 +190,7 @@ class _Network:
             inner = mapped.model.float().eval()
             with_masks = task == "segmentation" and getattr(inner, "roi_heads", None) is not None
             with_masks = with_masks and inner.roi_heads.has_mask()
-            self.module = _OneImage(inner, with_masks).eval()
+            self.module = _one_image(inner, with_masks).eval()
             self.checkpoint = _checkpoint_of(run)
             ids = [int(i) for i in mapped.ids.tolist()]
             self.output_names = ["boxes", "labels", "scores", *(["masks"] if with_masks else [])]
@@ -209,7 +208,8 @@ class _Network:
                 "model": run.record.get("model") or config.get("arch"),
                 "preprocess": {"scale": 1 / 255, "channels": "RGB", "resize": "inside the graph (torchvision)"},
                 "max_aspect": MAX_ASPECT_RATIO,
-                "score_threshold": float(config.get("score_threshold", 0.5)),
+                "score_threshold": float(config.get("score_threshold", 0.5)),  # the run's evaluation threshold
+                "graph_score_threshold": float(config.get("box_score_thresh", 0.05)),  # boxes below: never output
                 "input": {"name": "image", "shape": [3, "height", "width"], "dtype": "float32", "range": [0, 1]},
                 "outputs": self.output_names,
                 "output_layout": {
@@ -274,28 +274,22 @@ def _checkpoint_of(run: Run) -> Path:
     raise ModelError(f"run {run.id!r} has no checkpoint yet", hint="train it (again)")
 
 
-def _one_image_module():
+def _one_image(model, masks: bool):
+    """A torchvision detector (a list of images in, a list of dicts out) as one tensor in, tensors out."""
     import torch
 
     class OneImage(torch.nn.Module):
-        """A torchvision detector (a list of images in, a list of dicts out) as one tensor in, tensors out."""
-
-        def __init__(self, model, masks: bool):
+        def __init__(self):
             super().__init__()
             self.model = model
-            self.masks = masks
 
         def forward(self, image):
             out = self.model([image])[0]
-            if self.masks:
+            if masks:
                 return out["boxes"], out["labels"], out["scores"], out["masks"]
             return out["boxes"], out["labels"], out["scores"]
 
-    return OneImage
-
-
-def _OneImage(model, masks: bool):  # noqa: N802 - a class made on first use (torch is imported lazily)
-    return _one_image_module()(model, masks)
+    return OneImage()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -405,6 +399,8 @@ def export_run(
             hint="give some with --images (files or folders of the kind the model will see)",
         )
     pictures, skipped = _read_images(paths[:MAX_IMAGES])
+    if len(paths) > MAX_IMAGES:
+        skipped.append(f"{len(paths) - MAX_IMAGES} more image(s): parity is checked on the first {MAX_IMAGES}")
     if not pictures:
         first = skipped[0] if skipped else ""
         raise VitrineError(
@@ -456,13 +452,22 @@ def export_run(
         precision = "fp32"
         if int8:
             q_name = "model-int8.onnx" if fmt == "onnx" else "model-int8.xml"
-            q_path = _quantize(fmt, tmp, files["fp32"], q_name, session.input_names[0], arrays, task)
-            q_session = open_session(q_path, Variant(runtime, "int8"), threads=threads)
-            _run_session(q_session, arrays[:1])
-            q_out, q_ms = _run_session(q_session, arrays)
-            q_parity = _parity(task, reference, q_out)
-            rows.append(_row(f"{runtime} int8", q_parity, q_ms, torch_ms))
-            if q_parity.passed:
+            try:
+                q_path = _quantize(fmt, tmp, files["fp32"], q_name, session.input_names[0], arrays, task)
+                q_session = open_session(q_path, Variant(runtime, "int8"), threads=threads)
+            except ModelError as exc:  # the quantizer failed: refused like a variant that fails parity
+                q_parity, q_ms = None, 0.0
+                rows.append({"variant": f"{runtime} int8", "passed": False, "figures": {}, "reason": exc.message})
+            else:
+                _run_session(q_session, arrays[:1])
+                q_out, q_ms = _run_session(q_session, arrays)
+                q_parity = _parity(task, reference, q_out)
+                rows.append(_row(f"{runtime} int8", q_parity, q_ms, torch_ms))
+            if q_parity is None:
+                status = "refused"
+                for f in tmp.glob("model-int8.*"):
+                    f.unlink()
+            elif q_parity.passed:
                 status, precision, files["int8"] = "passed", "int8", q_name
             elif force:
                 status, precision, files["int8"] = "forced", "int8", q_name
@@ -490,7 +495,7 @@ def export_run(
                 "variants": rows,
                 "int8": status,
                 "notes": (["int8 calibrated on the same images it is checked on"] if int8 else [])
-                + [f"{len(skipped)} unreadable image(s) skipped"] * bool(skipped),
+                + [f"{len(skipped)} image(s) skipped (unreadable, or over {MAX_IMAGES})"] * bool(skipped),
             },
         }
         atomic_write_json(tmp / MANIFEST, manifest)
@@ -512,7 +517,3 @@ def _quantize(fmt: str, folder: Path, source: str, target: str, input_name: str,
             folder / source, folder / target, input_name, arrays, convs_only=task != "classification"
         )
     return export_int8.quantize_openvino(folder / source, folder / target, arrays)
-
-
-def manifest_json(folder: Path) -> dict:
-    return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
