@@ -37,7 +37,9 @@ def export_model(
     int8: Annotated[
         bool, typer.Option("--int8", help="also quantize to int8 (calibrated on --images), kept if parity passes")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="keep an int8 model that fails the parity gate")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="write what fails the parity gate anyway (an int8 model, or an fp32 export)")
+    ] = False,
     images: Annotated[
         list[Path] | None,
         typer.Option("--images", "-i", help="images (files or folders) to check parity on and calibrate int8"),
