@@ -20,6 +20,7 @@ from vitrine.cli import (
     detect,
     embeddings,
     evaluate,
+    export_model,
     jobs,
     leaderboard,
     predict,
@@ -41,6 +42,7 @@ app = typer.Typer(
 # the order of `vitrine --help`: project commands first, then the other groups
 for _group in (project, curate, data, train, evaluate, runs, leaderboard, submit, sweep, predict, detect, users, jobs):
     _group.register(app)
+export_model.register(app)  # export-model (:mod:`~vitrine.cli.export_model`)
 embeddings.register(app)  # compare-embeddings (:mod:`~vitrine.cli.embeddings`)
 
 

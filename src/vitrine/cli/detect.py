@@ -31,7 +31,10 @@ Images = Annotated[list[Path], typer.Argument(help="image files and/or folders (
 ModelOpt = Annotated[
     str,
     typer.Option(
-        "--model", "-m", help="a detector (see GET /api/v1/detectors), a fine-tuned run id, or a .onnx/.pt/.pth file"
+        "--model",
+        "-m",
+        help="a detector (see GET /api/v1/detectors), a fine-tuned run id, a .onnx/.pt/.pth file, "
+        "or a folder from export-model",
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="folder for the overlays and detections.json")]

@@ -1,11 +1,14 @@
 """``vitrine predict``: classify image files and folders with a trained run (any kind).
 
-    vitrine predict --model RUN [--workspace DIR] [--top-k 3] [--output preds.csv] [--json] IMAGES_OR_FOLDERS...
+    vitrine predict --model RUN|EXPORTED [--workspace DIR] [--top-k 3] [--output preds.csv] [--json] IMAGES...
 
 Folders are searched recursively for supported images (the same rules as indexing: hidden files
 skipped, symlinks leaving the folder refused). Images are decoded in worker threads and classified
 in batches. A file that cannot be read gets a row with its error and the others go on: the exit
 status is 0 as long as the run could be loaded (2 when it cannot, or when nothing was given).
+
+``--model`` may also be a folder written by ``vitrine export-model`` (or its model file): the model
+then runs on ONNX Runtime or OpenVINO and torch is never imported.
 
 The CSV has one row per file: ``path, pred, prob, class_1, prob_1, ... class_K, prob_K, error``
 (``pred``/``prob`` repeat the first choice for convenience; ``error`` is empty for predicted
@@ -108,6 +111,30 @@ def _load_run(model: str, workspace: Path | None):
     return Run.load(Workspace(workspace), model)
 
 
+def _is_path(model: str) -> bool:
+    """``model`` names a file or folder (not a run id): ``vitrine export-model``'s output or a mistake."""
+    from vitrine.predict.exported import MODEL_SUFFIXES, is_exported_model
+
+    p = Path(model)
+    return is_exported_model(model) or (
+        not (p / "run.json").is_file() and ("/" in model or model.lower().endswith(MODEL_SUFFIXES))
+    )
+
+
+def _load_exported(model: str):
+    """An exported classifier (no torch): the folder ``vitrine export-model`` wrote, or its model file."""
+    from vitrine.core.errors import ModelError
+    from vitrine.predict.exported import load_exported
+
+    classifier = load_exported(model)
+    if classifier.manifest["task"] != "classification":
+        raise ModelError(
+            f"{model} is an exported {classifier.manifest['task']} model, not a classifier",
+            hint=f"run it with `vitrine detect --model {model} IMAGES... --out DIR`",
+        )
+    return classifier
+
+
 def _load_classifier(run):
     from vitrine.predict.classifier import load_classifier
     from vitrine.train.classification import linear_probe, zero_shot  # noqa: F401  (they register their loaders)
@@ -121,7 +148,12 @@ def _load_classifier(run):
 
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)")],
-    model: Annotated[str, typer.Option("--model", "-m", help="the run to predict with (its id, or its folder)")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="the run to predict with (its id, or its folder), or a folder from export-model"
+        ),
+    ],
     workspace: Annotated[
         Path | None, typer.Option(help="workspace holding runs/ (default: $VITRINE_HOME or the current folder)")
     ] = None,
@@ -140,11 +172,19 @@ def predict(
     from vitrine.core.errors import VitrineError
 
     with guard():
-        run = _load_run(model, workspace)
+        exported = _is_path(model)
+        run = None if exported else _load_run(model, workspace)
         inputs = collect_inputs(images)
         if not inputs:
             raise VitrineError("no images found", hint="give image files, or folders that hold some")
-        classifier = _load_classifier(run)
+        classifier = _load_exported(model) if exported else _load_classifier(run)
+        if exported:  # the run it was exported from, as a run's predictions name it
+            source = classifier.manifest.get("run") or {}
+            run_id, kind = str(source.get("id") or classifier.name), str(source.get("kind") or "finetune")
+        else:
+            run_id, kind = run.id, run.kind
+        for note in getattr(classifier, "notes", ()) if exported else ():
+            err.print(f"[dim]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         k = max(1, min(top_k, len(classifier.classes)))
         to_stdout = output is not None and str(output) == "-"
         fh = None
@@ -173,9 +213,13 @@ def predict(
     for p in failed:
         err.print(f"[yellow]skipped[/] {escape(p.path)}: {escape(p.error)}", highlight=False, soft_wrap=True)
     if as_json:
-        emit_json({"run": run.id, "kind": run.kind, "predictions": [p.to_dict() for p in predictions]})
+        document = {"run": run_id, "kind": kind, "predictions": [p.to_dict() for p in predictions]}
+        if exported:
+            document["model"] = {"path": str(classifier.folder), "runtime": classifier.session.runtime}
+            document["model"]["precision"] = classifier.session.precision
+        emit_json(document)
     elif not to_stdout:
-        table = Table(title=f"run {run.id} ({run.kind})")
+        table = Table(title=f"run {run_id} ({kind}{', exported' if exported else ''})")
         table.add_column("file", overflow="fold")
         table.add_column("prediction")
         table.add_column("prob", justify="right")

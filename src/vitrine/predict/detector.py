@@ -35,9 +35,25 @@ __all__ = [
 
 
 def is_model_file(name: str) -> bool:
-    """Whether ``name`` is a model file's path (``.onnx``, ``.pt``, ``.pth``) rather than a registry
-    model or a run id."""
-    return str(name).strip().lower().endswith(MODEL_FILE_SUFFIXES)
+    """Whether ``name`` is a model file's path (``.onnx``, ``.pt``, ``.pth``, ``.xml``) or a model folder
+    written by ``vitrine export-model``, rather than a registry model or a run id."""
+    from vitrine.predict.exported import is_exported_model
+
+    text = str(name).strip()
+    return text.lower().endswith((*MODEL_FILE_SUFFIXES, ".xml")) or is_exported_model(text)
+
+
+def _load_exported(name: str) -> Detector:
+    """The detector exported to ``name`` (a folder with vitrine-model.json, or a model file in it)."""
+    from vitrine.predict.exported import load_exported
+
+    model = load_exported(name)
+    if model.manifest["task"] == "classification":
+        raise ModelError(
+            f"{name} is an exported classifier, not a detector",
+            hint=f"classify with `vitrine predict --model {name} IMAGES...`",
+        )
+    return model  # type: ignore[return-value]
 
 
 def _workspace(workspace):
@@ -76,7 +92,8 @@ def load_detector(
     categories=None,
 ) -> Detector:
     """A detector by name: a registry model (``ssd-mobilenet-v2-coco``, ``maskrcnn-r50-fpn``...), a
-    YOLO exported to ONNX (a path ending in ``.onnx``: :mod:`vitrine.models.detectors.onnx_yolo`), a
+    folder written by ``vitrine export-model`` (or its model file: :mod:`vitrine.predict.exported`, no
+    torch), a YOLO exported to ONNX (a path ending in ``.onnx``: :mod:`vitrine.models.detectors.onnx_yolo`), a
     torchvision detection checkpoint (a path ending in ``.pt`` / ``.pth``:
     :mod:`vitrine.predict.torchvision_checkpoint`) or the id of a detection run fine-tuned in
     ``workspace`` (a :class:`~vitrine.core.workspace.Workspace` or a folder; default
@@ -95,6 +112,11 @@ def load_detector(
     if not name or not str(name).strip():
         raise ModelError("no detection model given", hint=f"one of {', '.join(_registry_names())}, or a run id")
     name = str(name).strip()
+    from vitrine.predict.exported import is_exported_model
+
+    a_folder = "/" in name and Path(name).expanduser().is_dir() and not (Path(name) / "run.json").is_file()
+    if is_exported_model(name) or a_folder:  # exported by `vitrine export-model` (another folder: why not)
+        return _load_exported(name)
     from vitrine.predict.torchvision_checkpoint import is_checkpoint_name, load_checkpoint_detector
 
     if is_checkpoint_name(name):  # a torchvision detector trained elsewhere, or a run's last.pt / best.pt

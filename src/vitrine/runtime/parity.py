@@ -160,7 +160,9 @@ def detection_parity(
             ious.extend([0.0] * len(rb))
             continue
         iou = box_iou(rb, cb)
-        best = iou.argmax(axis=1)
+        # ties go to a box of the same class: detectors output one box for several classes
+        same_class = rl[:, None].astype(np.int64) == np.asarray(cl, dtype=np.int64)[None, :]
+        best = (iou + 1e-6 * same_class).argmax(axis=1)
         for i, j in enumerate(best):
             ious.append(float(iou[i, j]))
             same = int(rl[i]) == int(np.asarray(cl)[j])
