@@ -126,6 +126,8 @@ class OpenVinoSession(Session):
         self.input_names = [i.get_any_name() for i in self._compiled.inputs]
         self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         self._local = threading.local()
+        self._streams_lock = threading.Lock()
+        self._stream_requests: list | None = None
 
     def _request(self):
         req = getattr(self._local, "request", None)
@@ -142,21 +144,20 @@ class OpenVinoSession(Session):
         return [np.array(result[out]) for out in self._compiled.outputs]
 
     def _run_streams(self, feeds: Mapping[str, np.ndarray], batch: int) -> list[np.ndarray]:
-        """Split the batch over the streams and run the parts at once (the int8 ViT's 4.5x needs it)."""
-        import openvino as ov
-
+        """Split the batch over the streams and run the parts at once (the int8 ViT's 4.5x needs it).
+        One set of requests per session, started and waited on here: no callback thread ever holds
+        the last reference to a queue (destroying one from its own thread aborts the process)."""
         bounds = np.linspace(0, batch, self.streams + 1).astype(int)
-        parts: list[list[np.ndarray] | None] = [None] * self.streams
-        queue = ov.AsyncInferQueue(self._compiled, self.streams)
-
-        def done(request, index):
-            parts[index] = [np.array(request.get_output_tensor(i).data) for i in range(len(self._compiled.outputs))]
-
-        queue.set_callback(done)
-        for i in range(self.streams):
-            queue.start_async({k: np.ascontiguousarray(v[bounds[i] : bounds[i + 1]]) for k, v in feeds.items()}, i)
-        queue.wait_all()
-        return [np.concatenate([p[j] for p in parts]) for j in range(len(self._compiled.outputs))]
+        with self._streams_lock:
+            if self._stream_requests is None:
+                self._stream_requests = [self._compiled.create_infer_request() for _ in range(self.streams)]
+            requests = self._stream_requests
+            for i, req in enumerate(requests):
+                req.start_async({k: np.ascontiguousarray(v[bounds[i] : bounds[i + 1]]) for k, v in feeds.items()})
+            for req in requests:
+                req.wait()
+            n_out = len(self._compiled.outputs)
+            return [np.concatenate([np.array(req.get_output_tensor(j).data) for req in requests]) for j in range(n_out)]
 
 
 def open_session(path: str | os.PathLike, variant: Variant, threads: int | None = None, streams: int = 1) -> Session:
