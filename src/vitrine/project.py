@@ -42,6 +42,7 @@ from vitrine.embed.pipeline import EmbedItem, StageTimes, embed_items
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
+from vitrine.models.embedders import text_runtime
 from vitrine.models.preprocess import DECODE_MIN_SIDE
 from vitrine.search import map2d, neighbours
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
@@ -286,6 +287,10 @@ class Project:
             for space, dim in embedder.spaces.dims.items():
                 refresh_index(cat, self.paths.indexes_dir, model, space, dim)
             report.stages["index_seconds"] = round(time.perf_counter() - t0, 3)
+            # the text tower on ONNX Runtime (cached per weights): text queries then skip torch
+            t0 = time.perf_counter()
+            cat.set_meta(f"text_encoder:{model}", text_runtime.export_for(embedder)[0])
+            report.stages["text_export_seconds"] = round(time.perf_counter() - t0, 3)
             if progress:
                 progress("index", 1, 1)
             report.failed.sort(key=lambda f: f["path"])
@@ -364,12 +369,22 @@ class Project:
         filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
         return self.query(Query(image=image, model=model, k=k, offset=offset, filters=filters))
 
-    def _search_text(self, query: Query) -> SearchResult:
-        name = self._resolve_query_model(query.model)
+    def _text_encoder(self, name: str):
+        """``(encoder, space, dim)`` for text queries with ``name``: the text tower the index run
+        exported (ONNX Runtime, no torch) when it is there and made from the same weights, else the
+        torch model, as before the export existed."""
+        encoder, _why = text_runtime.open_recorded(self.catalog.get_meta(f"text_encoder:{name}"))
+        if encoder is not None:
+            return encoder, encoder.space, encoder.dim
         embedder = self._load_model(name)
         space = self._text_space(name, embedder)
-        vector = embedder.embed_texts([query.text])[0]
-        result = self._search_vector(name, embedder, space, vector, {"kind": "text", "text": query.text}, query)
+        return embedder, space, embedder.spaces.dims[space]
+
+    def _search_text(self, query: Query) -> SearchResult:
+        name = self._resolve_query_model(query.model)
+        encoder, space, dim = self._text_encoder(name)
+        vector = encoder.embed_texts([query.text])[0]
+        result = self._search_vector(name, dim, space, vector, {"kind": "text", "text": query.text}, query)
         result.language_note = _language_note(query.text, name)
         return result
 
@@ -377,11 +392,10 @@ class Project:
         entry = self.ontology.get(query.keyword)
         text = entry.description or entry.keyword
         name = self._resolve_query_model(query.model)
-        embedder = self._load_model(name)
-        space = self._text_space(name, embedder)
-        vector = embedder.embed_texts([text])[0]
+        encoder, space, dim = self._text_encoder(name)
+        vector = encoder.embed_texts([text])[0]
         asked = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
-        result = self._search_vector(name, embedder, space, vector, asked, query)
+        result = self._search_vector(name, dim, space, vector, asked, query)
         result.language_note = _language_note(text, name)
         return result
 
@@ -400,7 +414,8 @@ class Project:
                 hint="run `vitrine index` to embed it",
             )
         asked = {"kind": "image", "image": relpath}
-        return self._search_vector(name, embedder, space, vectors[0], asked, query, exclude={info["content_id"]})
+        dim = embedder.spaces.dims[space]
+        return self._search_vector(name, dim, space, vectors[0], asked, query, exclude={info["content_id"]})
 
     def _search_image(self, query: Query) -> SearchResult:
         image = query.image
@@ -412,7 +427,8 @@ class Project:
         embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
-        return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, query)
+        asked = {"kind": "image", "image": label}
+        return self._search_vector(name, embedder.spaces.dims[space], space, vector, asked, query)
 
     @staticmethod
     def _text_space(name: str, embedder: Embedder) -> str:
@@ -421,9 +437,9 @@ class Project:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         return space
 
-    def _search_vector(self, model_name, embedder, space, vector, asked: dict, query: Query, exclude=None):
-        """Search ``vector`` in ``space``; ``asked`` is the query as the result reports it."""
-        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
+    def _search_vector(self, model_name, dim: int, space, vector, asked: dict, query: Query, exclude=None):
+        """Search ``vector`` in ``space`` (of ``dim`` dimensions); ``asked`` is the query as the result reports it."""
+        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, dim)
         filters = query.filters
         if filters.tags:
             asked = {**asked, "tags": list(filters.tags)} | (
