@@ -405,8 +405,8 @@ class Project:
         info = self.catalog.file_info(relpath)
         if info is None:
             raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
-        embedder = self._load_model(name)
-        space = embedder.spaces.image_space
+        # the space the index run recorded, and the stored vector: no model to load
+        space = self.catalog.get_meta(f"image_space:{name}") or self._load_model(name).spaces.image_space
         _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
         if len(vectors) == 0:
             raise NotFound(
@@ -414,7 +414,7 @@ class Project:
                 hint="run `vitrine index` to embed it",
             )
         asked = {"kind": "image", "image": relpath}
-        dim = embedder.spaces.dims[space]
+        dim = int(vectors.shape[1])
         return self._search_vector(name, dim, space, vectors[0], asked, query, exclude={info["content_id"]})
 
     def _search_image(self, query: Query) -> SearchResult:
