@@ -173,3 +173,16 @@ def test_minilm_export_matches_sentence_transformers(cache, tmp_path):
     assert parity.passed, parity.reason
     assert (_unit(got) * _unit(ref)).sum(axis=1).min() > 0.999
     assert json.loads((folder / "artifact.json").read_text())["check_min_cosine"] > 0.999
+
+
+def test_a_hugging_face_text_tower_stays_on_torch(cache, tmp_path):
+    """The multilingual CLIP's XLM-RoBERTa text tower is not exported: the index run notes why."""
+    from tiny_clip import build_tiny_multilingual, write_tiny_xlmr
+
+    from vitrine.models.embedders.clip import OpenClipEmbedder
+
+    model, preprocess, tokenizer = build_tiny_multilingual(write_tiny_xlmr(tmp_path / "xlmr"))
+    emb = OpenClipEmbedder.from_open_clip("clip-tiny-ml", model, preprocess, tokenizer, "cpu")
+    rec, why = text_runtime.export_for(emb)
+    assert rec is None and "not open_clip's built-in causal text tower" in why
+    assert not (cache / "runtime").exists() or not any((cache / "runtime").iterdir())

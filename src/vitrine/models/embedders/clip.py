@@ -169,6 +169,9 @@ class OpenClipEmbedder:
         from vitrine.models.embedders import text_runtime
         from vitrine.runtime.cache import files_hash
 
+        why = text_runtime.clip_exportable(self.model, self.tokenizer)
+        if why:  # before hashing the weights: a multilingual model's text tower stays on torch
+            raise text_runtime.NotExportable(why)
         weights = self.info.get("weights")
         files = [weights] if weights and Path(weights).is_file() else []
         identity = files_hash(files) if files else text_runtime.clip_state_hash(self.model)

@@ -56,6 +56,10 @@ QUERY_THREADS = 1
 CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
+class NotExportable(ValueError):
+    """This model's text side is not one the exporters here handle (it stays on torch)."""
+
+
 # --------------------------------------------------------------------------------------------
 # running an exported tower
 
@@ -379,7 +383,7 @@ def export_clip_text(model, tokenizer, folder: Path, space: str = "joint") -> di
 
     why = clip_exportable(model, tokenizer)
     if why:
-        raise ValueError(f"cannot export this text tower: {why}")
+        raise NotExportable(f"cannot export this text tower: {why}")
     context = int(getattr(tokenizer, "context_length", None) or model.positional_embedding.shape[0])
     facts = clip_tokenizer_json(tokenizer, folder / TOKENIZER_FILE)
     param = next(model.parameters())
@@ -505,6 +509,9 @@ def export_for(embedder) -> tuple[dict | None, str]:
         return None, f"{getattr(embedder, 'name', 'this model')} has no exportable text tower"
     try:
         return hook(), ""
+    except NotExportable as exc:  # expected (e.g. a Hugging Face text tower): torch answers its queries
+        log.info("%s: %s", getattr(embedder, "name", "model"), exc)
+        return None, str(exc)
     except Exception as exc:  # noqa: BLE001 (text queries fall back to torch; the index run goes on)
         why = f"text tower not exported ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         log.warning("%s: %s; text queries will load the torch model", getattr(embedder, "name", "model"), why)
