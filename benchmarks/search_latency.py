@@ -553,26 +553,32 @@ def main(argv: list[str] | None = None) -> int:
     args.sweep_nprobe = [int(s) for s in args.sweep_nprobe.split(",") if s.strip()]
     kinds = ["clustered", "isotropic"] if args.data == "both" else [args.data]
 
-    threads = faiss_thread_count()
-    print(
-        f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
-        f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}"
-    )
-    for kind in kinds:
-        if kind == "clustered":
-            print(
-                f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
-                "component, components grouped in topics), normalised; queries drawn from the same "
-                "mixture, not from the base set"
-            )
-        else:
-            print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
-    print(
-        f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
-        f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
-        f"load average at start {os.getloadavg()[0]:.1f}"
-    )
+    if not sizes and args.text:
+        print(
+            f"vitrine text query benchmark: {os.cpu_count()} CPUs, {platform.machine()}, "
+            f"load average at start {os.getloadavg()[0]:.1f}"
+        )
+    else:
+        threads = faiss_thread_count()
+        print(
+            f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
+            f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
+            f"{os.cpu_count()} CPUs, {platform.machine()}"
+        )
+        for kind in kinds:
+            if kind == "clustered":
+                print(
+                    f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
+                    "component, components grouped in topics), normalised; queries drawn from the same "
+                    "mixture, not from the base set"
+                )
+            else:
+                print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
+        print(
+            f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
+            f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
+            f"load average at start {os.getloadavg()[0]:.1f}"
+        )
 
     rows: list[Row] = []
     t_start = time.perf_counter()

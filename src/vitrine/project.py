@@ -159,7 +159,7 @@ class Project:
                 hint=f"run `vitrine index {self.paths.project_dir}` first",
             )
         if model is None or model == active:
-            if not self.catalog.models().get(active):
+            if not self.catalog.has_vectors(active):
                 raise NotFound(
                     f"project {self.name!r} has not been indexed yet: no image has a vector for {active!r} "
                     "(an indexing run was stopped before it embedded any image)",
@@ -167,8 +167,7 @@ class Project:
                 )
             return active
         registry.get(model)  # an unknown name is reported as such, with the known ones
-        indexed = self.catalog.models()
-        if model not in indexed:
+        if not self.catalog.has_vectors(model):
             raise IndexMismatch(
                 f"project {self.name!r} is indexed with {active!r}, not {model!r}: "
                 "vectors of different models cannot be compared",
