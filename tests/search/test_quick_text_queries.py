@@ -125,3 +125,27 @@ def test_text_search_falls_back_to_torch(demo_copy, tmp_path, monkeypatch, damag
     fresh = open_project(demo_copy).catalog.get_meta(KEY)
     assert text_runtime.stale_reason(fresh) is None
     assert isinstance(open_project(demo_copy)._text_encoder(MODEL)[0], RuntimeTextEncoder)
+
+
+def test_api_text_and_similar_searches_load_no_model(demo_copy, monkeypatch):
+    """Through the API, a text, keyword or more-like-this query answers without loading the model."""
+    from fastapi.testclient import TestClient
+
+    from vitrine.models import registry
+    from vitrine.server.app import create_app
+
+    def no_load(name, *args, **kwargs):
+        raise AssertionError(f"a query loaded {name}")
+
+    monkeypatch.setattr(registry, "load", no_load)
+    with TestClient(create_app(demo_copy.parent, multi_user=False)) as client:
+        url = f"/api/v1/projects/{demo_copy.name}/search"
+        for params in ({"q": "a cat"}, {"keyword": "Chat"}, {"similar": "animaux/chat.jpg"}):
+            r = client.get(url, params={**params, "k": 5})
+            assert r.status_code == 200, r.text
+            hits = [h["path"] for h in r.json()["hits"]]
+            assert len(hits) == 5
+            if "similar" not in params:
+                assert hits[0] == "animaux/chat.jpg"
+            else:
+                assert "animaux/chat.jpg" not in hits
