@@ -286,10 +286,12 @@ class Project:
             for space, dim in embedder.spaces.dims.items():
                 refresh_index(cat, self.paths.indexes_dir, model, space, dim)
             report.stages["index_seconds"] = round(time.perf_counter() - t0, 3)
-            # the text tower on ONNX Runtime (cached per weights): text queries then skip torch
-            t0 = time.perf_counter()
-            cat.set_meta(f"text_encoder:{model}", text_runtime.export_for(embedder)[0])
-            report.stages["text_export_seconds"] = round(time.perf_counter() - t0, 3)
+            # the text tower on ONNX Runtime (cached per weights): text queries then skip torch;
+            # a cancelled run stops without it (the record it may have is kept)
+            if cancel is None or not cancel.is_set():
+                t0 = time.perf_counter()
+                cat.set_meta(f"text_encoder:{model}", text_runtime.export_for(embedder)[0])
+                report.stages["text_export_seconds"] = round(time.perf_counter() - t0, 3)
             if progress:
                 progress("index", 1, 1)
             report.failed.sort(key=lambda f: f["path"])
