@@ -186,3 +186,33 @@ def test_a_hugging_face_text_tower_stays_on_torch(cache, tmp_path):
     rec, why = text_runtime.export_for(emb)
     assert rec is None and "not open_clip's built-in causal text tower" in why
     assert not (cache / "runtime").exists() or not any((cache / "runtime").iterdir())
+
+
+def test_int8_is_measured_and_kept_only_when_it_passes_the_gate(cache, tmp_path):
+    import shutil
+
+    from vitrine.runtime.cache import read_manifest
+
+    rec = make_tiny_clip_embedder(seed=6).export_text_runtime()
+    folder = Path(rec["folder"])
+    facts = read_manifest(folder)
+    trials = {t["precision"]: t for t in json.loads((folder / text_runtime.CHOICE_FILE).read_text())["trials"]}
+    assert set(trials) == {"fp32", "int8"} and trials["int8"]["parity"]["samples"] >= 100
+    assert facts["precision"] in ("fp32", "int8")
+    assert (folder / text_runtime.INT8_FILE).exists() == (facts["precision"] == "int8")
+    assert text_runtime.RuntimeTextEncoder(folder).precision == facts["precision"]
+
+    # a gate int8 cannot pass: fp32 stays, the int8 copy is gone, the refusal is on record
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    out = text_runtime.choose_precision(copy, facts, gate={"mean_cosine": 1.5})
+    assert out["precision"] == "fp32" and not (copy / text_runtime.INT8_FILE).exists()
+    refused = {t["precision"]: t for t in json.loads((copy / text_runtime.CHOICE_FILE).read_text())["trials"]}
+    assert refused["int8"]["parity"]["passed"] is False
+
+    # an int8 copy runs, close to fp32
+    text_runtime.quantize_int8(copy / "text.onnx", copy / text_runtime.INT8_FILE)
+    int8 = text_runtime.RuntimeTextEncoder(copy, manifest={**facts, "model_file": text_runtime.INT8_FILE})
+    fp32 = text_runtime.RuntimeTextEncoder(copy, manifest={**facts, "model_file": "text.onnx"})
+    cos = (int8.embed_texts(TEXTS) * fp32.embed_texts(TEXTS)).sum(axis=1)
+    assert cos.min() > 0.9

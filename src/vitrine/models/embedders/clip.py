@@ -178,7 +178,7 @@ class OpenClipEmbedder:
         folder, _ = text_runtime.export_folder(
             self.name,
             identity,
-            {"kind": "clip", "arch": self.info.get("arch")},
+            {"kind": "clip", "arch": self.info.get("arch"), "precision": "chosen"},
             lambda tmp: text_runtime.export_clip_text(self.model, self.tokenizer, tmp, space="joint"),
         )
         return text_runtime.record(folder, files)

@@ -151,7 +151,7 @@ class OfflineConceptsEmbedder:
         folder, _ = text_runtime.export_folder(
             NAME,
             files_hash(files),
-            {"kind": "mean_pool"},
+            {"kind": "mean_pool", "precision": "chosen"},
             lambda tmp: text_runtime.export_mean_pool(text_dir, tmp, "concepts", reference=self.embed_texts),
         )
         return text_runtime.record(folder, files)

@@ -45,6 +45,8 @@ TOKENIZER_FILE = "tokenizer.json"
 # (a comparison, or a way around a runtime problem)
 TEXT_RUNTIME_ENV = "VITRINE_TEXT_RUNTIME"
 MODEL_STEM = "text"
+INT8_FILE = f"{MODEL_STEM}-int8.onnx"  # the int8 copy, kept only when the gate picks it
+CHOICE_FILE = "choice.json"
 KINDS = ("clip", "mean_pool")
 OPSET = 17
 TEXT_BATCH = 64  # texts per run: a batch pads to its longest text
@@ -99,7 +101,8 @@ class RuntimeTextEncoder:
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
-        onnx_file = self.folder / f"{MODEL_STEM}.onnx"
+        self.precision: str = manifest.get("precision", "fp32")
+        onnx_file = self.folder / manifest.get("model_file", f"{MODEL_STEM}.onnx")
         # ONNX Runtime's run() is thread-safe: concurrent queries share the session
         self.session: Session = open_session(onnx_file, Variant("onnxruntime"), threads=threads)
 
@@ -276,6 +279,82 @@ def _onnx_export(module, args: tuple, path: Path, input_names: list[str], dynami
         )
 
 
+# -- int8, when it earns its place --------------------------------------------------------------
+
+
+def gate_texts() -> list[str]:
+    """Real query texts for the int8 gate: :data:`CHECK_TEXTS`, ImageNet classes as CLIP's prompt
+    ("a photo of a tench.") and bare ("goldfish"), about two hundred in all."""
+    texts = list(CHECK_TEXTS)
+    try:
+        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    except ImportError:  # open_clip absent: the check texts alone (the gate still runs)
+        return texts
+    return texts + [f"a photo of a {c}." for c in IMAGENET_CLASSNAMES[::7]] + list(IMAGENET_CLASSNAMES[3::16])
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """ONNX Runtime dynamic int8 quantization (weights int8, activations quantized per run); the
+    shape pre-processing skips symbolic inference, which transformer graphs do not pass."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = dst.with_name(dst.stem + ".pre.onnx")
+    try:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+def choose_precision(folder: Path, facts: Mapping, texts: Sequence[str] | None = None, gate=None) -> dict:
+    """fp32 or int8 for this tower, by measurement (:func:`vitrine.runtime.choose.choose`): the int8
+    copy is kept only when it passes the embedding parity gate against fp32 on :func:`gate_texts`
+    and answers a single query at least 1.1x faster here; otherwise fp32 stays and the copy is
+    removed. The choice (each variant's speed and parity) is written to ``choice.json``; a failure
+    of any kind leaves fp32."""
+    from vitrine.runtime.choose import Candidate, choose, save_choice
+    from vitrine.runtime.parity import embedding_parity
+
+    texts = list(texts or gate_texts())
+    fp32 = RuntimeTextEncoder(folder, manifest=facts)
+    int8: dict[str, RuntimeTextEncoder] = {}
+
+    def build() -> None:
+        quantize_int8(folder / f"{MODEL_STEM}.onnx", folder / INT8_FILE)
+        int8["encoder"] = RuntimeTextEncoder(folder, manifest={**facts, "model_file": INT8_FILE})
+
+    timed = texts[:16]
+
+    def one_by_one(encoder: Callable[[], RuntimeTextEncoder]):
+        """The timed batch runs one text at a time, as queries come; the rest, for parity only, in batches."""
+        return lambda batch: (
+            np.concatenate([encoder().embed_texts([t]) for t in batch])
+            if batch is timed
+            else encoder().embed_texts(batch)
+        )
+
+    batches = [timed, texts[16:]] if len(texts) > 16 else [timed]
+    try:
+        choice = choose(
+            Candidate(Variant("onnxruntime", "fp32"), one_by_one(lambda: fp32)),
+            [Candidate(Variant("onnxruntime", "int8"), one_by_one(lambda: int8["encoder"]), build=build)],
+            batches,
+            lambda ref, got: embedding_parity(ref, got, gate=gate),
+            repeats=5,
+        )
+        save_choice(folder / CHOICE_FILE, choice)
+    except Exception as exc:  # noqa: BLE001 (fp32 is checked already: it stays)
+        log.warning("int8 text tower not measured (%s: %s); fp32 stays", type(exc).__name__, exc)
+        (folder / INT8_FILE).unlink(missing_ok=True)
+        return {"precision": "fp32", "model_file": f"{MODEL_STEM}.onnx"}
+    if choice.picked.precision != "int8":
+        int8.clear()
+        (folder / INT8_FILE).unlink(missing_ok=True)
+        return {"precision": "fp32", "model_file": f"{MODEL_STEM}.onnx", "choice": choice.summary()}
+    return {"precision": "int8", "model_file": INT8_FILE, "choice": choice.summary()}
+
+
 # -- open_clip --------------------------------------------------------------------------------
 
 
@@ -401,7 +480,8 @@ def export_clip_text(model, tokenizer, folder: Path, space: str = "joint") -> di
         with torch.no_grad():
             return model.encode_text(tokenizer(texts).to(model.positional_embedding.device)).float().cpu().numpy()
 
-    return {**facts, **check_export(folder, facts, reference)}
+    facts = {**facts, **check_export(folder, facts, reference)}
+    return {**facts, **choose_precision(folder, facts)}
 
 
 def clip_state_hash(model) -> str:
@@ -494,7 +574,8 @@ def export_mean_pool(
         with torch.no_grad():
             return tower(ids, torch.tensor([e.attention_mask for e in enc])).numpy()
 
-    return {**facts, **check_export(folder, facts, reference or graph)}
+    facts = {**facts, **check_export(folder, facts, reference or graph)}
+    return {**facts, **choose_precision(folder, facts)}
 
 
 # -- what the index run calls ----------------------------------------------------------------
