@@ -149,3 +149,10 @@ def test_api_text_and_similar_searches_load_no_model(demo_copy, monkeypatch):
                 assert hits[0] == "animaux/chat.jpg"
             else:
                 assert "animaux/chat.jpg" not in hits
+
+
+def test_the_index_time_line_names_the_text_export():
+    from vitrine.cli.project import stage_line
+
+    assert stage_line({"load_seconds": 1.0, "text_export_seconds": 6.24}).endswith("text tower 6.2 s")
+    assert "text tower" not in stage_line({"load_seconds": 1.0, "text_export_seconds": 0.01})  # cached already
