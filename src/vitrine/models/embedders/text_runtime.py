@@ -104,7 +104,7 @@ class RuntimeTextEncoder:
         self.precision: str = manifest.get("precision", "fp32")
         onnx_file = self.folder / manifest.get("model_file", f"{MODEL_STEM}.onnx")
         # ONNX Runtime's run() is thread-safe: concurrent queries share the session
-        self.session: Session = open_session(onnx_file, Variant("onnxruntime"), threads=threads)
+        self.session: Session = open_session(onnx_file, Variant("onnxruntime", self.precision), threads=threads)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """The ids each text runs as (special tokens added, truncated to the model's length)."""
