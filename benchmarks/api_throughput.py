@@ -7,6 +7,9 @@ temporary folder. Then, for each mode:
   open project, no HTTP;
 * **single-user**: ``vitrine serve`` on 127.0.0.1 (a subprocess, no login), N client threads with
   httpx send ``GET /api/v1/projects/<p>/search?q=...``;
+* **single-torch**: the single-user server again, with ``VITRINE_TEXT_RUNTIME=torch``: its text
+  queries run on the torch model, as before the index run exported the text tower to ONNX Runtime
+  (the other modes use that exported tower);
 * **multi-user**: ``vitrine serve --multi-user`` on the same project; an admin (created with
   ``vitrine users add --admin``) shares the project with a member, and the member's clients send the
   same requests with ``Authorization: Bearer <token>`` (each request: token lookup and the policy).
@@ -21,7 +24,7 @@ Loopback only; nothing is downloaded.
 
 Usage:
     python benchmarks/api_throughput.py [--clients 1,4,16] [--seconds 15] [--warmup 2]
-        [--modes inprocess,single,multi] [--json results.json]
+        [--modes inprocess,single,torch,multi] [--json results.json]
 """
 
 from __future__ import annotations
@@ -317,13 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", default="1,4,16", help="comma-separated numbers of concurrent clients")
     ap.add_argument("--seconds", type=float, default=15.0, help="timed seconds per mode and number of clients")
     ap.add_argument("--warmup", type=float, default=2.0, help="untimed seconds before each timed run")
-    ap.add_argument("--modes", default="inprocess,single,multi", help="which of inprocess,single,multi to run")
+    ap.add_argument(
+        "--modes", default="inprocess,single,torch,multi", help="which of inprocess,single,torch,multi to run"
+    )
     ap.add_argument("--workdir", type=Path, help="where to build the demo (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     args = ap.parse_args(argv)
     clients = [int(x) for x in args.clients.split(",") if x.strip()]
     modes = {m.strip() for m in args.modes.split(",") if m.strip()}
-    unknown = modes - {"inprocess", "single", "multi"}
+    unknown = modes - {"inprocess", "single", "torch", "multi"}
     if unknown or not clients or min(clients) < 1:
         ap.error(f"bad --modes {sorted(unknown)} or --clients {args.clients!r}")
 
@@ -368,6 +373,12 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(single)
                 single.warm(None)
                 callers["single-user"] = (lambda: HttpCaller(single.base, None), single.proc.pid)
+            if "torch" in modes:
+                torch_env = {**env, "VITRINE_TEXT_RUNTIME": "torch"}
+                on_torch = Server(root, False, torch_env, work / "serve-torch.log")
+                servers.append(on_torch)
+                on_torch.warm(None)
+                callers["single-torch"] = (lambda: HttpCaller(on_torch.base, None), on_torch.proc.pid)
             if "multi" in modes:
                 for name in ("bench-admin", "bench-user"):
                     extra = ["--admin"] if name == "bench-admin" else []
@@ -414,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "in-process = Project.search in this process (no HTTP), the same N threads; vs in-process = req/s "
             "ratio to it at the same N."
+        )
+        print(
+            "single-torch = the single-user server with VITRINE_TEXT_RUNTIME=torch: text queries on the torch "
+            "model instead of the text tower exported to ONNX Runtime (all the other modes)."
         )
         print(
             "multi-user = a member's Bearer token on a project an admin shared with them (token lookup + policy "

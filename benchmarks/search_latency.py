@@ -10,6 +10,14 @@ Usage:
         [--data clustered|isotropic|both] [--candidates] [--sweep-nprobe 8,16,32,64]
 
 --data isotropic is the adversarial case (uniform on the sphere: no structure for IVF to use).
+
+--text adds the text-query rows (``--sizes ""`` runs only them): the demo project is indexed with
+each of --text-models (offline-concepts, real weights; clip-vit-b-32?weights=random, speed only),
+which also exports its text tower to ONNX Runtime; then, for each model, in the same process and
+in interleaved rounds, a text query through the API (GET /api/v1/projects/<p>/search via FastAPI's
+TestClient: in process, no socket) with the exported tower and with the torch model
+(VITRINE_TEXT_RUNTIME=torch, the path before the export existed), and the wall time of a cold
+``vitrine search`` in a new process (python -m vitrine.cli), both ways.
 --candidates also builds the alternative encodings considered for large collections (IVF-SQ8 with
 the same lists, and HNSW32 up to --hnsw-max vectors) so the choice can be re-checked.
 """
@@ -332,6 +340,119 @@ def measure_hnsw(base, ids, queries, truth, exact_p50, n, data) -> Row:
 
 
 # ------------------------------------------------------------------------------------------------
+# text queries: exported text tower vs torch, through the API and a cold CLI
+
+TEXT_QUERIES = ["a cat", "a cup of coffee", "a rocket launch", "a motorcycle", "a dog on grass", "flowers"]
+TEXT_HEADERS = ["model", "text encoder", "API p50 ms", "API p90 ms", "vs torch", "cold CLI s", "vs torch", "top-10"]
+
+
+def _p(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def text_rows(args) -> list[list[str]]:
+    import json
+    import statistics
+    import subprocess
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from vitrine.demo import build_demo
+    from vitrine.models.embedders import text_runtime
+    from vitrine.project import open_project
+    from vitrine.server.app import create_app
+
+    env_name = text_runtime.TEXT_RUNTIME_ENV
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vitrine-text-bench-") as tmp:
+        os.environ["VITRINE_CACHE_DIR"] = str(Path(tmp) / "cache")  # exports made in this run, then dropped
+        for model in [m.strip() for m in args.text_models.split(",") if m.strip()]:
+            root = Path(tmp) / f"root-{len(rows)}"
+            project_dir = build_demo(root)
+            t0 = time.perf_counter()
+            report = open_project(project_dir).index(model=model)
+            print(
+                f"{model}: demo indexed in {time.perf_counter() - t0:.1f} s, text tower exported in "
+                f"{report.stages.get('text_export_seconds', float('nan')):.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            client = TestClient(create_app(root, multi_user=False))
+            url = f"/api/v1/projects/{project_dir.name}/search"
+
+            def ask(query: str, torch_path: bool, client=client, url=url) -> list[str]:
+                if torch_path:
+                    os.environ[env_name] = "torch"
+                else:
+                    os.environ.pop(env_name, None)
+                r = client.get(url, params={"q": query, "k": 10})
+                if r.status_code != 200:
+                    raise SystemExit(f"search failed: {r.status_code} {r.text[:200]}")
+                return [h["path"] for h in r.json()["hits"]]
+
+            same = all(ask(q, False) == ask(q, True) for q in TEXT_QUERIES)  # also loads the torch model
+            lat: dict[bool, list[float]] = {False: [], True: []}
+            per_round = max(1, args.text_repeats // 10)
+            for i in range(10):  # interleaved rounds: a change in the machine's load hits both alike
+                for torch_path in (False, True):
+                    for j in range(per_round):
+                        t0 = time.perf_counter()
+                        ask(TEXT_QUERIES[(i + j) % len(TEXT_QUERIES)], torch_path)
+                        lat[torch_path].append((time.perf_counter() - t0) * 1000)
+            os.environ.pop(env_name, None)
+            cold: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.cold_repeats):
+                for torch_path in (False, True):
+                    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+                    if torch_path:
+                        env[env_name] = "torch"
+                    t0 = time.perf_counter()
+                    out = subprocess.run(
+                        [sys.executable, "-m", "vitrine.cli", "search", str(project_dir), "a cat", "--json"],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    cold[torch_path].append(time.perf_counter() - t0)
+                    if out.returncode != 0 or not json.loads(out.stdout or "[]"):
+                        raise SystemExit(f"vitrine search failed: {out.stderr[-500:]}")
+            client.close()
+            api = {k: statistics.median(v) for k, v in lat.items()}
+            cli = {k: statistics.median(v) for k, v in cold.items()}
+            for torch_path in (False, True):
+                rows.append(
+                    [
+                        model,
+                        "torch" if torch_path else "onnxruntime (exported)",
+                        f"{api[torch_path]:.1f}",
+                        f"{_p(lat[torch_path], 90):.1f}",
+                        "1.00x" if torch_path else f"{api[True] / api[False]:.1f}x faster",
+                        f"{cli[torch_path]:.2f}",
+                        "1.00x" if torch_path else f"{cli[True] / cli[False]:.1f}x faster",
+                        "same" if same else "differ",
+                    ]
+                )
+    return rows
+
+
+def print_text_table(rows: list[list[str]], title: str) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(TEXT_HEADERS)]
+
+    def line(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs)
+
+    print(title)
+    print(line(TEXT_HEADERS))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+
+
+# ------------------------------------------------------------------------------------------------
 # output
 
 HEADERS = ["n", "data", "index", "build s", "p50 ms", "p99 ms", "QPS", "recall@10", "speed-up", "MB / 1M vec"]
@@ -418,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--threads", type=int, default=0, help="FAISS threads (0: vitrine's default, VITRINE_FAISS_THREADS or 1)"
     )
+    ap.add_argument("--text", action="store_true", help="also time text queries: exported text tower vs torch")
+    ap.add_argument("--text-models", default="offline-concepts,clip-vit-b-32?weights=random")
+    ap.add_argument("--text-repeats", type=int, default=200, help="API text queries timed per model and encoder")
+    ap.add_argument("--cold-repeats", type=int, default=5, help="cold CLI searches timed per model and encoder")
     args = ap.parse_args(argv)
     if args.threads > 0:
         os.environ["VITRINE_FAISS_THREADS"] = str(args.threads)  # what vitrine's index uses for each call
@@ -428,26 +553,32 @@ def main(argv: list[str] | None = None) -> int:
     args.sweep_nprobe = [int(s) for s in args.sweep_nprobe.split(",") if s.strip()]
     kinds = ["clustered", "isotropic"] if args.data == "both" else [args.data]
 
-    threads = faiss_thread_count()
-    print(
-        f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
-        f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}"
-    )
-    for kind in kinds:
-        if kind == "clustered":
-            print(
-                f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
-                "component, components grouped in topics), normalised; queries drawn from the same "
-                "mixture, not from the base set"
-            )
-        else:
-            print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
-    print(
-        f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
-        f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
-        f"load average at start {os.getloadavg()[0]:.1f}"
-    )
+    if not sizes and args.text:
+        print(
+            f"vitrine text query benchmark: {os.cpu_count()} CPUs, {platform.machine()}, "
+            f"load average at start {os.getloadavg()[0]:.1f}"
+        )
+    else:
+        threads = faiss_thread_count()
+        print(
+            f"vitrine vector index benchmark: {DIM}-d L2-normalised float32, k={K}, "
+            f"{args.queries} single queries per index, faiss {faiss.__version__}, {threads} threads, "
+            f"{os.cpu_count()} CPUs, {platform.machine()}"
+        )
+        for kind in kinds:
+            if kind == "clustered":
+                print(
+                    f"data: clustered = synthetic Gaussian mixture (~{args.per_component} points per "
+                    "component, components grouped in topics), normalised; queries drawn from the same "
+                    "mixture, not from the base set"
+                )
+            else:
+                print("data: isotropic = uniform on the sphere (adversarial for IVF: no cluster structure)")
+        print(
+            f"EXACT_MAX = {EXACT_MAX:,}; recall@10 and speed-up (p50 ratio) are against the exact "
+            f"flat index built in the same run (timed on {args.exact_timing_queries} queries); "
+            f"load average at start {os.getloadavg()[0]:.1f}"
+        )
 
     rows: list[Row] = []
     t_start = time.perf_counter()
@@ -458,9 +589,20 @@ def main(argv: list[str] | None = None) -> int:
     for kind in kinds:
         for n in sizes:
             rows.extend(run_size(n, kind, args.queries, args, emit))
-    print()
-    print_table(rows, f"single-query search, k={K} (total {time.perf_counter() - t_start:.0f} s)")
-    print(conclusion(rows))
+    if rows:
+        print()
+        print_table(rows, f"single-query search, k={K} (total {time.perf_counter() - t_start:.0f} s)")
+        print(conclusion(rows))
+    if args.text:
+        t0 = time.perf_counter()
+        text = text_rows(args)
+        print()
+        print_text_table(
+            text,
+            f"text query on the demo project, k=10: API p50 over {args.text_repeats} requests (TestClient), "
+            f"cold CLI median of {args.cold_repeats} (total {time.perf_counter() - t0:.0f} s, "
+            f"load average at end {os.getloadavg()[0]:.1f})",
+        )
     return 0
 
 

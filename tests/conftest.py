@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VITRINE_OFFLINE", "1")
+# exported models (the text towers an index run exports), label vectors: never in the user's cache
+if "VITRINE_CACHE_DIR" not in os.environ:
+    os.environ["VITRINE_CACHE_DIR"] = tempfile.mkdtemp(prefix="vitrine-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["VITRINE_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

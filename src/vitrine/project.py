@@ -43,6 +43,7 @@ from vitrine.embed.pipeline import EmbedItem, StageTimes, embed_items
 from vitrine.index.maintain import refresh_index
 from vitrine.models import registry
 from vitrine.models.base import Embedder, embed_images
+from vitrine.models.embedders import text_runtime
 from vitrine.models.preprocess import DECODE_MIN_SIDE
 from vitrine.search import map2d, neighbours
 from vitrine.search.engine import SearchResult, TagPage, run_query, tag_page
@@ -159,7 +160,7 @@ class Project:
                 hint=f"run `vitrine index {self.paths.project_dir}` first",
             )
         if model is None or model == active:
-            if not self.catalog.models().get(active):
+            if not self.catalog.has_vectors(active):
                 raise NotFound(
                     f"project {self.name!r} has not been indexed yet: no image has a vector for {active!r} "
                     "(an indexing run was stopped before it embedded any image)",
@@ -167,8 +168,7 @@ class Project:
                 )
             return active
         registry.get(model)  # an unknown name is reported as such, with the known ones
-        indexed = self.catalog.models()
-        if model not in indexed:
+        if not self.catalog.has_vectors(model):
             raise IndexMismatch(
                 f"project {self.name!r} is indexed with {active!r}, not {model!r}: "
                 "vectors of different models cannot be compared",
@@ -294,6 +294,12 @@ class Project:
             for space, dim in embedder.spaces.dims.items():
                 refresh_index(cat, self.paths.indexes_dir, model, space, dim)
             report.stages["index_seconds"] = round(time.perf_counter() - t0, 3)
+            # the text tower on ONNX Runtime (cached per weights): text queries then skip torch;
+            # a cancelled run stops without it (the record it may have is kept)
+            if cancel is None or not cancel.is_set():
+                t0 = time.perf_counter()
+                cat.set_meta(f"text_encoder:{model}", text_runtime.export_for(embedder)[0])
+                report.stages["text_export_seconds"] = round(time.perf_counter() - t0, 3)
             if progress:
                 progress("index", 1, 1)
             report.failed.sort(key=lambda f: f["path"])
@@ -372,12 +378,22 @@ class Project:
         filters = Filters(folder=folder, tags=tags or (), tag_model=tag_model)
         return self.query(Query(image=image, model=model, k=k, offset=offset, filters=filters))
 
-    def _search_text(self, query: Query) -> SearchResult:
-        name = self._resolve_query_model(query.model)
+    def _text_encoder(self, name: str):
+        """``(encoder, space, dim)`` for text queries with ``name``: the text tower the index run
+        exported (ONNX Runtime, no torch) when it is there and made from the same weights, else the
+        torch model, as before the export existed."""
+        encoder, _why = text_runtime.open_recorded(self.catalog.get_meta(f"text_encoder:{name}"))
+        if encoder is not None:
+            return encoder, encoder.space, encoder.dim
         embedder = self._load_model(name)
         space = self._text_space(name, embedder)
-        vector = embedder.embed_texts([query.text])[0]
-        result = self._search_vector(name, embedder, space, vector, {"kind": "text", "text": query.text}, query)
+        return embedder, space, embedder.spaces.dims[space]
+
+    def _search_text(self, query: Query) -> SearchResult:
+        name = self._resolve_query_model(query.model)
+        encoder, space, dim = self._text_encoder(name)
+        vector = encoder.embed_texts([query.text])[0]
+        result = self._search_vector(name, dim, space, vector, {"kind": "text", "text": query.text}, query)
         result.language_note = _language_note(query.text, name)
         return result
 
@@ -385,11 +401,10 @@ class Project:
         entry = self.ontology.get(query.keyword)
         text = entry.description or entry.keyword
         name = self._resolve_query_model(query.model)
-        embedder = self._load_model(name)
-        space = self._text_space(name, embedder)
-        vector = embedder.embed_texts([text])[0]
+        encoder, space, dim = self._text_encoder(name)
+        vector = encoder.embed_texts([text])[0]
         asked = {"kind": "keyword", "keyword": entry.keyword, "description": entry.description, "text": text}
-        result = self._search_vector(name, embedder, space, vector, asked, query)
+        result = self._search_vector(name, dim, space, vector, asked, query)
         result.language_note = _language_note(text, name)
         return result
 
@@ -399,8 +414,8 @@ class Project:
         info = self.catalog.file_info(relpath)
         if info is None:
             raise NotFound(f"no image {relpath!r} in project {self.name!r}", hint="paths are relative to images/")
-        embedder = self._load_model(name)
-        space = embedder.spaces.image_space
+        # the space the index run recorded, and the stored vector: no model to load
+        space = self.catalog.get_meta(f"image_space:{name}") or self._load_model(name).spaces.image_space
         _, vectors = self.catalog.vectors_for(name, space, [info["content_id"]])
         if len(vectors) == 0:
             raise NotFound(
@@ -408,7 +423,8 @@ class Project:
                 hint="run `vitrine index` to embed it",
             )
         asked = {"kind": "image", "image": relpath}
-        return self._search_vector(name, embedder, space, vectors[0], asked, query, exclude={info["content_id"]})
+        dim = int(vectors.shape[1])
+        return self._search_vector(name, dim, space, vectors[0], asked, query, exclude={info["content_id"]})
 
     def _search_image(self, query: Query) -> SearchResult:
         image = query.image
@@ -420,7 +436,8 @@ class Project:
         embedder = self._load_model(name)
         space = embedder.spaces.image_space
         vector = embed_images(embedder, [pil])[space][0]
-        return self._search_vector(name, embedder, space, vector, {"kind": "image", "image": label}, query)
+        asked = {"kind": "image", "image": label}
+        return self._search_vector(name, embedder.spaces.dims[space], space, vector, asked, query)
 
     @staticmethod
     def _text_space(name: str, embedder: Embedder) -> str:
@@ -429,9 +446,9 @@ class Project:
             raise VitrineError(f"model {name!r} cannot search by text", hint="search by image instead")
         return space
 
-    def _search_vector(self, model_name, embedder, space, vector, asked: dict, query: Query, exclude=None):
-        """Search ``vector`` in ``space``; ``asked`` is the query as the result reports it."""
-        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, embedder.spaces.dims[space])
+    def _search_vector(self, model_name, dim: int, space, vector, asked: dict, query: Query, exclude=None):
+        """Search ``vector`` in ``space`` (of ``dim`` dimensions); ``asked`` is the query as the result reports it."""
+        index = refresh_index(self.catalog, self.paths.indexes_dir, model_name, space, dim)
         filters = query.filters
         if filters.tags:
             asked = {**asked, "tags": list(filters.tags)} | (

@@ -82,3 +82,11 @@ def test_a_float32_catalog_is_read_then_converted_on_the_next_write(catalog, mon
         conn.execute(delete(embeddings))
     catalog.add_vectors("m", ids[:1], {"s": new[:1]})  # nothing to convert: marked at once
     assert catalog.vector_dtype("m") == "float16"
+
+
+def test_has_vectors_agrees_with_models(catalog):
+    assert not catalog.has_vectors("m") and catalog.models() == {}
+    ids = ids_of(catalog)
+    catalog.add_vectors("m", ids[:3], {"joint": unit(np.random.default_rng(2), 3, 8)})
+    assert catalog.has_vectors("m") and not catalog.has_vectors("other")
+    assert catalog.models() == {"m": 3}

@@ -154,6 +154,8 @@ def stage_line(stages: dict) -> str:
         )
         parts += [f"model {s['model_seconds']:.1f} s", f"store {s['store_seconds']:.1f} s"]
     parts.append(f"index {s.get('index_seconds', 0):.1f} s")
+    if s.get("text_export_seconds", 0) >= 0.05:  # the text tower exported for queries (once per weights)
+        parts.append(f"text tower {s['text_export_seconds']:.1f} s")
     return ", ".join(parts)
 
 

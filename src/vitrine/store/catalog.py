@@ -508,6 +508,13 @@ class Catalog:
         ids_out = np.array([r[0] for r in rows], np.int64)
         return ids_out, _decode([r[1] for r in rows], dtype)
 
+    def has_vectors(self, model: str) -> bool:
+        """Whether any content has a vector for ``model``: one row looked at, where :meth:`models`
+        counts them all (what every query asked before, a scan of every vector)."""
+        q = select(embeddings.c.content_id).where(embeddings.c.model == model).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(q).first() is not None
+
     def models(self) -> dict[str, int]:
         """model name -> number of contents with vectors."""
         q = select(embeddings.c.model, func.count(func.distinct(embeddings.c.content_id))).group_by(embeddings.c.model)

@@ -163,6 +163,26 @@ class OpenClipEmbedder:
                 out.append(feats.float().cpu().numpy())
         return l2_normalize(np.concatenate(out, axis=0))
 
+    def export_text_runtime(self) -> dict:
+        """Export the text tower to ONNX once per weights (:mod:`.text_runtime`); the record a project
+        keeps to find it. Raises when this model's text side cannot be exported."""
+        from vitrine.models.embedders import text_runtime
+        from vitrine.runtime.cache import files_hash
+
+        why = text_runtime.clip_exportable(self.model, self.tokenizer)
+        if why:  # before hashing the weights: a multilingual model's text tower stays on torch
+            raise text_runtime.NotExportable(why)
+        weights = self.info.get("weights")
+        files = [weights] if weights and Path(weights).is_file() else []
+        identity = files_hash(files) if files else text_runtime.clip_state_hash(self.model)
+        folder, _ = text_runtime.export_folder(
+            self.name,
+            identity,
+            {"kind": "clip", "arch": self.info.get("arch"), "precision": "chosen"},
+            lambda tmp: text_runtime.export_clip_text(self.model, self.tokenizer, tmp, space="joint"),
+        )
+        return text_runtime.record(folder, files)
+
     def __repr__(self) -> str:
         return f"OpenClipEmbedder({self.name!r}, dim={self.dim}, device={self.device!r})"
 

