@@ -170,8 +170,6 @@ def embed_items(
     """Embed ``items`` batch by batch; ``on_batch`` stores each batch (it is the commit point).
     Returns where the time went, added into ``times`` as it goes when given (so a caller that
     is interrupted keeps what was measured so far)."""
-    import torch
-
     times = times if times is not None else StageTimes()
     batch_size = batch_size or model.batch_size
     # seconds to pause after each committed batch: lets tests (and people trying out resume)
@@ -201,7 +199,7 @@ def embed_items(
                     info[item.content_id] = meta
             if ids:
                 t0 = time.perf_counter()
-                vectors = model.embed_batch(torch.stack(tensors))
+                vectors = model.embed_batch(stack(tensors))
                 t1 = time.perf_counter()
                 on_batch(ids, vectors, info)
                 times.model += t1 - t0
@@ -212,6 +210,16 @@ def embed_items(
             if progress:
                 progress(done, len(items))
     return times
+
+
+def stack(prepared: list) -> Any:
+    """One batch of preprocessed images: numpy arrays (a model on a CPU runtime) with ``np.stack``,
+    torch tensors with ``torch.stack``."""
+    if isinstance(prepared[0], np.ndarray):
+        return np.stack(prepared)
+    import torch
+
+    return torch.stack(prepared)
 
 
 def throttle_seconds() -> float:
