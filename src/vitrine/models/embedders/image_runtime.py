@@ -206,21 +206,34 @@ def export_onnx(tower: ImageTower) -> Path:
         module = tower.module.eval()
         example = torch.zeros((2, *tower.transform.input_shape), dtype=torch.float32)
         axes = {INPUT: {0: "batch"}, **{name: {0: "batch"} for name in tower.output_names}}
-        with torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(
-                module,
-                (example,),
-                str(folder / "model.onnx"),
-                input_names=[INPUT],
-                output_names=list(tower.output_names),
-                dynamic_axes=axes,
-                opset_version=OPSET,
-                dynamo=False,
-            )
+        # MultiheadAttention's fused fast path (taken without grad) has no ONNX export: off meanwhile
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            _export(torch, module, example, folder, tower, axes)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
         return {"format": "onnx", "precision": "fp32", "torch": torch.__version__}
 
     folder = cached(tower.name, key, build, describe={"weights": tower.weights_hash})
     return folder / "model.onnx"
+
+
+def _export(torch, module, example, folder: Path, tower: ImageTower, axes: dict) -> None:
+    import warnings
+
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, chosen on purpose
+        torch.onnx.export(
+            module,
+            (example,),
+            str(folder / "model.onnx"),
+            input_names=[INPUT],
+            output_names=list(tower.output_names),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 class _Reader:
