@@ -196,6 +196,7 @@ def test_the_gate_refuses_a_damaged_variant_and_the_run_stays_on_torch(clip, dem
     assert saved and saved[0]["picked"]["runtime"] == "torch" and saved[0]["weights"] == tower.weights_hash
 
 
+@pytest.mark.slow
 def test_a_passing_variant_is_measured_saved_and_used(clip, demo_source, cache_dir, monkeypatch):
     monkeypatch.setenv("VITRINE_RUNTIME_MIN_IMAGES", "5")
     monkeypatch.setattr(runtime_choice, "VARIANTS", (Variant("onnxruntime", "fp32"),))
@@ -277,28 +278,43 @@ def test_index_on_onnxruntime_searches_like_torch(indexed_demo, fresh_demo, cach
 
 
 @pytest.mark.slow
-def test_models_bench_prints_every_trial_and_the_api_shows_the_choice(demo_source, cache_dir, tmp_path):
-    import sys
-    from pathlib import Path
+def test_models_bench_prints_every_trial_and_the_api_shows_the_choice(
+    offline, demo_source, cache_dir, tmp_path, monkeypatch
+):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
 
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    import cli_helpers as cli
+    from vitrine.cli import app as cli_app
+    from vitrine.server.app import create_app
 
     images = tmp_path / "few"
-    shutil.copytree(demo_source / "images", images)
-    proc = cli.run("models", "--bench", OFFLINE, "--images", images, "--json")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    images.mkdir()
+    for i, path in enumerate(sorted((demo_source / "images").rglob("*.jpg"))[:8]):
+        shutil.copy(path, images / f"{i}.jpg")
+    measure = runtime_choice.measure
+    two = (Variant("onnxruntime", "fp32"), Variant("openvino", "bf16"))  # the int8 builds: tested above
+    monkeypatch.setattr(runtime_choice, "measure", lambda *a, **kw: measure(*a, **kw, variants=two, repeats=1))
+    run = CliRunner().invoke(cli_app, ["models", "--bench", OFFLINE, "--images", str(images), "--json"])
+    assert run.exit_code == 0, run.output
+    result = json.loads(run.stdout)
     labels = [t["runtime"] + " " + t["precision"] for t in result["trials"]]
-    assert labels[0] == "torch fp32" and len(labels) == 6 and result["images"] == 20
+    assert labels == ["torch fp32", "onnxruntime fp32", "openvino bf16"] and result["images"] == 8
     assert all(t["images_per_s"] or t["error"] or not t["parity"]["passed"] for t in result["trials"])
+    assert result["trials"][1]["parity"]["figures"]["recall_at_10"] == 1.0
 
-    from fastapi.testclient import TestClient
-
-    from vitrine.server.app import create_app
+    table = CliRunner().invoke(cli_app, ["models", "--bench", OFFLINE, "--images", str(images)], terminal_width=160)
+    assert table.exit_code == 0, table.output
+    assert "onnxruntime fp32" in table.stdout and "recall@10" in table.stdout and "picked" in table.stdout
+    bad = CliRunner().invoke(cli_app, ["models", "--bench", OFFLINE, "--images", str(tmp_path / "nowhere")])
+    assert bad.exit_code != 0 and "not a folder" in bad.output
 
     (tmp_path / "root").mkdir()
     with TestClient(create_app(tmp_path / "root")) as client:
         models = {m["name"]: m for m in client.get("/api/v1/models").json()}
-    assert models[OFFLINE]["runtime_choice"]["summary"] == result["summary"]
+    assert models[OFFLINE]["runtime_choice"]["picked"] == json.loads(table_choice(cache_dir))["picked"]
     assert models["clip-vit-b-32"]["runtime_choice"] is None
+
+
+def table_choice(cache_dir) -> str:
+    (path,) = (cache_dir / "runtime" / "choices").glob("offline-concepts-*.json")
+    return path.read_text()

@@ -98,7 +98,7 @@ def bench_models(name: str | None, images: Path | None, weights: str | None, as_
             choice = runtime_choice.measure(embedder, tower, items, say=say)
     path = runtime_choice.choice_path(tower)
     if as_json:
-        emit_json({"model": name, "images": where, "saved": str(path), **choice.to_dict()})
+        emit_json({"model": name, "images_from": where, "saved": str(path), **choice.to_dict()})
         return
     out.print(choice_table(choice, f"{name} on {choice.images} images from {where}, batch {choice.batch}"))
     out.print(f"picked [bold]{choice.summary()}[/]; saved for `vitrine index` on this machine", highlight=False)

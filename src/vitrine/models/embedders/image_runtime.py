@@ -19,6 +19,8 @@ same key reads the cached file): quantization ranges from a user's photos are go
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,12 +313,14 @@ def _ov_int8(tower: ImageTower, ir_path: Path, calibration: Calibration) -> Path
         batches = _calibration_batches(calibration)
         model = ov.Core().read_model(str(ir_path))
         kw = {"model_type": nncf.ModelType.TRANSFORMER} if tower.transformer else {}
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(batches, lambda b: {INPUT: np.ascontiguousarray(b, dtype=np.float32)}),
-            subset_size=len(batches),
-            **kw,
-        )
+        # NNCF draws progress bars on stdout: send them to stderr, stdout may be JSON (--json)
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(batches, lambda b: {INPUT: np.ascontiguousarray(b, dtype=np.float32)}),
+                subset_size=len(batches),
+                **kw,
+            )
         ov.save_model(quantized, str(folder / "model.xml"), compress_to_fp16=False)
         return {"format": "openvino-ir", "precision": "int8", "calibration_images": int(sum(len(b) for b in batches))}
 
