@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VITRINE_OFFLINE", "1")
+# indexing runs on torch unless a test asks for a runtime: a choice saved in the user's cache by
+# `vitrine models --bench` must not change what the tests' indexes hold
+os.environ.setdefault("VITRINE_RUNTIME", "torch")
 
 
 @pytest.fixture(scope="session")
