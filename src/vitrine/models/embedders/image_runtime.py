@@ -270,7 +270,9 @@ def _ort_int8(tower: ImageTower, onnx_path: Path, calibration: Calibration) -> P
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    options = tower.options(precision="int8", format="qdq", per_channel=True, calibration="minmax")
+    options = tower.options(
+        precision="int8", format="qdq", per_channel=True, calibration="minmax", matmul_only=tower.transformer
+    )
     key = artifact_key(tower.name, tower.weights_hash, "onnxruntime", options)
 
     def build(folder: Path):
@@ -286,6 +288,9 @@ def _ort_int8(tower: ImageTower, onnx_path: Path, calibration: Calibration) -> P
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            # a ViT: the matrix products only (LayerNorm, Softmax and GELU stay fp32, as in NNCF's
+            # transformer scheme); a CNN: every operator ONNX Runtime quantizes
+            op_types_to_quantize=["MatMul", "Gemm", "Conv"] if tower.transformer else None,
         )
         pre.unlink()
         return {"format": "onnx", "precision": "int8", "calibration_images": int(sum(len(b) for b in batches))}
