@@ -318,3 +318,14 @@ def test_models_bench_prints_every_trial_and_the_api_shows_the_choice(
 def table_choice(cache_dir) -> str:
     (path,) = (cache_dir / "runtime" / "choices").glob("offline-concepts-*.json")
     return path.read_text()
+
+
+def test_the_pipeline_stacks_numpy_arrays_and_torch_tensors():
+    import torch
+
+    from vitrine.embed.pipeline import stack
+
+    arrays = stack([np.zeros((3, 4, 4), np.float32), np.ones((3, 4, 4), np.float32)])
+    assert isinstance(arrays, np.ndarray) and arrays.shape == (2, 3, 4, 4)
+    tensors = stack([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])
+    assert isinstance(tensors, torch.Tensor) and tensors.shape == (2, 3, 4, 4)

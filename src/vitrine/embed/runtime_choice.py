@@ -115,9 +115,9 @@ def choice_path(tower: ImageTower) -> Path:
 
 
 def saved_choices(model: str) -> list[dict]:
-    """The choices saved on this machine for ``model`` (any weights), newest first; for
-    ``vitrine models`` and the API (read without loading the model)."""
-    name = model.split("?")[0]
+    """The choices saved on this machine for ``model`` (any weights file; ``<name>?weights=random``
+    apart), newest first; for ``vitrine models`` and the API (read without loading the model)."""
+    name = model
     folder = choices_dir()
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -165,7 +165,7 @@ class OpenClipEmbedder:
         else:  # random or built in memory: the tensors themselves
             identity = state_hash(self.model.visual.state_dict())
         return ImageTower(
-            name=self.name.split("?")[0],
+            name=self.name,  # "?weights=random" kept: its files and choices are its own
             module=self.model.visual,
             output_names=["joint"],
             weights_hash=identity,

@@ -174,7 +174,7 @@ def array_transform(transform) -> ArrayTransform:
 class ImageTower:
     """An embedder's image side, ready to export (see the module docstring)."""
 
-    name: str  # cache folder name (the model's registry name, without "?weights=...")
+    name: str  # the model's registry name: the cache folder and the saved choices are filed under it
     module: Any  # torch.nn.Module: (N, 3, H, W) float32 -> a tensor or a tuple of tensors
     output_names: list[str]
     weights_hash: str
