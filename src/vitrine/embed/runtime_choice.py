@@ -83,7 +83,7 @@ def requested_runtime(value: str | None = None) -> str:
         Variant.parse(text)
     except ValueError as exc:
         raise VitrineError(
-            f"unknown runtime {text!r}: {exc}",
+            f"runtime {text!r}: {exc}",
             hint="use auto, torch, onnxruntime, onnxruntime-int8, openvino, openvino-bf16 or openvino-int8",
         ) from None
     return text
