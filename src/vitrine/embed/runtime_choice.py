@@ -164,14 +164,16 @@ def measure(
     items: Sequence[EmbedItem],
     say: Say | None = None,
     sample: int | None = None,
-    variants: Sequence[Variant] = VARIANTS,
+    variants: Sequence[Variant] | None = None,
     save: bool = True,
     repeats: int = 3,
 ) -> Choice:
-    """Measure every variant against torch on up to ``sample`` of ``items`` and pick (and save)."""
+    """Measure ``variants`` (default: every one) against torch on up to ``sample`` of ``items`` and
+    pick (and save)."""
     import torch
 
     say = say or (lambda _m: None)
+    variants = VARIANTS if variants is None else variants
     sample = sample or _env_int(SAMPLE_ENV, DEFAULT_SAMPLE)
     say(f"decoding {min(sample, len(items))} images to measure on")
     tensors, arrays = decode_sample(embedder, tower, items, sample)
