@@ -15,7 +15,18 @@ on the same files and in the same process, these are measured:
   (c) vitrine: Project.index with offline-concepts (its real packaged weights);
   (d) the embed pipeline alone (vitrine.embed.pipeline.embed_items with the model of (b), vectors
       kept in memory), with 1 decode worker and with the default number, to show what the threaded
-      decode buys.
+      decode buys;
+  (e) vitrine: Project.index as in (b), on the CPU runtime picked by measurement (--runtime auto):
+      before timing, every variant (ONNX Runtime fp32/int8, OpenVINO fp32/bf16/int8) is exported,
+      quantized on up to 128 of the benchmark's images, held to the parity gate against torch and
+      timed, exactly as `vitrine index` does on its first large run (the time it takes is printed
+      apart: it is paid once per model, weights and machine); the timed runs then use the saved
+      choice, loading the cached files (the session's compile time is inside the timed runs);
+  (f) vitrine: Project.index with offline-concepts (real weights) on the CPU runtime picked likewise.
+
+(b) and (c) are forced to torch (--runtime torch), so that (e) vs (a) and (f) vs (c) are what the
+runtimes buy. The picked variant of (e) and (f), every trial's speed and parity figures are printed
+after the table. Exported files and choices go to a temporary VITRINE_CACHE_DIR.
 
 Models are loaded before timing (load times are reported apart). Every method is warmed up on a
 few images, then its timed part runs --repeats times (methods interleaved, so that a change in
@@ -27,7 +38,7 @@ benchmarks/README.md, and --omp-passive).
 
 Usage:
     python benchmarks/indexing_throughput.py [--n 256] [--repeats 2] [--device cpu|cuda]
-        [--batch-size 32] [--methods a,b,c,d] [--warmup 8] [--torch-threads T] [--omp-passive]
+        [--batch-size 32] [--methods a,b,c,d,e,f] [--warmup 8] [--torch-threads T] [--omp-passive]
         [--seed 0] [--json results.json]
 """
 
@@ -417,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per method; the median is shown")
     ap.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     ap.add_argument("--batch-size", type=int, default=32, help="images per model batch, for every method")
-    ap.add_argument("--methods", default="a,b,c,d", help="subset of a,b,c,d to run (a is the reference)")
+    ap.add_argument("--methods", default="a,b,c,d,e,f", help="subset of a,b,c,d,e,f to run (a is the reference)")
     ap.add_argument("--warmup", type=int, default=8, help="images each method sees before timing")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
     ap.add_argument(
@@ -431,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.repeats < 1 or args.batch_size < 1:
         ap.error("--n, --repeats and --batch-size must be positive")
     wanted = {s.strip() for s in args.methods.split(",") if s.strip()}
-    if not wanted or wanted - set("abcd"):
-        ap.error("--methods takes a comma-separated subset of a,b,c,d")
+    if not wanted or wanted - set("abcdef"):
+        ap.error("--methods takes a comma-separated subset of a,b,c,d,e,f")
 
     if args.omp_passive:
         if "torch" in sys.modules:
@@ -462,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     tmp = Path(tempfile.mkdtemp(prefix="vitrine-bench-"))
+    os.environ["VITRINE_CACHE_DIR"] = str(tmp / "cache")  # exported files and runtime choices: fresh
     try:
         t0 = time.perf_counter()
         source_root = tmp / "photos"
@@ -474,12 +486,12 @@ def main(argv: list[str] | None = None) -> int:
             "(files are in the page cache for every method)"
         )
 
-        if "c" in wanted:
+        if wanted & {"c", "f"}:
             av = registry.get("offline-concepts").availability(probe_hub=False)
             if not av.ok:
-                print(f"(c) skipped: offline-concepts is not available ({av.detail})")
-                wanted.discard("c")
-        register_bench_models(device, args.seed, offline_too="c" in wanted)
+                print(f"(c, f) skipped: offline-concepts is not available ({av.detail})")
+                wanted -= {"c", "f"}
+        register_bench_models(device, args.seed, offline_too=bool(wanted & {"c", "f"}))
         loads: dict[str, float] = {}
         methods: list[Method] = []
         counter = iter(range(1_000_000))
@@ -503,14 +515,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
 
-        def index_method(key: str, name: str, label: str) -> Method:
+        def index_method(key: str, name: str, label: str, runtime: str = "torch") -> Method:
             t0 = time.perf_counter()
             registry.load(name)  # Project.index finds it in the registry's cache
             loads[label.split(":")[0] + f" {name}"] = time.perf_counter() - t0
             warm = fresh_project(tmp, f"warm-{key}", warm_paths, tmp / "warmup-photos")
 
             def warmup() -> None:
-                warm.index(model=name, batch_size=bs)
+                warm.index(model=name, batch_size=bs, runtime=runtime)
                 warm.close()
 
             def run(rep: int) -> dict:
@@ -518,11 +530,11 @@ def main(argv: list[str] | None = None) -> int:
                 clock = StageClock()
                 t_start = time.perf_counter()
                 clock.start = t_start
-                report = project.index(model=name, batch_size=bs, progress=clock)
+                report = project.index(model=name, batch_size=bs, progress=clock, runtime=runtime)
                 total = time.perf_counter() - t_start
                 if report.embedded != len(paths) or report.failed:
                     raise SystemExit(f"{label}: embedded {report.embedded} of {len(paths)}, failed {report.failed}")
-                detail = {"breakdown": clock.breakdown(total), "project": project}
+                detail = {"breakdown": clock.breakdown(total), "project": project, "runtime": report.runtime}
                 project.close()
                 return detail
 
@@ -532,6 +544,21 @@ def main(argv: list[str] | None = None) -> int:
             methods.append(index_method("b", CLIP_NAME, "(b) vitrine index: clip-vit-b-32 arch, random weights"))
         if "c" in wanted:
             methods.append(index_method("c", OFFLINE_NAME, "(c) vitrine index: offline-concepts"))
+        measured: dict[str, object] = {}
+        for key, name in (("e", CLIP_NAME), ("f", OFFLINE_NAME)):
+            if key not in wanted:
+                continue
+            t0 = time.perf_counter()
+            measured[key] = measure_runtimes(registry.load(name), paths, source_root)
+            loads[f"({key}) runtime measurement"] = time.perf_counter() - t0
+        if "e" in wanted:
+            methods.append(
+                index_method("e", CLIP_NAME, "(e) vitrine index: clip-vit-b-32 arch, CPU runtime picked", "auto")
+            )
+        if "f" in wanted:
+            methods.append(
+                index_method("f", OFFLINE_NAME, "(f) vitrine index: offline-concepts, CPU runtime picked", "auto")
+            )
         if "d" in wanted:
             embedder = registry.load(CLIP_NAME)
             items = [EmbedItem(i, p, str(p.relative_to(source_root))) for i, p in enumerate(paths)]
@@ -593,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(
             rows_for(methods, args.n),
             f"end-to-end indexing throughput, {args.n} JPEGs ~{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]}, "
-            f"{ARCH} in (a, b, d), batch {bs}, median of {args.repeats} run{'s' if args.repeats > 1 else ''} "
+            f"{ARCH} in (a, b, d, e), batch {bs}, median of {args.repeats} run{'s' if args.repeats > 1 else ''} "
             f"(device {device})",
         )
         if "d" in wanted:
@@ -618,6 +645,16 @@ def main(argv: list[str] | None = None) -> int:
         check = vector_check(methods, paths, source_root)
         if check:
             print(check)
+        by_key = {m.key: m for m in methods}
+        for fast, slow, aim in (("e", "a", 3.5), ("f", "c", 5.0)):
+            if fast in by_key and slow in by_key:
+                gain = by_key[slow].median / by_key[fast].median
+                print(f"({fast}) vs ({slow}): {gain:.2f}x end to end (issue 14 aims at >= {aim}x)")
+        for key, choice in measured.items():
+            print_choice(key, choice, methods)
+        check = vector_check(methods, paths, source_root, "e")
+        if check:
+            print(check)
         print(f"load average at end (1/5/15 min): {load_average()}")
         others = [x for m in methods for x in m.others]
         busy = max(others) > 0.25 if others else load_start > (os.cpu_count() or 1) * 0.5
@@ -640,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
                         "batch_size": bs,
                         "machine": machine_facts(device),
                         "load_times_s": loads,
+                        "runtime_choices": {k: c.to_dict() for k, c in measured.items()},
                         "methods": [
                             {
                                 "key": m.key,
@@ -662,10 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def vector_check(methods: list[Method], paths: list[Path], source_root: Path) -> str:
-    """(b) and (a) use the same weights and preprocessing: their vectors must agree."""
+def vector_check(methods: list[Method], paths: list[Path], source_root: Path, key: str = "b") -> str:
+    """(b) and (a) use the same weights and preprocessing: their vectors must agree ((e): as close as
+    the picked runtime's precision allows)."""
     a = next((m for m in methods if m.key == "a"), None)
-    b = next((m for m in methods if m.key == "b"), None)
+    b = next((m for m in methods if m.key == key), None)
     if a is None or b is None:
         return ""
     baseline = np.load(source_root.parent / f"baseline-{len(a.seconds) - 1}.npy")
@@ -676,10 +715,55 @@ def vector_check(methods: list[Method], paths: list[Path], source_root: Path) ->
     project.close()
     order = {cid: i for i, cid in enumerate(got_ids)}
     cos = np.array([float(got[order[cid]] @ baseline[i]) for i, cid in enumerate(ids)])
+    what = "same weights, same preprocessing" if key == "b" else f"runtime {b.details[-1]['runtime']['line']}"
     return (
-        f"check: (b) stored the same vectors as (a) -- cosine min {cos.min():.6f}, "
-        f"mean {cos.mean():.6f} over {len(cos)} images (same weights, same preprocessing)"
+        f"check: ({key}) stored the same vectors as (a) -- cosine min {cos.min():.6f}, "
+        f"mean {cos.mean():.6f} over {len(cos)} images ({what})"
     )
+
+
+def measure_runtimes(embedder, paths: list[Path], source_root: Path):
+    """What `vitrine index --runtime auto` does before its first large run: measure every variant on
+    (up to 128 of) the images about to be indexed, and save the choice for the timed runs."""
+    from vitrine.embed import runtime_choice
+    from vitrine.embed.pipeline import EmbedItem
+    from vitrine.models.embedders.image_runtime import image_tower
+
+    tower = image_tower(embedder)
+    if tower is None:
+        raise SystemExit(f"{embedder.name}: no CPU runtime export (a GPU device?)")
+    items = [EmbedItem(i, p, str(p.relative_to(source_root))) for i, p in enumerate(paths)]
+    return runtime_choice.measure(
+        embedder, tower, items, say=lambda m: print(f"  [{embedder.name}] {m}", file=sys.stderr, flush=True)
+    )
+
+
+def print_choice(key: str, choice, methods: list[Method]) -> None:
+    """The trials of a runtime measurement: speed of the model alone, parity against torch, verdict."""
+    ref = choice.trial(choice.reference)
+    print(
+        f"({key}) runtime measured on {choice.images} of the images (model alone, batch {choice.batch}); "
+        f"picked: {choice.summary()}"
+    )
+    for t in choice.trials:
+        fig = t.parity.figures if t.parity is not None else {}
+        speed = f"{t.images_per_s:7.1f} img/s" if t.images_per_s else "      - img/s"
+        gain = f"{t.images_per_s / ref.images_per_s:5.2f}x" if t.images_per_s and ref.images_per_s else "    -"
+        parity = (
+            f"recall@10 {fig['recall_at_10']:.3f}, cosine mean {fig['mean_cosine']:.4f} min {fig['min_cosine']:.4f}"
+            if fig
+            else "reference"
+        )
+        verdict = (
+            "picked"
+            if t.variant == choice.picked
+            else f"failed: {t.error[:80]}"
+            if t.error
+            else f"refused: {t.parity.reason}"
+            if t.parity is not None and not t.parity.passed
+            else ""
+        )
+        print(f"    {t.variant.label:18} {speed} {gain}  {parity}  {verdict}")
 
 
 if __name__ == "__main__":

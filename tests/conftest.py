@@ -17,6 +17,9 @@ os.environ.setdefault("VITRINE_OFFLINE", "1")
 if "VITRINE_CACHE_DIR" not in os.environ:
     os.environ["VITRINE_CACHE_DIR"] = tempfile.mkdtemp(prefix="vitrine-test-cache-")
     atexit.register(shutil.rmtree, os.environ["VITRINE_CACHE_DIR"], True)
+# indexing runs on torch unless a test asks for a runtime: a choice saved in the user's cache by
+# `vitrine models --bench` must not change what the tests' indexes hold
+os.environ.setdefault("VITRINE_RUNTIME", "torch")
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ from vitrine.collection.signature import SIDE as SIGNATURE_SIDE
 from vitrine.collection.signature import signatures_of
 from vitrine.core.atomic import atomic_path
 from vitrine.core.errors import IndexMismatch, LayoutError, NotFound, VitrineError
+from vitrine.embed import runtime_choice
 from vitrine.embed.distributed import RayOptions, ray_indexer
 from vitrine.embed.pipeline import EmbedItem, StageTimes, embed_items
 from vitrine.index.maintain import refresh_index
@@ -73,6 +74,8 @@ class IndexReport:
     # where the time went: load, scan, index (FAISS) seconds, and the embedding's stages
     # (vitrine.embed.pipeline.StageTimes: decode thread-seconds, waiting for decode, model, store)
     stages: dict = field(default_factory=dict)
+    # what embedded the images: torch or a CPU runtime, and why (vitrine.embed.runtime_choice)
+    runtime: dict = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -208,16 +211,20 @@ class Project:
         batch_size: int | None = None,
         reason: str | None = None,
         ray: RayOptions | None = None,
+        runtime: str | None = None,
     ) -> IndexReport:
         """Scan images/, embed new or changed images, drop removed ones, update the index.
 
-        ``reason`` says why ``model`` was chosen (default: "chosen by the user").
+        ``reason`` says why ``model`` was chosen (default: "chosen by the user"). ``runtime``: what
+        embeds the images (``auto``, ``torch``, ``openvino-int8``...; see
+        :mod:`vitrine.embed.runtime_choice`).
         Safe to interrupt: vectors are committed batch by batch and the index file is replaced
         atomically, so the next run carries on where this one stopped. While it runs,
         :attr:`index_in_progress` is its report so far (what an interrupted run had committed).
         ``ray``: embed on a Ray cluster's actor pool (:mod:`vitrine.embed.distributed`), committing
         here batch by batch just the same; its pool is checked against the cluster before any work."""
         start = time.perf_counter()
+        runtime = runtime_choice.requested_runtime(runtime)  # an unknown name fails before any work
         cat = self.catalog
         self.index_in_progress = None
         if model is not None:
@@ -268,6 +275,16 @@ class Project:
                 report.embedded += len(ids)
 
             items = [EmbedItem(cid, self.paths.images_dir / rel, rel) for cid, rel in todo]
+            t0 = time.perf_counter()
+            if cluster is None:
+                decision = runtime_choice.select(embedder, items, runtime, say=_steps(progress, "runtime"))
+            else:  # the actors load the model themselves; a runtime choice is measured per machine
+                decision = runtime_choice.torch_decision(
+                    embedder, "on the Ray actors (runtimes are chosen per machine)"
+                )
+            report.runtime = decision.to_dict()
+            report.stages["runtime_seconds"] = round(time.perf_counter() - t0, 3)
+            embedder = decision.embedder
             embed_start = time.perf_counter()
             times = StageTimes()
             try:
@@ -934,6 +951,19 @@ def _stage(progress: Progress | None, stage: str):
     if progress is None:
         return None
     return lambda done, total: progress(stage, done, total)
+
+
+def _steps(progress: Progress | None, stage: str):
+    """A ``say(message)`` that counts steps on ``stage``'s progress (the total is not known)."""
+    if progress is None:
+        return None
+    count = [0]
+
+    def say(_message: str) -> None:
+        count[0] += 1
+        progress(stage, count[0], 0)
+
+    return say
 
 
 def open_project(project_dir: str | Path, data_dir: str | Path | None = None) -> Project:

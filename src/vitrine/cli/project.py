@@ -108,6 +108,13 @@ def index(
     ray_cpus_per_actor: Annotated[
         int | None, typer.Option(min=1, max=256, help="CPUs (and model threads) per actor (default: 1 or 2)")
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="what embeds the images: auto (measured, from VITRINE_RUNTIME_MIN_IMAGES images on), torch, "
+            "onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8 [env: VITRINE_RUNTIME]"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Embed new or changed images and update the search index (incremental, resumable)."""
@@ -118,7 +125,13 @@ def index(
         proj = Project(project_dir)
         report = with_progress(
             lambda progress, cancel: proj.index(
-                model=model, weights=weights, progress=progress, cancel=cancel, batch_size=batch_size, ray=ray_options
+                model=model,
+                weights=weights,
+                progress=progress,
+                cancel=cancel,
+                batch_size=batch_size,
+                ray=ray_options,
+                runtime=runtime,
             ),
             interrupted=lambda: _index_interrupted(proj),
         )
@@ -132,6 +145,8 @@ def index(
     table.add_row("removed", str(report.removed))
     table.add_row("failed", str(len(report.failed)))
     table.add_row("images/s", f"{report.images_per_second:.1f}")
+    if report.runtime:
+        table.add_row("runtime", report.runtime.get("line", ""))
     table.add_row("time", stage_line(report.stages))
     if isinstance(report.stages.get("ray"), dict):
         table.add_row("ray", ray_line(report.stages["ray"]))
@@ -147,6 +162,8 @@ def stage_line(stages: dict) -> str:
     if not s:
         return "-"
     parts = [f"load {s.get('load_seconds', 0):.1f} s", f"scan {s.get('scan_seconds', 0):.1f} s"]
+    if s.get("runtime_seconds", 0) >= 0.05:
+        parts.append(f"runtime {s['runtime_seconds']:.1f} s")
     if s.get("decode_seconds") or s.get("model_seconds"):
         parts.append(
             f"decode {s['decode_seconds']:.1f} s in {s['decode_workers']} threads "
@@ -376,12 +393,35 @@ def status(project_dir: ProjectDir, as_json: JsonOpt = False):
 
 
 def models(
-    as_json: JsonOpt = False, probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False
+    name: Annotated[str | None, typer.Argument(help="with --bench: the embedding model to measure")] = None,
+    as_json: JsonOpt = False,
+    probe_hub: Annotated[bool, typer.Option(help="check whether the hub answers")] = False,
+    bench: Annotated[
+        bool,
+        typer.Option("--bench", help="measure the CPU runtimes of an embedding model on images and save the choice"),
+    ] = False,
+    images: Annotated[
+        Path | None, typer.Option(help="with --bench: a folder of images to measure on (default: the demo photos)")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(help="with --bench: local weights file for hub models")] = None,
 ):
     """List the models vitrine knows, where their weights come from, and whether they are available."""
     from vitrine.models import registry
 
+    if bench:
+        from vitrine.cli.bench import bench_models
+
+        bench_models(name, images, weights, as_json)
+        return
+    if name is not None or images is not None:
+        with guard():
+            raise VitrineError("a MODEL and --images go with --bench", hint="add --bench, or drop them")
+    from vitrine.embed.runtime_choice import saved_choices
+
     rows = [s.describe(probe_hub=probe_hub) for s in registry.list_models()]
+    for r in rows:
+        saved = saved_choices(r["name"]) if r["task"] == "embedding" else []
+        r["runtime_choice"] = saved[0] if saved else None
     if as_json:
         emit_json(rows)
         return
@@ -409,6 +449,9 @@ def models(
         out.print("[dim](each model's summary: in a terminal 110 columns wide, or with --json)[/]", highlight=False)
     for r in unavailable:
         out.print(f"[red]{r['name']}[/] is not available: {r['availability_detail']}", highlight=False, soft_wrap=True)
+    for r in rows:
+        if r["runtime_choice"]:
+            out.print(f"{r['name']} on this CPU: {r['runtime_choice']['summary']}", highlight=False, soft_wrap=True)
 
 
 def export(

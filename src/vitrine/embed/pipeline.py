@@ -215,9 +215,17 @@ def embed_items(
 def embed_prepared(model: Embedder, prepared: list) -> dict[str, np.ndarray]:
     """Embed a batch of ``model.preprocess`` outputs: ``{space: (n, dim) float32}``. The one place
     that turns prepared images into a model batch (the local loop and the Ray actors share it)."""
+    return model.embed_batch(stack(prepared))
+
+
+def stack(prepared: list) -> Any:
+    """One batch of preprocessed images: numpy arrays (a model on a CPU runtime) with ``np.stack``,
+    torch tensors with ``torch.stack``."""
+    if isinstance(prepared[0], np.ndarray):
+        return np.stack(prepared)
     import torch
 
-    return model.embed_batch(torch.stack(prepared))
+    return torch.stack(prepared)
 
 
 def throttle_seconds() -> float:

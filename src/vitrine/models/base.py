@@ -46,7 +46,7 @@ class Embedder(Protocol):
     spaces: Spaces
     batch_size: int  # a good default batch for this model on CPU
 
-    def preprocess(self, image: Image.Image):  # -> torch.Tensor (C,H,W); runs in decode workers
+    def preprocess(self, image: Image.Image):  # -> torch.Tensor or float32 ndarray (C,H,W); in decode workers
         ...
 
     def embed_batch(self, batch) -> dict[str, np.ndarray]:  # batch: stacked preprocess outputs

@@ -89,6 +89,9 @@ class OrtSession(Session):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # idle intra-op threads sleep instead of spinning: they would take the cores from the threads
+        # decoding images beside the model (and from whatever is timed next to it)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.precision = precision
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self._session.get_inputs()]

@@ -147,6 +147,34 @@ class OpenClipEmbedder:
             feats = self.model.encode_image(batch.to(self.device, non_blocking=True))
         return {"joint": l2_normalize(feats.float().cpu().numpy())}
 
+    def image_tower(self):
+        """The image tower for the CPU runtimes (:mod:`~vitrine.models.embedders.image_runtime`), or
+        None on a GPU (torch is the GPU path) or when the preprocessing cannot be mirrored."""
+        from vitrine.models.embedders.image_runtime import ImageTower, array_transform
+        from vitrine.runtime.cache import file_hash, state_hash
+
+        if not self.device.startswith("cpu"):
+            return None
+        try:
+            transform = array_transform(self._preprocess)
+        except ValueError:
+            return None
+        weights = self.info.get("weights")
+        if weights and Path(weights).is_file():
+            identity = f"{file_hash(weights)}-{self.info.get('arch')}-{self.info.get('pretrained')}"
+        else:  # random or built in memory: the tensors themselves
+            identity = state_hash(self.model.visual.state_dict())
+        return ImageTower(
+            name=self.name,  # "?weights=random" kept: its files and choices are its own
+            module=self.model.visual,
+            output_names=["joint"],
+            weights_hash=identity,
+            transform=transform,
+            postprocess=lambda outputs: {"joint": l2_normalize(outputs[0])},
+            transformer=True,
+            batch_size=self.batch_size,
+        )
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 

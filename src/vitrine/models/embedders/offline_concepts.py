@@ -119,6 +119,44 @@ class OfflineConceptsEmbedder:
             "visual": l2_normalize(feats.float().cpu().numpy()),
         }
 
+    def image_tower(self):
+        """Lite0 for the CPU runtimes: one graph giving the pre-logits features and the logits; the
+        label mixing runs in numpy (:func:`concept_mix`, a few microseconds a batch)."""
+        import torch
+
+        from vitrine.models.embedders.image_runtime import ImageTower, array_transform
+        from vitrine.runtime.cache import file_hash
+
+        if not str(self.device).startswith("cpu"):
+            return None
+        classifier = self.classifier
+
+        class Lite0(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.classifier = classifier
+
+            def forward(self, x):
+                feats = self.classifier.forward_head(self.classifier.forward_features(x), pre_logits=True)
+                return feats, self.classifier.get_classifier()(feats)
+
+        labels, top = self.label_vectors, self.top_labels
+
+        def postprocess(outputs):
+            feats, logits = outputs
+            return {"concepts": concept_mix(logits, labels, top), "visual": l2_normalize(feats)}
+
+        return ImageTower(
+            name=NAME,
+            module=Lite0(),
+            output_names=["visual", "logits"],
+            weights_hash=file_hash(weights_path(0)),
+            transform=array_transform(self.transform),
+            postprocess=postprocess,
+            transformer=False,
+            batch_size=self.batch_size,
+        )
+
     def top_labels_for(self, batch, k: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet labels with probabilities, for the image page ("what the model sees")."""
         import torch
@@ -155,6 +193,18 @@ class OfflineConceptsEmbedder:
             lambda tmp: text_runtime.export_mean_pool(text_dir, tmp, "concepts", reference=self.embed_texts),
         )
         return text_runtime.record(folder, files)
+
+
+def concept_mix(logits: np.ndarray, label_vectors: np.ndarray, top: int = TOP_LABELS) -> np.ndarray:
+    """The concept vectors (L2-normalised) of a batch of logits: the mean of the ``top`` labels'
+    text vectors weighted by their renormalised probabilities (what ``embed_batch`` does in torch)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    top_i = np.argpartition(-probs, top - 1, axis=1)[:, :top]
+    top_p = np.take_along_axis(probs, top_i, axis=1)
+    weights = top_p / top_p.sum(axis=1, keepdims=True)
+    return l2_normalize(np.einsum("nk,nkd->nd", weights, label_vectors[top_i]))
 
 
 def _availability(weights: str | None = None, probe_hub: bool = False) -> Availability:

@@ -41,7 +41,15 @@ def health():
 
 @router.get("/models")
 def models():
-    return [spec.describe(probe_hub=False) for spec in registry.list_models()]
+    """The models, each with the CPU runtime measured for it on this machine (``runtime_choice``:
+    ``vitrine models --bench`` or a large index run; null when none was measured)."""
+    from vitrine.embed.runtime_choice import saved_choices
+
+    rows = [spec.describe(probe_hub=False) for spec in registry.list_models()]
+    for row in rows:
+        saved = saved_choices(row["name"]) if row["task"] == "embedding" else []
+        row["runtime_choice"] = saved[0] if saved else None
+    return rows
 
 
 @router.get("/projects")
