@@ -41,7 +41,9 @@ def verdict(trial, choice) -> str:
         return f"[yellow]refused[/]: {trial.parity.reason}"
     if trial.variant == choice.reference:
         return "reference"
-    return "passed, not faster enough"
+    if choice.picked != choice.reference:
+        return "passed, slower than the pick"
+    return "passed, not enough faster than the reference"
 
 
 def choice_table(choice, title: str) -> Table:

@@ -29,6 +29,7 @@ from PIL import Image
 
 from vitrine.core.errors import ModelError
 from vitrine.models.detectors.base import Detections
+from vitrine.models.preprocess import limit_aspect
 
 MANIFEST = "vitrine-model.json"
 FORMAT_VERSION = 1
@@ -96,19 +97,6 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 # preprocessing (numpy / PIL: what the run's torch transform does)
 
 
-def _limit_aspect(image: Image.Image, max_aspect: float) -> Image.Image:
-    w, h = image.size
-    if w > h * max_aspect:
-        new_w = max(1, round(h * max_aspect))
-        left = (w - new_w) // 2
-        return image.crop((left, 0, left + new_w, h))
-    if h > w * max_aspect:
-        new_h = max(1, round(w * max_aspect))
-        top = (h - new_h) // 2
-        return image.crop((0, top, w, top + new_h))
-    return image
-
-
 def classifier_input(image: Image.Image, preprocess: dict) -> np.ndarray:
     """``(3, S, S)`` float32: the image's centre (aspect limited), its shorter side resized to S
     (torchvision's size rule, PIL's antialiased filter), centre-cropped to S, scaled to [0, 1] and
@@ -117,7 +105,7 @@ def classifier_input(image: Image.Image, preprocess: dict) -> np.ndarray:
         image = image.convert("RGB")
     size = int(preprocess["resize_shorter"])
     crop = int(preprocess.get("center_crop", size))
-    image = _limit_aspect(image, float(preprocess.get("max_aspect", 3.0)))
+    image = limit_aspect(image, float(preprocess.get("max_aspect", 3.0)))
     w, h = image.size
     if w <= h:
         new = (size, int(size * h / w))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import threading
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from vitrine.models.base import ModelCard, Spaces, l2_normalize
 from vitrine.models.classifiers.efficientnet_lite import imagenet_label_texts, load_packaged, weights_path
 from vitrine.models.preprocess import limit_aspect
 from vitrine.models.registry import ModelSpec, register
+from vitrine.runtime.cache import cache_root
 from vitrine.weights.spec import Availability
 
 NAME = "offline-concepts"
@@ -48,12 +48,8 @@ def text_encoder_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("VITRINE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vitrine"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """vitrine's cache folder (label vectors live there): :func:`vitrine.runtime.cache.cache_root`."""
+    return cache_root()
 
 
 class OfflineConceptsEmbedder:
