@@ -242,7 +242,7 @@ class Project:
             embedder = registry.load(model, weights=weights)
             load_seconds = time.perf_counter() - t0
             if cluster is not None:
-                cluster.prepare(embedder, model, weights)
+                cluster.prepare(embedder, model, weights, runtime)
             # recorded before any work: an interrupted or cancelled run still shows its model
             cat.set_meta("model", model)
             if first_reason is None:
@@ -303,7 +303,9 @@ class Project:
                 report.embed_seconds = time.perf_counter() - embed_start
                 report.stages.update(times.to_dict())
                 if cluster is not None:
-                    report.stages["ray"] = cluster.summary()
+                    report.stages["ray"] = summary = cluster.summary()
+                    if summary.get("runtimes"):
+                        report.runtime["line"] = "Ray actors: " + "; ".join(summary["runtimes"])
             if progress:
                 progress("index", 0, 1)
             t0 = time.perf_counter()

@@ -157,10 +157,22 @@ def test_ray_on_two_nodes_gives_the_vectors_of_a_local_run(cluster, fresh_demo, 
     assert (ray["actors"], ray["cpus_per_actor"], ray["cluster_nodes"]) == (2, 1, 2)
     assert 1 <= ray["nodes"] <= 2 and 1 <= ray["actors_used"] <= 2
     assert ray["threads"] == [1]  # each actor's torch threads: its one CPU
+    assert ray["runtimes"] == ["torch: asked for"]  # the tests index on torch (VITRINE_RUNTIME)
     assert report.stages["model_seconds"] > 0 and report.stages["decode_seconds"] > 0
     _assert_same_vectors(p, Project(indexed_demo))
     assert p.search("a cat", k=1).hits[0].path == Project(indexed_demo).search("a cat", k=1).hits[0].path
     print(f"\nRay on loopback: {ray}")
+
+
+@pytest.mark.slow
+def test_ray_actors_embed_on_the_runtime_asked_for(cluster, fresh_demo, indexed_demo):
+    p = Project(fresh_demo)
+    report = p.index(model=OFFLINE, ray=RayOptions(cluster, actors=1, cpus_per_actor=1), runtime="onnxruntime")
+    assert report.embedded == N_DEMO
+    (line,) = report.stages["ray"]["runtimes"]
+    assert line.startswith("onnxruntime fp32"), line
+    assert report.runtime["line"] == f"Ray actors: {line}"
+    _assert_same_vectors(p, Project(indexed_demo))  # ONNX Runtime fp32 on the actor gives torch's vectors
 
 
 @pytest.mark.slow

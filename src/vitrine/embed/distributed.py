@@ -177,7 +177,7 @@ class EmbedActor:
     Its thread counts are set before the model loads: torch's intra-op threads, OpenMP's, and the
     CPU runtimes' (``VITRINE_RUNTIME_THREADS``) to its CPUs; decoding uses as many threads."""
 
-    def __init__(self, model: str, weights: str | None, threads: int):
+    def __init__(self, model: str, weights: str | None, threads: int, runtime: str = "torch"):
         os.environ["OMP_NUM_THREADS"] = str(threads)
         os.environ["VITRINE_RUNTIME_THREADS"] = str(threads)
         import ray
@@ -189,12 +189,21 @@ class EmbedActor:
         self.threads = threads
         self.model = registry.load(model, weights=weights)
         self.torch_threads = torch.get_num_threads()  # what the model really runs with, reported back
+        # the CPU runtime is settled on the first batch (int8 calibrates on its images): the one
+        # asked for, or with ``auto`` the choice saved on this node's machine, else torch
+        self.runtime = runtime
+        self.runtime_line: str | None = None
         context = ray.get_runtime_context()
         self.node = context.get_node_id()
         self.actor = context.get_actor_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [EmbedItem(int(c), Path(str(p)), "") for c, p in zip(batch["content_id"], batch["path"], strict=True)]
+        if self.runtime_line is None:
+            from vitrine.embed.runtime_choice import select
+
+            decision = select(self.model, items, self.runtime, may_measure=False)
+            self.model, self.runtime_line = decision.embedder, decision.line
         times = StageTimes()
         decoded: list = []
         batches = decode_batches(
@@ -227,6 +236,7 @@ class EmbedActor:
             "node": np.asarray([self.node] * n, dtype=object),
             "actor": np.asarray([self.actor] * n, dtype=object),
             "threads": np.asarray([self.torch_threads] * n, dtype=np.int64),
+            "runtime": np.asarray([self.runtime_line] * n, dtype=object),
         }
         for space, dim in self.model.spaces.dims.items():
             column = np.zeros((n, dim), dtype=np.float32)
@@ -266,6 +276,8 @@ class RayIndexer:
         self._nodes: set[str] = set()
         self._actors: set[str] = set()
         self._threads: set[int] = set()
+        self._runtimes: set[str] = set()
+        self._runtime = "torch"
         self._connect_seconds = 0.0
         self._first_batch_seconds: float | None = None  # the pool's start: actors placed, models loaded
 
@@ -287,9 +299,11 @@ class RayIndexer:
             ray.shutdown()
             self._started = False
 
-    def prepare(self, embedder: Embedder, model: str, weights: str | None) -> Pool:
+    def prepare(self, embedder: Embedder, model: str, weights: str | None, runtime: str = "torch") -> Pool:
         """Plan the actor pool for ``embedder`` on this cluster (refused before any work when it
-        does not fit; see :func:`plan_pool`)."""
+        does not fit; see :func:`plan_pool`). ``runtime``: what the actors embed with (as
+        ``vitrine index --runtime``; ``auto`` uses the choice saved on each node's machine)."""
+        self._runtime = runtime
         import ray
 
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -311,6 +325,7 @@ class RayIndexer:
         if self.pool is not None:
             out |= self.pool.to_dict()
         out |= {"nodes": len(self._nodes), "actors_used": len(self._actors), "threads": sorted(self._threads)}
+        out["runtimes"] = sorted(self._runtimes)
         if self._first_batch_seconds is not None:
             out["first_batch_seconds"] = round(self._first_batch_seconds, 3)
         return out
@@ -354,7 +369,12 @@ class RayIndexer:
         name, weights = self._model
         results = ray.data.from_arrow(blocks).map_batches(
             EmbedActor,
-            fn_constructor_kwargs={"model": name, "weights": weights, "threads": self.pool.cpus_per_actor},
+            fn_constructor_kwargs={
+                "model": name,
+                "weights": weights,
+                "threads": self.pool.cpus_per_actor,
+                "runtime": self._runtime,
+            },
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.pool.actors),
@@ -377,6 +397,7 @@ class RayIndexer:
             self._nodes.update(str(n) for n in batch["node"])
             self._actors.update(str(a) for a in batch["actor"])
             self._threads.update(int(t) for t in batch["threads"])
+            self._runtimes.update(str(r) for r in batch["runtime"])
             good = np.asarray([not e for e in batch["error"]], dtype=bool)
             for cid, error in zip(batch["content_id"][~good], batch["error"][~good], strict=True):
                 on_failure(by_id[int(cid)], str(error))

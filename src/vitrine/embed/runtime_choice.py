@@ -244,9 +244,11 @@ def select(
     items: Sequence[EmbedItem],
     requested: str | None = None,
     say: Say | None = None,
+    may_measure: bool = True,
 ) -> RuntimeDecision:
     """The embedder to index ``items`` with (see the module docstring). Never raises for a runtime
-    that fails: the decision is then torch, with the reason in its line."""
+    that fails: the decision is then torch, with the reason in its line. ``may_measure=False``: with
+    ``auto`` and no saved choice, torch (a Ray actor sees one batch, not the whole job)."""
     say = say or (lambda _m: None)
     wanted = requested_runtime(requested)
     if wanted == "torch":
@@ -275,6 +277,10 @@ def select(
         how = "asked for, parity not measured: `vitrine models --bench` measures it"
     else:
         choice = load_choice(choice_path(tower))
+        if choice is None and not may_measure:
+            return torch_decision(
+                embedder, "no runtime measured on this machine (`vitrine models --bench` measures one)"
+            )
         if choice is None:
             least = min_images()
             if len(items) < least:
