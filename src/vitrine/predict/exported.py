@@ -29,15 +29,13 @@ from PIL import Image
 
 from vitrine.core.errors import ModelError
 from vitrine.models.detectors.base import Detections
-from vitrine.models.preprocess import limit_aspect
+from vitrine.models.preprocess import RESAMPLE, ArrayTransform
 
 MANIFEST = "vitrine-model.json"
 FORMAT_VERSION = 1
 FORMATS = ("onnx", "openvino")
 MODEL_SUFFIXES = (".onnx", ".xml")
 MASK_THRESHOLD = 0.5
-_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
-
 __all__ = [
     "FORMATS",
     "MANIFEST",
@@ -99,30 +97,19 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 def classifier_input(image: Image.Image, preprocess: dict) -> np.ndarray:
     """``(3, S, S)`` float32: the image's centre (aspect limited), its shorter side resized to S
-    (torchvision's size rule, PIL's antialiased filter), centre-cropped to S, scaled to [0, 1] and
-    normalised with the manifest's mean and std."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    (torchvision's size rule, PIL's antialiased filter), centre-cropped, scaled to [0, 1] and
+    normalised with the manifest's mean and std (:class:`~vitrine.models.preprocess.ArrayTransform`)."""
     size = int(preprocess["resize_shorter"])
     crop = int(preprocess.get("center_crop", size))
-    image = limit_aspect(image, float(preprocess.get("max_aspect", 3.0)))
-    w, h = image.size
-    if w <= h:
-        new = (size, int(size * h / w))
-    else:
-        new = (int(size * w / h), size)
-    if new != (w, h):
-        image = image.resize(new, _FILTERS.get(str(preprocess.get("interpolation")), Image.BILINEAR))
-    w, h = image.size
-    if w < crop or h < crop:  # torchvision pads with zeros (never here: the resize makes the short side S)
-        canvas = Image.new("RGB", (max(w, crop), max(h, crop)))
-        canvas.paste(image, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
-        image, (w, h) = canvas, canvas.size
-    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
-    arr = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
-    mean = np.asarray(preprocess["mean"], dtype=np.float32)
-    std = np.asarray(preprocess["std"], dtype=np.float32)
-    return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1))
+    transform = ArrayTransform(
+        resize=size,
+        crop=(crop, crop),
+        resample=int(RESAMPLE.get(str(preprocess.get("interpolation")), Image.Resampling.BILINEAR)),
+        mean=tuple(float(v) for v in preprocess["mean"]),
+        std=tuple(float(v) for v in preprocess["std"]),
+        max_aspect=float(preprocess.get("max_aspect", 3.0)),
+    )
+    return transform(image)
 
 
 def detector_input(image: Image.Image) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vitrine.models.preprocess import limit_aspect
+from vitrine.models.preprocess import RESAMPLE, ArrayTransform
 from vitrine.runtime.cache import artifact_key, cached, runtime_version
 from vitrine.runtime.session import Session, Variant, default_threads, model_file, open_session
 
@@ -47,74 +47,6 @@ VARIANTS = (
 
 # --------------------------------------------------------------------------------------------
 # preprocessing without torch
-
-
-_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-@dataclass(frozen=True)
-class ArrayTransform:
-    """Resize (shorter side to ``resize``, or to exactly ``resize_to``), centre crop, scale to 0..1,
-    normalise: torchvision's ``Resize``/``CenterCrop``/``ToTensor``/``Normalize`` on a PIL image, step
-    for step, returning a float32 (3, H, W) array. The aspect ratio is bounded first, as every vitrine
-    model does (:func:`~vitrine.models.preprocess.limit_aspect`)."""
-
-    resize: int | None
-    crop: tuple[int, int]  # (height, width)
-    resample: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize_to: tuple[int, int] | None = None  # (height, width)
-
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        image = limit_aspect(image)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        image = self._resize(image)
-        image = self._center_crop(image)
-        # (x / 255 - mean) / std as one multiply-add per value, written straight in (C, H, W) order
-        pixels = np.asarray(image).transpose(2, 0, 1)
-        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        out = np.empty(pixels.shape, dtype=np.float32)
-        np.multiply(pixels, np.float32(1 / 255) / std, out=out, casting="unsafe")
-        out -= np.asarray(self.mean, dtype=np.float32)[:, None, None] / std
-        return out
-
-    def _resize(self, image: Image.Image) -> Image.Image:
-        w, h = image.size
-        if self.resize_to is not None:
-            new_h, new_w = self.resize_to
-        elif self.resize is not None:
-            short, long = (w, h) if w <= h else (h, w)
-            if short == self.resize:
-                return image
-            new_short, new_long = self.resize, int(self.resize * long / short)
-            new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-        else:
-            return image
-        return image.resize((new_w, new_h), self.resample)
-
-    def _center_crop(self, image: Image.Image) -> Image.Image:
-        ch, cw = self.crop
-        w, h = image.size
-        if cw > w or ch > h:  # torchvision pads with zeros first
-            padded = Image.new("RGB", (max(w, cw), max(h, ch)))
-            padded.paste(image, ((max(w, cw) - w) // 2, (max(h, ch) - h) // 2))
-            image, (w, h) = padded, padded.size
-        top = int(round((h - ch) / 2.0))
-        left = int(round((w - cw) / 2.0))
-        return image.crop((left, top, left + cw, top + ch))
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (3, *self.crop)
 
 
 def _pair(size) -> tuple[int, int]:
@@ -143,9 +75,9 @@ def array_transform(transform) -> ArrayTransform:
             else:
                 resize_to = _pair(size)
             mode = getattr(step.interpolation, "value", str(step.interpolation))
-            if mode not in _RESAMPLE:
+            if mode not in RESAMPLE:
                 raise ValueError(f"cannot mirror Resize interpolation {mode!r}")
-            resample = _RESAMPLE[mode]
+            resample = RESAMPLE[mode]
         elif kind == "CenterCrop":
             crop = _pair(step.size)
         elif kind == "Normalize":
