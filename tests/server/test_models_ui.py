@@ -31,7 +31,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 def _saved_choice() -> None:
     """offline-concepts measured here: onnxruntime fp32 picked, openvino int8 refused by the gate,
-    openvino bf16 failed to build."""
+    openvino bf16 failed to build; clip-multilingual: torch kept."""
     from vitrine.embed.runtime_choice import save_for_model
     from vitrine.runtime.choose import Choice, Trial, machine_fingerprint
     from vitrine.runtime.parity import EMBEDDING_GATE, Parity
@@ -49,6 +49,10 @@ def _saved_choice() -> None:
     ]
     choice = Choice(ort, torch, trials, machine_fingerprint(), images=64, batch=32, measured_at=time.time())
     save_for_model("offline-concepts", "0123456789abcdef", choice)
+    # clip-multilingual: every variant refused, torch kept
+    trials = [Trial(torch, images_per_s=20.0), Trial(Variant("openvino", "int8"), parity=parity(0.7, 0.95))]
+    kept = Choice(torch, torch, trials, machine_fingerprint(), images=64, batch=32, measured_at=time.time())
+    save_for_model("clip-multilingual", "fedcba9876543210", kept)
 
 
 def test_the_models_page_shows_the_runtime_choice(browser, shots, tmp_path, monkeypatch):
@@ -92,6 +96,9 @@ def test_the_models_page_shows_the_runtime_choice(browser, shots, tmp_path, monk
                 expect(trials.locator("tr[data-variant='onnxruntime fp32']")).to_contain_text("picked")
                 expect(trials.locator("tr[data-variant='onnxruntime fp32']")).to_contain_text("180.0")
                 expect(trials.locator(".runtime-machine")).to_contain_text(" x")
+                kept = page.locator("tr.runtime-row[data-model='clip-multilingual'] .runtime-line")
+                expect(kept.locator(".runtime-picked")).to_have_text("torch fp32")
+                expect(kept).to_contain_text("the reference: no variant was both at parity and faster")
                 # a model with no saved choice says how to measure it
                 other = page.locator("tr.runtime-row[data-model='clip-vit-b-32']")
                 expect(other).to_contain_text("not measured on this machine: run vitrine models --bench clip-vit-b-32")

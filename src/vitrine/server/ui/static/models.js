@@ -66,7 +66,7 @@
     const figures = (picked && picked.parity && picked.parity.figures) || {};
     const facts = [];
     if (same(choice.picked, choice.reference)) {
-      facts.push("the reference: no variant was faster at parity");
+      facts.push("the reference: no variant was both at parity and faster");
     } else {
       if (isNum(choice.speedup)) facts.push(`${choice.speedup.toFixed(2)}x ${label(choice.reference)}`);
       for (const key of ["recall_at_10", "mean_cosine"]) {
