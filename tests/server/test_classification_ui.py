@@ -123,7 +123,7 @@ def test_nav_links_lead_to_the_datasets(server, tab, shots):
     page = tab.page
     page.goto(server.url + "/")
     nav = page.locator(".mainnav a")
-    expect(nav).to_have_text(["Collections", "Datasets", "Runs", "Detect"])
+    expect(nav).to_have_text(["Collections", "Datasets", "Runs", "Detect", "Models"])
     expect(page.locator("#nav-collections")).to_have_class(re.compile("active"))
     page.click("#nav-datasets")
     expect(page).to_have_url(server.url + "/datasets")

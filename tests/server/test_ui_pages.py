@@ -169,3 +169,15 @@ def test_leaderboard_page_for_datasets_and_runs_and_a_404_otherwise(tmp_path):
     prefixed = TestClient(create_app(tmp_path, root_path="/proxy/8000"), raise_server_exceptions=False)
     assert 'src="/proxy/8000/static/leaderboard.js' in prefixed.get("/proxy/8000/leaderboards/d").text
     assert 'href="/leaderboards/d"' in client.get("/datasets/d").text  # linked from the dataset page
+
+
+# --------------------------------------------------------------------------- models page
+def test_the_models_page_renders_its_shell_and_is_in_the_navigation(tmp_path):
+    client = _client(tmp_path)
+    r = client.get("/models")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'id="models"' in r.text and "/static/models.js?v=" in r.text
+    assert re.search(r'<a id="nav-models" href="/models" class="active" aria-current="true">Models</a>', r.text)
+    assert client.get("/static/models.js").status_code == 200
+    home = client.get("/").text  # every page links to it; only the models page marks it current
+    assert '<a id="nav-models" href="/models">Models</a>' in home

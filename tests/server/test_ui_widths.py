@@ -155,6 +155,7 @@ PAGES = {
     "run": (f"/runs/{RUN_ID}", "#run-id"),
     "predict": (f"/runs/{RUN_ID}/predict", "#predict-title"),
     "detect": ("/detect", "#detect-model:not([disabled])"),
+    "models": ("/models", "#models[aria-busy='false']"),
     "detection-run": (f"/detection/runs/{DET_RUN}", "#metrics-table, table"),
     "error": ("/no/such/page", "#page-error"),
 }

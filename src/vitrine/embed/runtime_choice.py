@@ -110,8 +110,12 @@ def choices_dir() -> Path:
 
 
 def choice_path(tower: ImageTower) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in tower.name)
-    return choices_dir() / f"{safe}-{tower.weights_hash}.json"
+    return model_choice_path(tower.name, tower.weights_hash)
+
+
+def model_choice_path(model: str, weights_hash: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)
+    return choices_dir() / f"{safe}-{weights_hash}.json"
 
 
 def saved_choices(model: str) -> list[dict]:
@@ -129,9 +133,15 @@ def saved_choices(model: str) -> list[dict]:
 
 def save_for(tower: ImageTower, choice: Choice) -> Path:
     """Save ``choice`` for the tower's model and weights on this machine (read back by :func:`select`)."""
-    path = choice_path(tower)
+    return save_for_model(tower.name, tower.weights_hash, choice)
+
+
+def save_for_model(model: str, weights_hash: str, choice: Choice) -> Path:
+    """Save ``choice`` for ``model`` with the weights ``weights_hash`` (no model loaded), where
+    :func:`select` and :func:`saved_choices` read it."""
+    path = model_choice_path(model, weights_hash)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {**choice.to_dict(), "model": tower.name, "weights": tower.weights_hash})
+    atomic_write_json(path, {**choice.to_dict(), "model": model, "weights": weights_hash})
     return path
 
 

@@ -279,6 +279,12 @@ def mount_ui(app: FastAPI) -> None:
         multi = runtime_of(request).multi_user and principal is not None and principal.id is not None
         return render(request, "account.html", user=principal if multi else None)
 
+    @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
+    def models_page(request: Request):
+        """The models by task and, for embedding models, the CPU runtime measured here (models.js
+        reads GET /api/v1/models)."""
+        return render(request, "models.html")
+
     @app.get("/detect", response_class=HTMLResponse, include_in_schema=False)
     def detect_page(request: Request):
         q = request.query_params
