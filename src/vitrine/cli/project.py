@@ -112,7 +112,8 @@ def index(
         str | None,
         typer.Option(
             help="what embeds the images: auto (measured, from VITRINE_RUNTIME_MIN_IMAGES images on), torch, "
-            "onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8 [env: VITRINE_RUNTIME]"
+            "onnxruntime, onnxruntime-int8, openvino, openvino-bf16, openvino-int8 (default: $VITRINE_RUNTIME or auto; "
+            "with --ray, what each actor uses)"
         ),
     ] = None,
     as_json: JsonOpt = False,
