@@ -16,6 +16,13 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+
+# schemathesis imports its OpenAPI modules on first use, and pytest rewrites their asserts (it is a
+# plugin) by parsing them with `ast`; CPython 3.11 before 3.11.8 can fail such a parse with
+# "SystemError: AST constructor recursion depth mismatch" when another thread builds an AST at the
+# same moment (gh-106905; seen once in CI). Importing them here, at collection, parses them before
+# any test has started a thread.
+import schemathesis.specs.openapi.schemas  # noqa: E402, F401
 from argon2 import profiles
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
