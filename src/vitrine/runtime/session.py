@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,26 +170,6 @@ def open_session(path: str | os.PathLike, variant: Variant, threads: int | None 
     if variant.runtime == "openvino":
         return OpenVinoSession(path, threads=threads, precision=variant.precision, streams=streams)
     raise ValueError(f"no session for runtime {variant.runtime!r}")
-
-
-def available_runtimes() -> list[str]:
-    """The runtimes that import here, in preference order."""
-    found = []
-    for name in ("openvino", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
-
-
-def first_output(session: Session, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
-    return session.run(feeds)[0]
-
-
-def as_feeds(names: Sequence[str], *arrays: np.ndarray) -> dict[str, np.ndarray]:
-    return {n: np.ascontiguousarray(a) for n, a in zip(names, arrays, strict=True)}
 
 
 def model_file(folder: str | os.PathLike, stem: str = "model") -> Path:
