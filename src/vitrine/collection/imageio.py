@@ -61,6 +61,7 @@ __all__ = [
     "max_pixels",
     "open_image",
     "open_image_bytes",
+    "open_image_with_info",
 ]
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -392,9 +393,14 @@ def _reduce(im: Image.Image, min_side: int) -> Image.Image:
         return _to_rgb(im).reduce(factor)
 
 
-def _decode(fp, name: str, limit: int, path: str | None, min_side: int | None = None) -> Image.Image:
+def _decode(
+    fp, name: str, limit: int, path: str | None, min_side: int | None = None, info: dict | None = None
+) -> Image.Image:
+    """The decoded RGB image; ``info``, when given, receives what :func:`image_info` would say of
+    the file (read from the header this decode opened anyway)."""
     im = _open_header(fp, name, limit, path)
     _check_size(im, name, limit, path)
+    width, height, fmt, mode = im.width, im.height, im.format, im.mode  # before any reduced-scale decode
     if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
         # Somebody switched Pillow to "decode what you can": truncation would go unnoticed.
         raise _fail(name, "cannot check for truncated data: ImageFile.LOAD_TRUNCATED_IMAGES is set", path=path)
@@ -405,6 +411,10 @@ def _decode(fp, name: str, limit: int, path: str | None, min_side: int | None = 
         taken = _BUDGET.acquire(im.size[0] * im.size[1])
         im.load()  # first frame only
         orientation = _orientation(im)
+        if info is not None:
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            info.update(width=width, height=height, format=fmt, mode=mode, orientation=orientation)
         if min_side:
             im = _reduce(im, min_side)
         rgb = _to_rgb(im)
@@ -470,6 +480,20 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None, min_si
 
     ``min_side``: the caller needs no more than this many pixels on the shorter side (a model
     input, a thumbnail); the image may then be decoded at reduced scale, never below it."""
+    return _open_path(path, max_pixels, min_side, None)
+
+
+def open_image_with_info(
+    path: str | os.PathLike, *, max_pixels: int | None = None, min_side: int | None = None
+) -> tuple[Image.Image, dict]:
+    """:func:`open_image` and what :func:`image_info` says of the file (its own size and format,
+    whatever scale it was decoded at), from one opening of the file."""
+    info: dict = {}
+    image = _open_path(path, max_pixels, min_side, info)
+    return image, info
+
+
+def _open_path(path, max_pixels: int | None, min_side: int | None, info: dict | None) -> Image.Image:
     path = Path(path)
     name = path.name
     limit = _pixel_limit(max_pixels)
@@ -485,7 +509,7 @@ def open_image(path: str | os.PathLike, *, max_pixels: int | None = None, min_si
         raise _fail(name, reason, path=str(path)) from None
     with f:
         try:
-            return _decode(f, name, limit, str(path), _min_side(min_side))
+            return _decode(f, name, limit, str(path), _min_side(min_side), info)
         except ImageError:
             raise
         except OSError as exc:  # I/O error from the disk itself

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vitrine.collection.imageio import image_info, open_image
+from vitrine.collection.imageio import open_image_with_info
 from vitrine.core.errors import Cancelled, ImageError
 from vitrine.models.base import Embedder
 from vitrine.models.preprocess import DECODE_MIN_SIDE
@@ -73,22 +73,14 @@ def default_workers() -> int:
     return int(os.environ.get("VITRINE_DECODE_WORKERS", "0")) or max(1, min(8, (os.cpu_count() or 2)))
 
 
-def _file_info(path: Path, image: Image.Image) -> dict:
-    """The file's own size (the decoded image may be reduced) and format, from its header."""
-    try:
-        header = image_info(path)
-        return {"width": header["width"], "height": header["height"], "format": header.get("format")}
-    except ImageError:
-        return {"width": image.width, "height": image.height, "format": None}
-
-
 def decode_item(prepare: Callable[[Image.Image], Any], item: EmbedItem, min_side: int | None = None):
     """Open one image and ``prepare`` it: ``(item, prepared, info, error)``; ``error`` is the
     reason when the file cannot be decoded or prepared (then ``prepared`` and ``info`` are None).
     ``min_side``: the image may be decoded at reduced scale, keeping both sides at least that."""
     try:
-        image = open_image(item.path, min_side=min_side)
-        info = _file_info(item.path, image)
+        image, header = open_image_with_info(item.path, min_side=min_side)
+        # the file's own size and format (the decoded image may be reduced)
+        info = {"width": header["width"], "height": header["height"], "format": header["format"]}
         return item, prepare(image), info, None
     except ImageError as exc:
         # the reason without the file name: a content may have several names (duplicates), and

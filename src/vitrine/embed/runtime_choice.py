@@ -30,6 +30,7 @@ from vitrine.core.errors import VitrineError
 from vitrine.embed.pipeline import EmbedItem, decode_batches
 from vitrine.models.base import Embedder
 from vitrine.models.embedders.image_runtime import (
+    INPUT_FORMAT,
     VARIANTS,
     ImageTower,
     RuntimeImageEmbedder,
@@ -110,12 +111,13 @@ def choices_dir() -> Path:
 
 
 def choice_path(tower: ImageTower) -> Path:
-    return model_choice_path(tower.name, tower.weights_hash)
+    # the graph's input format in the name: a choice measured on another graph is measured again
+    return model_choice_path(tower.name, tower.weights_hash, INPUT_FORMAT)
 
 
-def model_choice_path(model: str, weights_hash: str) -> Path:
+def model_choice_path(model: str, weights_hash: str, graph: str = "") -> Path:
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)
-    return choices_dir() / f"{safe}-{weights_hash}.json"
+    return choices_dir() / f"{safe}-{weights_hash}{'-' + graph if graph else ''}.json"
 
 
 def saved_choices(model: str) -> list[dict]:
@@ -133,13 +135,13 @@ def saved_choices(model: str) -> list[dict]:
 
 def save_for(tower: ImageTower, choice: Choice) -> Path:
     """Save ``choice`` for the tower's model and weights on this machine (read back by :func:`select`)."""
-    return save_for_model(tower.name, tower.weights_hash, choice)
+    return save_for_model(tower.name, tower.weights_hash, choice, INPUT_FORMAT)
 
 
-def save_for_model(model: str, weights_hash: str, choice: Choice) -> Path:
+def save_for_model(model: str, weights_hash: str, choice: Choice, graph: str = "") -> Path:
     """Save ``choice`` for ``model`` with the weights ``weights_hash`` (no model loaded), where
-    :func:`select` and :func:`saved_choices` read it."""
-    path = model_choice_path(model, weights_hash)
+    :func:`select` and :func:`saved_choices` read it; ``graph``: the exported graph's format."""
+    path = model_choice_path(model, weights_hash, graph)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {**choice.to_dict(), "model": model, "weights": weights_hash})
     return path
@@ -158,7 +160,7 @@ def decode_sample(
     wanted = list(items[: n + n // 4])  # a few spares for files that cannot be decoded
 
     def prepare(image):
-        return embedder.preprocess(image), tower.transform(image)
+        return embedder.preprocess(image), tower.prepare(image)
 
     for decoded in decode_batches(wanted, prepare, batch_size=32, min_side=DECODE_MIN_SIDE):
         for _item, prepared, _info, error in decoded:
@@ -315,7 +317,7 @@ def select(
         how = "measured now" if measured else "saved choice"
     try:
         say(f"loading {variant.label}")
-        session = build_session(tower, variant, calibration)
+        session = build_session(tower, variant, calibration, keep_compiled=True)
     except Exception as exc:  # noqa: BLE001 - a runtime that fails here leaves the run on torch
         return torch_decision(embedder, f"{variant.label} failed ({_short(exc)})", choice, measured)
     line = (choice.summary() if choice is not None else variant.label) + f" ({how})"

@@ -43,6 +43,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -150,6 +151,29 @@ class FileRow:
     size: int
     mtime_ns: int
     content_id: int
+
+
+SQL_CHUNK = 500  # values per IN (...) list or multi-row statement: SQLite's bound-parameter limit
+
+
+def _chunks(values: list, size: int = SQL_CHUNK):
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _content_ids(conn, shas: list[str]) -> dict[str, int]:
+    """sha256 -> content id, for those of ``shas`` in the catalog."""
+    out: dict[str, int] = {}
+    for chunk in _chunks(shas):
+        out.update(conn.execute(select(contents.c.sha256, contents.c.id).where(contents.c.sha256.in_(chunk))).all())
+    return out
+
+
+def _known_relpaths(conn, relpaths: list[str]) -> set[str]:
+    out: set[str] = set()
+    for chunk in _chunks(relpaths):
+        out.update(r[0] for r in conn.execute(select(files.c.relpath).where(files.c.relpath.in_(chunk))))
+    return out
 
 
 class CatalogCorrupt(VitrineError):
@@ -267,6 +291,7 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.Lock()
+        self._float16_models: set[str] = set()  # known to be written as float16: not asked again
         try:
             metadata.create_all(self.engine)
             with self.engine.begin() as conn:
@@ -326,17 +351,8 @@ class Catalog:
             return {r.relpath: FileRow(*r) for r in rows}
 
     def content_ids_by_sha(self, shas: Iterable[str]) -> dict[str, int]:
-        shas = list(shas)
-        out: dict[str, int] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(shas), 500):
-                chunk = shas[i : i + 500]
-                out.update(
-                    dict(
-                        conn.execute(select(contents.c.sha256, contents.c.id).where(contents.c.sha256.in_(chunk))).all()
-                    )
-                )
-        return out
+            return _content_ids(conn, list(shas))
 
     def apply_scan(
         self,
@@ -348,17 +364,45 @@ class Catalog:
         vectors. Returns the ids of deleted contents."""
         removed = list(removed)
         with self._lock, self.engine.begin() as conn:
+            # set-wise, a few statements per 500 files: a first scan of millions of files must not
+            # pay a statement per file (nor load every known content to find the new ones)
             shas = {u[4]: u[2] for u in upserts}
-            existing = dict(conn.execute(select(contents.c.sha256, contents.c.id)).all()) if shas else {}
-            for sha, size in shas.items():
-                if sha not in existing:
-                    existing[sha] = conn.execute(contents.insert().values(sha256=sha, size=size)).inserted_primary_key[
-                        0
-                    ]
-            for relpath, folder, size, mtime_ns, sha in upserts:
-                values = dict(folder=folder, size=size, mtime_ns=mtime_ns, content_id=existing[sha])
-                if conn.execute(update(files).where(files.c.relpath == relpath).values(**values)).rowcount == 0:
-                    conn.execute(files.insert().values(relpath=relpath, **values))
+            ids = _content_ids(conn, list(shas))
+            new = [{"sha256": sha, "size": size} for sha, size in shas.items() if sha not in ids]
+            for chunk in _chunks(new):
+                conn.execute(contents.insert(), chunk)
+            ids.update(_content_ids(conn, [row["sha256"] for row in new]))
+            known = _known_relpaths(conn, [u[0] for u in upserts])
+            rows = [
+                {"b_relpath": relpath, "b_folder": folder, "b_size": size, "b_mtime_ns": mtime_ns, "b_cid": ids[sha]}
+                for relpath, folder, size, mtime_ns, sha in upserts
+            ]
+            changed = [r for r in rows if r["b_relpath"] in known]
+            if changed:
+                conn.execute(
+                    update(files)
+                    .where(files.c.relpath == bindparam("b_relpath"))
+                    .values(
+                        folder=bindparam("b_folder"),
+                        size=bindparam("b_size"),
+                        mtime_ns=bindparam("b_mtime_ns"),
+                        content_id=bindparam("b_cid"),
+                    ),
+                    changed,
+                )
+            added = [
+                {
+                    "relpath": r["b_relpath"],
+                    "folder": r["b_folder"],
+                    "size": r["b_size"],
+                    "mtime_ns": r["b_mtime_ns"],
+                    "content_id": r["b_cid"],
+                }
+                for r in rows
+                if r["b_relpath"] not in known
+            ]
+            for chunk in _chunks(added):
+                conn.execute(files.insert(), chunk)
             for i in range(0, len(removed), 500):
                 conn.execute(delete(files).where(files.c.relpath.in_(removed[i : i + 500])))
             orphans = [
@@ -433,9 +477,19 @@ class Catalog:
             )
             if rows:
                 conn.execute(embeddings.insert(), rows)
+            # one statement per set of columns (every image of a batch has the same), not per image
+            by_columns: dict[tuple[str, ...], list[dict]] = {}
             for cid in ids:
                 extra = info.get(int(cid), {})
-                conn.execute(update(contents).where(contents.c.id == int(cid)).values(error=None, **extra))
+                params = {"b_id": int(cid), **{f"b_{k}": v for k, v in extra.items()}}
+                by_columns.setdefault(tuple(sorted(extra)), []).append(params)
+            for columns, params in by_columns.items():
+                stmt = (
+                    update(contents)
+                    .where(contents.c.id == bindparam("b_id"))
+                    .values(error=None, **{c: bindparam(f"b_{c}") for c in columns})
+                )
+                conn.execute(stmt, params)
             self._bump(conn, model)
 
     @staticmethod
@@ -445,7 +499,10 @@ class Catalog:
 
     def _convert_legacy(self, conn, model: str) -> None:
         """Within a write's transaction: rewrite ``model``'s float32 rows as float16, once."""
+        if model in self._float16_models:
+            return
         if self._dtype(conn, model) == VECTOR_DTYPE:
+            self._float16_models.add(model)
             return
         last = -1
         while True:

@@ -5,7 +5,9 @@ module to export (image batch in, raw outputs out), the identity of its weights,
 as an :class:`ArrayTransform` (PIL + numpy, the same arrays as the model's torch transform, so the
 decode workers never touch torch), and ``postprocess`` (raw outputs -> vitrine's spaces). From it:
 
-* :func:`export_onnx`: the fp32 ONNX file (legacy exporter, opset 17, dynamic batch), cached;
+* :func:`export_onnx`: the fp32 ONNX file (legacy exporter, opset 17, dynamic batch), cached. Its
+  input is the uint8 pixels (N, H, W, 3) of :meth:`ImageTower.prepare`: the normalisation is the
+  graph's first operation, so decode workers hand over a quarter of the bytes and skip a float pass;
 * :func:`build_session`: a :class:`~vitrine.runtime.session.Session` for one variant: ONNX Runtime
   fp32 or int8 (static QDQ calibrated on the user's images), OpenVINO fp32, bf16 (precision hint on
   the fp32 IR) or int8 (NNCF calibrated on the user's images), each cached by the weights hash, the
@@ -35,6 +37,9 @@ from vitrine.runtime.session import Session, Variant, default_threads, model_fil
 
 OPSET = 17
 INPUT = "pixels"
+# what the exported graph takes; part of every file's key and of the saved choices' names, so a
+# change of the graph's input re-exports and re-measures
+INPUT_FORMAT = "uint8-nhwc"
 # the variants tried, in the order they are prepared and shown
 VARIANTS = (
     Variant("onnxruntime", "fp32"),
@@ -115,10 +120,15 @@ class ImageTower:
     transformer: bool = False  # a ViT: NNCF's transformer scheme, no shape inference before QDQ
     batch_size: int = 32
 
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """What the exported graph takes for one image: uint8 (H, W, 3) pixels, resized and cropped."""
+        return self.transform.pixels(image)
+
     def options(self, **more) -> dict:
         return {
             "outputs": list(self.output_names),
-            "input": list(self.transform.input_shape),
+            "input": list(self.transform.pixels_shape),
+            "input_format": INPUT_FORMAT,
             "opset": OPSET,
             **more,
         }
@@ -141,8 +151,8 @@ def export_onnx(tower: ImageTower) -> Path:
     key = artifact_key(tower.name, tower.weights_hash, "onnx", tower.options(torch=torch.__version__))
 
     def build(folder: Path):
-        module = tower.module.eval()
-        example = torch.zeros((2, *tower.transform.input_shape), dtype=torch.float32)
+        module = _from_pixels(torch, tower.module.eval(), tower.transform)
+        example = torch.zeros((2, *tower.transform.pixels_shape), dtype=torch.uint8)
         axes = {INPUT: {0: "batch"}, **{name: {0: "batch"} for name in tower.output_names}}
         # MultiheadAttention's fused fast path (taken without grad) has no ONNX export: off meanwhile
         fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -155,6 +165,26 @@ def export_onnx(tower: ImageTower) -> Path:
 
     folder = cached(tower.name, key, build, describe={"weights": tower.weights_hash})
     return folder / "model.onnx"
+
+
+def _from_pixels(torch, module, transform: ArrayTransform):
+    """``module`` behind the normalisation :class:`ArrayTransform` does in numpy: uint8 (N, H, W, 3)
+    in, x * (1/255/std) - mean/std, (N, 3, H, W) into ``module``."""
+    std = np.asarray(transform.std, dtype=np.float32)
+    scale = torch.from_numpy((np.float32(1 / 255) / std).reshape(1, 3, 1, 1))
+    shift = torch.from_numpy((-np.asarray(transform.mean, dtype=np.float32) / std).reshape(1, 3, 1, 1))
+
+    class FromPixels(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+            self.register_buffer("scale", scale)
+            self.register_buffer("shift", shift)
+
+        def forward(self, pixels):
+            return self.inner(pixels.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift)
+
+    return FromPixels().eval()
 
 
 def _export(torch, module, example, folder: Path, tower: ImageTower, axes: dict) -> None:
@@ -182,7 +212,7 @@ class _Reader:
 
     def get_next(self):
         batch = next(self._batches, None)
-        return None if batch is None else {INPUT: np.ascontiguousarray(batch, dtype=np.float32)}
+        return None if batch is None else {INPUT: _as_pixels(batch)}
 
 
 Calibration = np.ndarray | Callable[[], np.ndarray] | None  # the images, or how to get them
@@ -258,7 +288,7 @@ def _ov_int8(tower: ImageTower, ir_path: Path, calibration: Calibration) -> Path
         with contextlib.redirect_stdout(sys.stderr):
             quantized = nncf.quantize(
                 model,
-                nncf.Dataset(batches, lambda b: {INPUT: np.ascontiguousarray(b, dtype=np.float32)}),
+                nncf.Dataset(batches, lambda b: {INPUT: _as_pixels(b)}),
                 subset_size=len(batches),
                 **kw,
             )
@@ -294,27 +324,36 @@ def streams_for(variant: Variant, threads: int) -> int:
 
 
 def build_session(
-    tower: ImageTower, variant: Variant, calibration: Calibration = None, threads: int | None = None
+    tower: ImageTower,
+    variant: Variant,
+    calibration: Calibration = None,
+    threads: int | None = None,
+    keep_compiled: bool = False,
 ) -> Session:
+    """A session running ``variant`` of the tower; ``keep_compiled``: the one a model indexes with
+    (OpenVINO caches its compiled form, see :func:`~vitrine.runtime.session.open_session`)."""
     threads = threads or default_threads()
     path = variant_file(tower, variant, calibration)
-    return open_session(path, variant, threads=threads, streams=streams_for(variant, threads))
+    return open_session(
+        path, variant, threads=threads, streams=streams_for(variant, threads), keep_compiled=keep_compiled
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # the embedder that indexes with a runtime
 
 
-def _as_array(batch) -> np.ndarray:
-    if isinstance(batch, np.ndarray):
-        return np.ascontiguousarray(batch, dtype=np.float32)
-    if hasattr(batch, "detach"):  # a torch tensor from a caller that preprocessed with torch
-        return np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-    return np.ascontiguousarray(np.stack([np.asarray(x, dtype=np.float32) for x in batch]))
+def _as_pixels(batch) -> np.ndarray:
+    """A batch of :meth:`ImageTower.prepare` outputs as one contiguous uint8 (N, H, W, 3) array."""
+    x = np.ascontiguousarray(batch if isinstance(batch, np.ndarray) else np.stack([np.asarray(b) for b in batch]))
+    if x.dtype != np.uint8:
+        raise TypeError(f"an image tower takes uint8 pixels from ImageTower.prepare, not {x.dtype}")
+    return x
 
 
 def run_tower(tower: ImageTower, session: Session, batch) -> dict[str, np.ndarray]:
-    x = _as_array(batch)
+    """The tower's spaces for a batch of :meth:`ImageTower.prepare` outputs (or one of them)."""
+    x = _as_pixels(batch)
     if x.ndim == 3:
         x = x[None]
     return tower.postprocess(session.run({session.input_names[0]: x}))
@@ -343,7 +382,7 @@ class RuntimeImageEmbedder:
         return self.base.batch_size
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        return self.tower.transform(image)
+        return self.tower.prepare(image)
 
     def embed_batch(self, batch) -> dict[str, np.ndarray]:
         if len(batch) == 0:
