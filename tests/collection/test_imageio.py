@@ -23,6 +23,7 @@ from vitrine.collection.imageio import (  # noqa: E402
     max_pixels,
     open_image,
     open_image_bytes,
+    open_image_with_info,
 )
 from vitrine.core.errors import ImageError, VitrineError  # noqa: E402
 
@@ -206,6 +207,27 @@ def test_image_info_is_header_only(corpus):
     assert image_info(images / "hostile" / "truncated.jpg")["width"] == 256
     with pytest.raises(ImageError, match="not an image"):
         image_info(images / "hostile" / "text.png")
+
+
+def test_a_decode_says_what_the_header_says(tmp_path, corpus):
+    """open_image_with_info: the file's own size and format, as image_info reads them, from the one
+    opening that decodes it, also when the decode is at reduced scale or the EXIF turns the image."""
+    big = tmp_path / "big.jpg"
+    hc.photo((1600, 1200)).save(big, quality=90)
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    hc.photo((300, 200)).save(turned, exif=exif)
+    images, _, _ = corpus
+    for path, min_side in ((big, 256), (big, None), (turned, None), (images / "good" / "sixteen_bit.png", 16)):
+        image, info = open_image_with_info(path, min_side=min_side)
+        assert info == image_info(path), path.name
+    image, info = open_image_with_info(big, min_side=256)
+    assert image.size == (400, 300) and (info["width"], info["height"]) == (1600, 1200)  # DCT-scaled 1/4
+    image, info = open_image_with_info(turned)
+    assert image.size == (200, 300) and (info["width"], info["height"], info["orientation"]) == (200, 300, 6)
+    with pytest.raises(ImageError, match="truncated"):
+        open_image_with_info(images / "hostile" / "truncated.jpg")
 
 
 def test_thumbnail():

@@ -140,6 +140,16 @@ def test_tiny_clip_exports_and_runs_on_both_runtimes_at_parity(clip, cache_dir):
         assert parity.passed and parity.figures["min_cosine"] > 0.9999, (variant, parity.figures)
         one = run_tower(tower, session, arrays[0])  # a single image: the batch axis is dynamic
         assert one["joint"].shape == (1, 32)
+    with pytest.raises(TypeError, match="uint8"):  # normalised floats are not the graph's input
+        run_tower(tower, session, np.stack([tower.transform(im) for im in images]))
+    # the session an index runs with keeps OpenVINO's compiled model: the next one loads it
+    from vitrine.runtime.session import compiled_dir
+
+    fp32 = Variant("openvino", "fp32")
+    first = run_tower(tower, build_session(tower, fp32, threads=1, keep_compiled=True), arrays)["joint"]
+    blobs = list(compiled_dir().iterdir())
+    again = run_tower(tower, build_session(tower, fp32, threads=1, keep_compiled=True), arrays)["joint"]
+    assert blobs and list(compiled_dir().iterdir()) == blobs and np.array_equal(first, again)
     # the export is a cached folder with its manifest
     onnx = export_onnx(tower)
     manifest = json.loads((onnx.parent / "artifact.json").read_text())

@@ -34,14 +34,11 @@ header is read, under the same lock, so that decode threads never interleave the
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import io
 import os
 import re
 import stat
 import struct
-import sys
 import threading
 import warnings
 import zlib
@@ -50,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from vitrine.core.allocator import give_back
 from vitrine.core.errors import ImageError, VitrineError
 
 __all__ = [
@@ -167,22 +165,6 @@ _BUDGET = _PixelBudget()
 # keeps what a thread frees in that thread's arena, so eight decode threads that each once held a
 # 9000 x 9000 image would otherwise keep ~2 GB between them for the life of the process.
 _TRIM_PIXELS = 8_000_000
-
-
-@functools.cache
-def _malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent from musl
-    except (OSError, AttributeError):
-        return None
-
-
-def _give_back_memory() -> None:
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _fail(name: str, reason: str, hint: str | None = None, path: str | None = None) -> ImageError:
@@ -446,7 +428,7 @@ def _decode(
             _BUDGET.release(taken)
             full_size_freed = result is None or result.width * result.height < taken
             if taken >= _TRIM_PIXELS and full_size_freed:
-                _give_back_memory()
+                give_back()
 
 
 def _stat_checks(path: Path, name: str) -> os.stat_result:

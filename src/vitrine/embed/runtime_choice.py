@@ -122,7 +122,8 @@ def model_choice_path(model: str, weights_hash: str, graph: str = "") -> Path:
 
 def saved_choices(model: str) -> list[dict]:
     """The choices saved on this machine for ``model`` (any weights file; ``<name>?weights=random``
-    apart), newest first; for ``vitrine models`` and the API (read without loading the model)."""
+    apart), newest first, one per weights file (a choice measured on an earlier export of the same
+    weights is not shown); for ``vitrine models`` and the API (read without loading the model)."""
     name = model
     folder = choices_dir()
     found = []
@@ -130,7 +131,10 @@ def saved_choices(model: str) -> list[dict]:
         choice = load_choice(path)
         if choice is not None and (choice.raw or {}).get("model") == name:
             found.append({"model": name, "weights": choice.raw.get("weights"), **choice.to_dict()})
-    return sorted(found, key=lambda c: -c["measured_at"])
+    newest: dict = {}
+    for entry in sorted(found, key=lambda c: -c["measured_at"]):
+        newest.setdefault(entry["weights"], entry)
+    return list(newest.values())
 
 
 def save_for(tower: ImageTower, choice: Choice) -> Path:
