@@ -403,8 +403,8 @@ class Catalog:
             ]
             for chunk in _chunks(added):
                 conn.execute(files.insert(), chunk)
-            for i in range(0, len(removed), 500):
-                conn.execute(delete(files).where(files.c.relpath.in_(removed[i : i + 500])))
+            for chunk in _chunks(removed):
+                conn.execute(delete(files).where(files.c.relpath.in_(chunk)))
             orphans = [
                 r[0]
                 for r in conn.execute(
