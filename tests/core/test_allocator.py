@@ -15,7 +15,9 @@ PROBE = "from vitrine.core.allocator import keep_batch_memory as k; print(k(), k
 
 def _probe(**env) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != allocator.TUNING_ENV}
-    out = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 
