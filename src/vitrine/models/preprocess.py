@@ -94,11 +94,17 @@ class ArrayTransform:
         """uint8 (H, W, 3) pixels -> float32 (3, H, W): (x / 255 - mean) / std."""
         # one multiply-add per value, written straight in (C, H, W) order
         pixels = pixels.transpose(2, 0, 1)
-        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        scale, shift = self.scale_shift()
         out = np.empty(pixels.shape, dtype=np.float32)
-        np.multiply(pixels, np.float32(1 / 255) / std, out=out, casting="unsafe")
-        out -= np.asarray(self.mean, dtype=np.float32)[:, None, None] / std
+        np.multiply(pixels, scale[:, None, None], out=out, casting="unsafe")
+        out += shift[:, None, None]
         return out
+
+    def scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """The normalisation as x * scale + shift per channel (float32, shape (3,)): 1/255/std and
+        -mean/std. A model that normalises in its own graph uses the same numbers."""
+        std = np.asarray(self.std, dtype=np.float32)
+        return np.float32(1 / 255) / std, -np.asarray(self.mean, dtype=np.float32) / std
 
     def _resize_and_crop(self, image: Image.Image) -> Image.Image:
         """Resize, then centre crop; when the crop lies inside the resized image (every photo),

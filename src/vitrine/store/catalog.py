@@ -373,34 +373,21 @@ class Catalog:
                 conn.execute(contents.insert(), chunk)
             ids.update(_content_ids(conn, [row["sha256"] for row in new]))
             known = _known_relpaths(conn, [u[0] for u in upserts])
-            rows = [
-                {"b_relpath": relpath, "b_folder": folder, "b_size": size, "b_mtime_ns": mtime_ns, "b_cid": ids[sha]}
-                for relpath, folder, size, mtime_ns, sha in upserts
-            ]
-            changed = [r for r in rows if r["b_relpath"] in known]
+            columns = ("folder", "size", "mtime_ns", "content_id")
+            changed, added = [], []
+            for relpath, folder, size, mtime_ns, sha in upserts:
+                row = dict(zip(columns, (folder, size, mtime_ns, ids[sha]), strict=True))
+                if relpath in known:
+                    changed.append({"b_relpath": relpath, **{f"b_{c}": v for c, v in row.items()}})
+                else:
+                    added.append({"relpath": relpath, **row})
             if changed:
                 conn.execute(
                     update(files)
                     .where(files.c.relpath == bindparam("b_relpath"))
-                    .values(
-                        folder=bindparam("b_folder"),
-                        size=bindparam("b_size"),
-                        mtime_ns=bindparam("b_mtime_ns"),
-                        content_id=bindparam("b_cid"),
-                    ),
+                    .values(**{c: bindparam(f"b_{c}") for c in columns}),
                     changed,
                 )
-            added = [
-                {
-                    "relpath": r["b_relpath"],
-                    "folder": r["b_folder"],
-                    "size": r["b_size"],
-                    "mtime_ns": r["b_mtime_ns"],
-                    "content_id": r["b_cid"],
-                }
-                for r in rows
-                if r["b_relpath"] not in known
-            ]
             for chunk in _chunks(added):
                 conn.execute(files.insert(), chunk)
             for chunk in _chunks(removed):
@@ -418,8 +405,7 @@ class Catalog:
                         select(embeddings.c.model).where(embeddings.c.content_id.in_(orphans)).distinct()
                     )
                 ]
-                for i in range(0, len(orphans), 500):
-                    chunk = orphans[i : i + 500]
+                for chunk in _chunks(orphans):
                     conn.execute(delete(embeddings).where(embeddings.c.content_id.in_(chunk)))
                     conn.execute(delete(tags).where(tags.c.content_id.in_(chunk)))
                     conn.execute(delete(tagged).where(tagged.c.content_id.in_(chunk)))
@@ -622,8 +608,7 @@ class Catalog:
         relpaths = list(dict.fromkeys(relpaths))
         out: dict[str, dict] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(relpaths), 500):  # SQLite's bound-parameter limit
-                chunk = relpaths[start : start + 500]
+            for chunk in _chunks(relpaths):
                 q = select(files.c.relpath, files.c.size, files.c.mtime_ns).where(files.c.relpath.in_(chunk))
                 for r in conn.execute(q):
                     out[r.relpath] = {"size": r.size, "mtime_ns": r.mtime_ns}

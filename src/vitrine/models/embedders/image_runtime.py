@@ -170,9 +170,7 @@ def export_onnx(tower: ImageTower) -> Path:
 def _from_pixels(torch, module, transform: ArrayTransform):
     """``module`` behind the normalisation :class:`ArrayTransform` does in numpy: uint8 (N, H, W, 3)
     in, x * (1/255/std) - mean/std, (N, 3, H, W) into ``module``."""
-    std = np.asarray(transform.std, dtype=np.float32)
-    scale = torch.from_numpy((np.float32(1 / 255) / std).reshape(1, 3, 1, 1))
-    shift = torch.from_numpy((-np.asarray(transform.mean, dtype=np.float32) / std).reshape(1, 3, 1, 1))
+    scale, shift = (torch.from_numpy(a.reshape(1, 3, 1, 1)) for a in transform.scale_shift())
 
     class FromPixels(torch.nn.Module):
         def __init__(self):
